@@ -1,0 +1,304 @@
+"""Beam transforms over the file formats: read globs into Arrow batches, write sharded files.
+
+Reading: the glob is expanded when the pipeline is built (so "no file matches" fails before
+anything runs, and lineage knows the inputs). Each file — or each Parquet row group, so big
+files spread across workers — becomes one read task. Undecodable records leave on the
+``dead_letters`` output with file and line; a corrupt file fails the run naming the file.
+
+Writing: each bundle writes its own temporary file(s) under ``<dir>/.beamwright-tmp-<run>/``;
+when every bundle is done one finalizing step names them ``part-00000-of-00003.parquet``,
+replaces the old files (mode ``overwrite``), and removes the temporary directory. A failed run
+therefore never leaves half-written files among the outputs.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from connectors.files.base import CorruptFileError, open_output
+from connectors.files.registry import infer_format, make_format
+from connectors.records import dead_letters_for_rejects
+
+DEAD_LETTERS = "dead_letters"
+ROWS = "rows"
+METRIC_NAMESPACE = "beamwright"
+TMP_PREFIX = ".beamwright-tmp-"
+WRITE_MODES = ("overwrite", "append", "error_if_exists")
+
+
+class NoInputFilesError(FileNotFoundError):
+    """A source pattern matched no file."""
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """One unit of reading: a file, or some row groups of a Parquet file."""
+
+    path: str
+    row_groups: tuple[int, ...] | None = None
+
+
+def match_files(pattern: str) -> list[str]:
+    """Paths matching ``pattern`` (sorted), through Beam's FileSystems (local, gs://, ...)."""
+    try:
+        results = FileSystems.match([pattern])
+    except Exception:  # Beam raises BeamIOError for "nothing matched" on some filesystems
+        return []
+    return sorted(m.path for r in results for m in r.metadata_list if not _is_dir(m.path))
+
+
+def _is_dir(path: str) -> bool:
+    return path.endswith("/")
+
+
+def plan_reads(pattern: str, format_name: str | None, options: Mapping[str, Any]) -> list[ReadTask]:
+    """The read tasks for a source; Parquet files are split by row group."""
+    paths = match_files(pattern)
+    tasks: list[ReadTask] = []
+    for path in paths:
+        fmt_name = format_name or infer_format(path)
+        if fmt_name == "parquet":
+            fmt = make_format("parquet", **options)
+            groups = fmt.row_group_count(path)
+            if groups > 1:
+                tasks.extend(ReadTask(path, (g,)) for g in range(groups))
+                continue
+        tasks.append(ReadTask(path))
+    return tasks
+
+
+class _ReadFn(beam.DoFn):
+    def __init__(
+        self, source: str, format_name: str | None, options: Mapping[str, Any], batch_size: int, run_id: str
+    ) -> None:
+        self._source = source
+        self._format_name = format_name
+        self._options = dict(options)
+        self._batch_size = batch_size
+        self._run_id = run_id
+
+    def setup(self) -> None:
+        ns = METRIC_NAMESPACE
+        self._rows_in = Metrics.counter(ns, f"{self._source}/rows_in")
+        self._rows_out = Metrics.counter(ns, f"{self._source}/rows_out")
+        self._dead = Metrics.counter(ns, f"{self._source}/rows_dead_lettered")
+        self._files = Metrics.counter(ns, f"{self._source}/files")
+
+    def process(self, task: ReadTask) -> Iterable[Any]:
+        from transforms.step import TALLY  # local progress display only
+
+        fmt = make_format(self._format_name or infer_format(task.path), **self._options)
+        if task.row_groups is None or task.row_groups[0] == 0:
+            self._files.inc()
+        if task.row_groups is not None:
+            chunks = fmt.read(task.path, self._batch_size, row_groups=task.row_groups)
+        else:
+            chunks = fmt.read(task.path, self._batch_size)
+        for chunk in chunks:
+            n_rows, n_bad = chunk.rows.num_rows, len(chunk.rejects)
+            self._rows_in.inc(n_rows + n_bad)
+            self._rows_out.inc(n_rows)
+            TALLY.add(self._source, n_rows + n_bad)
+            if n_rows:
+                yield chunk.rows
+            if n_bad:
+                self._dead.inc(n_bad)
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTERS,
+                    dead_letters_for_rejects(chunk.rejects, step=self._source, run_id=self._run_id),
+                )
+
+
+class ReadFiles(beam.PTransform):
+    """Read planned file tasks into Arrow batches; outputs ``rows`` and ``dead_letters``.
+
+    Args:
+        tasks: from :func:`plan_reads` (or ``[ReadTask(path)]``).
+        source_name: names counters and the dead letters' ``step``.
+        format_name: jsonl, csv, parquet, avro, or None to infer from each file's extension.
+        options: format options.
+        batch_size: rows per Arrow batch.
+        run_id: stamped on dead letters.
+    """
+
+    def __init__(
+        self,
+        tasks: list[ReadTask],
+        *,
+        source_name: str,
+        format_name: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        batch_size: int = 10_000,
+        run_id: str = "",
+    ) -> None:
+        super().__init__()
+        self._tasks = tasks
+        self._fn = _ReadFn(source_name, format_name, options or {}, batch_size, run_id)
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
+        tasks = pbegin | "Tasks" >> beam.Create(self._tasks)
+        if len(self._tasks) > 1:
+            tasks = tasks | "Spread" >> beam.Reshuffle()
+        return tasks | "Decode" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main=ROWS)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    temp_path: str
+    rows: int
+
+
+class _WriteBundleFn(beam.DoFn):
+    """Writes every table of a bundle into temporary files, rolling over at ``max_rows``."""
+
+    def __init__(self, temp_dir: str, format_name: str, options: Mapping[str, Any], extension: str, max_rows: int | None) -> None:
+        self._temp_dir = temp_dir
+        self._format_name = format_name
+        self._options = dict(options)
+        self._extension = extension
+        self._max_rows = max_rows
+
+    def setup(self) -> None:
+        self._format = make_format(self._format_name, **self._options)
+
+    def start_bundle(self) -> None:
+        self._writer: Any = None
+        self._sink: Any = None
+        self._path = ""
+        self._done: list[WrittenFile] = []
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._done.append(WrittenFile(self._path, self._writer.rows_written))
+            self._writer = None
+
+    def process(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if self._writer is not None and self._max_rows and self._writer.rows_written >= self._max_rows:
+            self._close()
+        if self._writer is None:
+            self._path = posixpath.join(self._temp_dir, f"{uuid.uuid4().hex}{self._extension}")
+            self._sink = open_output(self._path)
+            self._writer = self._format.open_writer(self._sink)
+        self._writer.write(table)
+
+    def finish_bundle(self) -> Iterable[Any]:
+        self._close()
+        for written in self._done:
+            yield GlobalWindows.windowed_value(written)
+
+
+class _FinalizeFn(beam.DoFn):
+    """Moves the temporary files to their final names once all bundles have written."""
+
+    def __init__(self, sink: str, directory: str, temp_dir: str, extension: str, mode: str, run_id: str) -> None:
+        self._sink = sink
+        self._directory = directory
+        self._temp_dir = temp_dir
+        self._extension = extension
+        self._mode = mode
+        self._run_id = run_id
+
+    def process(self, written: list[WrittenFile]) -> Iterable[dict[str, Any]]:
+        written = sorted(written, key=lambda w: w.temp_path)
+        existing = match_files(posixpath.join(self._directory, f"part-*{self._extension}"))
+        if self._mode == "error_if_exists" and existing:
+            raise FileExistsError(f"sink {self._sink}: {self._directory} already has output files")
+        n = len(written)
+        stem = "part" if self._mode != "append" else f"part-{self._run_id[:13]}"
+        finals = [
+            posixpath.join(self._directory, f"{stem}-{i:05d}-of-{n:05d}{self._extension}")
+            for i in range(n)
+        ]
+        if self._mode == "overwrite":
+            stale = sorted(set(existing) - set(finals))
+            if stale:
+                FileSystems.delete(stale)
+        if written:
+            FileSystems.rename([w.temp_path for w in written], finals)
+        sizes = {m.path: m.size_in_bytes for r in FileSystems.match(finals) for m in r.metadata_list} if finals else {}
+        if FileSystems.exists(self._temp_dir):
+            FileSystems.delete([self._temp_dir])
+        ns = METRIC_NAMESPACE
+        rows = sum(w.rows for w in written)
+        total_bytes = sum(sizes.values())
+        Metrics.counter(ns, f"{self._sink}/rows_written").inc(rows)
+        Metrics.counter(ns, f"{self._sink}/files").inc(n)
+        Metrics.counter(ns, f"{self._sink}/bytes").inc(total_bytes)
+        yield {"sink": self._sink, "files": finals, "rows": rows, "bytes": total_bytes}
+
+
+class WriteFiles(beam.PTransform):
+    """Write Arrow batches as a directory of sharded files in one format.
+
+    Args:
+        directory: output directory (local path, gs://...).
+        sink_name: names counters.
+        format_name: jsonl, csv, parquet or avro.
+        options: format options (e.g. ``compression`` for Parquet, zstd by default).
+        mode: overwrite (replace earlier ``part-*`` files), append, or error_if_exists.
+        max_rows_per_file: roll over to a new file after this many rows.
+        run_id: names the temporary directory (and appended files).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        sink_name: str,
+        format_name: str = "parquet",
+        options: Mapping[str, Any] | None = None,
+        mode: str = "overwrite",
+        max_rows_per_file: int | None = 1_000_000,
+        run_id: str = "",
+    ) -> None:
+        super().__init__()
+        if mode not in WRITE_MODES:
+            raise ValueError(f"mode must be one of {WRITE_MODES}, not {mode!r}")
+        run_id = run_id or uuid.uuid4().hex
+        fmt = make_format(format_name, **(options or {}))
+        extension = "." + fmt.extensions[0].lstrip(".")
+        directory = directory.rstrip("/")
+        temp_dir = posixpath.join(directory, f"{TMP_PREFIX}{run_id}")
+        self._write = _WriteBundleFn(temp_dir, format_name, options or {}, extension, max_rows_per_file)
+        self._finalize = _FinalizeFn(sink_name, directory, temp_dir, extension, mode, run_id)
+
+    def expand(self, tables: beam.PCollection) -> beam.PCollection:
+        return (
+            tables
+            | "WriteTemp" >> beam.ParDo(self._write)
+            | "Collect" >> beam.combiners.ToList()
+            | "Finalize" >> beam.ParDo(self._finalize)
+        )
+
+
+def describe_corrupt_file(exc: BaseException) -> str | None:
+    """The readable message of a :class:`CorruptFileError` buried in a runner's exception."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, CorruptFileError):
+            return str(current)
+        current = current.__cause__ or current.__context__
+    text = str(exc)
+    marker = "CorruptFileError: "
+    if marker in text:
+        return text.split(marker, 1)[1].splitlines()[0]
+    return None

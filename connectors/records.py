@@ -1,0 +1,167 @@
+"""The record envelope every package shares: source-position columns and the dead-letter table.
+
+Rows travel between steps as Arrow tables. Each row carries where it came from in two hidden
+columns, so that any step that rejects it can say so precisely (file and line, or Kafka
+topic/partition and offset). Rejected rows become dead-letter rows with the schema of Google's
+Dataflow templates' DLQ table (``timestamp, payloadString, payloadBytes, attributes,
+errorMessage, stacktrace``) plus ``step``, ``rule``, ``run_id``, ``source`` and ``offset``.
+
+This module lives in ``connectors`` because it is the lowest layer: sources produce dead
+letters for rows they cannot decode, and every other package may import connectors.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SOURCE_COLUMN = "_bw_source"
+"""Where a row was read from: a file path, or ``topic/partition`` for Kafka."""
+
+OFFSET_COLUMN = "_bw_offset"
+"""The row's position in its source: 1-based line (JSONL), data row (CSV), row index (Parquet,
+Avro) or Kafka offset."""
+
+POSITION_COLUMNS = (SOURCE_COLUMN, OFFSET_COLUMN)
+
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("payloadString", pa.string()),
+        pa.field("payloadBytes", pa.binary()),
+        pa.field(
+            "attributes",
+            pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.string())])),
+        ),
+        pa.field("errorMessage", pa.string(), nullable=False),
+        pa.field("stacktrace", pa.string()),
+        pa.field("step", pa.string(), nullable=False),
+        pa.field("rule", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("offset", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A record a source could not decode: its raw bytes and why."""
+
+    source: str
+    offset: int
+    payload: bytes
+    error: str
+    rule: str  # short machine-readable kind: "parse", "encoding", "column_count", ...
+
+
+def with_positions(table: pa.Table, source: str, offsets: Sequence[int] | pa.Array) -> pa.Table:
+    """Append the position columns to ``table`` (one source for all rows)."""
+    n = table.num_rows
+    src = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([source]))
+    table = table.append_column(SOURCE_COLUMN, src.cast(pa.string()))
+    return table.append_column(OFFSET_COLUMN, pa.array(offsets, pa.int64()))
+
+
+def strip_positions(table: pa.Table) -> pa.Table:
+    """The user-visible columns of ``table``."""
+    present = [c for c in POSITION_COLUMNS if c in table.column_names]
+    return table.drop_columns(present) if present else table
+
+
+def empty_dead_letters() -> pa.Table:
+    return DEAD_LETTER_SCHEMA.empty_table()
+
+
+def _now(n: int) -> pa.Array:
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return pa.array([now] * n, DEAD_LETTER_SCHEMA.field("timestamp").type)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
+
+
+def rows_to_json(table: pa.Table) -> list[str]:
+    """Serialise each row (position columns excluded) as one JSON object, for payloadString."""
+    return [
+        json.dumps(row, default=_json_default, ensure_ascii=False, sort_keys=False)
+        for row in strip_positions(table).to_pylist()
+    ]
+
+
+def dead_letters_for_rows(
+    rows: pa.Table,
+    *,
+    errors: Sequence[str],
+    rules: Sequence[str],
+    step: str,
+    run_id: str,
+) -> pa.Table:
+    """Dead-letter rows for ``rows`` (already selected), one error message and rule per row.
+
+    The payload is the row as it entered the rejecting step, as JSON; its source position is
+    kept when the row carries one.
+    """
+    n = rows.num_rows
+    if n == 0:
+        return empty_dead_letters()
+    names = rows.column_names
+    sources = rows.column(SOURCE_COLUMN) if SOURCE_COLUMN in names else pa.nulls(n, pa.string())
+    offsets = rows.column(OFFSET_COLUMN) if OFFSET_COLUMN in names else pa.nulls(n, pa.int64())
+    return pa.table(
+        {
+            "timestamp": _now(n),
+            "payloadString": pa.array(rows_to_json(rows), pa.string()),
+            "payloadBytes": pa.nulls(n, pa.binary()),
+            "attributes": pa.nulls(n, DEAD_LETTER_SCHEMA.field("attributes").type),
+            "errorMessage": pa.array(list(errors), pa.string()),
+            "stacktrace": pa.nulls(n, pa.string()),
+            "step": pa.array([step] * n, pa.string()),
+            "rule": pa.array(list(rules), pa.string()),
+            "run_id": pa.array([run_id] * n, pa.string()),
+            "source": sources,
+            "offset": offsets,
+        },
+        schema=DEAD_LETTER_SCHEMA,
+    )
+
+
+def dead_letters_for_rejects(rejects: Sequence[Reject], *, step: str, run_id: str) -> pa.Table:
+    """Dead-letter rows for records a source could not decode.
+
+    ``payloadString`` holds the raw record when it is valid UTF-8; ``payloadBytes`` always holds
+    the raw bytes, so nothing of the original is lost.
+    """
+    n = len(rejects)
+    if n == 0:
+        return empty_dead_letters()
+    strings: list[str | None] = []
+    for r in rejects:
+        try:
+            strings.append(r.payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            strings.append(None)
+    return pa.table(
+        {
+            "timestamp": _now(n),
+            "payloadString": pa.array(strings, pa.string()),
+            "payloadBytes": pa.array([r.payload for r in rejects], pa.binary()),
+            "attributes": pa.nulls(n, DEAD_LETTER_SCHEMA.field("attributes").type),
+            "errorMessage": pa.array([r.error for r in rejects], pa.string()),
+            "stacktrace": pa.nulls(n, pa.string()),
+            "step": pa.array([step] * n, pa.string()),
+            "rule": pa.array([r.rule for r in rejects], pa.string()),
+            "run_id": pa.array([run_id] * n, pa.string()),
+            "source": pa.array([r.source for r in rejects], pa.string()),
+            "offset": pa.array([r.offset for r in rejects], pa.int64()),
+        },
+        schema=DEAD_LETTER_SCHEMA,
+    )

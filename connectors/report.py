@@ -1,0 +1,62 @@
+"""Write one small table (a report) as a single JSON or CSV file, atomically.
+
+Reports are the business view of a run (e.g. revenue per status). They are written to a
+temporary name and renamed, so a reader never sees half a report.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from connectors.files.base import open_output
+
+
+def report_bytes(table: pa.Table, path: str) -> bytes:
+    """The report file's content: a JSON array of row objects, or CSV with a header."""
+    if path.endswith(".csv"):
+        buffer = io.BytesIO()
+        pacsv.write_csv(table, buffer)
+        return buffer.getvalue()
+    rows = table.to_pylist()
+    return (json.dumps(rows, indent=2, default=str, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class _WriteReportFn(beam.DoFn):
+    def __init__(self, path: str, sink: str) -> None:
+        self._path = path
+        self._sink = sink
+
+    def process(self, table: pa.Table) -> Iterable[dict[str, Any]]:
+        data = report_bytes(table, self._path)
+        temp = self._path + ".beamwright-tmp"
+        with open_output(temp) as out:
+            out.write(data)
+        if FileSystems.exists(self._path):
+            FileSystems.delete([self._path])
+        FileSystems.rename([temp], [self._path])
+        Metrics.counter("beamwright", f"{self._sink}/rows_written").inc(table.num_rows)
+        Metrics.counter("beamwright", f"{self._sink}/files").inc(1)
+        Metrics.counter("beamwright", f"{self._sink}/bytes").inc(len(data))
+        yield {"sink": self._sink, "files": [self._path], "rows": table.num_rows, "bytes": len(data)}
+
+
+class WriteReport(beam.PTransform):
+    """Write each (normally the single) input table to ``path`` (.json or .csv)."""
+
+    def __init__(self, path: str, *, sink_name: str) -> None:
+        super().__init__()
+        if not path.endswith((".json", ".csv")):
+            raise ValueError(f"report path must end with .json or .csv: {path}")
+        self._fn = _WriteReportFn(path, sink_name)
+
+    def expand(self, tables: beam.PCollection) -> beam.PCollection:
+        return tables | beam.ParDo(self._fn)

@@ -1,0 +1,80 @@
+"""Secret values and where they come from.
+
+A :class:`Secret` never shows its value in ``repr``/``str``, logs or pickles of pipeline graphs:
+transforms hold a *reference* (:class:`EnvSecret`, :class:`FileSecret`) and resolve it on the
+worker in ``DoFn.setup``, so the value is never part of the pipeline definition, its options or
+anything written to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class SecretError(RuntimeError):
+    """A secret could not be resolved. The message names the reference, never a value."""
+
+
+class Secret:
+    """A secret value that refuses to be printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        if not value:
+            raise SecretError("a secret must not be empty")
+        self._value = value
+
+    def reveal(self) -> bytes:
+        """The raw value, for the one call that needs it (a key, a token). Never log it."""
+        return self._value
+
+    @property
+    def fingerprint(self) -> str:
+        """A short, non-reversible id for audit logs: first 12 hex chars of SHA-256."""
+        return hashlib.sha256(self._value).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return f"Secret(fingerprint={self.fingerprint})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple:
+        raise TypeError("a Secret must not be pickled; pass a secret reference instead")
+
+
+class SecretRef(Protocol):
+    """Where a secret lives; resolving it yields a :class:`Secret`."""
+
+    def resolve(self) -> Secret: ...
+
+
+@dataclass(frozen=True)
+class EnvSecret:
+    """A secret in an environment variable (of the worker that resolves it)."""
+
+    name: str
+
+    def resolve(self) -> Secret:
+        value = os.environ.get(self.name)
+        if not value:
+            raise SecretError(f"environment variable {self.name} is not set or empty")
+        return Secret(value.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class FileSecret:
+    """A secret in a file (trailing newline stripped), e.g. a mounted Kubernetes secret."""
+
+    path: str
+
+    def resolve(self) -> Secret:
+        try:
+            data = Path(self.path).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise SecretError(f"cannot read secret file {self.path}: {exc.strerror}") from None
+        return Secret(data)

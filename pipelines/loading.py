@@ -1,0 +1,265 @@
+"""Loading spec files: YAML/JSON parsing, ``${name}`` parameter substitution, clear errors.
+
+Substitution happens on the raw data before the models validate it, so a parameter used as a
+whole value keeps its type (``max: ${max_amount}`` stays a number) and a parameter inside a
+string is formatted into it (``path: ${input_dir}/orders.jsonl``). Nothing is evaluated as
+Python: ``${...}`` only ever names a parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from pipelines.spec import ParameterSpec, PipelineSpec, closest
+
+PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SpecError(ValueError):
+    """A spec or its parameters are invalid. Each problem names its path, what is wrong and a fix."""
+
+    def __init__(self, problems: list[str], origin: str = "spec") -> None:
+        self.problems = problems
+        self.origin = origin
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{origin} is invalid ({len(problems)} problem(s)):\n{lines}")
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    """``('steps', 2, 'rules', 0, 'max')`` -> ``steps[2].rules[0].max``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Pydantic puts the discriminator value in error paths (``steps.2.validate.rules``);
+    users think in positions, so drop a string that directly follows a list index when it is
+    the node's own tag."""
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and i > 0 and isinstance(loc[i - 1], int) and part in _TAGS:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _collect_tags() -> frozenset[str]:
+    from typing import get_args
+
+    from pipelines import spec as s
+
+    tags: set[str] = set()
+    for union in (s.SourceSpec, s.StepSpec, s.SinkSpec, s.RuleSpec):
+        for model in get_args(get_args(union)[0]):
+            for field in ("type", "rule"):
+                info = model.model_fields.get(field)
+                if info is not None:
+                    tags.update(get_args(info.annotation))
+    return frozenset(tags)
+
+
+_TAGS = _collect_tags()
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = _strip_union_tags(tuple(error["loc"]))
+    path = format_path(loc) or "(top level)"
+    kind = error["type"]
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        tag, expected = ctx.get("tag", "?"), ctx.get("expected_tags", "")
+        choices = [t.strip(" '") for t in str(expected).split(",")]
+        guess = closest(str(tag), choices)
+        hint = f"did you mean '{guess}'?" if guess else f"use one of {expected}"
+        return f"{path}: unknown kind '{tag}'; {hint}"
+    if kind == "union_tag_not_found":
+        ctx = error.get("ctx", {})
+        return f"{path}: missing '{ctx.get('discriminator', 'type').strip(chr(39))}' key"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "value_error" and re.match(r"^[a-z_]+(\[\d+\])?(\.|:)", msg):
+        return msg  # the validator already named the path (graph checks)
+    if kind == "literal_error":
+        value = error.get("input")
+        expected = error.get("ctx", {}).get("expected", "")
+        choices = re.findall(r"'([^']*)'", str(expected))
+        guess = closest(str(value), choices) if choices else None
+        hint = f"; did you mean '{guess}'?" if guess else ""
+        return f"{path}: {value!r} is not allowed; expected {expected}{hint}"
+    return f"{path}: {msg}"
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    return [_describe(e) for e in exc.errors(include_url=False)]
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _coerce(name: str, spec: ParameterSpec, raw: Any) -> Any:
+    """Turn a parameter value (from the CLI it is always text) into its declared type."""
+    kind = spec.type
+    try:
+        if kind == "string":
+            value: Any = raw if isinstance(raw, str) else str(raw)
+        elif kind == "integer":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            value = int(raw)
+        elif kind == "number":
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+        elif kind == "boolean":
+            if isinstance(raw, bool):
+                value = raw
+            elif str(raw).lower() in ("true", "1", "yes", "on"):
+                value = True
+            elif str(raw).lower() in ("false", "0", "no", "off"):
+                value = False
+            else:
+                raise ValueError
+        else:  # list
+            if isinstance(raw, list):
+                value = raw
+            elif isinstance(raw, str) and raw.strip().startswith("["):
+                value = json.loads(raw)
+            else:
+                value = [v.strip() for v in str(raw).split(",") if v.strip()]
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise ValueError(
+            f"parameters.{name}: {raw!r} is not a valid {kind}"
+            + ("; give a comma-separated list or a JSON array" if kind == "list" else "")
+        ) from None
+    if spec.choices is not None:
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if item not in spec.choices:
+                guess = closest(str(item), [str(c) for c in spec.choices])
+                hint = f"did you mean '{guess}'?" if guess else f"choose from {spec.choices}"
+                raise ValueError(f"parameters.{name}: {item!r} is not allowed; {hint}")
+    return value
+
+
+def resolve_parameters(
+    declared: Mapping[str, ParameterSpec], given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Typed values for every declared parameter: given ones coerced, the rest defaulted."""
+    problems: list[str] = []
+    for name in given:
+        if name not in declared:
+            guess = closest(name, list(declared))
+            hint = f"did you mean '{guess}'?" if guess else f"declared: {', '.join(declared) or 'none'}"
+            problems.append(f"parameters.{name}: not a parameter of this pipeline; {hint}")
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        try:
+            if name in given:
+                values[name] = _coerce(name, spec, given[name])
+            elif spec.default is not None:
+                values[name] = _coerce(name, spec, spec.default)
+            elif spec.required:
+                problems.append(
+                    f"parameters.{name}: required and has no default; pass --param {name}=..."
+                )
+            else:
+                values[name] = None
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SpecError(problems, "parameters")
+    return values
+
+
+def substitute(data: Any, values: Mapping[str, Any], path: str = "") -> Any:
+    """Replace ``${name}`` placeholders throughout ``data``; unknown names are errors."""
+    if isinstance(data, dict):
+        return {k: substitute(v, values, f"{path}.{k}" if path else str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [substitute(v, values, f"{path}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+    for name in PLACEHOLDER.findall(data):
+        if not _IDENT.match(name) or name not in values:
+            guess = closest(name, list(values))
+            hint = f"did you mean '${{{guess}}}'?" if guess else "declare it under 'parameters'"
+            raise SpecError([f"{path}: '${{{name}}}' is not a declared parameter; {hint}"])
+    whole = PLACEHOLDER.fullmatch(data)
+    if whole:
+        return values[whole.group(1)]
+    return PLACEHOLDER.sub(lambda m: _as_text(values[m.group(1)]), data)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML or JSON spec file into plain data (no Python tags are honoured)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([f"file not found: {p}"], str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"not UTF-8 text: {exc}"], str(p)) from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise SpecError([f"cannot parse: {exc}"], str(p)) from None
+    if not isinstance(data, dict):
+        raise SpecError(["the top level must be a mapping with 'name', 'sources', ..."], str(p))
+    return data
+
+
+def spec_from_data(
+    data: Mapping[str, Any], params: Mapping[str, Any] | None = None, origin: str = "spec"
+) -> PipelineSpec:
+    """Validate raw spec data, substituting parameters first."""
+    raw_params = data.get("parameters") or {}
+    try:
+        declared = {k: ParameterSpec.model_validate(v) for k, v in raw_params.items()}
+    except ValidationError as exc:
+        raise SpecError(
+            [f"parameters.{p}" for p in validation_problems(exc)], origin
+        ) from None
+    except AttributeError:
+        raise SpecError(["parameters: must be a mapping of name -> {type, default, ...}"], origin) from None
+    try:
+        values = resolve_parameters(declared, params or {})
+    except SpecError as exc:
+        raise SpecError(exc.problems, origin) from None
+    body = {k: v for k, v in data.items() if k != "parameters"}
+    try:
+        body = substitute(body, values)
+    except SpecError as exc:
+        raise SpecError(exc.problems, origin) from None
+    body["parameters"] = raw_params
+    try:
+        return PipelineSpec.model_validate(body)
+    except ValidationError as exc:
+        raise SpecError(validation_problems(exc), origin) from None
+
+
+def load_spec(path: str | Path, params: Mapping[str, Any] | None = None) -> PipelineSpec:
+    """Load, substitute and validate a spec file. Relative paths in it stay relative to the CWD."""
+    return spec_from_data(read_spec_file(path), params, origin=str(path))

@@ -1,0 +1,111 @@
+"""Vectorised type coercion that finds the bad values instead of failing the batch.
+
+Sources hand over whatever the data holds: CSV gives strings, JSON gives numbers and sometimes
+``"amount": "abc"``. The validate step casts each declared field to its type; a value that
+cannot be cast is a row-level rejection, never a crash. The common case (everything casts)
+is one ``pyarrow.compute.cast``; only when that fails do we find the offending values, with a
+regex pre-filter for numeric text and, as the last resort, a per-value cast.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "binary": pa.binary(),
+}
+
+_INT_TEXT = r"^\s*[+-]?\d+\s*$"
+_FLOAT_TEXT = r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|(?i:inf|infinity|nan))\s*$"
+_BOOL_TRUE = ["true", "1", "yes", "t", "y"]
+_BOOL_FALSE = ["false", "0", "no", "f", "n"]
+
+
+def type_name(arrow_type: pa.DataType) -> str:
+    """A short, user-facing name for an Arrow type (``int64``, ``string``, ``struct``...)."""
+    for name, t in ARROW_TYPES.items():
+        if t == arrow_type:
+            return name
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if pa.types.is_struct(arrow_type):
+        return "object"
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return "array"
+    if pa.types.is_large_string(arrow_type):
+        return "string"
+    return str(arrow_type)
+
+
+def coerce(column: pa.ChunkedArray | pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
+    """Cast ``column`` to ``target``.
+
+    Returns the cast values (null where a value could not be cast) and a boolean mask of the
+    values that failed, or ``None`` when every value cast cleanly. Nulls are never failures.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if column.type == target:
+        return column, None
+    try:
+        return pc.cast(column, target, safe=True), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        castable = _castable_text(column, target)
+        if castable is not None:
+            try:
+                values = pc.cast(pc.if_else(castable, column, pa.scalar(None, column.type)), target)
+                if pa.types.is_boolean(target):
+                    values = _text_to_bool(column, castable)
+                failed = pc.and_(pc.invert(castable), pc.is_valid(column))
+                return values, pc.fill_null(failed, False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # e.g. integer overflow: fall through to the per-value path
+    return _per_value(column, target)
+
+
+def _castable_text(column: pa.Array, target: pa.DataType) -> pa.Array | None:
+    if pa.types.is_integer(target):
+        return pc.fill_null(pc.match_substring_regex(column, _INT_TEXT), False)
+    if pa.types.is_floating(target):
+        return pc.fill_null(pc.match_substring_regex(column, _FLOAT_TEXT), False)
+    if pa.types.is_boolean(target):
+        lowered = pc.utf8_lower(pc.utf8_trim_whitespace(column))
+        return pc.fill_null(pc.is_in(lowered, pa.array(_BOOL_TRUE + _BOOL_FALSE)), False)
+    return None
+
+
+def _text_to_bool(column: pa.Array, castable: pa.Array) -> pa.Array:
+    lowered = pc.utf8_lower(pc.utf8_trim_whitespace(column))
+    truth = pc.is_in(lowered, pa.array(_BOOL_TRUE))
+    return pc.if_else(castable, truth, pa.scalar(None, pa.bool_()))
+
+
+def _per_value(column: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array]:
+    """Last resort: cast value by value, so one bad value costs one row, not the batch."""
+    values: list[object] = []
+    failed: list[bool] = []
+    for scalar in column:
+        if not scalar.is_valid:
+            values.append(None)
+            failed.append(False)
+            continue
+        try:
+            values.append(scalar.cast(target, safe=True).as_py())
+            failed.append(False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
+            values.append(None)
+            failed.append(True)
+    return pa.array(values, target), pa.array(failed, pa.bool_())

@@ -1,0 +1,153 @@
+"""The one mechanism behind every row-rejecting step: an Arrow batch in, valid rows and dead
+letters out, counts that reconcile.
+
+A step's logic is a small picklable *processor* with ``setup()`` and ``process(table)`` that
+works on whole Arrow tables and knows nothing of Beam. :class:`ArrowStep` runs it in a DoFn,
+emits the kept rows on the main output and the rejected rows on the ``dead_letters`` output,
+and counts, per step, ``rows_in = rows_out + rows_dead_lettered + rows_filtered`` (plus one
+counter per failed rule). Counters are Beam metrics, so the run summary reads them from the
+PipelineResult on every runner.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.metrics import Metrics
+
+from connectors.records import empty_dead_letters
+
+DEAD_LETTERS = "dead_letters"
+ROWS = "rows"
+METRIC_NAMESPACE = "beamwright"
+
+ROWS_IN, ROWS_OUT, ROWS_DEAD, ROWS_FILTERED = (
+    "rows_in",
+    "rows_out",
+    "rows_dead_lettered",
+    "rows_filtered",
+)
+
+
+def metric_name(step: str, what: str) -> str:
+    """Counter name for ``what`` (rows_in, rule/<id>, ...) of ``step``."""
+    return f"{step}/{what}"
+
+
+@dataclass
+class StepResult:
+    """What a processor made of one batch."""
+
+    rows: pa.Table
+    dead_letters: pa.Table = field(default_factory=empty_dead_letters)
+    filtered: int = 0
+    rule_failures: Mapping[str, int] = field(default_factory=dict)
+
+
+class BatchProcessor(Protocol):
+    """Step logic on whole Arrow tables. Must be picklable; heavy state is built in ``setup``."""
+
+    def setup(self) -> None: ...
+
+    def process(self, table: pa.Table, *side_inputs: Any) -> StepResult: ...
+
+
+class LocalTally:
+    """Rows seen per step in this process, for the live progress display.
+
+    Beam metrics are only readable when a run ends; on the in-process runner this tally lets
+    the CLI show progress while it runs. It is best-effort and never used for the summary.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, key: str, n: int) -> None:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+TALLY = LocalTally()
+
+
+class _Counters:
+    """Beam counters for one step, created once per DoFn instance."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self._counters: dict[str, Any] = {}
+
+    def inc(self, what: str, n: int) -> None:
+        if n:
+            counter = self._counters.get(what)
+            if counter is None:
+                counter = Metrics.counter(METRIC_NAMESPACE, metric_name(self.step, what))
+                self._counters[what] = counter
+            counter.inc(n)
+
+
+class _ArrowStepFn(beam.DoFn):
+    def __init__(self, step: str, processor: BatchProcessor) -> None:
+        self._step = step
+        self._processor = processor
+        self._counters: _Counters | None = None
+
+    def setup(self) -> None:
+        self._counters = _Counters(self._step)
+        self._processor.setup()
+
+    def process(self, table: pa.Table, *side_inputs: Any) -> Iterable[Any]:
+        counters = self._counters
+        assert counters is not None
+        result = self._processor.process(table, *side_inputs)
+        counters.inc(ROWS_IN, table.num_rows)
+        counters.inc(ROWS_OUT, result.rows.num_rows)
+        counters.inc(ROWS_DEAD, result.dead_letters.num_rows)
+        counters.inc(ROWS_FILTERED, result.filtered)
+        for rule, n in result.rule_failures.items():
+            counters.inc(f"rule/{rule}", n)
+        TALLY.add(self._step, table.num_rows)
+        if result.rows.num_rows:
+            yield result.rows
+        if result.dead_letters.num_rows:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, result.dead_letters)
+
+
+class ArrowStep(beam.PTransform):
+    """Apply a :class:`BatchProcessor` to a PCollection of Arrow tables.
+
+    Returns a tagged tuple with ``rows`` (kept rows) and ``dead_letters`` (rejected rows in the
+    dead-letter schema). Both outputs must be consumed; the pipeline builder checks this.
+
+    Args:
+        processor: the step logic.
+        step_name: names the counters and the ``step`` of dead-letter records.
+        side_inputs: Beam side inputs passed to ``processor.process`` after the table.
+    """
+
+    def __init__(
+        self, processor: BatchProcessor, *, step_name: str, side_inputs: Iterable[Any] = ()
+    ) -> None:
+        super().__init__(label=step_name)
+        self._processor = processor
+        self._step = step_name
+        self._side_inputs = tuple(side_inputs)
+
+    def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return tables | beam.ParDo(
+            _ArrowStepFn(self._step, self._processor), *self._side_inputs
+        ).with_outputs(DEAD_LETTERS, main=ROWS)

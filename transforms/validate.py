@@ -1,0 +1,196 @@
+"""The validate step: declared field types, row rules and Great Expectations suites, per batch.
+
+Order of checks, all vectorised over the batch:
+
+1. every declared field is cast to its type; values that cannot be cast reject their row
+   (``"amount": "abc"`` is a rejection, not a crash); required fields must be present;
+2. undeclared fields are kept, dropped, or reject their row (``additional_fields``);
+3. row rules (:mod:`transforms.rules`) run on the typed columns;
+4. an optional Great Expectations suite runs on the typed batch.
+
+A row failing anything goes to the dead letters once, with every reason it failed (joined by
+``"; "``) and every failed rule id; its payload is the row exactly as it arrived. Rules with
+``severity="warning"`` are counted but reject nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from connectors.records import POSITION_COLUMNS, dead_letters_for_rows
+from transforms.coerce import ARROW_TYPES, coerce
+from transforms.rules import Rule, failing_values
+from transforms.step import ArrowStep, StepResult
+
+ADDITIONAL_FIELDS = ("keep", "drop", "reject")
+
+
+class _Rejections:
+    """Reasons per rejected row, gathered across checks; cheap when nothing fails."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reasons: dict[int, list[str]] = {}
+        self.rules: dict[int, list[str]] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, rule_id: str, indices: Sequence[int], reasons: Sequence[str], *, reject: bool = True) -> None:
+        if not len(indices):
+            return
+        self.counts[rule_id] = self.counts.get(rule_id, 0) + len(indices)
+        if not reject:
+            return
+        for i, reason in zip(indices, reasons, strict=True):
+            self.reasons.setdefault(int(i), []).append(reason)
+            self.rules.setdefault(int(i), []).append(rule_id)
+
+    def rejected_mask(self) -> np.ndarray:
+        mask = np.zeros(self.n, dtype=bool)
+        if self.reasons:
+            mask[list(self.reasons)] = True
+        return mask
+
+
+def _indices(mask: pa.Array) -> np.ndarray:
+    return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+
+
+class Validator:
+    """Batch processor for :class:`Validate` (usable without Beam: ``process(table)``)."""
+
+    def __init__(
+        self,
+        *,
+        step_name: str,
+        run_id: str = "",
+        fields: Mapping[str, str] | None = None,
+        required: Collection[str] = (),
+        rules: Sequence[Rule] = (),
+        expectations: Any = None,
+        additional_fields: str = "keep",
+    ) -> None:
+        fields = dict(fields or {})
+        unknown = {f: t for f, t in fields.items() if t not in ARROW_TYPES}
+        if unknown:
+            raise ValueError(f"unknown field types {unknown}; use one of {sorted(ARROW_TYPES)}")
+        missing = set(required) - set(fields)
+        if missing:
+            raise ValueError(f"required fields {sorted(missing)} have no declared type")
+        if additional_fields not in ADDITIONAL_FIELDS:
+            raise ValueError(f"additional_fields must be one of {ADDITIONAL_FIELDS}")
+        self.step_name = step_name
+        self.run_id = run_id
+        self.fields = {name: ARROW_TYPES[t] for name, t in fields.items()}
+        self.type_names = fields
+        self.required = frozenset(required)
+        self.rules = tuple(rules)
+        self.expectations = expectations
+        self.additional_fields = additional_fields
+
+    def setup(self) -> None:
+        """Nothing to build eagerly; a GX suite builds its context on first use."""
+
+    # -- the checks ---------------------------------------------------------------------
+    def _typed(self, table: pa.Table, found: _Rejections) -> pa.Table:
+        n = table.num_rows
+        columns: dict[str, Any] = {}
+        for name, arrow_type in self.fields.items():
+            if name not in table.column_names:
+                columns[name] = pa.nulls(n, arrow_type)
+                if name in self.required:
+                    found.add(
+                        f"required:{name}", range(n), [f"{name}: required field is missing"] * n
+                    )
+                continue
+            original = table.column(name)
+            values, failed = coerce(original, arrow_type)
+            columns[name] = values
+            if failed is not None:
+                idx = _indices(failed)
+                shown = original.take(pa.array(idx, pa.int64())).to_pylist()
+                found.add(
+                    f"type:{name}",
+                    idx,
+                    [f"{name}: {v!r} is not a valid {self.type_names[name]}" for v in shown],
+                )
+            if name in self.required:
+                idx = _indices(values.is_null())
+                idx = np.setdiff1d(idx, _indices(failed)) if failed is not None else idx
+                found.add(f"required:{name}", idx, [f"{name}: required field is null"] * len(idx))
+        extras = [c for c in table.column_names if c not in self.fields and c not in POSITION_COLUMNS]
+        if extras and self.fields and self.additional_fields == "reject":
+            for name in extras:
+                idx = _indices(table.column(name).is_valid())
+                found.add(
+                    "additional_fields", idx, [f"{name}: field is not declared"] * len(idx)
+                )
+        if not self.fields or self.additional_fields == "keep":
+            for name in extras:
+                columns[name] = table.column(name)
+        for name in POSITION_COLUMNS:
+            if name in table.column_names:
+                columns[name] = table.column(name)
+        return pa.table(columns) if columns else table
+
+    def _apply_rules(self, typed: pa.Table, found: _Rejections) -> None:
+        for rule in self.rules:
+            idx = _indices(rule.failures(typed))
+            if len(idx):
+                values = failing_values(typed, rule, idx)
+                found.add(
+                    rule.id,
+                    idx,
+                    [rule.reason(v) for v in values],
+                    reject=rule.severity == "error",
+                )
+
+    def _apply_expectations(self, typed: pa.Table, found: _Rejections) -> None:
+        result = self.expectations.evaluate(typed)
+        for outcome in result.outcomes:
+            found.counts.setdefault(f"gx/{outcome.expectation_type}", 0)
+        for row, reasons in result.row_failures.items():
+            kinds = result.failed_expectation_per_row[row]
+            for reason, kind in zip(reasons, kinds, strict=True):
+                found.add(f"gx/{kind}", [row], [reason])
+
+    def process(self, table: pa.Table, *side_inputs: Any) -> StepResult:
+        found = _Rejections(table.num_rows)
+        typed = self._typed(table, found)
+        self._apply_rules(typed, found)
+        if self.expectations is not None and typed.num_rows:
+            self._apply_expectations(typed, found)
+        counts = {k: v for k, v in found.counts.items() if v}
+        if not found.reasons:
+            return StepResult(rows=typed, rule_failures=counts)
+        rejected = found.rejected_mask()
+        bad = np.flatnonzero(rejected)
+        dead = dead_letters_for_rows(
+            table.take(pa.array(bad, pa.int64())),
+            errors=["; ".join(found.reasons[i]) for i in bad],
+            rules=[",".join(found.rules[i]) for i in bad],
+            step=self.step_name,
+            run_id=self.run_id,
+        )
+        kept = typed.filter(pa.array(~rejected))
+        return StepResult(rows=kept, dead_letters=dead, rule_failures=counts)
+
+
+class Validate(ArrowStep):
+    """A PTransform validating Arrow batches; outputs ``rows`` and ``dead_letters``.
+
+    Args:
+        step_name: names counters and the dead letters' ``step``.
+        run_id: stamped on dead letters.
+        fields: field name -> type name (string, int64, float64, bool, date, timestamp, ...).
+        required: fields that must be present and non-null.
+        rules: :mod:`transforms.rules` instances.
+        expectations: a :class:`transforms.expectations.ExpectationSuite`, or None.
+        additional_fields: what to do with undeclared fields: keep, drop or reject.
+    """
+
+    def __init__(self, *, step_name: str = "validate", **options: Any) -> None:
+        super().__init__(Validator(step_name=step_name, **options), step_name=step_name)
