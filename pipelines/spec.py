@@ -244,11 +244,18 @@ class SecretRef(SpecModel):
 
     env: str | None = None
     file: str | None = None
+    generate: bool = Field(
+        default=False,
+        description="With 'file': create a random 32-byte key there (mode 0600) when missing. "
+        "For local defaults; production keys come from a secret store.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' or 'file'")
+        if self.generate and self.file is None:
+            raise ValueError("'generate' only applies to 'file' secrets")
         return self
 
 
@@ -335,9 +342,16 @@ StepSpec = Annotated[
 # --------------------------------------------------------------------------- sinks
 
 
+DEAD_LETTERS_INPUT = "dead_letters"
+
+
 class SinkBase(SpecModel):
     name: Name
-    input: Name | None = Field(default=None, description="Step or source (default: last step).")
+    input: Name | None = Field(
+        default=None,
+        description="Step or source (default: last step); 'dead_letters' reads the run's "
+        "dead letters, e.g. for an alert report.",
+    )
 
 
 class FileSinkSpec(SinkBase):
@@ -480,6 +494,7 @@ def check_graph(spec: PipelineSpec) -> None:
                 _unknown_ref(f"steps[{i}].lookup", step.lookup, {s.name for s in spec.sources})
             )
         available.add(step.name)
+    available.add(DEAD_LETTERS_INPUT)
     for i, sink in enumerate(spec.sinks):
         if sink.input is not None and sink.input not in available:
             raise ValueError(_unknown_ref(f"sinks[{i}].input", sink.input, available))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -71,6 +72,20 @@ class FileSecret:
     """A secret in a file (trailing newline stripped), e.g. a mounted Kubernetes secret."""
 
     path: str
+
+    def create_if_missing(self, nbytes: int = 32) -> bool:
+        """Write a random key (hex, mode 0600) if the file does not exist; True if created.
+
+        For local, zero-setup defaults only; production keys belong in a secret store.
+        """
+        path = Path(self.path)
+        if path.exists():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(nbytes) + "\n")
+        return True
 
     def resolve(self) -> Secret:
         try:

@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:
+#   make demo   - install (first time) and run the main job on the shipped sample data
+#   make test   - install (first time) and run the whole test suite (fast + slow)
+# Everything is installed into .venv in this directory; nothing else is needed but python3.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/beamwright run data_processing --summary-json beamwright-output/data_processing/summary.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "slow or not slow" -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/beamwright bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf beamwright-output

@@ -1,0 +1,1 @@
+"""beamwright connectors/files."""

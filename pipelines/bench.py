@@ -1,0 +1,242 @@
+"""``beamwright bench``: throughput of the columnar file pipeline against a per-element baseline.
+
+Cases, each run in its own process so peak memory (max RSS) is per case:
+
+- ``parquet``: Parquet in -> validate (typed fields + 10 rules) -> mask 2 fields -> Parquet out
+  + dead letters, through the real spec/builder/runner path a user gets.
+- ``jsonl``: the same pipeline reading JSONL.
+- ``baseline``: the same checks and masks written the usual way in Beam: ``ReadFromParquet``
+  dict rows, a per-element DoFn, ``WriteToParquet`` and JSON dead letters.
+
+Rows/s is rows read divided by the wall time of ``pipeline.run()`` to completion (Beam's
+start-up included, graph construction excluded). Data is generated first (not timed) with
+2% bad rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CASES = ("parquet", "jsonl", "baseline")
+TARGETS = {"parquet": 1_000_000, "jsonl": 500_000}
+BAD_FRACTION = 0.02
+
+
+def _bench_spec(source: str, out: Path, batch_size: int) -> Any:
+    from pipelines.spec import PipelineSpec
+    from templates.data_processing import ORDER_FIELDS, ORDER_RULES
+
+    rules = [*ORDER_RULES, {"rule": "not_null", "field": "email"}]
+    return PipelineSpec.model_validate(
+        {
+            "name": "bench",
+            "run": {"batch_size": batch_size, "error_threshold": 0.5},
+            "sources": [{"name": "orders", "type": "file", "path": source}],
+            "steps": [
+                {"name": "validate", "type": "validate", "fields": ORDER_FIELDS, "rules": rules},
+                {
+                    "name": "mask",
+                    "type": "mask",
+                    "fields": [
+                        {"field": "email", "strategy": "email_domain"},
+                        {"field": "card_number", "strategy": "partial", "keep_last": 4},
+                    ],
+                },
+            ],
+            "sinks": [{"name": "out", "type": "file", "path": str(out / "out"), "format": "parquet"}],
+            "dead_letter": {"path": str(out / "dead"), "format": "jsonl"},
+            "lineage": {"enabled": False},
+        }
+    )
+
+
+def _generate(workdir: Path, rows: int) -> dict[str, Path]:
+    from pipelines import datagen
+
+    paths = {"parquet": workdir / "orders.parquet", "jsonl": workdir / "orders.jsonl"}
+    if all(p.exists() for p in paths.values()) and (workdir / f"rows-{rows}").exists():
+        return paths
+    table = datagen.orders(rows, seed=11, bad_fraction=BAD_FRACTION)
+    datagen.write_parquet(table, paths["parquet"], row_group_size=250_000)
+    datagen.write_jsonl(table, paths["jsonl"])
+    (workdir / f"rows-{rows}").touch()
+    return paths
+
+
+def _run_case(case: str, workdir: Path, rows: int, batch_size: int) -> dict[str, Any]:
+    paths = _generate(workdir, rows)
+    out = workdir / f"out-{case}"
+    if case == "baseline":
+        elapsed, read = _run_baseline(paths["parquet"], out, rows)
+    else:
+        from pipelines.run import run_spec
+
+        summary = run_spec(_bench_spec(str(paths[case]), out, batch_size))
+        elapsed, read = summary.elapsed_seconds, summary.rows_read
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "case": case,
+        "rows": read,
+        "seconds": round(elapsed, 3),
+        "rows_per_second": round(read / elapsed),
+        "peak_memory_mb": round(peak_kib / 1024, 1),
+    }
+
+
+# --------------------------------------------------------------------------- the baseline
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
+_CARD = re.compile(r"\d{12,19}")
+_STATUS = {"pending", "paid", "shipped", "delivered", "cancelled", "refunded"}
+_CURRENCY = {"USD", "EUR", "GBP"}
+
+
+def _check_row(row: dict[str, Any], seen: set[str]) -> list[str]:
+    """The bench spec's checks, per element, the way a hand-written DoFn does them."""
+    import datetime as dt
+
+    reasons = []
+    try:
+        amount = float(row["amount"])
+        if not 0 <= amount <= 100_000:
+            reasons.append("amount out of range")
+    except (TypeError, ValueError):
+        reasons.append("amount not a number")
+    q = row.get("quantity")
+    if q is not None and not 1 <= int(q) <= 1000:
+        reasons.append("quantity out of range")
+    email = row.get("email")
+    if email is None:
+        reasons.append("email null")
+    elif not _EMAIL.fullmatch(email):
+        reasons.append("email invalid")
+    if row.get("status") not in _STATUS:
+        reasons.append("status invalid")
+    if row.get("currency") is not None and row["currency"] not in _CURRENCY:
+        reasons.append("currency invalid")
+    if row.get("country") is not None and len(row["country"]) != 2:
+        reasons.append("country length")
+    if row.get("card_number") is not None and not _CARD.fullmatch(row["card_number"]):
+        reasons.append("card invalid")
+    if row["order_id"] in seen:
+        reasons.append("duplicate order_id")
+    seen.add(row["order_id"])
+    for field in ("order_id", "customer_id", "order_date", "status"):
+        if row.get(field) is None:
+            reasons.append(f"{field} required")
+    try:
+        od = dt.date.fromisoformat(row["order_date"])
+        sd = row.get("ship_date")
+        if sd is not None and dt.date.fromisoformat(sd) < od:
+            reasons.append("ships before order")
+    except (TypeError, ValueError):
+        reasons.append("bad date")
+    return reasons
+
+
+def _run_baseline(parquet: Path, out: Path, rows: int) -> tuple[float, int]:
+    import apache_beam as beam
+    import pyarrow as pa
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    class CheckAndMask(beam.DoFn):
+        def start_bundle(self) -> None:
+            self.seen: set[str] = set()
+
+        def process(self, row: dict[str, Any]):  # noqa: ANN201
+            reasons = _check_row(row, self.seen)
+            if reasons:
+                yield beam.pvalue.TaggedOutput("dead", json.dumps({"row": row, "errors": reasons}))
+                return
+            row = dict(row)
+            row["email"] = "***@" + row["email"].split("@", 1)[1]
+            card = row["card_number"]
+            row["card_number"] = "*" * (len(card) - 4) + card[-4:]
+            yield row
+
+    text_fields = ("order_id", "customer_id", "email", "order_date", "ship_date", "status", "currency")
+    schema = pa.schema(
+        [(f, pa.string()) for f in text_fields]
+        + [("amount", pa.float64()), ("quantity", pa.int64())]
+        + [("country", pa.string()), ("card_number", pa.string())]
+    )
+    options = PipelineOptions(runner="FnApiRunner", direct_num_workers=1)
+    p = beam.Pipeline(options=options)
+    results = (
+        p
+        | beam.io.ReadFromParquet(str(parquet))
+        | beam.ParDo(CheckAndMask()).with_outputs("dead", main="ok")
+    )
+    results.ok | beam.Map(lambda r: {**r, "amount": float(r["amount"])}) | beam.io.WriteToParquet(
+        str(out / "part"), schema, codec="zstd", file_name_suffix=".parquet"
+    )
+    results.dead | beam.io.WriteToText(str(out / "dead"), file_name_suffix=".jsonl")
+    t0 = time.perf_counter()
+    p.run().wait_until_finish()
+    return time.perf_counter() - t0, rows
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def main(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="beamwright-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.case:
+        rows = args.baseline_rows if args.case == "baseline" else args.rows
+        data_dir = workdir / f"data-{rows}"
+        data_dir.mkdir(exist_ok=True)
+        print(json.dumps(_run_case(args.case, data_dir, rows, args.batch_size)))
+        return 0
+    results = []
+    for case in CASES:
+        cmd = [
+            sys.executable, "-m", "pipelines.cli", "bench", "--case", case, "--rows", str(args.rows),
+            "--baseline-rows", str(args.baseline_rows), "--batch-size", str(args.batch_size),
+            "--workdir", str(workdir),
+        ]
+        if not args.json:
+            print(f"running {case} ...", file=sys.stderr)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return 1
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    by_case = {r["case"]: r for r in results}
+    report = {
+        "cases": results,
+        "speedup_vs_baseline": {
+            c: round(by_case[c]["rows_per_second"] / by_case["baseline"]["rows_per_second"], 1)
+            for c in ("parquet", "jsonl")
+        },
+        "targets": {
+            "parquet_rows_per_second": TARGETS["parquet"],
+            "jsonl_rows_per_second": TARGETS["jsonl"],
+            "speedup": 10,
+        },
+        "batch_size": args.batch_size,
+    }
+    report["targets_met"] = (
+        by_case["parquet"]["rows_per_second"] >= TARGETS["parquet"]
+        and by_case["jsonl"]["rows_per_second"] >= TARGETS["jsonl"]
+        and min(report["speedup_vs_baseline"].values()) >= 10
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for r in results:
+            print(f"{r['case']:>9}: {r['rows']:>9,} rows in {r['seconds']:6.2f} s = {r['rows_per_second']:>10,} rows/s, peak {r['peak_memory_mb']} MB")
+        print(f"speed-up vs per-element baseline: {report['speedup_vs_baseline']}; targets met: {report['targets_met']}")
+    return 0

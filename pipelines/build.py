@@ -1,0 +1,64 @@
+"""Spec -> Beam graph: sources, then steps in order, then sinks, with every dead-letter output
+gathered into the dead-letter sink.
+
+Wiring rules (the spec's documentation repeats them):
+- a step reads its ``input`` (source or step names); by default the previous step, or for the
+  first step every source that is not used as a lookup, flattened;
+- a sink reads its ``input``; by default the last step (or the only source when there are
+  no steps);
+- every step's and source's dead letters go to ``dead_letter``: none is left unconsumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import apache_beam as beam
+
+from pipelines import registry
+from pipelines.nodes import BuildContext, Dataset, build_dead_letter_sink
+from pipelines.spec import DEAD_LETTERS_INPUT, LookupStepSpec, PipelineSpec
+
+
+@dataclass
+class BuiltPipeline:
+    pipeline: beam.Pipeline
+    inputs: list[Dataset]
+    outputs: list[Dataset]
+    node_order: list[tuple[str, str]]  # (kind, name) in the order they run
+
+
+def _default_first_input(spec: PipelineSpec) -> list[str]:
+    lookups = {st.lookup for st in spec.steps if isinstance(st, LookupStepSpec)}
+    explicit = set()
+    for st in spec.steps:
+        if st.input:
+            explicit.update([st.input] if isinstance(st.input, str) else st.input)
+    main = [src.name for src in spec.sources if src.name not in lookups | explicit]
+    return main or [spec.sources[0].name]
+
+
+def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> BuiltPipeline:
+    """Add the spec's transforms to ``pipeline``. Raises SpecError before anything runs."""
+    ctx = BuildContext(spec=spec, pipeline=pipeline, run_id=run_id)
+    order: list[tuple[str, str]] = []
+    for i, source in enumerate(spec.sources):
+        registry.SOURCES[source.type](source, ctx, f"sources[{i}]")
+        order.append(("source", source.name))
+    previous: list[str] = _default_first_input(spec)
+    for i, step in enumerate(spec.steps):
+        names = [step.input] if isinstance(step.input, str) else (step.input or previous)
+        rows = ctx.input_of(list(names), step.name)
+        outputs = registry.STEPS[step.type](step, ctx, f"steps[{i}]", rows)
+        ctx.outputs[step.name] = outputs.rows
+        ctx.dead_letters.append(outputs.dead_letters)
+        previous = [step.name]
+        order.append(("step", step.name))
+    ctx.outputs[DEAD_LETTERS_INPUT] = tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
+    for i, sink in enumerate(spec.sinks):
+        rows = ctx.outputs[sink.input] if sink.input else ctx.input_of(previous, sink.name)
+        registry.SINKS[sink.type](sink, ctx, f"sinks[{i}]", rows)
+        order.append(("sink", sink.name))
+    build_dead_letter_sink(spec.dead_letter, ctx)
+    order.append(("sink", DEAD_LETTERS_INPUT))
+    return BuiltPipeline(pipeline, ctx.inputs, ctx.datasets_out, order)

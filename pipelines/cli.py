@@ -1,0 +1,213 @@
+"""The ``beamwright`` command line.
+
+Start-up stays fast: this module imports only the standard library at the top. Beam, pyarrow
+and Great Expectations are imported by the commands that need them, so ``beamwright --help``,
+``beamwright templates list`` and ``beamwright schema`` never pay for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _params(pairs: Sequence[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"beamwright: --param expects key=value, got {pair!r}")
+        values[key.strip()] = value
+    return values
+
+
+def _is_spec_file(target: str) -> bool:
+    return target.endswith((".yaml", ".yml", ".json")) or os.path.sep in target
+
+
+def load_target(target: str, params: dict[str, str]) -> Any:
+    """A PipelineSpec from a spec file or a template name plus parameters."""
+    from pipelines.loading import SpecError, load_spec, resolve_parameters
+
+    if _is_spec_file(target):
+        return load_spec(target, params)
+    import templates
+
+    try:
+        template = templates.get_template(target)
+    except KeyError as exc:
+        raise SpecError([str(exc.args[0]) + " (or give a spec file path)"], target) from None
+    values = resolve_parameters(template.parameters, params)
+    try:
+        return template.expand(values)
+    except ValueError as exc:
+        raise SpecError([str(exc)], f"template {target}") from None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from pipelines.loading import SpecError
+
+    console = Console(stderr=False, highlight=False)
+    try:
+        spec = load_target(args.target, _params(args.param))
+    except SpecError as exc:
+        _stderr(f"beamwright: {exc}")
+        return EXIT_INVALID
+    if args.batch_size:
+        spec.run.batch_size = args.batch_size
+    if args.runner:
+        spec.run.runner = args.runner
+    from pipelines.display import LiveProgress, render_summary
+    from pipelines.run import ProgressPoller, RunFailed, run_spec
+    from pipelines.runners import RunnerConfigError
+
+    nodes = [s.name for s in spec.sources] + [s.name for s in spec.steps]
+    quiet = args.quiet or not console.is_terminal
+    summary = None
+    code = EXIT_OK
+    try:
+        if quiet:
+            summary = run_spec(spec)
+        else:
+            with LiveProgress(console, nodes) as live, ProgressPoller(live.update):
+                summary = run_spec(spec)
+    except (SpecError, RunnerConfigError) as exc:
+        _stderr(f"beamwright: {exc}")
+        return EXIT_INVALID
+    except RunFailed as exc:
+        summary = exc.summary
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        _stderr("beamwright: interrupted; the run was aborted")
+        return 130
+    render_summary(summary, console)
+    if args.summary_json:
+        summary.write_json(args.summary_json)
+    return code
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipelines.loading import SpecError
+
+    try:
+        spec = load_target(args.target, _params(args.param))
+    except SpecError as exc:
+        _stderr(f"beamwright: {exc}")
+        return EXIT_INVALID
+    if args.deep:
+        import apache_beam as beam
+
+        from pipelines.build import build_pipeline
+
+        try:
+            build_pipeline(spec, beam.Pipeline(runner="FnApiRunner"), "validate")
+        except SpecError as exc:
+            _stderr(f"beamwright: {exc}")
+            return EXIT_INVALID
+    print(
+        f"{args.target}: valid ({len(spec.sources)} source(s), {len(spec.steps)} step(s), "
+        f"{len(spec.sinks)} sink(s))"
+    )
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from pipelines.spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    import templates
+
+    if args.action == "list":
+        for name in templates.names():
+            t = templates.get_template(name)
+            print(f"{name}  (v{t.version})  {t.description}")
+        return EXIT_OK
+    if not args.name:
+        _stderr("beamwright: templates show needs a template name")
+        return EXIT_INVALID
+    try:
+        t = templates.get_template(args.name)
+    except KeyError as exc:
+        _stderr(f"beamwright: {exc.args[0]}")
+        return EXIT_INVALID
+    print(f"{t.name} (v{t.version})\n  {t.description}\n\nparameters:")
+    for name, p in t.parameters.items():
+        choices = f" choices: {', '.join(map(str, p.choices))}." if p.choices else ""
+        default = json.dumps(p.default) if p.default is not None else "(required)"
+        print(f"  {name} ({p.type}) default {default}\n      {p.description}{choices}")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pipelines.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="beamwright",
+        description="Governed, declarative data pipelines on Apache Beam.",
+    )
+    p.add_argument("--version", action="version", version="beamwright 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a template or a spec file")
+    run.add_argument("target", help="template name (see 'templates list') or spec file path")
+    run.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
+    run.add_argument("--batch-size", type=int, help="rows per Arrow batch (overrides the spec)")
+    run.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"])
+    run.add_argument("--quiet", "-q", action="store_true", help="no live progress display")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check a spec (or template parameters) without running")
+    val.add_argument("target")
+    val.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    val.add_argument(
+        "--deep", action="store_true", help="also build the Beam graph (checks files, schemas, secrets)"
+    )
+    val.set_defaults(func=cmd_validate)
+
+    sch = sub.add_parser("schema", help="print the JSON Schema of spec files")
+    sch.set_defaults(func=cmd_schema)
+
+    tpl = sub.add_parser("templates", help="list templates or show one's parameters")
+    tpl.add_argument("action", choices=["list", "show"])
+    tpl.add_argument("name", nargs="?")
+    tpl.set_defaults(func=cmd_templates)
+
+    bench = sub.add_parser("bench", help="measure throughput (generates its own data)")
+    bench.add_argument("--rows", type=int, default=1_000_000)
+    bench.add_argument("--baseline-rows", type=int, default=200_000)
+    bench.add_argument("--batch-size", type=int, default=50_000)
+    bench.add_argument("--json", action="store_true", help="print results as JSON")
+    bench.add_argument("--workdir", help="where to put generated data (default: a temp dir)")
+    bench.add_argument("--case", help=argparse.SUPPRESS)
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Terminal output: a live progress line while a run goes, and the summary table at the end."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.summary import RunSummary
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def render_summary(summary: RunSummary, console: Console) -> None:
+    colour = "green" if summary.status == "COMPLETE" else "red"
+    table = Table(
+        title=f"{summary.pipeline} · run {summary.run_id} · [{colour}]{summary.status}[/{colour}]",
+        title_justify="left",
+    )
+    for column, justify in (
+        ("node", "left"),
+        ("kind", "left"),
+        ("rows in", "right"),
+        ("rows out", "right"),
+        ("dead-lettered", "right"),
+        ("filtered", "right"),
+        ("files", "right"),
+        ("ok", "center"),
+    ):
+        table.add_column(column, justify=justify)
+    for node in summary.nodes:
+        table.add_row(
+            node.name,
+            node.kind,
+            _n(node.rows_in),
+            _n(node.rows_out),
+            _n(node.rows_dead_lettered) if node.kind != "sink" else "",
+            _n(node.rows_filtered) if node.kind == "step" else "",
+            _n(node.files) if node.files else "",
+            "✓" if node.reconciled else "[red]✗[/red]",
+        )
+    console.print(table)
+    console.print(
+        f"rows read {_n(summary.rows_read)} · dead-lettered {_n(summary.rows_dead_lettered)} "
+        f"({summary.rejected_fraction:.2%}, threshold {summary.error_threshold:.2%}) · "
+        f"filtered {_n(summary.rows_filtered)} · {summary.elapsed_seconds:.2f} s · "
+        f"{summary.rows_per_second:,.0f} rows/s"
+    )
+    for dataset in summary.outputs:
+        label = "dead letters" if dataset.kind == "dead_letter" else dataset.node
+        console.print(f"  {label:>14}: {dataset.uri}")
+    if summary.lineage_log:
+        console.print(f"  {'lineage':>14}: {summary.lineage_log}")
+    if summary.error:
+        console.print(f"[red]error:[/red] {summary.error}")
+
+
+class LiveProgress:
+    """A one-line progress display fed by :class:`pipelines.run.ProgressPoller` ticks."""
+
+    def __init__(self, console: Console, nodes: list[str]) -> None:
+        self._console = console
+        self._nodes = nodes
+        self._status: Any = None
+        self._t0 = time.perf_counter()
+
+    def __enter__(self) -> LiveProgress:
+        self._status = self._console.status("starting pipeline…", spinner="dots")
+        self._status.__enter__()
+        return self
+
+    def update(self, tally: dict[str, int]) -> None:
+        elapsed = time.perf_counter() - self._t0
+        parts = [f"{name} {_n(tally[name])}" for name in self._nodes if name in tally]
+        text = " → ".join(parts) if parts else "starting workers…"
+        self._status.update(f"[bold]running[/bold] {elapsed:5.1f}s  {text}")
+
+    def __exit__(self, *exc: object) -> None:
+        self._status.__exit__(*exc)

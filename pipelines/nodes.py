@@ -1,0 +1,277 @@
+"""Builders that turn one spec node (source, step or sink) into Beam transforms.
+
+Each builder takes the node's spec and the :class:`BuildContext` and returns PCollections. The
+registry (:mod:`pipelines.registry`) maps each spec ``type`` to one builder. Builders check
+what can be checked before the pipeline starts (files exist, schema files and expectation
+suites parse, expressions compile, secrets resolve) and raise :class:`SpecError` naming the
+spec path and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+
+from pipelines import spec as s
+from pipelines.loading import SpecError
+
+
+@dataclass
+class Dataset:
+    """An input or output of the run, as lineage and the summary see it."""
+
+    node: str
+    kind: str  # "source" | "sink" | "dead_letter"
+    uri: str  # a directory, file or pattern
+    format: str
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuildContext:
+    spec: s.PipelineSpec
+    pipeline: beam.Pipeline
+    run_id: str
+    outputs: dict[str, beam.PCollection] = field(default_factory=dict)
+    dead_letters: list[beam.PCollection] = field(default_factory=list)
+    inputs: list[Dataset] = field(default_factory=list)
+    datasets_out: list[Dataset] = field(default_factory=list)
+    lookups: set[str] = field(default_factory=set)
+
+    def input_of(self, names: list[str], where: str) -> beam.PCollection:
+        pcolls = [self.outputs[n] for n in names]
+        if len(pcolls) == 1:
+            return pcolls[0]
+        return tuple(pcolls) | f"{where}/Union" >> beam.Flatten()
+
+
+def _fail(path: str, problem: str) -> SpecError:
+    return SpecError([f"{path}: {problem}"])
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def build_file_source(node: s.FileSourceSpec, ctx: BuildContext, path: str) -> None:
+    from connectors.fileio import ReadFiles, match_files, plan_reads
+    from connectors.files.base import CorruptFileError
+    from connectors.files.registry import infer_format, make_format
+
+    try:
+        make_format(node.format or "jsonl", **node.options)
+    except (ValueError, TypeError) as exc:
+        raise _fail(f"{path}.options", str(exc)) from None
+    files = match_files(node.path)
+    if not files and not node.allow_empty:
+        raise _fail(f"{path}.path", f"no file matches '{node.path}'; check the path, or set allow_empty: true")
+    if node.format is None:
+        for f in files:
+            try:
+                infer_format(f)
+            except ValueError as exc:
+                raise _fail(f"{path}.format", f"{exc}; set 'format' explicitly") from None
+    try:
+        tasks = plan_reads(node.path, node.format, node.options)
+    except CorruptFileError as exc:
+        raise _fail(f"{path}.path", str(exc)) from None
+    outputs = ctx.pipeline | node.name >> ReadFiles(
+        tasks,
+        source_name=node.name,
+        format_name=node.format,
+        options=node.options,
+        batch_size=ctx.spec.run.batch_size,
+        run_id=ctx.run_id,
+    )
+    ctx.outputs[node.name] = outputs.rows
+    ctx.dead_letters.append(outputs.dead_letters)
+    fmt = node.format or (infer_format(files[0]) if files else "jsonl")
+    ctx.inputs.append(Dataset(node.name, "source", node.path, fmt, files))
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _rule(rule: Any, index: int) -> Any:
+    from transforms import rules as r
+
+    common = {"id": rule.rule_id(index), "severity": rule.severity}
+    if isinstance(rule, s.NotNullRule):
+        return r.NotNull(field=rule.field, **common)
+    if isinstance(rule, s.BetweenRule):
+        return r.Between(field=rule.field, min=rule.min, max=rule.max, exclusive=rule.exclusive, **common)
+    if isinstance(rule, s.RegexRule):
+        return r.Regex(field=rule.field, pattern=rule.regex, **common)
+    if isinstance(rule, s.InSetRule):
+        return r.InSet(field=rule.field, values=tuple(rule.values), **common)
+    if isinstance(rule, s.LengthRule):
+        return r.Length(field=rule.field, min=rule.min, max=rule.max, **common)
+    if isinstance(rule, s.UniqueRule):
+        return r.Unique(field=rule.field, **common)
+    return r.Expression(expr=rule.expr, message=rule.message, **common)
+
+
+def _check_expression(text: str, path: str) -> None:
+    from transforms.expressions import ExpressionError, parse
+
+    try:
+        parse(text)
+    except ExpressionError as exc:
+        raise _fail(path, str(exc)) from None
+
+
+def build_validate(node: s.ValidateStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:
+    from pipelines.schemas import SchemaFileError, load_field_types
+    from transforms.validate import Validate
+
+    fields: dict[str, str] = {}
+    required: set[str] = set()
+    if node.schema_file:
+        try:
+            fields, required = load_field_types(node.schema_file)
+        except SchemaFileError as exc:
+            raise _fail(f"{path}.schema_file", str(exc)) from None
+    for name, f in node.fields.items():
+        fields[name] = f.type
+        if f.required:
+            required.add(name)
+    for i, rule in enumerate(node.rules):
+        if isinstance(rule, s.ExpressionRule):
+            _check_expression(rule.expr, f"{path}.rules[{i}].expr")
+    suite = None
+    if node.expectations:
+        from transforms.expectations import ExpectationSuite, ExpectationSuiteError
+
+        try:
+            suite = ExpectationSuite.from_file(node.expectations)
+            suite.check_with_gx()
+        except (ExpectationSuiteError, OSError) as exc:
+            raise _fail(f"{path}.expectations", str(exc)) from None
+    return rows | node.name >> Validate(
+        step_name=node.name,
+        run_id=ctx.run_id,
+        fields=fields,
+        required=required,
+        rules=[_rule(rule, i) for i, rule in enumerate(node.rules)],
+        expectations=suite,
+        additional_fields=node.additional_fields,
+    )
+
+
+def _secret_ref(ref: s.SecretRef | None, path: str) -> Any:
+    from connectors.secrets import EnvSecret, FileSecret, SecretError
+
+    if ref is None:
+        return None
+    if ref.env:
+        secret = EnvSecret(ref.env)
+    else:
+        secret = FileSecret(ref.file)
+        if ref.generate:
+            secret.create_if_missing()
+    try:
+        secret.resolve()  # fail before the run starts; the value is dropped at once
+    except SecretError as exc:
+        raise _fail(path, f"{exc}; set it before running") from None
+    return secret
+
+
+def build_mask(node: s.MaskStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:
+    from transforms.mask import Mask
+
+    fields = []
+    for i, f in enumerate(node.fields):
+        options = f.model_dump(exclude_none=True, exclude={"salt", "key"})
+        for secret in ("salt", "key"):
+            ref = _secret_ref(getattr(f, secret), f"{path}.fields[{i}].{secret}")
+            if ref is not None:
+                options[secret] = ref
+        fields.append(options)
+    try:
+        from transforms.masking import MaskError
+
+        return rows | node.name >> Mask(fields=fields, step_name=node.name)
+    except MaskError as exc:
+        raise _fail(f"{path}.fields", str(exc)) from None
+
+
+def build_map(node: s.MapStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:
+    from transforms.reshape import MapRows
+
+    for name, text in node.derive.items():
+        _check_expression(text, f"{path}.derive.{name}")
+    return rows | node.name >> MapRows(
+        step_name=node.name,
+        run_id=ctx.run_id,
+        rename=node.rename,
+        cast=node.cast,
+        derive=node.derive,
+        drop=node.drop,
+        select=node.select,
+    )
+
+
+def build_filter(node: s.FilterStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:
+    from transforms.reshape import FilterRows
+
+    _check_expression(node.where, f"{path}.where")
+    return rows | node.name >> FilterRows(where=node.where, step_name=node.name)
+
+
+def build_lookup(node: s.LookupStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:
+    from transforms.lookup import Lookup
+
+    return rows | node.name >> Lookup(
+        ctx.outputs[node.lookup],
+        step_name=node.name,
+        run_id=ctx.run_id,
+        keys=node.keys,
+        fields=node.fields,
+        prefix=node.prefix,
+        on_missing=node.on_missing,
+    )
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+def build_file_sink(node: s.FileSinkSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> None:
+    from connectors.fileio import WriteFiles, match_files
+
+    if node.mode == "error_if_exists" and match_files(node.path.rstrip("/") + "/part-*"):
+        raise _fail(f"{path}.path", f"{node.path} already holds output files; use mode: overwrite or append")
+    try:
+        write = WriteFiles(
+            node.path,
+            sink_name=node.name,
+            format_name=node.format,
+            options=node.options,
+            mode=node.mode,
+            run_id=ctx.run_id,
+        )
+    except (ValueError, TypeError) as exc:
+        raise _fail(f"{path}.options", str(exc)) from None
+    rows | node.name >> write
+    ctx.datasets_out.append(Dataset(node.name, "sink", node.path, node.format))
+
+
+def build_report_sink(node: s.ReportSinkSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> None:
+    from connectors.report import WriteReport
+    from transforms.aggregate import GroupAggregate
+
+    (
+        rows
+        | f"{node.name}/Aggregate" >> beam.CombineGlobally(GroupAggregate(node.group_by, node.metrics))
+        | node.name >> WriteReport(node.path, sink_name=node.name)
+    )
+    ctx.datasets_out.append(Dataset(node.name, "sink", node.path, node.path.rsplit(".", 1)[-1]))
+
+
+def build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
+    from connectors.fileio import WriteFiles
+
+    ctx.outputs[s.DEAD_LETTERS_INPUT] | "DeadLetters" >> WriteFiles(
+        node.path, sink_name="dead_letters", format_name=node.format, run_id=ctx.run_id
+    )
+    ctx.datasets_out.append(Dataset("dead_letters", "dead_letter", node.path, node.format))

@@ -1,0 +1,18 @@
+"""Spec ``type`` -> builder. Adding a source, step or sink kind is a model in
+:mod:`pipelines.spec`, a builder in :mod:`pipelines.nodes`, and one line here."""
+
+from __future__ import annotations
+
+from pipelines import nodes
+
+SOURCES = {"file": nodes.build_file_source}
+
+STEPS = {
+    "validate": nodes.build_validate,
+    "mask": nodes.build_mask,
+    "map": nodes.build_map,
+    "filter": nodes.build_filter,
+    "lookup": nodes.build_lookup,
+}
+
+SINKS = {"file": nodes.build_file_sink, "report": nodes.build_report_sink}

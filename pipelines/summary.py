@@ -1,0 +1,119 @@
+"""The run summary: rows per node, reconciliation, throughput, where everything went.
+
+Built from the run's Beam counters (so it is the same on every runner), printed as a table by
+the CLI and written as JSON with ``--summary-json`` for scripts and CI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.nodes import Dataset
+
+
+@dataclass
+class NodeCounts:
+    kind: str  # source | step | sink
+    name: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_dead_lettered: int = 0
+    rows_filtered: int = 0
+    files: int = 0
+    bytes: int = 0
+    rules: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reconciled(self) -> bool:
+        if self.kind == "sink":
+            return True
+        return self.rows_in == self.rows_out + self.rows_dead_lettered + self.rows_filtered
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    pipeline: str
+    template: str | None
+    runner: str
+    status: str  # COMPLETE | FAILED
+    started_at: str
+    elapsed_seconds: float
+    nodes: list[NodeCounts]
+    inputs: list[Dataset]
+    outputs: list[Dataset]
+    lineage_log: str | None = None
+    error: str | None = None
+    error_threshold: float = 0.0
+
+    @property
+    def rows_read(self) -> int:
+        return sum(n.rows_in for n in self.nodes if n.kind == "source")
+
+    @property
+    def rows_dead_lettered(self) -> int:
+        return sum(n.rows_dead_lettered for n in self.nodes if n.kind != "sink")
+
+    @property
+    def rows_filtered(self) -> int:
+        return sum(n.rows_filtered for n in self.nodes if n.kind == "step")
+
+    @property
+    def rejected_fraction(self) -> float:
+        return self.rows_dead_lettered / self.rows_read if self.rows_read else 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    @property
+    def reconciled(self) -> bool:
+        return all(n.reconciled for n in self.nodes)
+
+    def node(self, name: str) -> NodeCounts:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for n, counts in zip(data["nodes"], self.nodes, strict=True):
+            n["reconciled"] = counts.reconciled
+        data.update(
+            rows_read=self.rows_read,
+            rows_dead_lettered=self.rows_dead_lettered,
+            rows_filtered=self.rows_filtered,
+            rejected_fraction=round(self.rejected_fraction, 6),
+            rows_per_second=round(self.rows_per_second, 1),
+            reconciled=self.reconciled,
+        )
+        return data
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) -> list[NodeCounts]:
+    """Per-node counts from ``{"<node>/<what>": value}`` Beam counters."""
+    nodes = []
+    for kind, name in order:
+        get = lambda what, name=name: counters.get(f"{name}/{what}", 0)  # noqa: E731
+        node = NodeCounts(kind=kind, name=name)
+        if kind == "sink":
+            node.rows_in = node.rows_out = get("rows_written")
+            node.files, node.bytes = get("files"), get("bytes")
+        else:
+            node.rows_in, node.rows_out = get("rows_in"), get("rows_out")
+            node.rows_dead_lettered = get("rows_dead_lettered")
+            node.rows_filtered = get("rows_filtered")
+            if kind == "source":
+                node.files = get("files")
+            prefix = f"{name}/rule/"
+            node.rules = {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
+        nodes.append(node)
+    return nodes
