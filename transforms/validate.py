@@ -149,9 +149,19 @@ class Validator:
                 )
 
     def _apply_expectations(self, typed: pa.Table, found: _Rejections) -> None:
+        """Row-level failures reject rows; failed aggregate expectations are counted per
+        batch (they cannot blame a row); an expectation GX cannot run fails the run, since
+        silently skipping a declared check is worse than stopping."""
         result = self.expectations.evaluate(typed)
         for outcome in result.outcomes:
-            found.counts.setdefault(f"gx/{outcome.expectation_type}", 0)
+            if outcome.error:
+                raise ValueError(
+                    f"{self.step_name}: expectation {outcome.expectation_type}"
+                    f"({outcome.column or ''}) could not run: {outcome.error}"
+                )
+            if not outcome.success and not outcome.unexpected_count:
+                key = f"gx/{outcome.expectation_type}"
+                found.counts[key] = found.counts.get(key, 0) + 1
         for row, reasons in result.row_failures.items():
             kinds = result.failed_expectation_per_row[row]
             for reason, kind in zip(reasons, kinds, strict=True):
