@@ -66,9 +66,10 @@ def coerce(column: pa.ChunkedArray | pa.Array, target: pa.DataType) -> tuple[pa.
         castable = _castable_text(column, target)
         if castable is not None:
             try:
-                values = pc.cast(pc.if_else(castable, column, pa.scalar(None, column.type)), target)
                 if pa.types.is_boolean(target):
                     values = _text_to_bool(column, castable)
+                else:
+                    values = pc.cast(pc.if_else(castable, column, pa.scalar(None, column.type)), target)
                 failed = pc.and_(pc.invert(castable), pc.is_valid(column))
                 return values, pc.fill_null(failed, False)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

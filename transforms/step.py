@@ -110,7 +110,9 @@ class _ArrowStepFn(beam.DoFn):
         self._counters = _Counters(self._step)
         self._processor.setup()
 
-    def process(self, table: pa.Table, *side_inputs: Any) -> Iterable[Any]:
+    # No annotations here on purpose: Beam turns them into type hints, and a variadic side
+    # input annotation breaks its type checking.
+    def process(self, table, *side_inputs):  # noqa: ANN001, ANN201, ANN002
         counters = self._counters
         assert counters is not None
         result = self._processor.process(table, *side_inputs)
