@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -18,11 +17,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.expressions import parse
-
-
-@lru_cache(maxsize=256)
-def _compiled(expr: str):  # noqa: ANN202 - an Expression; parsed once per process, not per batch
-    return parse(expr)
 
 
 def _column(table: pa.Table, field: str) -> pa.ChunkedArray:
@@ -190,13 +184,13 @@ class Expression(Rule):
     message: str | None = None
 
     def failures(self, table: pa.Table) -> pa.Array:
-        return pc.invert(_compiled(self.expr).evaluate_predicate(table))
+        return pc.invert(parse(self.expr).evaluate_predicate(table))
 
     def reason(self, value: Any) -> str:
         return self.message or f"expression failed: {self.expr}"
 
     def fields(self) -> frozenset[str]:
-        return _compiled(self.expr).fields
+        return parse(self.expr).fields
 
 
 def failing_values(table: pa.Table, rule: Rule, indices: Sequence[int]) -> list[Any]:
