@@ -36,8 +36,14 @@ TMP_PREFIX = ".beamwright-tmp-"
 WRITE_MODES = ("overwrite", "append", "error_if_exists")
 
 
-class NoInputFilesError(FileNotFoundError):
-    """A source pattern matched no file."""
+def ensure_directory(path: str) -> None:
+    """Create ``path`` if missing (a no-op on object stores, which have no directories)."""
+    if not FileSystems.exists(path):
+        try:
+            FileSystems.mkdirs(path)
+        except OSError:
+            if not FileSystems.exists(path):  # lost a race with another worker: fine
+                raise
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,7 @@ class _WriteBundleFn(beam.DoFn):
 
     def setup(self) -> None:
         self._format = make_format(self._format_name, **self._options)
+        ensure_directory(self._temp_dir)
 
     def start_bundle(self) -> None:
         self._writer: Any = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import posixpath
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +18,7 @@ import pyarrow.csv as pacsv
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from connectors.fileio import ensure_directory
 from connectors.files.base import open_output
 
 
@@ -37,6 +39,7 @@ class _WriteReportFn(beam.DoFn):
 
     def process(self, table: pa.Table) -> Iterable[dict[str, Any]]:
         data = report_bytes(table, self._path)
+        ensure_directory(posixpath.dirname(self._path) or ".")
         temp = self._path + ".beamwright-tmp"
         with open_output(temp) as out:
             out.write(data)

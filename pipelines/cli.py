@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from pipelines.loading import SpecError
 
-    console = Console(stderr=False, highlight=False)
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
     try:
         spec = load_target(args.target, _params(args.param))
     except SpecError as exc:
@@ -166,6 +166,7 @@ def parser() -> argparse.ArgumentParser:
         description="Governed, declarative data pipelines on Apache Beam.",
     )
     p.add_argument("--version", action="version", version="beamwright 0.1.0")
+    p.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a template or a spec file")
@@ -205,7 +206,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
     args = parser().parse_args(argv)
+    # Beam logs optional-dependency notices (GCS, apitools) at import; they are noise here.
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        # a failing DoFn is reported once, readably, by the run summary; Beam's own
+        # multi-page traceback is available with --verbose
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
     return args.func(args)
 
 

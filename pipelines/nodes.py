@@ -229,6 +229,7 @@ def build_lookup(node: s.LookupStepSpec, ctx: BuildContext, path: str, rows: bea
         keys=node.keys,
         fields=node.fields,
         prefix=node.prefix,
+        cast=node.cast,
         on_missing=node.on_missing,
     )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 import re
 import threading
 import time
@@ -209,7 +208,3 @@ class ProgressPoller:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

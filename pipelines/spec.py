@@ -323,6 +323,11 @@ class LookupStepSpec(StepBase):
         default=None, description="Lookup fields to add (default: all but the keys)."
     )
     prefix: str = ""
+    cast: dict[str, FieldType] = Field(
+        default_factory=dict,
+        description="Types for lookup fields (CSV reference data arrives as text); values "
+        "that do not cast become null and are counted.",
+    )
     on_missing: Literal["keep", "reject", "drop"] = Field(
         default="keep",
         description="keep: add nulls; reject: dead-letter the row; drop: count as filtered.",

@@ -131,6 +131,7 @@ def _stage_steps(stage: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "lookup": "customers",
                 "on": "customer_id",
                 "fields": ["segment", "loyalty_tier", "lifetime_value"],
+                "cast": {"lifetime_value": "float64"},
                 "on_missing": "reject",
             }
         ]

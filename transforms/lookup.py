@@ -9,7 +9,7 @@ filtered, as the spec says.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.records import POSITION_COLUMNS, dead_letters_for_rows, strip_positions
-from transforms.coerce import coerce
+from transforms.coerce import ARROW_TYPES, coerce
 from transforms.step import ArrowStep, StepResult
 
 ON_MISSING = ("keep", "reject", "drop")
@@ -56,6 +56,7 @@ class Joiner:
         run_id: str = "",
         fields: Sequence[str] | None = None,
         prefix: str = "",
+        cast: Mapping[str, str] | None = None,
         on_missing: str = "keep",
     ) -> None:
         if on_missing not in ON_MISSING:
@@ -66,7 +67,11 @@ class Joiner:
         self.fields = list(fields) if fields is not None else None
         self.prefix = prefix
         self.on_missing = on_missing
-        self._prepared: tuple[int, pa.Table] | None = None
+        self.cast = dict(cast or {})
+        unknown = {f: t for f, t in self.cast.items() if t not in ARROW_TYPES}
+        if unknown:
+            raise ValueError(f"unknown cast types {unknown}; use one of {sorted(ARROW_TYPES)}")
+        self._prepared: tuple[int, pa.Table, dict[str, int]] | None = None
 
     def setup(self) -> None:
         """The reference table arrives with the first batch; it is prepared once then."""
@@ -76,10 +81,11 @@ class Joiner:
         state["_prepared"] = None
         return state
 
-    def _reference(self, reference: pa.Table, left: pa.Table) -> pa.Table:
-        """Deduplicated reference columns, keys typed like the input's, fields prefixed."""
+    def _reference(self, reference: pa.Table, left: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+        """Deduplicated reference columns, keys typed like the input's, fields cast and
+        prefixed; plus the count of reference values that failed their cast."""
         if self._prepared is not None and self._prepared[0] == id(reference):
-            return self._prepared[1]
+            return self._prepared[1], self._prepared[2]
         missing = [k for k in self.keys if k not in reference.column_names]
         if missing:
             raise KeyError(f"{self.step_name}: lookup data has no key field(s) {missing}")
@@ -93,6 +99,13 @@ class Joiner:
                 f"it has {reference.column_names}"
             )
         ref = reference.select(self.keys + fields)
+        bad_values: dict[str, int] = {}
+        for name, type_name in self.cast.items():
+            if name in ref.column_names:
+                values, failed = coerce(ref.column(name), ARROW_TYPES[type_name])
+                ref = ref.set_column(ref.column_names.index(name), name, values)
+                if failed is not None and pc.sum(failed).as_py():
+                    bad_values[f"reference_cast:{name}"] = pc.sum(failed).as_py()
         for key in self.keys:
             if key in left.column_names and ref.column(key).type != left.column(key).type:
                 values, _ = coerce(ref.column(key), left.column(key).type)
@@ -104,13 +117,13 @@ class Joiner:
         renamed = [c if c in self.keys else self.prefix + c for c in ref.column_names]
         ref = ref.rename_columns(renamed)
         ref = ref.append_column(_MATCHED, pa.array(np.ones(ref.num_rows, dtype=bool)))
-        self._prepared = (id(reference), ref)
-        return ref
+        self._prepared = (id(reference), ref, bad_values)
+        return ref, bad_values
 
     def process(self, table: pa.Table, reference: pa.Table | None = None, *rest: Any) -> StepResult:
         if reference is None:
             reference = pa.table({k: pa.array([], table.column(k).type) for k in self.keys})
-        ref = self._reference(reference, table)
+        ref, bad_reference = self._reference(reference, table)
         clash = [c for c in ref.column_names if c in table.column_names and c not in self.keys]
         if clash:
             raise ValueError(
@@ -126,10 +139,12 @@ class Joiner:
         matched = pc.fill_null(joined.column(_MATCHED), False).combine_chunks()
         result = joined.select(order)
         if self.on_missing == "keep" or pc.all(matched).as_py():
-            return StepResult(rows=result)
+            return StepResult(rows=result, rule_failures=bad_reference)
         kept = result.filter(matched)
         if self.on_missing == "drop":
-            return StepResult(rows=kept, filtered=result.num_rows - kept.num_rows)
+            return StepResult(
+                rows=kept, filtered=result.num_rows - kept.num_rows, rule_failures=bad_reference
+            )
         rows = joined.column(_ROW).combine_chunks()
         missing_rows = pc.filter(rows, pc.invert(matched))
         dead = dead_letters_for_rows(
@@ -139,7 +154,11 @@ class Joiner:
             step=self.step_name,
             run_id=self.run_id,
         )
-        return StepResult(rows=kept, dead_letters=dead, rule_failures={"no_match": len(missing_rows)})
+        return StepResult(
+            rows=kept,
+            dead_letters=dead,
+            rule_failures={**bad_reference, "no_match": len(missing_rows)},
+        )
 
 
 class Lookup(ArrowStep):
