@@ -62,7 +62,14 @@ class RunLineage:
         self.failed = 0
 
     def _emit(self, state: str, inputs: Sequence[str], outputs: Sequence[str], run_facets: dict | None = None) -> None:
-        from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+        from openlineage.client.event_v2 import (
+            InputDataset,
+            Job,
+            OutputDataset,
+            Run,
+            RunEvent,
+            RunState,
+        )
 
         event = RunEvent(
             eventType=getattr(RunState, state),

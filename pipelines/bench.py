@@ -29,6 +29,7 @@ from typing import Any
 CASES = ("parquet", "jsonl", "baseline")
 TARGETS = {"parquet": 1_000_000, "jsonl": 500_000}
 BAD_FRACTION = 0.02
+WORKERS = 2
 
 
 def _bench_spec(source: str, out: Path, batch_size: int) -> Any:
@@ -39,7 +40,7 @@ def _bench_spec(source: str, out: Path, batch_size: int) -> Any:
     return PipelineSpec.model_validate(
         {
             "name": "bench",
-            "run": {"batch_size": batch_size, "error_threshold": 0.5},
+            "run": {"batch_size": batch_size, "error_threshold": 0.5, "direct_num_workers": WORKERS},
             "sources": [{"name": "orders", "type": "file", "path": source}],
             "steps": [
                 {"name": "validate", "type": "validate", "fields": ORDER_FIELDS, "rules": rules},

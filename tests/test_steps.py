@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import apache_beam as beam
 import pyarrow as pa
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-import apache_beam as beam
 from connectors.records import with_positions
 from connectors.secrets import EnvSecret, Secret
+from transforms import rules as r
 from transforms.aggregate import GroupAggregate
 from transforms.lookup import Joiner, Lookup
 from transforms.mask import Mask, Masker
 from transforms.reshape import Filterer, FilterRows, MapRows, Reshaper
 from transforms.validate import Validate
-from transforms import rules as r
 
 
 def batch(rows: list[dict]) -> pa.Table:

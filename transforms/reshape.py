@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from connectors.records import POSITION_COLUMNS, dead_letters_for_rows
 from transforms.coerce import ARROW_TYPES, coerce
