@@ -1,0 +1,45 @@
+"""The file formats by name, and the format a path's extension implies."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from connectors.files.avro import AvroFormat
+from connectors.files.base import FileFormat
+from connectors.files.csvfile import CsvFormat
+from connectors.files.jsonl import JsonlFormat
+from connectors.files.parquet import ParquetFormat
+
+FORMATS: dict[str, type] = {
+    fmt.name: fmt for fmt in (JsonlFormat, CsvFormat, ParquetFormat, AvroFormat)
+}
+
+
+def make_format(name: str, **options: object) -> FileFormat:
+    """The format called ``name`` configured with ``options``.
+
+    Unknown names and options raise ``ValueError`` listing the valid ones, so that a typo in a
+    pipeline spec fails when the pipeline is built rather than when a file is read.
+    """
+    if name not in FORMATS:
+        raise ValueError(f"unknown file format {name!r}; valid formats: {', '.join(FORMATS)}")
+    fmt = FORMATS[name]
+    valid = [f.name for f in dataclasses.fields(fmt)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        accepted = ", ".join(valid) if valid else "none"
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for file format {name!r};"
+            f" valid options: {accepted}"
+        )
+    return fmt(**options)
+
+
+def infer_format(path: str) -> str:
+    """The format name for ``path``'s extension (case-insensitive)."""
+    lowered = path.lower()
+    for name, fmt in FORMATS.items():
+        if lowered.endswith(fmt.extensions):
+            return name
+    known = ", ".join(ext for fmt in FORMATS.values() for ext in fmt.extensions)
+    raise ValueError(f"cannot tell the file format of {path!r}; known extensions: {known}")
