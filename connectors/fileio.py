@@ -25,6 +25,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
+import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
+
 from connectors.files.base import CorruptFileError, open_output
 from connectors.files.registry import infer_format, make_format
 from connectors.records import dead_letters_for_rejects
@@ -155,7 +157,11 @@ class ReadFiles(beam.PTransform):
         tasks = pbegin | "Tasks" >> beam.Create(self._tasks)
         if len(self._tasks) > 1:
             tasks = tasks | "Spread" >> beam.Reshuffle()
-        return tasks | "Decode" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main=ROWS)
+        outputs = tasks | "Decode" >> beam.ParDo(self._fn).with_output_types(
+            pa.Table
+        ).with_outputs(DEAD_LETTERS, main=ROWS)
+        outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise
+        return outputs
 
 
 # --------------------------------------------------------------------------- writing

@@ -12,12 +12,11 @@ letters for rows they cannot decode, and every other package may import connecto
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 SOURCE_COLUMN = "_bw_source"
@@ -61,11 +60,19 @@ class Reject:
 
 
 def with_positions(table: pa.Table, source: str, offsets: Sequence[int] | pa.Array) -> pa.Table:
-    """Append the position columns to ``table`` (one source for all rows)."""
+    """Append the position columns to ``table`` (one source for all rows).
+
+    The source column is dictionary-encoded (one string, n int32 zeros), so it costs almost
+    nothing per row; dead letters decode it.
+    """
     n = table.num_rows
-    src = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([source]))
-    table = table.append_column(SOURCE_COLUMN, src.cast(pa.string()))
-    return table.append_column(OFFSET_COLUMN, pa.array(offsets, pa.int64()))
+    src = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([source], pa.string())
+    )
+    table = table.append_column(SOURCE_COLUMN, src)
+    if not isinstance(offsets, (pa.Array, pa.ChunkedArray)):
+        offsets = pa.array(offsets, pa.int64())
+    return table.append_column(OFFSET_COLUMN, offsets.cast(pa.int64()))
 
 
 def strip_positions(table: pa.Table) -> pa.Table:
@@ -83,18 +90,14 @@ def _now(n: int) -> pa.Array:
     return pa.array([now] * n, DEAD_LETTER_SCHEMA.field("timestamp").type)
 
 
-def _json_default(value: object) -> str:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    return str(value)
+def rows_to_json(table: pa.Table) -> pa.Array:
+    """Each row (position columns excluded) as one JSON object, for payloadString.
 
+    Built column-wise with Arrow kernels (see :mod:`connectors.files.jsonencode`), not per row.
+    """
+    from connectors.files.jsonencode import json_objects
 
-def rows_to_json(table: pa.Table) -> list[str]:
-    """Serialise each row (position columns excluded) as one JSON object, for payloadString."""
-    return [
-        json.dumps(row, default=_json_default, ensure_ascii=False, sort_keys=False)
-        for row in strip_positions(table).to_pylist()
-    ]
+    return json_objects(strip_positions(table))
 
 
 def dead_letters_for_rows(
@@ -114,12 +117,12 @@ def dead_letters_for_rows(
     if n == 0:
         return empty_dead_letters()
     names = rows.column_names
-    sources = rows.column(SOURCE_COLUMN) if SOURCE_COLUMN in names else pa.nulls(n, pa.string())
+    sources = rows.column(SOURCE_COLUMN).cast(pa.string()) if SOURCE_COLUMN in names else pa.nulls(n, pa.string())
     offsets = rows.column(OFFSET_COLUMN) if OFFSET_COLUMN in names else pa.nulls(n, pa.int64())
     return pa.table(
         {
             "timestamp": _now(n),
-            "payloadString": pa.array(rows_to_json(rows), pa.string()),
+            "payloadString": rows_to_json(rows),
             "payloadBytes": pa.nulls(n, pa.binary()),
             "attributes": pa.nulls(n, DEAD_LETTER_SCHEMA.field("attributes").type),
             "errorMessage": pa.array(list(errors), pa.string()),

@@ -341,6 +341,21 @@ def test_jsonl_mixed_kinds_in_a_column_become_text(tmp_path):
     assert [row[OFFSET] for row in rows] == [1, 2, 3, 4]
 
 
+def test_jsonl_kinds_differing_between_halves_of_a_big_batch(tmp_path):
+    # pyarrow's JSON reader segfaults when one read gets several blocks whose values differ in
+    # kind (numbers in one block, arrays in the next); the batch is big enough to be parsed in
+    # parts, so this checks the reader never hands pyarrow such a read.
+    pad = "x" * 100
+    lines = [json.dumps({"a": 1, "pad": pad}) for _ in range(1500)]
+    lines += [json.dumps({"a": [1], "pad": pad}) for _ in range(1500)]
+    path = write_bytes(tmp_path, "x.jsonl", "\n".join(lines).encode())
+
+    rows, rejects, _ = read(JsonlFormat(), path, batch_size=5000)
+
+    assert rejects == []
+    assert [row["a"] for row in rows] == ["1"] * 1500 + ["[1]"] * 1500
+
+
 def test_jsonl_int_then_float_reads_as_float(tmp_path):
     rows, _, chunks = read(JsonlFormat(), write_bytes(tmp_path, "x.jsonl", b'{"a":1}\n{"a":2.5}'))
     assert chunks[0].rows.schema.field("a").type == pa.float64()
@@ -423,7 +438,8 @@ def test_csv_wrong_column_count_is_rejected_with_the_raw_row(tmp_path):
 def test_csv_reads_every_column_as_nullable_text(tmp_path):
     data = b'id,amount,flag\n1,12.50,true\n,"",NA\n'
     rows, _, chunks = read(CsvFormat(null_values=("", "NA")), write_bytes(tmp_path, "x.csv", data))
-    assert set(chunks[0].rows.schema.types) == {pa.string(), pa.int64()}  # offset is int64
+    user_types = {f.type for f in chunks[0].rows.schema if not f.name.startswith("_bw_")}
+    assert user_types == {pa.string()}
     assert rows == [
         {"id": "1", "amount": "12.50", "flag": "true", OFFSET: 2},
         {"id": None, "amount": None, "flag": None, OFFSET: 3},

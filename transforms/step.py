@@ -20,6 +20,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
+import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
 from connectors.records import empty_dead_letters
 
 DEAD_LETTERS = "dead_letters"
@@ -150,6 +151,8 @@ class ArrowStep(beam.PTransform):
         self._side_inputs = tuple(side_inputs)
 
     def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return tables | beam.ParDo(
+        outputs = tables | beam.ParDo(
             _ArrowStepFn(self._step, self._processor), *self._side_inputs
-        ).with_outputs(DEAD_LETTERS, main=ROWS)
+        ).with_output_types(pa.Table).with_outputs(DEAD_LETTERS, main=ROWS)
+        outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise
+        return outputs

@@ -52,14 +52,21 @@ def json_lines(table: pa.Table) -> bytes:
     """
     if not table.num_rows:
         return b""
+    rows = pc.binary_join_element_wise(json_objects(table), "\n", "")
+    return "".join(rows.to_pylist()).encode("utf-8")
+
+
+def json_objects(table: pa.Table) -> pa.Array:
+    """Each row of ``table`` as the text of one JSON object (no newline), vectorised."""
     if not table.num_columns:
-        return b"{}\n" * table.num_rows
+        return pa.array(["{}"] * table.num_rows, pa.string())
     members = [
         pc.binary_join_element_wise(_ENCODE(name) + ":", _json_values(column), "")
         for name, column in zip(table.column_names, table.columns, strict=True)
     ]
-    rows = pc.binary_join_element_wise("{", pc.binary_join_element_wise(*members, ","), "}\n", "")
-    return "".join(rows.to_pylist()).encode("utf-8")
+    body = members[0] if len(members) == 1 else pc.binary_join_element_wise(*members, ",")
+    rows = pc.binary_join_element_wise("{", body, "}", "")
+    return rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
 
 
 def _json_values(column: pa.ChunkedArray) -> pa.ChunkedArray:
