@@ -14,6 +14,8 @@ therefore never leaves half-written files among the outputs.
 from __future__ import annotations
 
 import posixpath
+import queue
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -173,10 +175,78 @@ class WrittenFile:
     rows: int
 
 
+_STOP = object()
+
+
+class _BackgroundFileWriter:
+    """Writes a bundle's tables into temporary files on a background thread.
+
+    pyarrow releases the GIL while it encodes and compresses, so writing batch N overlaps the
+    steps computing batch N+1 (on the benchmark this hides most of the Parquet write time).
+    The queue is short, so memory stays bounded; the first write error is re-raised to the
+    bundle, and the thread keeps draining so the bundle never blocks on a dead writer.
+    """
+
+    def __init__(self, fmt: Any, temp_dir: str, extension: str, max_rows: int | None) -> None:
+        self._fmt = fmt
+        self._temp_dir = temp_dir
+        self._extension = extension
+        self._max_rows = max_rows
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._done: list[WrittenFile] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="beamwright-writer")
+        self._thread.start()
+
+    def put(self, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def finish(self) -> list[WrittenFile]:
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._done
+
+    def _run(self) -> None:
+        writer: Any = None
+        sink: Any = None
+        path = ""
+        try:
+            while (table := self._queue.get()) is not _STOP:
+                if writer is not None and self._max_rows and writer.rows_written >= self._max_rows:
+                    writer.close()
+                    sink.close()
+                    self._done.append(WrittenFile(path, writer.rows_written))
+                    writer = None
+                if writer is None:
+                    path = posixpath.join(self._temp_dir, f"{uuid.uuid4().hex}{self._extension}")
+                    sink = open_output(path)
+                    writer = self._fmt.open_writer(sink)
+                writer.write(table)
+            if writer is not None:
+                writer.close()
+                sink.close()
+                self._done.append(WrittenFile(path, writer.rows_written))
+        except BaseException as exc:  # handed to the bundle thread in put()/finish()
+            self._error = exc
+            while self._queue.get() is not _STOP:
+                pass
+
+
 class _WriteBundleFn(beam.DoFn):
     """Writes every table of a bundle into temporary files, rolling over at ``max_rows``."""
 
-    def __init__(self, temp_dir: str, format_name: str, options: Mapping[str, Any], extension: str, max_rows: int | None) -> None:
+    def __init__(
+        self,
+        temp_dir: str,
+        format_name: str,
+        options: Mapping[str, Any],
+        extension: str,
+        max_rows: int | None,
+    ) -> None:
         self._temp_dir = temp_dir
         self._format_name = format_name
         self._options = dict(options)
@@ -188,33 +258,22 @@ class _WriteBundleFn(beam.DoFn):
         ensure_directory(self._temp_dir)
 
     def start_bundle(self) -> None:
-        self._writer: Any = None
-        self._sink: Any = None
-        self._path = ""
-        self._done: list[WrittenFile] = []
-
-    def _close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._sink.close()
-            self._done.append(WrittenFile(self._path, self._writer.rows_written))
-            self._writer = None
+        self._writer: _BackgroundFileWriter | None = None
 
     def process(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        if self._writer is not None and self._max_rows and self._writer.rows_written >= self._max_rows:
-            self._close()
         if self._writer is None:
-            self._path = posixpath.join(self._temp_dir, f"{uuid.uuid4().hex}{self._extension}")
-            self._sink = open_output(self._path)
-            self._writer = self._format.open_writer(self._sink)
-        self._writer.write(table)
+            self._writer = _BackgroundFileWriter(
+                self._format, self._temp_dir, self._extension, self._max_rows
+            )
+        self._writer.put(table)
 
     def finish_bundle(self) -> Iterable[Any]:
-        self._close()
-        for written in self._done:
-            yield GlobalWindows.windowed_value(written)
+        if self._writer is not None:
+            for written in self._writer.finish():
+                yield GlobalWindows.windowed_value(written)
+            self._writer = None
 
 
 class _FinalizeFn(beam.DoFn):
