@@ -28,7 +28,6 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
-
 from connectors.files.base import CorruptFileError, open_output
 from connectors.files.registry import infer_format, make_format
 from connectors.records import dead_letters_for_rejects
@@ -89,7 +88,12 @@ def plan_reads(pattern: str, format_name: str | None, options: Mapping[str, Any]
 
 class _ReadFn(beam.DoFn):
     def __init__(
-        self, source: str, format_name: str | None, options: Mapping[str, Any], batch_size: int, run_id: str
+        self,
+        source: str,
+        format_name: str | None,
+        options: Mapping[str, Any],
+        batch_size: int,
+        run_id: str,
     ) -> None:
         self._source = source
         self._format_name = format_name
@@ -159,9 +163,9 @@ class ReadFiles(beam.PTransform):
         tasks = pbegin | "Tasks" >> beam.Create(self._tasks)
         if len(self._tasks) > 1:
             tasks = tasks | "Spread" >> beam.Reshuffle()
-        outputs = tasks | "Decode" >> beam.ParDo(self._fn).with_output_types(
-            pa.Table
-        ).with_outputs(DEAD_LETTERS, main=ROWS)
+        outputs = tasks | "Decode" >> beam.ParDo(self._fn).with_output_types(pa.Table).with_outputs(
+            DEAD_LETTERS, main=ROWS
+        )
         outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise
         return outputs
 
@@ -279,7 +283,9 @@ class _WriteBundleFn(beam.DoFn):
 class _FinalizeFn(beam.DoFn):
     """Moves the temporary files to their final names once all bundles have written."""
 
-    def __init__(self, sink: str, directory: str, temp_dir: str, extension: str, mode: str, run_id: str) -> None:
+    def __init__(
+        self, sink: str, directory: str, temp_dir: str, extension: str, mode: str, run_id: str
+    ) -> None:
         self._sink = sink
         self._directory = directory
         self._temp_dir = temp_dir
@@ -304,7 +310,11 @@ class _FinalizeFn(beam.DoFn):
                 FileSystems.delete(stale)
         if written:
             FileSystems.rename([w.temp_path for w in written], finals)
-        sizes = {m.path: m.size_in_bytes for r in FileSystems.match(finals) for m in r.metadata_list} if finals else {}
+        sizes = (
+            {m.path: m.size_in_bytes for r in FileSystems.match(finals) for m in r.metadata_list}
+            if finals
+            else {}
+        )
         if FileSystems.exists(self._temp_dir):
             FileSystems.delete([self._temp_dir])
         ns = METRIC_NAMESPACE
@@ -348,7 +358,9 @@ class WriteFiles(beam.PTransform):
         extension = "." + fmt.extensions[0].lstrip(".")
         directory = directory.rstrip("/")
         temp_dir = posixpath.join(directory, f"{TMP_PREFIX}{run_id}")
-        self._write = _WriteBundleFn(temp_dir, format_name, options or {}, extension, max_rows_per_file)
+        self._write = _WriteBundleFn(
+            temp_dir, format_name, options or {}, extension, max_rows_per_file
+        )
         self._finalize = _FinalizeFn(sink_name, directory, temp_dir, extension, mode, run_id)
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:

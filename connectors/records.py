@@ -117,7 +117,11 @@ def dead_letters_for_rows(
     if n == 0:
         return empty_dead_letters()
     names = rows.column_names
-    sources = rows.column(SOURCE_COLUMN).cast(pa.string()) if SOURCE_COLUMN in names else pa.nulls(n, pa.string())
+    sources = (
+        rows.column(SOURCE_COLUMN).cast(pa.string())
+        if SOURCE_COLUMN in names
+        else pa.nulls(n, pa.string())
+    )
     offsets = rows.column(OFFSET_COLUMN) if OFFSET_COLUMN in names else pa.nulls(n, pa.int64())
     return pa.table(
         {

@@ -49,7 +49,12 @@ class _WriteReportFn(beam.DoFn):
         Metrics.counter("beamwright", f"{self._sink}/rows_written").inc(table.num_rows)
         Metrics.counter("beamwright", f"{self._sink}/files").inc(1)
         Metrics.counter("beamwright", f"{self._sink}/bytes").inc(len(data))
-        yield {"sink": self._sink, "files": [self._path], "rows": table.num_rows, "bytes": len(data)}
+        yield {
+            "sink": self._sink,
+            "files": [self._path],
+            "rows": table.num_rows,
+            "bytes": len(data),
+        }
 
 
 class WriteReport(beam.PTransform):

@@ -33,7 +33,10 @@ def _configured_by_environment() -> bool:
         return True
     if os.environ.get("OPENLINEAGE_CONFIG"):
         return True
-    return Path("openlineage.yml").is_file() or Path("~/.openlineage/openlineage.yml").expanduser().is_file()
+    return (
+        Path("openlineage.yml").is_file()
+        or Path("~/.openlineage/openlineage.yml").expanduser().is_file()
+    )
 
 
 def make_client(event_log: str | None):  # noqa: ANN201 - openlineage's client, imported lazily
@@ -52,7 +55,9 @@ class RunLineage:
     """Emits the lifecycle events of one run. Emission errors are logged, never raised:
     lineage must not break the pipeline."""
 
-    def __init__(self, *, namespace: str, job_name: str, run_id: str, event_log: str | None) -> None:
+    def __init__(
+        self, *, namespace: str, job_name: str, run_id: str, event_log: str | None
+    ) -> None:
         self.namespace = namespace
         self.job_name = job_name
         self.run_id = run_id
@@ -61,7 +66,13 @@ class RunLineage:
         self.emitted = 0
         self.failed = 0
 
-    def _emit(self, state: str, inputs: Sequence[str], outputs: Sequence[str], run_facets: dict | None = None) -> None:
+    def _emit(
+        self,
+        state: str,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        run_facets: dict | None = None,
+    ) -> None:
         from openlineage.client.event_v2 import (
             InputDataset,
             Job,
@@ -96,7 +107,9 @@ class RunLineage:
     def fail(self, inputs: Sequence[str], outputs: Sequence[str], message: str) -> None:
         from openlineage.client.facet_v2 import error_message_run
 
-        facet = error_message_run.ErrorMessageRunFacet(message=message, programmingLanguage="python")
+        facet = error_message_run.ErrorMessageRunFacet(
+            message=message, programmingLanguage="python"
+        )
         self._emit("FAIL", inputs, outputs, {"errorMessage": facet})
 
     def close(self) -> None:

@@ -40,7 +40,11 @@ def _bench_spec(source: str, out: Path, batch_size: int) -> Any:
     return PipelineSpec.model_validate(
         {
             "name": "bench",
-            "run": {"batch_size": batch_size, "error_threshold": 0.5, "direct_num_workers": WORKERS},
+            "run": {
+                "batch_size": batch_size,
+                "error_threshold": 0.5,
+                "direct_num_workers": WORKERS,
+            },
             "sources": [{"name": "orders", "type": "file", "path": source}],
             "steps": [
                 {"name": "validate", "type": "validate", "fields": ORDER_FIELDS, "rules": rules},
@@ -53,7 +57,9 @@ def _bench_spec(source: str, out: Path, batch_size: int) -> Any:
                     ],
                 },
             ],
-            "sinks": [{"name": "out", "type": "file", "path": str(out / "out"), "format": "parquet"}],
+            "sinks": [
+                {"name": "out", "type": "file", "path": str(out / "out"), "format": "parquet"}
+            ],
             "dead_letter": {"path": str(out / "dead"), "format": "jsonl"},
             "lineage": {"enabled": False},
         }
@@ -164,7 +170,15 @@ def _run_baseline(parquet: Path, out: Path, rows: int) -> tuple[float, int]:
             row["card_number"] = "*" * (len(card) - 4) + card[-4:]
             yield row
 
-    text_fields = ("order_id", "customer_id", "email", "order_date", "ship_date", "status", "currency")
+    text_fields = (
+        "order_id",
+        "customer_id",
+        "email",
+        "order_date",
+        "ship_date",
+        "status",
+        "currency",
+    )
     schema = pa.schema(
         [(f, pa.string()) for f in text_fields]
         + [("amount", pa.float64()), ("quantity", pa.int64())]
@@ -177,8 +191,12 @@ def _run_baseline(parquet: Path, out: Path, rows: int) -> tuple[float, int]:
         | beam.io.ReadFromParquet(str(parquet))
         | beam.ParDo(CheckAndMask()).with_outputs("dead", main="ok")
     )
-    results.ok | beam.Map(lambda r: {**r, "amount": float(r["amount"])}) | beam.io.WriteToParquet(
-        str(out / "part"), schema, codec="zstd", file_name_suffix=".parquet"
+    (
+        results.ok
+        | beam.Map(lambda r: {**r, "amount": float(r["amount"])})
+        | beam.io.WriteToParquet(
+            str(out / "part"), schema, codec="zstd", file_name_suffix=".parquet"
+        )
     )
     results.dead | beam.io.WriteToText(str(out / "dead"), file_name_suffix=".jsonl")
     t0 = time.perf_counter()
@@ -193,7 +211,9 @@ def main(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger().setLevel(logging.ERROR)
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="beamwright-bench-"))
+    workdir = (
+        Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="beamwright-bench-"))
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     if args.case:
         rows = args.baseline_rows if args.case == "baseline" else args.rows
@@ -204,9 +224,20 @@ def main(args: argparse.Namespace) -> int:
     results = []
     for case in CASES:
         cmd = [
-            sys.executable, "-m", "pipelines.cli", "bench", "--case", case, "--rows", str(args.rows),
-            "--baseline-rows", str(args.baseline_rows), "--batch-size", str(args.batch_size),
-            "--workdir", str(workdir),
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "bench",
+            "--case",
+            case,
+            "--rows",
+            str(args.rows),
+            "--baseline-rows",
+            str(args.baseline_rows),
+            "--batch-size",
+            str(args.batch_size),
+            "--workdir",
+            str(workdir),
         ]
         if not args.json:
             print(f"running {case} ...", file=sys.stderr)
@@ -238,6 +269,10 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         for r in results:
-            print(f"{r['case']:>9}: {r['rows']:>9,} rows in {r['seconds']:6.2f} s = {r['rows_per_second']:>10,} rows/s, peak {r['peak_memory_mb']} MB")
-        print(f"speed-up vs per-element baseline: {report['speedup_vs_baseline']}; targets met: {report['targets_met']}")
+            print(
+                f"{r['case']:>9}: {r['rows']:>9,} rows in {r['seconds']:6.2f} s = {r['rows_per_second']:>10,} rows/s, peak {r['peak_memory_mb']} MB"
+            )
+        print(
+            f"speed-up vs per-element baseline: {report['speedup_vs_baseline']}; targets met: {report['targets_met']}"
+        )
     return 0

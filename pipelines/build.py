@@ -54,7 +54,9 @@ def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> 
         ctx.dead_letters.append(outputs.dead_letters)
         previous = [step.name]
         order.append(("step", step.name))
-    ctx.outputs[DEAD_LETTERS_INPUT] = tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
+    ctx.outputs[DEAD_LETTERS_INPUT] = (
+        tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
+    )
     for i, sink in enumerate(spec.sinks):
         rows = ctx.outputs[sink.input] if sink.input else ctx.input_of(previous, sink.name)
         registry.SINKS[sink.type](sink, ctx, f"sinks[{i}]", rows)

@@ -182,7 +182,9 @@ def parser() -> argparse.ArgumentParser:
     val.add_argument("target")
     val.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
     val.add_argument(
-        "--deep", action="store_true", help="also build the Beam graph (checks files, schemas, secrets)"
+        "--deep",
+        action="store_true",
+        help="also build the Beam graph (checks files, schemas, secrets)",
     )
     val.set_defaults(func=cmd_validate)
 

@@ -19,7 +19,20 @@ STATUSES = ["pending", "paid", "shipped", "delivered", "cancelled", "refunded"]
 CURRENCIES = ["USD", "EUR", "GBP"]
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "ES", "IT", "CA"]
 SEGMENTS = ["consumer", "small_business", "enterprise"]
-FIRST = ["ana", "ben", "chloe", "dev", "emma", "farid", "gita", "hugo", "ines", "jonas", "kai", "lena"]
+FIRST = [
+    "ana",
+    "ben",
+    "chloe",
+    "dev",
+    "emma",
+    "farid",
+    "gita",
+    "hugo",
+    "ines",
+    "jonas",
+    "kai",
+    "lena",
+]
 LAST = ["smith", "garcia", "muller", "rossi", "dubois", "jansen", "khan", "silva", "novak", "berg"]
 DOMAINS = ["example.com", "mail.example.org", "corp.example.net"]
 
@@ -38,7 +51,9 @@ DEFECTS = (
 def customers(n: int = 200, seed: int = 7) -> pa.Table:
     rng = np.random.default_rng(seed)
     ids = [f"C{i:05d}" for i in range(1, n + 1)]
-    names = [f"{FIRST[i % len(FIRST)].title()} {LAST[(i * 7) % len(LAST)].title()}" for i in range(n)]
+    names = [
+        f"{FIRST[i % len(FIRST)].title()} {LAST[(i * 7) % len(LAST)].title()}" for i in range(n)
+    ]
     return pa.table(
         {
             "customer_id": ids,
@@ -52,7 +67,12 @@ def customers(n: int = 200, seed: int = 7) -> pa.Table:
 
 
 def orders(
-    n: int, *, seed: int = 42, bad_fraction: float = 0.04, n_customers: int = 200, id_prefix: str = "O"
+    n: int,
+    *,
+    seed: int = 42,
+    bad_fraction: float = 0.04,
+    n_customers: int = 200,
+    id_prefix: str = "O",
 ) -> pa.Table:
     """``n`` orders; ``bad_fraction`` of them carry exactly one defect from DEFECTS.
 
@@ -73,7 +93,10 @@ def orders(
     data = {
         "order_id": [f"{id_prefix}{i:08d}" for i in idx],
         "customer_id": [f"C{c:05d}" for c in cust],
-        "email": [f"{FIRST[a]}.{LAST[b]}{c % 97}@{DOMAINS[d]}" for a, b, c, d in zip(first, last, cust, dom, strict=True)],
+        "email": [
+            f"{FIRST[a]}.{LAST[b]}{c % 97}@{DOMAINS[d]}"
+            for a, b, c, d in zip(first, last, cust, dom, strict=True)
+        ],
         "order_date": [str(d) for d in order_date],
         "ship_date": [str(d) for d in ship_date],
         "status": [STATUSES[s] for s in rng.integers(0, len(STATUSES), n)],
@@ -152,7 +175,10 @@ def write_avro(table: pa.Table, path: Path) -> None:
     schema = {
         "type": "record",
         "name": "Order",
-        "fields": [{"name": f.name, "type": ["null", avro_type(f.type)], "default": None} for f in table.schema],
+        "fields": [
+            {"name": f.name, "type": ["null", avro_type(f.type)], "default": None}
+            for f in table.schema
+        ],
     }
     with path.open("wb") as out:
         fastavro.writer(out, fastavro.parse_schema(schema), table.to_pylist(), codec="deflate")

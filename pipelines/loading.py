@@ -163,7 +163,11 @@ def resolve_parameters(
     for name in given:
         if name not in declared:
             guess = closest(name, list(declared))
-            hint = f"did you mean '{guess}'?" if guess else f"declared: {', '.join(declared) or 'none'}"
+            hint = (
+                f"did you mean '{guess}'?"
+                if guess
+                else f"declared: {', '.join(declared) or 'none'}"
+            )
             problems.append(f"parameters.{name}: not a parameter of this pipeline; {hint}")
     values: dict[str, Any] = {}
     for name, spec in declared.items():
@@ -188,7 +192,9 @@ def resolve_parameters(
 def substitute(data: Any, values: Mapping[str, Any], path: str = "") -> Any:
     """Replace ``${name}`` placeholders throughout ``data``; unknown names are errors."""
     if isinstance(data, dict):
-        return {k: substitute(v, values, f"{path}.{k}" if path else str(k)) for k, v in data.items()}
+        return {
+            k: substitute(v, values, f"{path}.{k}" if path else str(k)) for k, v in data.items()
+        }
     if isinstance(data, list):
         return [substitute(v, values, f"{path}[{i}]") for i, v in enumerate(data)]
     if not isinstance(data, str) or "${" not in data:
@@ -239,11 +245,11 @@ def spec_from_data(
     try:
         declared = {k: ParameterSpec.model_validate(v) for k, v in raw_params.items()}
     except ValidationError as exc:
-        raise SpecError(
-            [f"parameters.{p}" for p in validation_problems(exc)], origin
-        ) from None
+        raise SpecError([f"parameters.{p}" for p in validation_problems(exc)], origin) from None
     except AttributeError:
-        raise SpecError(["parameters: must be a mapping of name -> {type, default, ...}"], origin) from None
+        raise SpecError(
+            ["parameters: must be a mapping of name -> {type, default, ...}"], origin
+        ) from None
     try:
         values = resolve_parameters(declared, params or {})
     except SpecError as exc:

@@ -65,7 +65,10 @@ def build_file_source(node: s.FileSourceSpec, ctx: BuildContext, path: str) -> N
         raise _fail(f"{path}.options", str(exc)) from None
     files = match_files(node.path)
     if not files and not node.allow_empty:
-        raise _fail(f"{path}.path", f"no file matches '{node.path}'; check the path, or set allow_empty: true")
+        raise _fail(
+            f"{path}.path",
+            f"no file matches '{node.path}'; check the path, or set allow_empty: true",
+        )
     if node.format is None:
         for f in files:
             try:
@@ -100,7 +103,9 @@ def _rule(rule: Any, index: int) -> Any:
     if isinstance(rule, s.NotNullRule):
         return r.NotNull(field=rule.field, **common)
     if isinstance(rule, s.BetweenRule):
-        return r.Between(field=rule.field, min=rule.min, max=rule.max, exclusive=rule.exclusive, **common)
+        return r.Between(
+            field=rule.field, min=rule.min, max=rule.max, exclusive=rule.exclusive, **common
+        )
     if isinstance(rule, s.RegexRule):
         return r.Regex(field=rule.field, pattern=rule.regex, **common)
     if isinstance(rule, s.InSetRule):
@@ -121,7 +126,9 @@ def _check_expression(text: str, path: str) -> None:
         raise _fail(path, str(exc)) from None
 
 
-def build_validate(node: s.ValidateStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:
+def build_validate(
+    node: s.ValidateStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection
+) -> Any:
     from pipelines.schemas import SchemaFileError, load_field_types
     from transforms.validate import Validate
 
@@ -212,14 +219,18 @@ def build_map(node: s.MapStepSpec, ctx: BuildContext, path: str, rows: beam.PCol
     )
 
 
-def build_filter(node: s.FilterStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:
+def build_filter(
+    node: s.FilterStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection
+) -> Any:
     from transforms.reshape import FilterRows
 
     _check_expression(node.where, f"{path}.where")
     return rows | node.name >> FilterRows(where=node.where, step_name=node.name)
 
 
-def build_lookup(node: s.LookupStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:
+def build_lookup(
+    node: s.LookupStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection
+) -> Any:
     from transforms.lookup import Lookup
 
     return rows | node.name >> Lookup(
@@ -237,11 +248,15 @@ def build_lookup(node: s.LookupStepSpec, ctx: BuildContext, path: str, rows: bea
 # --------------------------------------------------------------------------- sinks
 
 
-def build_file_sink(node: s.FileSinkSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> None:
+def build_file_sink(
+    node: s.FileSinkSpec, ctx: BuildContext, path: str, rows: beam.PCollection
+) -> None:
     from connectors.fileio import WriteFiles, match_files
 
     if node.mode == "error_if_exists" and match_files(node.path.rstrip("/") + "/part-*"):
-        raise _fail(f"{path}.path", f"{node.path} already holds output files; use mode: overwrite or append")
+        raise _fail(
+            f"{path}.path", f"{node.path} already holds output files; use mode: overwrite or append"
+        )
     try:
         write = WriteFiles(
             node.path,
@@ -257,13 +272,16 @@ def build_file_sink(node: s.FileSinkSpec, ctx: BuildContext, path: str, rows: be
     ctx.datasets_out.append(Dataset(node.name, "sink", node.path, node.format))
 
 
-def build_report_sink(node: s.ReportSinkSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> None:
+def build_report_sink(
+    node: s.ReportSinkSpec, ctx: BuildContext, path: str, rows: beam.PCollection
+) -> None:
     from connectors.report import WriteReport
     from transforms.aggregate import GroupAggregate
 
     (
         rows
-        | f"{node.name}/Aggregate" >> beam.CombineGlobally(GroupAggregate(node.group_by, node.metrics))
+        | f"{node.name}/Aggregate"
+        >> beam.CombineGlobally(GroupAggregate(node.group_by, node.metrics))
         | node.name >> WriteReport(node.path, sink_name=node.name)
     )
     ctx.datasets_out.append(Dataset(node.name, "sink", node.path, node.path.rsplit(".", 1)[-1]))

@@ -62,7 +62,9 @@ class SpecModel(BaseModel):
         if unknown:
             key = str(unknown[0])
             guess = closest(key, sorted(allowed))
-            hint = f"did you mean '{guess}'?" if guess else f"valid keys: {', '.join(sorted(allowed))}"
+            hint = (
+                f"did you mean '{guess}'?" if guess else f"valid keys: {', '.join(sorted(allowed))}"
+            )
             raise ValueError(f"unknown key '{key}'; {hint}")
         return data
 
@@ -462,7 +464,9 @@ class PipelineSpec(SpecModel):
                 return sink
         raise KeyError(f"no sink named '{name}'; sinks: {[s.name for s in self.sinks]}")
 
-    def add_step(self, step: dict[str, Any] | BaseModel, *, after: str | None = None) -> PipelineSpec:
+    def add_step(
+        self, step: dict[str, Any] | BaseModel, *, after: str | None = None
+    ) -> PipelineSpec:
         """A copy of this spec with ``step`` inserted after ``after`` (default: at the end)."""
         data = self.model_dump(mode="python", exclude_none=False)
         new = step.model_dump() if isinstance(step, BaseModel) else dict(step)
@@ -491,7 +495,7 @@ def check_graph(spec: PipelineSpec) -> None:
             seen[node.name] = kind
     available = {s.name for s in spec.sources}
     for i, step in enumerate(spec.steps):
-        for ref in ([step.input] if isinstance(step.input, str) else step.input or []):
+        for ref in [step.input] if isinstance(step.input, str) else step.input or []:
             if ref not in available:
                 raise ValueError(_unknown_ref(f"steps[{i}].input", ref, available))
         if isinstance(step, LookupStepSpec) and step.lookup not in {s.name for s in spec.sources}:
@@ -507,7 +511,9 @@ def check_graph(spec: PipelineSpec) -> None:
 
 def _unknown_ref(path: str, ref: str, available: set[str]) -> str:
     guess = closest(ref, sorted(available))
-    hint = f"did you mean '{guess}'?" if guess else f"defined so far: {', '.join(sorted(available))}"
+    hint = (
+        f"did you mean '{guess}'?" if guess else f"defined so far: {', '.join(sorted(available))}"
+    )
     return f"{path}: '{ref}' is not a source or an earlier step; {hint}"
 
 

@@ -114,6 +114,6 @@ def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) 
             if kind == "source":
                 node.files = get("files")
             prefix = f"{name}/rule/"
-            node.rules = {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
+            node.rules = {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
         nodes.append(node)
     return nodes

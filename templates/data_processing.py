@@ -34,7 +34,11 @@ ORDER_RULES = [
     {"rule": "between", "field": "amount", "min": 0, "max": 100_000},
     {"rule": "between", "field": "quantity", "min": 1, "max": 1_000},
     {"rule": "regex", "field": "email", "regex": r"[^@\s]+@[^@\s]+\.[a-z]{2,}"},
-    {"rule": "in_set", "field": "status", "values": ["pending", "paid", "shipped", "delivered", "cancelled", "refunded"]},
+    {
+        "rule": "in_set",
+        "field": "status",
+        "values": ["pending", "paid", "shipped", "delivered", "cancelled", "refunded"],
+    },
     {"rule": "in_set", "field": "currency", "values": ["USD", "EUR", "GBP"]},
     {"rule": "length", "field": "country", "min": 2, "max": 2},
     {"rule": "regex", "field": "card_number", "regex": r"\d{12,19}"},
@@ -50,7 +54,10 @@ ORDER_RULES = [
 PARAMETERS = {
     "data_sources": ParameterSpec(
         type="list",
-        default=[str(SAMPLE_DATA / f"orders_2026_0{i}.{ext}") for i, ext in ((1, "jsonl"), (2, "csv"), (3, "parquet"), (4, "avro"))],
+        default=[
+            str(SAMPLE_DATA / f"orders_2026_0{i}.{ext}")
+            for i, ext in ((1, "jsonl"), (2, "csv"), (3, "parquet"), (4, "avro"))
+        ],
         description="Order files or glob patterns (JSONL, CSV, Parquet, Avro; format from the extension).",
     ),
     "customers": ParameterSpec(
@@ -79,7 +86,9 @@ PARAMETERS = {
     "error_threshold": ParameterSpec(
         type="number", default=0.1, description="Fail the run above this fraction of rejected rows."
     ),
-    "batch_size": ParameterSpec(type="integer", default=10_000, description="Rows per Arrow batch."),
+    "batch_size": ParameterSpec(
+        type="integer", default=10_000, description="Rows per Arrow batch."
+    ),
 }
 
 
@@ -160,7 +169,12 @@ def _sinks(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     destinations = values["output_destinations"]
     if "warehouse" in destinations:
         sinks.append(
-            {"name": "warehouse", "type": "file", "path": f"{out}/warehouse/orders", "format": "parquet"}
+            {
+                "name": "warehouse",
+                "type": "file",
+                "path": f"{out}/warehouse/orders",
+                "format": "parquet",
+            }
         )
     if "reports" in destinations:
         metrics = {"orders": "count"}
@@ -229,7 +243,10 @@ class DataProcessingTemplate:
             "description": self.description,
             "template": f"{self.name}@{self.version}",
             "owner": "data-platform",
-            "run": {"batch_size": values["batch_size"], "error_threshold": values["error_threshold"]},
+            "run": {
+                "batch_size": values["batch_size"],
+                "error_threshold": values["error_threshold"],
+            },
             "sources": sources,
             "steps": steps,
             "sinks": sinks,

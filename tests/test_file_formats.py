@@ -356,6 +356,15 @@ def test_jsonl_kinds_differing_between_halves_of_a_big_batch(tmp_path):
     assert [row["a"] for row in rows] == ["1"] * 1500 + ["[1]"] * 1500
 
 
+def test_jsonl_lists_starting_with_null_read_correctly(tmp_path):
+    # pyarrow 25 builds invalid arrays for these; the reader must notice and decode them itself
+    data = b'{"b": [null, 1]}\n{"b": [null, {"a": 1}]}\n{"b": [2, null]}\n'
+    rows, rejects, chunks = read(JsonlFormat(), write_bytes(tmp_path, "x.jsonl", data))
+    chunks[0].rows.validate(full=True)
+    assert rejects == []
+    assert [row["b"] for row in rows] == ["[null,1]", '[null,{"a":1}]', "[2,null]"]
+
+
 def test_jsonl_int_then_float_reads_as_float(tmp_path):
     rows, _, chunks = read(JsonlFormat(), write_bytes(tmp_path, "x.jsonl", b'{"a":1}\n{"a":2.5}'))
     assert chunks[0].rows.schema.field("a").type == pa.float64()
@@ -641,6 +650,17 @@ def test_parquet_corruption_found_mid_read(tmp_path):
     assert next(chunks).rows.num_rows == 500
     with pytest.raises(CorruptFileError, match="mid.parquet"):
         next(chunks)
+
+
+def test_parquet_page_decoding_to_invalid_text_is_a_corrupt_file(tmp_path):
+    path = tmp_path / "text.parquet"
+    fmt = ParquetFormat(compression=None)
+    write_table(fmt, str(path), pa.table({"s": ["hello-marker"]}))
+    same_length_garbage = b"hello-\xff\xfe\xfd\xfc\xfb\xfa"
+    path.write_bytes(path.read_bytes().replace(b"hello-marker", same_length_garbage))
+
+    with pytest.raises(CorruptFileError, match="UTF8"):
+        read(fmt, str(path))
 
 
 def test_missing_file_is_not_a_corrupt_file(tmp_path):

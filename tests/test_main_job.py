@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def beamwright(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=cwd, capture_output=True, text=True, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd)},
     )
 
@@ -64,7 +67,14 @@ def test_main_job_outputs_are_masked_and_enriched(main_job):
     assert all(r["email"].startswith("***@") for r in rows)
     assert all(re.fullmatch(r"\*{11,}\d{4}", r["card_number"]) for r in rows)
     assert all(re.fullmatch(r"[0-9a-f]{24}", r["customer_id"]) for r in rows)
-    assert {r["lifetime_value"] for r in rows} <= {"<$0", "$0-$1K", "$1K-$10K", "$10K-$100K", "$100K-$1M", "$1M+"}
+    assert {r["lifetime_value"] for r in rows} <= {
+        "<$0",
+        "$0-$1K",
+        "$1K-$10K",
+        "$10K-$100K",
+        "$100K-$1M",
+        "$1M+",
+    }
     assert {r["segment"] for r in rows} <= {"consumer", "small_business", "enterprise"}
     assert all(abs(r["total"] - r["amount"] * r["quantity"]) <= 0.005 + 1e-9 for r in rows)
     report = json.loads((out / "reports/orders_by_status.json").read_text())
@@ -74,13 +84,30 @@ def test_main_job_outputs_are_masked_and_enriched(main_job):
 def test_main_job_dead_letters_say_why_and_where(main_job):
     cwd, _ = main_job
     out = cwd / "beamwright-output/data_processing/alerts"
-    letters = [json.loads(line) for f in sorted((out / "dead_letters").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    letters = [
+        json.loads(line)
+        for f in sorted((out / "dead_letters").glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
     rules = {rule for d in letters for rule in d["rule"].split(",")}
-    for expected in ("parse", "column_count", "type:amount", "between:amount", "regex:email", "in_set:status", "required:customer_id", "unique:order_id", "ships_after_order", "lookup:customer_id"):
+    for expected in (
+        "parse",
+        "column_count",
+        "type:amount",
+        "between:amount",
+        "regex:email",
+        "in_set:status",
+        "required:customer_id",
+        "unique:order_id",
+        "ships_after_order",
+        "lookup:customer_id",
+    ):
         assert expected in rules
     broken = next(d for d in letters if d["rule"] == "parse" and "O1BROKEN" in d["payloadString"])
     assert broken["source"].endswith("orders_2026_01.jsonl") and broken["offset"] == 18
-    wrong_columns = next(d for d in letters if d["rule"] == "column_count" and "O2SHORT01" in d["payloadString"])
+    wrong_columns = next(
+        d for d in letters if d["rule"] == "column_count" and "O2SHORT01" in d["payloadString"]
+    )
     assert wrong_columns["errorMessage"] == "expected 11 columns, got 2"
     assert all(d["run_id"] == letters[0]["run_id"] for d in letters)
     alerts = (out / "rejections_by_rule.csv").read_text()
@@ -93,7 +120,13 @@ def test_main_job_emits_lineage(main_job):
     assert [e["eventType"] for e in evs] == ["START", "COMPLETE"]
     assert evs[0]["run"]["runId"] == evs[1]["run"]["runId"]
     inputs = {i["name"].rsplit("/", 1)[-1] for i in evs[0]["inputs"]}
-    assert inputs == {"orders_2026_01.jsonl", "orders_2026_02.csv", "orders_2026_03.parquet", "orders_2026_04.avro", "customers.csv"}
+    assert inputs == {
+        "orders_2026_01.jsonl",
+        "orders_2026_02.csv",
+        "orders_2026_03.parquet",
+        "orders_2026_04.avro",
+        "customers.csv",
+    }
     assert all(i["namespace"] == "file" for i in evs[0]["inputs"])
 
 
@@ -107,9 +140,13 @@ def test_pseudonym_key_never_appears_in_outputs(main_job):
 
 
 def test_bad_parameter_fails_before_running(tmp_path):
-    done = beamwright("run", "data_processing", "-p", "processing_stages=validate,maks", cwd=tmp_path)
+    done = beamwright(
+        "run", "data_processing", "-p", "processing_stages=validate,maks", cwd=tmp_path
+    )
     assert done.returncode == 2
-    assert "parameters.processing_stages: 'maks' is not allowed; did you mean 'mask'?" in done.stderr
+    assert (
+        "parameters.processing_stages: 'maks' is not allowed; did you mean 'mask'?" in done.stderr
+    )
     assert not (tmp_path / "beamwright-output").exists()
 
 
@@ -153,12 +190,22 @@ def test_spec_file_with_filter_report_and_csv(tmp_path):
             "name": "small",
             "sources": [{"name": "rows", "type": "file", "path": str(src)}],
             "steps": [
-                {"name": "typed", "type": "validate", "fields": {"id": {"type": "int64"}, "amount": {"type": "float64"}}},
+                {
+                    "name": "typed",
+                    "type": "validate",
+                    "fields": {"id": {"type": "int64"}, "amount": {"type": "float64"}},
+                },
                 {"name": "only_a", "type": "filter", "where": "kind == 'a'"},
             ],
             "sinks": [
                 {"name": "out", "type": "file", "path": str(tmp_path / "out"), "format": "jsonl"},
-                {"name": "sums", "type": "report", "path": str(tmp_path / "sums.csv"), "group_by": ["kind"], "metrics": {"n": "count", "total": "sum(amount)"}},
+                {
+                    "name": "sums",
+                    "type": "report",
+                    "path": str(tmp_path / "sums.csv"),
+                    "group_by": ["kind"],
+                    "metrics": {"n": "count", "total": "sum(amount)"},
+                },
             ],
             "dead_letter": {"path": str(tmp_path / "dead")},
             "run": {"error_threshold": 0.5},
@@ -169,6 +216,10 @@ def test_spec_file_with_filter_report_and_csv(tmp_path):
     assert summary.node("rows").rows_in == 5 and summary.node("rows").rows_dead_lettered == 1
     assert summary.node("typed").rows_dead_lettered == 1
     assert summary.node("only_a").rows_filtered == 1
-    out = [json.loads(line) for f in (tmp_path / "out").glob("*.jsonl") for line in f.read_text().splitlines()]
+    out = [
+        json.loads(line)
+        for f in (tmp_path / "out").glob("*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
     assert sorted(r["id"] for r in out) == [1, 3]
     assert (tmp_path / "sums.csv").read_text().splitlines() == ['"kind","n","total"', '"a",2,15']

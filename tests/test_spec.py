@@ -62,7 +62,9 @@ def test_list_parameter_accepts_json_array():
 
 
 def test_wrongly_typed_parameter_is_an_error():
-    assert problems(BASE, {"max_amount": "lots"}) == ["parameters.max_amount: 'lots' is not a valid number"]
+    assert problems(BASE, {"max_amount": "lots"}) == [
+        "parameters.max_amount: 'lots' is not a valid number"
+    ]
     assert "not a valid boolean" in problems(BASE, {"strict": "maybe"})[0]
 
 
@@ -82,7 +84,9 @@ def test_undefined_placeholder_names_the_path():
 def test_required_parameter_without_value():
     data = json.loads(json.dumps(BASE))
     data["parameters"]["input"] = {"type": "string", "required": True}
-    assert problems(data) == ["parameters.input: required and has no default; pass --param input=..."]
+    assert problems(data) == [
+        "parameters.input: required and has no default; pass --param input=..."
+    ]
 
 
 def test_unknown_key_suggests_the_right_one():
@@ -96,7 +100,9 @@ def test_unknown_rule_kind_suggests_the_right_one():
 
 
 def test_bad_value_names_the_exact_path():
-    data = with_step(rules=[{"rule": "between", "field": "a"}, {"rule": "max", "field": "a", "max": "ten"}])
+    data = with_step(
+        rules=[{"rule": "between", "field": "a"}, {"rule": "max", "field": "a", "max": "ten"}]
+    )
     got = problems(data)
     assert got[0] == "steps[0].rules[0]: set 'min', 'max' or both"
     assert got[1].startswith("steps[0].rules[1].max: Input should be a valid number")
@@ -160,7 +166,9 @@ def test_json_schema_describes_steps_and_rules():
 
 def test_customising_a_spec_from_python():
     spec = spec_from_data(BASE)
-    longer = spec.add_step({"name": "paid_only", "type": "filter", "where": "status == 'paid'"}, after="check")
+    longer = spec.add_step(
+        {"name": "paid_only", "type": "filter", "where": "status == 'paid'"}, after="check"
+    )
     assert [s.name for s in longer.steps] == ["check", "paid_only"]
     assert longer.step("paid_only").where == "status == 'paid'"
     with pytest.raises(KeyError, match="steps"):
@@ -178,7 +186,13 @@ def test_cli_help_does_not_import_beam():
     assert "data_processing" in out.stdout
     assert "HEAVY []" in out.stdout
     out = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom pipelines.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('apache_beam' in sys.modules)"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom pipelines.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('apache_beam' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip().endswith("False")

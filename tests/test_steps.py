@@ -34,7 +34,9 @@ def test_map_renames_casts_derives_drops_in_order():
         derive={"total": "amount * qty", "tag": "upper(kind)"},
         drop=["kind"],
     )
-    result = step.process(batch([{"amt": "2.5", "qty": "4", "kind": "a"}, {"amt": "x", "qty": "1", "kind": "b"}]))
+    result = step.process(
+        batch([{"amt": "2.5", "qty": "4", "kind": "a"}, {"amt": "x", "qty": "1", "kind": "b"}])
+    )
     assert user_rows(result.rows) == [{"amount": 2.5, "qty": 4, "total": 10.0, "tag": "A"}]
     (letter,) = result.dead_letters.to_pylist()
     assert letter["errorMessage"] == "amount: 'x' is not a valid float64"
@@ -49,7 +51,13 @@ def test_map_select_keeps_positions():
 
 def test_filter_counts_dropped_rows_as_filtered_not_rejected():
     result = Filterer(where="status == 'paid' and amount > 10").process(
-        batch([{"status": "paid", "amount": 20}, {"status": "paid", "amount": None}, {"status": "x", "amount": 50}])
+        batch(
+            [
+                {"status": "paid", "amount": 20},
+                {"status": "paid", "amount": None},
+                {"status": "x", "amount": 50},
+            ]
+        )
     )
     assert user_rows(result.rows) == [{"status": "paid", "amount": 20}]
     assert result.filtered == 2
@@ -57,21 +65,38 @@ def test_filter_counts_dropped_rows_as_filtered_not_rejected():
 
 
 REFERENCE = pa.table(
-    {"customer_id": ["C1", "C2", "C2"], "segment": ["retail", "old", "enterprise"], "tier": ["gold", "x", "silver"]}
+    {
+        "customer_id": ["C1", "C2", "C2"],
+        "segment": ["retail", "old", "enterprise"],
+        "tier": ["gold", "x", "silver"],
+    }
 )
 
 
-@pytest.mark.parametrize("mode, kept, dead, filtered", [("keep", 3, 0, 0), ("reject", 2, 1, 0), ("drop", 2, 0, 1)])
+@pytest.mark.parametrize(
+    "mode, kept, dead, filtered", [("keep", 3, 0, 0), ("reject", 2, 1, 0), ("drop", 2, 0, 1)]
+)
 def test_lookup_modes_and_last_duplicate_wins(mode, kept, dead, filtered):
     joiner = Joiner(step_name="enrich", keys=["customer_id"], fields=["segment"], on_missing=mode)
-    result = joiner.process(batch([{"customer_id": "C2", "n": 1}, {"customer_id": "C9", "n": 2}, {"customer_id": "C1", "n": 3}]), REFERENCE)
+    result = joiner.process(
+        batch(
+            [
+                {"customer_id": "C2", "n": 1},
+                {"customer_id": "C9", "n": 2},
+                {"customer_id": "C1", "n": 3},
+            ]
+        ),
+        REFERENCE,
+    )
     assert result.rows.num_rows == kept
     assert result.dead_letters.num_rows == dead
     assert result.filtered == filtered
     rows = user_rows(result.rows)
     assert rows[0] == {"customer_id": "C2", "n": 1, "segment": "enterprise"}  # input order kept
     if mode == "reject":
-        assert result.dead_letters.column("errorMessage").to_pylist() == ["no lookup match for customer_id"]
+        assert result.dead_letters.column("errorMessage").to_pylist() == [
+            "no lookup match for customer_id"
+        ]
         assert result.dead_letters.column("offset").to_pylist() == [2]
 
 
@@ -80,7 +105,12 @@ def test_lookup_name_clash_needs_a_prefix():
     with pytest.raises(ValueError, match="set 'prefix'"):
         joiner.process(batch([{"customer_id": "C1", "segment": "s"}]), REFERENCE)
     prefixed = Joiner(step_name="enrich", keys=["customer_id"], prefix="cust_")
-    assert "cust_segment" in prefixed.process(batch([{"customer_id": "C1", "segment": "s"}]), REFERENCE).rows.column_names
+    assert (
+        "cust_segment"
+        in prefixed.process(
+            batch([{"customer_id": "C1", "segment": "s"}]), REFERENCE
+        ).rows.column_names
+    )
 
 
 def test_lookup_casts_reference_keys_to_the_input_type():
@@ -91,7 +121,9 @@ def test_lookup_casts_reference_keys_to_the_input_type():
 
 def test_mask_resolves_secrets_on_the_worker_only(monkeypatch):
     monkeypatch.setenv("BW_TEST_KEY", "k" * 32)
-    masker = Masker(fields=[{"field": "id", "strategy": "pseudonymize", "key": EnvSecret("BW_TEST_KEY")}])
+    masker = Masker(
+        fields=[{"field": "id", "strategy": "pseudonymize", "key": EnvSecret("BW_TEST_KEY")}]
+    )
     import pickle
 
     blob = pickle.dumps(masker)
@@ -116,9 +148,23 @@ def test_secret_value_never_prints_or_pickles():
 
 
 def test_aggregate_is_exact_across_batches():
-    agg = GroupAggregate(["s"], {"n": "count", "total": "sum(a)", "avg": "mean(a)", "d": "count_distinct(c)", "hi": "max(a)"})
-    left = agg.add_input(agg.create_accumulator(), pa.table({"s": ["x", "y", "x"], "a": [1, 2, 3], "c": ["p", "q", "p"]}))
-    right = agg.add_input(agg.create_accumulator(), pa.table({"s": ["x", "z"], "a": [10, None], "c": ["r", None]}))
+    agg = GroupAggregate(
+        ["s"],
+        {
+            "n": "count",
+            "total": "sum(a)",
+            "avg": "mean(a)",
+            "d": "count_distinct(c)",
+            "hi": "max(a)",
+        },
+    )
+    left = agg.add_input(
+        agg.create_accumulator(),
+        pa.table({"s": ["x", "y", "x"], "a": [1, 2, 3], "c": ["p", "q", "p"]}),
+    )
+    right = agg.add_input(
+        agg.create_accumulator(), pa.table({"s": ["x", "z"], "a": [10, None], "c": ["r", None]})
+    )
     assert agg.extract_output(agg.merge_accumulators([left, right])).to_pylist() == [
         {"s": "x", "n": 3, "total": 14, "avg": 14 / 3, "d": 2, "hi": 10},
         {"s": "y", "n": 1, "total": 2, "avg": 2.0, "d": 1, "hi": 2},
@@ -129,16 +175,34 @@ def test_aggregate_is_exact_across_batches():
 def test_steps_compose_in_a_beam_pipeline_and_every_row_is_accounted_for(monkeypatch):
     monkeypatch.setenv("BW_TEST_KEY", "k" * 32)
     batches = [
-        batch([{"id": "1", "amount": "5", "email": "a@x.com"}, {"id": "2", "amount": "bad", "email": "b@x.com"}]),
-        batch([{"id": "3", "amount": "-1", "email": "c@x.com"}, {"id": "4", "amount": "7", "email": "d@y.org"}]),
+        batch(
+            [
+                {"id": "1", "amount": "5", "email": "a@x.com"},
+                {"id": "2", "amount": "bad", "email": "b@x.com"},
+            ]
+        ),
+        batch(
+            [
+                {"id": "3", "amount": "-1", "email": "c@x.com"},
+                {"id": "4", "amount": "7", "email": "d@y.org"},
+            ]
+        ),
     ]
     with TestPipeline(runner="FnApiRunner") as p:
         tables = p | beam.Create(batches)
-        checked = tables | Validate(step_name="v", fields={"amount": "float64"}, rules=[r.Between(id="pos", field="amount", min=0)])
-        masked = checked.rows | Mask(step_name="m", fields=[{"field": "email", "strategy": "email_domain"}])
+        checked = tables | Validate(
+            step_name="v",
+            fields={"amount": "float64"},
+            rules=[r.Between(id="pos", field="amount", min=0)],
+        )
+        masked = checked.rows | Mask(
+            step_name="m", fields=[{"field": "email", "strategy": "email_domain"}]
+        )
         shaped = masked.rows | MapRows(step_name="shape", derive={"double": "amount * 2"})
         kept = shaped.rows | FilterRows(step_name="f", where="amount > 6")
-        rows = kept.rows | beam.FlatMap(lambda t: [(r["id"], r["email"], r["double"]) for r in t.to_pylist()])
+        rows = kept.rows | beam.FlatMap(
+            lambda t: [(r["id"], r["email"], r["double"]) for r in t.to_pylist()]
+        )
         reasons = (
             (checked.dead_letters, masked.dead_letters, shaped.dead_letters, kept.dead_letters)
             | beam.Flatten()
@@ -150,8 +214,20 @@ def test_steps_compose_in_a_beam_pipeline_and_every_row_is_accounted_for(monkeyp
 
 def test_lookup_side_input_in_a_beam_pipeline():
     with TestPipeline(runner="FnApiRunner") as p:
-        orders = p | "orders" >> beam.Create([batch([{"customer_id": "C1"}, {"customer_id": "C7"}])])
+        orders = p | "orders" >> beam.Create(
+            [batch([{"customer_id": "C1"}, {"customer_id": "C7"}])]
+        )
         ref = p | "ref" >> beam.Create([REFERENCE.slice(0, 1), REFERENCE.slice(1)])
-        out = orders | Lookup(ref, step_name="enrich", keys=["customer_id"], fields=["tier"], on_missing="reject")
-        assert_that(out.rows | beam.FlatMap(user_rows), equal_to([{"customer_id": "C1", "tier": "gold"}]), label="rows")
-        assert_that(out.dead_letters | beam.FlatMap(lambda t: t.column("offset").to_pylist()), equal_to([2]), label="dead")
+        out = orders | Lookup(
+            ref, step_name="enrich", keys=["customer_id"], fields=["tier"], on_missing="reject"
+        )
+        assert_that(
+            out.rows | beam.FlatMap(user_rows),
+            equal_to([{"customer_id": "C1", "tier": "gold"}]),
+            label="rows",
+        )
+        assert_that(
+            out.dead_letters | beam.FlatMap(lambda t: t.column("offset").to_pylist()),
+            equal_to([2]),
+            label="dead",
+        )

@@ -68,7 +68,11 @@ def test_integer_overflow_and_fractions_reject_only_their_rows():
 
 
 def test_required_field_missing_or_null():
-    result = run([{"id": None}, {"id": "x"}], fields={"id": "string", "name": "string"}, required=["id", "name"])
+    result = run(
+        [{"id": None}, {"id": "x"}],
+        fields={"id": "string", "name": "string"},
+        required=["id", "name"],
+    )
     assert result.rows.num_rows == 0
     messages = [d["errorMessage"] for d in dead(result)]
     assert messages[0] == "id: required field is null; name: required field is missing"
@@ -79,13 +83,48 @@ def test_required_field_missing_or_null():
     "rule, values, failing, message",
     [
         (r.NotNull(id="nn", field="v"), ["a", None], [1], "v: is null or missing"),
-        (r.Between(id="b", field="v", min=0, max=10), [5, -1, 11, None], [1, 2], "v: -1 is outside 0 <= value <= 10"),
-        (r.Between(id="b", field="v", min=0, exclusive=True), [0, 1], [0], "v: 0 is outside 0 < value"),
-        (r.Regex(id="re", field="v", pattern=r"[a-z]+@[a-z]+\.com"), ["a@b.com", "a@b.comx", None], [1], "v: 'a@b.comx' does not match /[a-z]+@[a-z]+\\.com/"),
-        (r.InSet(id="in", field="v", values=("paid", "shipped")), ["paid", "lost", None], [1], "v: 'lost' is not one of ['paid', 'shipped']"),
-        (r.Length(id="len", field="v", min=2, max=2), ["US", "USA", "U"], [1, 2], "v: length 3 is outside [2, 2]"),
-        (r.Unique(id="u", field="v"), ["a", "b", "a", None, None, "a"], [2, 5], "v: 'a' is a duplicate within the batch"),
-        (r.Expression(id="e", expr="v > 1", message="v must exceed 1"), [2, 1, None], [1, 2], "v must exceed 1"),
+        (
+            r.Between(id="b", field="v", min=0, max=10),
+            [5, -1, 11, None],
+            [1, 2],
+            "v: -1 is outside 0 <= value <= 10",
+        ),
+        (
+            r.Between(id="b", field="v", min=0, exclusive=True),
+            [0, 1],
+            [0],
+            "v: 0 is outside 0 < value",
+        ),
+        (
+            r.Regex(id="re", field="v", pattern=r"[a-z]+@[a-z]+\.com"),
+            ["a@b.com", "a@b.comx", None],
+            [1],
+            "v: 'a@b.comx' does not match /[a-z]+@[a-z]+\\.com/",
+        ),
+        (
+            r.InSet(id="in", field="v", values=("paid", "shipped")),
+            ["paid", "lost", None],
+            [1],
+            "v: 'lost' is not one of ['paid', 'shipped']",
+        ),
+        (
+            r.Length(id="len", field="v", min=2, max=2),
+            ["US", "USA", "U"],
+            [1, 2],
+            "v: length 3 is outside [2, 2]",
+        ),
+        (
+            r.Unique(id="u", field="v"),
+            ["a", "b", "a", None, None, "a"],
+            [2, 5],
+            "v: 'a' is a duplicate within the batch",
+        ),
+        (
+            r.Expression(id="e", expr="v > 1", message="v must exceed 1"),
+            [2, 1, None],
+            [1, 2],
+            "v must exceed 1",
+        ),
     ],
 )
 def test_each_rule_rejects_exactly_its_rows(rule, values, failing, message):
@@ -101,7 +140,10 @@ def test_each_rule_rejects_exactly_its_rows(rule, values, failing, message):
 def test_a_row_failing_several_rules_is_rejected_once_with_every_reason():
     result = run(
         [{"a": -5, "s": "zzz"}],
-        rules=[r.Between(id="range", field="a", min=0), r.InSet(id="set", field="s", values=("x",))],
+        rules=[
+            r.Between(id="range", field="a", min=0),
+            r.InSet(id="set", field="s", values=("x",)),
+        ],
     )
     (letter,) = dead(result)
     assert letter["rule"] == "range,set"
@@ -109,15 +151,24 @@ def test_a_row_failing_several_rules_is_rejected_once_with_every_reason():
 
 
 def test_warning_rules_count_but_do_not_reject():
-    result = run([{"a": -1}, {"a": 1}], rules=[r.Between(id="w", field="a", min=0, severity="warning")])
+    result = run(
+        [{"a": -1}, {"a": 1}], rules=[r.Between(id="w", field="a", min=0, severity="warning")]
+    )
     assert result.rows.num_rows == 2
     assert result.dead_letters.num_rows == 0
     assert result.rule_failures == {"w": 1}
 
 
-@pytest.mark.parametrize("mode, kept_columns, rejected", [("keep", ["a", "extra"], 0), ("drop", ["a"], 0), ("reject", ["a"], 1)])
+@pytest.mark.parametrize(
+    "mode, kept_columns, rejected",
+    [("keep", ["a", "extra"], 0), ("drop", ["a"], 0), ("reject", ["a"], 1)],
+)
 def test_additional_fields(mode, kept_columns, rejected):
-    result = run([{"a": 1, "extra": "x"}, {"a": 2, "extra": None}], fields={"a": "int64"}, additional_fields=mode)
+    result = run(
+        [{"a": 1, "extra": "x"}, {"a": 2, "extra": None}],
+        fields={"a": "int64"},
+        additional_fields=mode,
+    )
     assert [c for c in result.rows.column_names if not c.startswith("_bw")] == kept_columns
     assert result.dead_letters.num_rows == rejected
 

@@ -29,7 +29,9 @@ class Metric:
     def parse(output: str, text: str) -> Metric:
         m = METRIC.match(text.strip())
         if not m:
-            raise ValueError(f"metric '{output}: {text}' is not 'count' or 'sum|min|max|mean|count_distinct(field)'")
+            raise ValueError(
+                f"metric '{output}: {text}' is not 'count' or 'sum|min|max|mean|count_distinct(field)'"
+            )
         if m.group(1) == "count":
             return Metric(output, "count", None)
         return Metric(output, m.group(2), m.group(3))
@@ -92,7 +94,9 @@ class GroupAggregate(beam.CombineFn):
         for m in self.metrics:
             for _, agg, out in _partial_specs(m):
                 aggs.append(_aggregation(out, "distinct" if agg == "distinct" else _MERGE[agg]))
-        distinct_cols = [out for m in self.metrics for _, agg, out in _partial_specs(m) if agg == "distinct"]
+        distinct_cols = [
+            out for m in self.metrics for _, agg, out in _partial_specs(m) if agg == "distinct"
+        ]
         if distinct_cols:
             table = _explode_lists(table, self.group_by, distinct_cols)
         merged = table.group_by(self.group_by, use_threads=False).aggregate(aggs)
@@ -117,7 +121,9 @@ class GroupAggregate(beam.CombineFn):
             else:
                 columns[o] = merged.column(f"{o}__{m.kind}")
         result = pa.table(columns)
-        return result.sort_by([(g, "ascending") for g in self.group_by]) if self.group_by else result
+        return (
+            result.sort_by([(g, "ascending") for g in self.group_by]) if self.group_by else result
+        )
 
 
 def _explode_lists(table: pa.Table, group_by: list[str], list_columns: list[str]) -> pa.Table:

@@ -46,7 +46,9 @@ def type_name(arrow_type: pa.DataType) -> str:
     return str(arrow_type)
 
 
-def coerce(column: pa.ChunkedArray | pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
+def coerce(
+    column: pa.ChunkedArray | pa.Array, target: pa.DataType
+) -> tuple[pa.Array, pa.Array | None]:
     """Cast ``column`` to ``target``.
 
     Returns the cast values (null where a value could not be cast) and a boolean mask of the
@@ -69,7 +71,9 @@ def coerce(column: pa.ChunkedArray | pa.Array, target: pa.DataType) -> tuple[pa.
                 if pa.types.is_boolean(target):
                     values = _text_to_bool(column, castable)
                 else:
-                    values = pc.cast(pc.if_else(castable, column, pa.scalar(None, column.type)), target)
+                    values = pc.cast(
+                        pc.if_else(castable, column, pa.scalar(None, column.type)), target
+                    )
                 failed = pc.and_(pc.invert(castable), pc.is_valid(column))
                 return values, pc.fill_null(failed, False)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -60,9 +60,11 @@ class Reshaper:
             table = table.set_column(table.column_names.index(name), name, values)
             if failed is not None:
                 idx = np.flatnonzero(failed.to_numpy(zero_copy_only=False))
-                shown = original.column(
-                    next((o for o, n in self.rename.items() if n == name), name)
-                ).take(pa.array(idx, pa.int64())).to_pylist()
+                shown = (
+                    original.column(next((o for o, n in self.rename.items() if n == name), name))
+                    .take(pa.array(idx, pa.int64()))
+                    .to_pylist()
+                )
                 for i, v in zip(idx, shown, strict=True):
                     reasons.setdefault(int(i), []).append(
                         f"{name}: {v!r} is not a valid {self.cast_names[name]}"
@@ -90,7 +92,9 @@ class Reshaper:
             step=self.step_name,
             run_id=self.run_id,
         )
-        return StepResult(rows=table.filter(pa.array(~rejected)), dead_letters=dead, rule_failures=counts)
+        return StepResult(
+            rows=table.filter(pa.array(~rejected)), dead_letters=dead, rule_failures=counts
+        )
 
 
 def _insert_before_positions(table: pa.Table, name: str, values: Any) -> pa.Table:

@@ -38,7 +38,9 @@ class _Rejections:
         self.rules: dict[int, list[str]] = {}
         self.counts: dict[str, int] = {}
 
-    def add(self, rule_id: str, indices: Sequence[int], reasons: Sequence[str], *, reject: bool = True) -> None:
+    def add(
+        self, rule_id: str, indices: Sequence[int], reasons: Sequence[str], *, reject: bool = True
+    ) -> None:
         if not len(indices):
             return
         self.counts[rule_id] = self.counts.get(rule_id, 0) + len(indices)
@@ -121,13 +123,13 @@ class Validator:
                 idx = _indices(values.is_null())
                 idx = np.setdiff1d(idx, _indices(failed)) if failed is not None else idx
                 found.add(f"required:{name}", idx, [f"{name}: required field is null"] * len(idx))
-        extras = [c for c in table.column_names if c not in self.fields and c not in POSITION_COLUMNS]
+        extras = [
+            c for c in table.column_names if c not in self.fields and c not in POSITION_COLUMNS
+        ]
         if extras and self.fields and self.additional_fields == "reject":
             for name in extras:
                 idx = _indices(table.column(name).is_valid())
-                found.add(
-                    "additional_fields", idx, [f"{name}: field is not declared"] * len(idx)
-                )
+                found.add("additional_fields", idx, [f"{name}: field is not declared"] * len(idx))
         if not self.fields or self.additional_fields == "keep":
             for name in extras:
                 columns[name] = table.column(name)

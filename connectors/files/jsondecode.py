@@ -1,10 +1,12 @@
 """Decoding a batch of JSON Lines into an Arrow table, fast when the batch is clean.
 
-Fast path: the whole batch goes to ``pyarrow.json.read_json`` in one multi-threaded call. That
-is only safe and only maps rows to lines when every line holds exactly one object, so a cheap
-screen (C-level builtins over the batch's lines, no per-line Python code) runs first. It also
-protects the process: pyarrow's JSON reader segfaults on a chunk starting with a top-level
-``null`` and on very deep nesting, so neither is ever handed to it.
+Fast path: the batch goes to ``pyarrow.json.read_json`` in bulk, split into one part per core
+parsed in parallel. Each part is a single-block read, because pyarrow 25's JSON reader
+segfaults when one read has several blocks and a column's values differ in kind between them
+(numbers in one block, arrays in the next); the parts' tables are joined here instead. A bulk
+parse only maps rows to lines when every line holds exactly one object, so a cheap screen
+(C-level builtins over the batch's lines, no per-line Python code) runs first. It also keeps
+from pyarrow what else crashes it: a batch starting with a top-level ``null``, deep nesting.
 
 Slow path, taken when the screen or pyarrow refuses the batch: blank lines are dropped and the
 batch is halved until pyarrow takes each part, so a few bad lines cost a few bulk parses of
@@ -65,14 +67,16 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"{[]}")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _JSON = json.JSONDecoder()
+_JSON_WHITESPACE = _WHITESPACE.decode()
 # In pyarrow's refusals when a column's values differ in kind (within a part; between parts).
 _MIXED_KINDS = ("changed from", "incompatible types")
 _SMALLEST_HALF = 64  # lines; a failing part this small is decoded line by line
-_JSON_WHITESPACE = " \t\r\n"
 
 
 @dataclass
 class Decoded:
+    """A decoded batch: its rows, each row's line number, and the lines rejected."""
+
     table: pa.Table
     offsets: pa.Array | list[int]
     rejects: list[Reject]
@@ -108,12 +112,8 @@ def _decode_by_bisection(numbered: list[tuple[int, bytes]], source: str) -> Deco
             pending += [part[middle:], part[:middle]]  # the first half is decoded first
         else:
             parts.append(_decode_each(part, source))
-    tables = [part.table for part in parts]
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive")
-    except pa.ArrowException:  # parts inferred incompatible types: decode the objects as one
-        return _decode_each(numbered, source)
-    if table.num_rows != sum(t.num_rows for t in tables):  # parts of "{}" rows, no columns
+    table = _joined([part.table for part in parts])
+    if not isinstance(table, pa.Table):  # the parts' types do not join: decode all as one
         return _decode_each(numbered, source)
     offsets = [offset for part in parts for offset in part.offsets]
     return Decoded(table, offsets, [reject for part in parts for reject in part.rejects])
@@ -187,11 +187,17 @@ def _parse_bulk(parts: Sequence[bytes]) -> pa.Table | str:
         else [_parse_block(parts[0])]
     )
     refusals = [table for table in tables if isinstance(table, str)]
-    if refusals:
-        return refusals[0]
+    return refusals[0] if refusals else _joined(tables)
+
+
+def _joined(tables: list[pa.Table]) -> pa.Table | str:
+    """The tables as one, types promoted where they differ (null to string, int to double,
+    struct fields merged); or why they do not join."""
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
-    except pa.ArrowException as exc:  # the parts inferred kinds that do not merge
+        if not all(t.schema.equals(table.schema) for t in tables):
+            table.validate(full=True)  # pyarrow 25 can build invalid arrays while promoting
+    except pa.ArrowException as exc:
         return str(exc)
     if table.num_rows != sum(t.num_rows for t in tables):  # parts of "{}" rows, no columns
         return "rows without columns"
@@ -199,11 +205,15 @@ def _parse_bulk(parts: Sequence[bytes]) -> pa.Table | str:
 
 
 def _parse_block(chunk: bytes) -> pa.Table | str:
+    """``chunk`` read by pyarrow as one block, and checked: pyarrow 25 builds invalid arrays
+    for some input (a list whose first item is null, then values: ``[null, 1]``)."""
     options = pajson.ReadOptions(use_threads=False, block_size=len(chunk) + 1)
     try:
-        return pajson.read_json(pa.BufferReader(chunk), read_options=options)
+        table = pajson.read_json(pa.BufferReader(chunk), read_options=options)
+        table.validate(full=True)
     except (pa.ArrowException, ValueError) as exc:  # ValueError: the message was not UTF-8
         return str(exc)
+    return table
 
 
 @cache

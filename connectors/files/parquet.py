@@ -4,7 +4,9 @@ Offsets are the 1-based row index within the whole file, also when only some row
 read: row group ``g`` starts after the rows of groups ``0 .. g-1`` (from the footer metadata).
 Local files are memory-mapped. A 0-byte file reads as no rows; any other file pyarrow cannot
 decode (bad magic, truncated footer, corrupt page), at open or mid-read, raises
-``CorruptFileError``.
+``CorruptFileError``. So does a page that decodes into invalid data (pyarrow does not check
+that strings are UTF-8, and a corrupt page often yields bytes that are not): every batch is
+validated before it is handed on.
 
 Writing: the file's schema is the ``schema`` option or else the first table's schema. Later
 tables are cast to it (missing columns become nulls); a table that cannot be cast raises
@@ -76,6 +78,7 @@ class ParquetFormat:
                     batches = parquet.iter_batches(batch_size=batch_size, row_groups=[group])
                     for batch in batches:
                         rows = pa.Table.from_batches([batch])
+                        rows.validate(full=True)  # corrupt pages can decode into invalid UTF-8
                         offsets = consecutive(offset, rows.num_rows)
                         yield ReadChunk(records.with_positions(rows, path, offsets))
                         offset += rows.num_rows
