@@ -114,6 +114,7 @@ class _ReadFn(beam.DoFn):
         fmt = make_format(self._format_name or infer_format(task.path), **self._options)
         if task.row_groups is None or task.row_groups[0] == 0:
             self._files.inc()
+            FileSystems.report_source_lineage(task.path)  # Beam's own Lineage metric
         if task.row_groups is not None:
             chunks = fmt.read(task.path, self._batch_size, row_groups=task.row_groups)
         else:
@@ -310,6 +311,7 @@ class _FinalizeFn(beam.DoFn):
                 FileSystems.delete(stale)
         if written:
             FileSystems.rename([w.temp_path for w in written], finals)
+        FileSystems.report_sink_lineage(self._directory)  # Beam's own Lineage metric
         sizes = (
             {m.path: m.size_in_bytes for r in FileSystems.match(finals) for m in r.metadata_list}
             if finals

@@ -46,6 +46,7 @@ class _WriteReportFn(beam.DoFn):
         if FileSystems.exists(self._path):
             FileSystems.delete([self._path])
         FileSystems.rename([temp], [self._path])
+        FileSystems.report_sink_lineage(self._path)  # Beam's own Lineage metric
         Metrics.counter("beamwright", f"{self._sink}/rows_written").inc(table.num_rows)
         Metrics.counter("beamwright", f"{self._sink}/files").inc(1)
         Metrics.counter("beamwright", f"{self._sink}/bytes").inc(len(data))

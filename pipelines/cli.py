@@ -74,15 +74,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.runners import RunnerConfigError
 
     nodes = [s.name for s in spec.sources] + [s.name for s in spec.steps]
+    spec_path = args.target if _is_spec_file(args.target) else None
     quiet = args.quiet or not console.is_terminal
     summary = None
     code = EXIT_OK
     try:
         if quiet:
-            summary = run_spec(spec)
+            summary = run_spec(spec, spec_path=spec_path)
         else:
             with LiveProgress(console, nodes) as live, ProgressPoller(live.update):
-                summary = run_spec(spec)
+                summary = run_spec(spec, spec_path=spec_path)
     except (SpecError, RunnerConfigError) as exc:
         _stderr(f"beamwright: {exc}")
         return EXIT_INVALID

@@ -53,8 +53,13 @@ def render_summary(summary: RunSummary, console: Console) -> None:
     for dataset in summary.outputs:
         label = "dead letters" if dataset.kind == "dead_letter" else dataset.node
         console.print(f"  {label:>14}: {dataset.uri}")
-    if summary.lineage_log:
-        console.print(f"  {'lineage':>14}: {summary.lineage_log}")
+    if summary.lineage:
+        where = summary.lineage_log or "configured OpenLineage transport"
+        stats = summary.lineage
+        console.print(
+            f"  {'lineage':>14}: {where} ({stats.get('sent', 0)} event(s) sent, "
+            f"{stats.get('failed', 0)} failed, {stats.get('dropped', 0)} dropped)"
+        )
     if summary.error:
         console.print(f"[red]error:[/red] {summary.error}")
 

@@ -55,7 +55,7 @@ def _fail(path: str, problem: str) -> SpecError:
 
 
 def build_file_source(node: s.FileSourceSpec, ctx: BuildContext, path: str) -> None:
-    from connectors.fileio import ReadFiles, match_files, plan_reads
+    from connectors.fileio import ReadFiles, ensure_directory, match_files, plan_reads
     from connectors.files.base import CorruptFileError
     from connectors.files.registry import infer_format, make_format
 
@@ -89,6 +89,13 @@ def build_file_source(node: s.FileSourceSpec, ctx: BuildContext, path: str) -> N
     )
     ctx.outputs[node.name] = outputs.rows
     ctx.dead_letters.append(outputs.dead_letters)
+    if ctx.spec.lineage.enabled:
+        from pipelines.lineage_run import profile_dir
+        from transforms.profile import WriteProfile
+
+        folder = profile_dir(ctx.spec, ctx.run_id)
+        ensure_directory(folder)
+        outputs.rows | f"{node.name}/Profile" >> WriteProfile(f"{folder}/{node.name}.json")
     fmt = node.format or (infer_format(files[0]) if files else "jsonl")
     ctx.inputs.append(Dataset(node.name, "source", node.path, fmt, files))
 

@@ -96,6 +96,7 @@ def run_spec(
     run_id: str | None = None,
     on_started: Callable[[str], None] | None = None,
     event_log: str | None = None,
+    spec_path: str | None = None,
 ) -> RunSummary:
     """Run ``spec`` to completion and return its summary; raise RunFailed if it failed.
 
@@ -104,11 +105,12 @@ def run_spec(
         run_id: defaults to a new UUIDv7.
         on_started: called with the run id once the pipeline is built and submitted.
         event_log: JSONL file for lineage events when no OpenLineage transport is configured.
+        spec_path: the spec file, for the job's sourceCodeLocation facet.
     """
     import apache_beam as beam
 
-    from lineage.emitter import RunLineage
     from pipelines.build import build_pipeline
+    from pipelines.lineage_run import LineageSession, beam_lineage
     from pipelines.runners import pipeline_options
     from transforms.step import TALLY
 
@@ -117,15 +119,16 @@ def run_spec(
     options = pipeline_options(spec.run, job_name(spec))
     pipeline = beam.Pipeline(options=options)
     built = build_pipeline(spec, pipeline, run_id)  # SpecError here: nothing has started
-    inputs = [f for d in built.inputs for f in (d.files or [d.uri])]
-    outputs = [d.uri for d in built.outputs]
     lineage = None
     if spec.lineage.enabled:
-        log_path = event_log or spec.lineage.event_log or DEFAULT_EVENT_LOG
-        lineage = RunLineage(
-            namespace=spec.lineage.namespace, job_name=spec.name, run_id=run_id, event_log=log_path
+        lineage = LineageSession(
+            spec,
+            built.inputs,
+            built.outputs,
+            run_id,
+            event_log=event_log or spec.lineage.event_log or DEFAULT_EVENT_LOG,
+            spec_path=spec_path,
         )
-        lineage.start(inputs, outputs)
     TALLY.reset()
     summary = RunSummary(
         run_id=run_id,
@@ -138,10 +141,11 @@ def run_spec(
         nodes=[],
         inputs=built.inputs,
         outputs=built.outputs,
-        lineage_log=lineage.event_log if lineage else None,
         error_threshold=spec.run.error_threshold,
     )
     t0 = time.perf_counter()
+    error: BaseException | None = None
+    beam_seen: set[str] | None = None
     try:
         if on_started:
             on_started(run_id)
@@ -149,28 +153,27 @@ def run_spec(
         result.wait_until_finish()
         summary.elapsed_seconds = time.perf_counter() - t0
         summary.nodes = counts_from_metrics(_read_counters(result), built.node_order)
+        beam_seen = beam_lineage(result)
         problem = _problem(summary)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         summary.elapsed_seconds = time.perf_counter() - t0
         summary.status, summary.error = "ABORTED", "interrupted"
         if lineage:
-            lineage.fail(inputs, outputs, "run interrupted (ABORT)")
-            lineage.close()
+            summary.lineage = lineage.finish("ABORT", summary, message="run interrupted", exc=exc)
         raise
     except Exception as exc:
         summary.elapsed_seconds = time.perf_counter() - t0
-        problem = readable_error(exc)
+        problem, error = readable_error(exc), exc
         log.debug("pipeline failed", exc_info=True)
-    if problem:
-        summary.status, summary.error = "FAILED", problem
-        if lineage:
-            lineage.fail(inputs, outputs, problem)
-            lineage.close()
-        raise RunFailed(problem, summary)
-    summary.status = "COMPLETE"
+    summary.status = "FAILED" if problem else "COMPLETE"
+    summary.error = problem
     if lineage:
-        lineage.complete(inputs, outputs)
-        lineage.close()
+        state = "FAIL" if problem else "COMPLETE"
+        summary.lineage = lineage.finish(
+            state, summary, message=problem, exc=error, beam_seen=beam_seen
+        )
+    if problem:
+        raise RunFailed(problem, summary)
     return summary
 
 

@@ -420,16 +420,46 @@ class RunSettings(SpecModel):
     runner_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra Beam pipeline options, e.g. {project: my-proj}."
     )
+    temp_location: str | None = Field(
+        default=None,
+        description="Where run artifacts (column profiles) go; default: the system temp dir. "
+        "Use a gs:// path on Dataflow.",
+    )
+
+
+class GovernanceSpec(SpecModel):
+    """What the data is and which rules apply; carried into lineage events and reports."""
+
+    frameworks: list[str] = Field(
+        default_factory=list, description="Compliance frameworks, e.g. GDPR, SOX, HIPAA, PCI-DSS."
+    )
+    classification: str = Field(
+        default="internal", description="Default classification of unlisted fields."
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Field -> classification, e.g. {email: PII}."
+    )
 
 
 class LineageSettings(SpecModel):
     namespace: str = "beamwright"
+    heartbeat_seconds: float = Field(
+        default=60.0, gt=0, description="Interval of RUNNING events for streaming/continuous runs."
+    )
     event_log: str | None = Field(
         default=None,
         description="JSONL file for OpenLineage events when no OpenLineage transport is "
         "configured (default: <output_root>/lineage/events.jsonl).",
     )
     enabled: bool = True
+    transport: dict[str, Any] | None = Field(
+        default=None,
+        description="An openlineage-python transport config, e.g. {type: http, url: ...}; "
+        "overrides openlineage.yml and OPENLINEAGE__* variables.",
+    )
+    shutdown_timeout: float = Field(
+        default=10.0, ge=0, description="Longest wait at the end of a run for undelivered events."
+    )
 
 
 class PipelineSpec(SpecModel):
@@ -445,6 +475,7 @@ class PipelineSpec(SpecModel):
     sinks: list[SinkSpec] = Field(min_length=1)
     dead_letter: DeadLetterSpec
     lineage: LineageSettings = Field(default_factory=LineageSettings)
+    governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
 
     @model_validator(mode="after")
     def _graph(self) -> PipelineSpec:

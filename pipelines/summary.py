@@ -45,9 +45,13 @@ class RunSummary:
     nodes: list[NodeCounts]
     inputs: list[Dataset]
     outputs: list[Dataset]
-    lineage_log: str | None = None
     error: str | None = None
     error_threshold: float = 0.0
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lineage_log(self) -> str | None:
+        return self.lineage.get("event_log")
 
     @property
     def rows_read(self) -> int:

@@ -252,6 +252,11 @@ class DataProcessingTemplate:
             "sinks": sinks,
             "dead_letter": {"path": f"{out}/alerts/dead_letters", "format": "jsonl"},
             "lineage": {"event_log": f"{out}/lineage/events.jsonl"},
+            "governance": {
+                "frameworks": ["GDPR", "PCI-DSS"],
+                "classification": "internal",
+                "fields": {"name": "PII", "phone": "PII", "lifetime_value": "confidential"},
+            },
         }
         return PipelineSpec.model_validate(data)
 

@@ -1,0 +1,431 @@
+"""The facts of a run, turned into OpenLineage datasets and facets (see :mod:`lineage.facets`).
+
+Before the run: input datasets with their real schemas (read from the files' heads), output
+datasets, job facets (type, documentation, ownership, source location) and run facets (engine,
+tags, parent template). After the run: column profiles (dataQualityMetrics), validation results
+(dataQualityAssertions), output schemas and statistics, column lineage and governance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lineage import facets
+from lineage.columns import FieldState, sink_lineage
+from lineage.naming import dataset_name, strip_credentials
+from pipelines import spec as s
+from pipelines.nodes import Dataset
+from pipelines.summary import RunSummary
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+def profile_dir(spec: s.PipelineSpec, run_id: str) -> str:
+    base = spec.run.temp_location or str(Path(tempfile.gettempdir()) / "beamwright-runs")
+    return f"{base.rstrip('/')}/{run_id}/profiles"
+
+
+def read_schema(path: str, fmt: str) -> Any:
+    """The Arrow schema of a data file (position columns dropped), from its first rows."""
+    from connectors.files.registry import make_format
+    from connectors.records import strip_positions
+
+    try:
+        for chunk in make_format(fmt).read(path, 256):
+            return strip_positions(chunk.rows).schema
+    except Exception as exc:  # lineage is best effort; the run itself decides success
+        log.warning("could not read the schema of %s: %s", path, exc)
+    return None
+
+
+def _output_files(dataset: Dataset) -> list[str]:
+    from connectors.fileio import match_files
+
+    if dataset.uri.endswith((".json", ".csv")) and dataset.kind == "sink":
+        return [dataset.uri]
+    return match_files(dataset.uri.rstrip("/") + "/part-*")
+
+
+def _git_location(spec_path: str | None) -> Any:
+    """sourceCodeLocation for a spec file inside a git checkout (credentials stripped)."""
+    if not spec_path:
+        return None
+    folder = str(Path(spec_path).resolve().parent)
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", folder, *args], capture_output=True, text=True, timeout=5, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    top = git("rev-parse", "--show-toplevel")
+    remote = strip_credentials(git("remote", "get-url", "origin")) or f"file://{top}"
+    rel = str(Path(spec_path).resolve().relative_to(top)) if top else spec_path
+    return facets.source_code_location(
+        url=f"{remote}#{rel}", repo_url=remote, path=rel, version=commit
+    )
+
+
+@dataclass
+class RunLineageFacts:
+    """What lineage knows of a run, gathered once and reused for every event."""
+
+    spec: s.PipelineSpec
+    run_id: str
+    inputs: list[Dataset]
+    outputs: list[Dataset]
+    spec_path: str | None = None
+    input_schemas: dict[str, Any] = field(default_factory=dict)  # file path -> schema
+    parent_run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for d in self.inputs:
+            for f in d.files:
+                self.input_schemas[f] = read_schema(f, d.format)
+        if self.spec.template:
+            from pipelines.run import new_run_id
+
+            self.parent_run_id = new_run_id()
+
+    # -- classification ---------------------------------------------------------------
+    def classifications(self) -> dict[str, str]:
+        gov = self.spec.governance
+        out = dict(gov.fields)
+        for step in self.spec.steps:
+            if isinstance(step, s.ValidateStepSpec):
+                for name, f in step.fields.items():
+                    if f.classification:
+                        out.setdefault(name, f.classification)
+        return out
+
+    def _field_governance(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        known = self.classifications()
+        return {
+            n: {"classification": known.get(n, self.spec.governance.classification)} for n in names
+        }
+
+    # -- datasets ---------------------------------------------------------------------
+    def _source_datasets(self) -> dict[str, list[tuple[str, str]]]:
+        return {d.node: [dataset_name(f) for f in (d.files or [d.uri])] for d in self.inputs}
+
+    def input_datasets(
+        self, *, profiles: dict[str, dict] | None = None, assertions: dict[str, list] | None = None
+    ) -> list[Any]:
+        from openlineage.client.event_v2 import InputDataset
+
+        out = []
+        for d in self.inputs:
+            for path in d.files or [d.uri]:
+                namespace, name = dataset_name(path)
+                ds_facets: dict[str, Any] = {
+                    "dataSource": facets.data_source(namespace),
+                    "symlinks": facets.symlink(self.spec.name, d.node),
+                }
+                schema = self.input_schemas.get(path)
+                if schema is not None:
+                    ds_facets["schema"] = facets.schema(schema)
+                    gov = self._field_governance(schema.names)
+                    ds_facets[facets.GOVERNANCE_FACET] = facets.governance(
+                        facets.highest(g["classification"] for g in gov.values()),
+                        self.spec.governance.frameworks,
+                        gov,
+                    )
+                input_facets: dict[str, Any] = {}
+                if profiles and d.node in profiles and len(d.files) <= 1:
+                    input_facets["dataQualityMetrics"] = facets.quality_metrics(profiles[d.node])
+                if assertions and assertions.get(d.node):
+                    input_facets["dataQualityAssertions"] = facets.quality_assertions(
+                        assertions[d.node]
+                    )
+                out.append(
+                    InputDataset(namespace, name, facets=ds_facets, inputFacets=input_facets)
+                )
+        return out
+
+    def output_datasets(self, summary: RunSummary | None = None) -> list[Any]:
+        from openlineage.client.event_v2 import OutputDataset
+
+        lineage_states: dict[str, FieldState] = {}
+        if summary is not None:
+            source_fields = {
+                d.node: sorted(
+                    {
+                        n
+                        for f in d.files
+                        for n in (
+                            self.input_schemas.get(f).names
+                            if self.input_schemas.get(f) is not None
+                            else []
+                        )
+                    }
+                )
+                for d in self.inputs
+            }
+            lineage_states = sink_lineage(self.spec, source_fields)
+        out = []
+        for d in self.outputs:
+            namespace, name = dataset_name(d.uri)
+            ds_facets: dict[str, Any] = {
+                "dataSource": facets.data_source(namespace),
+                "symlinks": facets.symlink(self.spec.name, d.node),
+            }
+            sink_spec = next((k for k in self.spec.sinks if k.name == d.node), None)
+            if sink_spec is None or getattr(sink_spec, "mode", "overwrite") == "overwrite":
+                ds_facets["lifecycleStateChange"] = facets.overwritten()
+            output_facets: dict[str, Any] = {}
+            if summary is not None:
+                files = _output_files(d)
+                schema = read_schema(files[0], d.format) if files else None
+                if schema is not None:
+                    ds_facets["schema"] = facets.schema(schema)
+                node = summary.node(d.node)
+                output_facets["outputStatistics"] = facets.output_statistics(
+                    node.rows_out, node.bytes, node.files
+                )
+                state = lineage_states.get(d.node)
+                if state is not None:
+                    names = schema.names if schema is not None else None
+                    ds_facets["columnLineage"] = facets.column_lineage(
+                        state, self._source_datasets(), names
+                    )
+                    ds_facets[facets.GOVERNANCE_FACET] = self._output_governance(state, names)
+            out.append(OutputDataset(namespace, name, facets=ds_facets, outputFacets=output_facets))
+        return out
+
+    def _output_governance(self, state: FieldState, names: list[str] | None) -> Any:
+        known = self.classifications()
+        default = self.spec.governance.classification
+        fields: dict[str, dict[str, Any]] = {}
+        for name, origins in state.fields.items():
+            if names is not None and name not in names:
+                continue
+            classes = [known.get(o.field, default) for o in origins] or [known.get(name, default)]
+            masking = [
+                st.description.removeprefix("masked: ")
+                for o in origins
+                for st in o.steps
+                if st.masking
+            ]
+            fields[name] = {
+                "classification": facets.highest(classes, default),
+                "protection": masking[0] if masking else None,
+                "sources": sorted({f"{o.source}#{o.field}" for o in origins}),
+            }
+        overall = facets.highest((f["classification"] for f in fields.values()), default)
+        return facets.governance(overall, self.spec.governance.frameworks, fields)
+
+    # -- run and job facets -----------------------------------------------------------
+    def job_facets(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"jobType": facets.job_type(streaming=False)}
+        if self.spec.description:
+            out["documentation"] = facets.documentation(self.spec.description)
+        if self.spec.owner:
+            out["ownership"] = facets.ownership(self.spec.owner)
+        location = _git_location(self.spec_path)
+        if location is not None:
+            out["sourceCodeLocation"] = location
+        return out
+
+    def run_facets(self) -> dict[str, Any]:
+        import apache_beam
+
+        out: dict[str, Any] = {
+            "processing_engine": facets.processing_engine(apache_beam.__version__, VERSION),
+            "tags": facets.tags(
+                {"runner": self.spec.run.runner, "pipeline": self.spec.name}
+                | ({"template": self.spec.template} if self.spec.template else {})
+            ),
+        }
+        if self.parent_run_id and self.spec.template:
+            out["parent"] = facets.parent(
+                self.spec.lineage.namespace, f"template:{self.spec.template}", self.parent_run_id
+            )
+        return out
+
+
+def assertions_by_source(facts: RunLineageFacts, summary: RunSummary) -> dict[str, list[dict]]:
+    """dataQualityAssertions for the inputs feeding each validate step, from its counters."""
+    result: dict[str, list[dict]] = {}
+    main_inputs = [
+        d.node
+        for d in facts.inputs
+        if d.node not in {st.lookup for st in facts.spec.steps if isinstance(st, s.LookupStepSpec)}
+    ]
+    for step in facts.spec.steps:
+        if not isinstance(step, s.ValidateStepSpec):
+            continue
+        counts = summary.node(step.name).rules
+        items: list[dict] = []
+        for name, f in step.fields.items():
+            for kind, applies in (("type", True), ("required", f.required)):
+                if applies:
+                    items.append(
+                        _assertion(
+                            kind, f"{kind}:{name}", name, "error", counts.get(f"{kind}:{name}", 0)
+                        )
+                    )
+        for j, rule in enumerate(step.rules):
+            rid = rule.rule_id(j)
+            severity = "error" if rule.severity == "error" else "warn"
+            items.append(
+                _assertion(
+                    rule.rule, rid, getattr(rule, "field", None), severity, counts.get(rid, 0)
+                )
+            )
+        for key, n in counts.items():
+            if key.startswith("gx/"):
+                items.append(_assertion(key[3:], key, None, "error", n))
+        for node in main_inputs:
+            result.setdefault(node, []).extend(items)
+    return result
+
+
+def _assertion(
+    kind: str, name: str, column: str | None, severity: str, failures: int
+) -> dict[str, Any]:
+    item = {
+        "assertion": kind,
+        "name": name,
+        "success": failures == 0,
+        "severity": severity,
+        "expected": "0 failing rows",
+        "actual": f"{failures} failing rows",
+    }
+    if column:
+        item["column"] = column
+    return item
+
+
+def read_profiles(spec: s.PipelineSpec, run_id: str) -> dict[str, dict]:
+    """The column profiles the run wrote, then removes them."""
+    from apache_beam.io.filesystems import FileSystems
+
+    folder = profile_dir(spec, run_id)
+    out: dict[str, dict] = {}
+    for src in spec.sources:
+        path = f"{folder}/{src.name}.json"
+        try:
+            with FileSystems.open(path) as f:
+                out[src.name] = json.loads(f.read())
+        except Exception as exc:  # a missing profile only loses a facet
+            log.debug("no profile for %s: %s", src.name, exc)
+    try:
+        parent = folder.rsplit("/", 1)[0]
+        if "://" not in parent:
+            shutil.rmtree(parent, ignore_errors=True)
+        elif FileSystems.exists(parent):
+            FileSystems.delete([parent])
+    except Exception as exc:  # pragma: no cover - cleanup is best effort
+        log.debug("could not remove %s: %s", folder, exc)
+    return out
+
+
+def error_facet(exc: BaseException | None, message: str) -> Any:
+    stack = "".join(traceback.format_exception(exc)) if exc is not None else None
+    return facets.error_message(message, stack)
+
+
+def beam_lineage(result: Any) -> set[str]:
+    """Dataset paths Beam's own Lineage metrics saw (sources and sinks), as plain paths/URIs."""
+    from apache_beam.metrics.metric import Lineage
+
+    seen: set[str] = set()
+    for label in (Lineage.SOURCE, Lineage.SINK):
+        try:
+            fqns = Lineage.query(result.metrics(), label)
+        except Exception as exc:  # a runner without bounded-trie metrics
+            log.debug("Beam lineage not available: %s", exc)
+            continue
+        for fqn in fqns:
+            system, _, rest = fqn.partition(":")
+            if system == "filesystem" and rest.startswith("localhost:"):
+                seen.add(rest.removeprefix("localhost:"))
+            elif system in ("gcs", "s3"):
+                seen.add(f"{'gs' if system == 'gcs' else system}://{rest.replace(':', '/', 1)}")
+            else:
+                seen.add(fqn)
+    return seen
+
+
+class LineageSession:
+    """One run's lineage: START when built, then exactly one of COMPLETE / FAIL / ABORT."""
+
+    def __init__(
+        self,
+        spec: s.PipelineSpec,
+        inputs: list[Dataset],
+        outputs: list[Dataset],
+        run_id: str,
+        *,
+        event_log: str | None,
+        spec_path: str | None = None,
+    ) -> None:
+        from lineage.emitter import RunLineage
+
+        self.facts = RunLineageFacts(spec, run_id, inputs, outputs, spec_path=spec_path)
+        self.emitter = RunLineage(
+            namespace=spec.lineage.namespace,
+            job_name=spec.name,
+            run_id=run_id,
+            event_log=event_log,
+            transport=spec.lineage.transport,
+            close_timeout=spec.lineage.shutdown_timeout,
+        )
+        self.emitter.emit(
+            "START",
+            inputs=self.facts.input_datasets(),
+            outputs=self.facts.output_datasets(),
+            run_facets=self.facts.run_facets(),
+            job_facets=self.facts.job_facets(),
+        )
+
+    def finish(
+        self,
+        state: str,
+        summary: RunSummary,
+        *,
+        message: str | None = None,
+        exc: BaseException | None = None,
+        beam_seen: set[str] | None = None,
+    ) -> dict[str, Any]:
+        """Emit the terminal event, wait (bounded) for delivery, and report what happened."""
+        spec = self.facts.spec
+        profiles = read_profiles(spec, self.facts.run_id)
+        counted = bool(summary.nodes)
+        inputs = self.facts.input_datasets(
+            profiles=profiles if counted else None,
+            assertions=assertions_by_source(self.facts, summary) if counted else None,
+        )
+        outputs = self.facts.output_datasets(summary if counted else None)
+        run_facets = self.facts.run_facets()
+        if message:
+            run_facets["errorMessage"] = error_facet(exc, message)
+        self.emitter.emit(
+            state,
+            inputs=inputs,
+            outputs=outputs,
+            run_facets=run_facets,
+            job_facets=self.facts.job_facets(),
+        )
+        stats = self.emitter.close()
+        report: dict[str, Any] = {"event_log": self.emitter.event_log, **stats.as_dict()}
+        if beam_seen is not None:
+            named = {d.name for d in inputs} | {d.name for d in outputs}
+            named |= {f"{d.namespace}/{d.name}" for d in inputs + outputs if "://" in d.namespace}
+            missing = sorted(p for p in beam_seen if p.rstrip("/") not in named)
+            report["beam_datasets_missing"] = missing
+            if missing:
+                log.warning("datasets Beam saw but lineage events lack: %s", missing)
+        return report
