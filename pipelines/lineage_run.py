@@ -350,8 +350,8 @@ def beam_lineage(result: Any) -> set[str]:
             continue
         for fqn in fqns:
             system, _, rest = fqn.partition(":")
-            if system == "filesystem" and rest.startswith("localhost:"):
-                seen.add(rest.removeprefix("localhost:"))
+            if system == "filesystem" and rest.startswith("localhost."):
+                seen.add(rest.removeprefix("localhost."))
             elif system in ("gcs", "s3"):
                 seen.add(f"{'gs' if system == 'gcs' else system}://{rest.replace(':', '/', 1)}")
             else:

@@ -679,7 +679,7 @@ def test_avro_truncated_file_fails_after_the_intact_blocks(tmp_path):
 
     chunks = AvroFormat().read(cut, 1000)
     first = next(chunks)
-    assert first.rows.column(OFFSET).to_pylist()[:3] == [1, 2, 3]
+    assert first.rows.column(OFFSET).to_pylist() == list(range(1, 1001))
     with pytest.raises(CorruptFileError, match="cut.avro"):
         list(chunks)
 

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
-from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,20 +30,18 @@ import pyarrow.csv as pacsv
 
 from connectors import records
 from connectors.files.base import (
-    CorruptFileError,
     ReadChunk,
     consecutive,
     corrupt_file_errors,
     open_input,
 )
+from connectors.files.csvheader import first_record
 from connectors.files.csvinput import LINE_BREAKS, CsvInput, line_breaks
 from connectors.records import Reject
 
 BLOCK_BYTES = 16 << 20
 """pyarrow's parse block; a single record must fit in one (else ``CorruptFileError``)."""
 
-_BOM = b"\xef\xbb\xbf"
-_PEEK_BYTES = 1 << 16
 _UNTERMINATED = (
     "unterminated quoted field: a quote opened in this record is never closed, so the record"
     " runs to the end of the file"
@@ -76,7 +73,7 @@ class _InvalidRecord:
 def read_csv(path: str, dialect: CsvDialect, batch_size: int) -> Iterator[ReadChunk]:
     """The records of the CSV file at ``path`` in chunks of at most ``batch_size`` rows."""
     with open_input(path) as raw:
-        first = _first_record(raw, dialect, path)
+        first = first_record(raw, dialect.delimiter, dialect.quote_char, path)
         if first is None:
             return
         fields, record, rest = first
@@ -88,86 +85,6 @@ def read_csv(path: str, dialect: CsvDialect, batch_size: int) -> Iterator[ReadCh
             names, first_line, prefix = [f"f{i}" for i in range(len(fields))], 1, record + rest
         source = CsvInput(raw, first_line, dialect.quote_char, prefix)
         yield from _Records(path, dialect, names, source, first_line).chunks(batch_size)
-
-
-def _first_record(
-    raw: BinaryIO, dialect: CsvDialect, path: str
-) -> tuple[list[str], bytes, bytes] | None:
-    """The first record's fields, its bytes (BOM removed) and the bytes read after it.
-
-    Parsed here because pyarrow needs the column names up front to read every column as a
-    string. None for a file without any data.
-    """
-    data = raw.read(_PEEK_BYTES).removeprefix(_BOM)
-    if not data:
-        return None
-    while (split := _split_first_record(data, dialect, at_end=False)) is None:
-        more = raw.read(_PEEK_BYTES)
-        if not more:
-            split = _split_first_record(data, dialect, at_end=True)
-            break
-        data += more
-    if split is None:
-        raise CorruptFileError(path, "the first record has a quoted field that is never closed")
-    fields, end = split
-    try:
-        names = [field.decode("utf-8") for field in fields]
-    except UnicodeDecodeError as exc:
-        raise CorruptFileError(path, f"the first line is not valid UTF-8: {exc}") from exc
-    if data[:end] in LINE_BREAKS:
-        raise CorruptFileError(path, "the first line is empty, so the columns are unknown")
-    return names, data[:end], data[end:]
-
-
-def _split_first_record(
-    data: bytes, dialect: CsvDialect, at_end: bool
-) -> tuple[list[bytes], int] | None:
-    """The fields of the first record in ``data`` and the offset just past its line break.
-
-    Parses as pyarrow does: a quote is special only at the start of a field and doubled inside
-    a quoted field; the record ends at the first line break outside quotes, or at the end of
-    the file (``at_end``). None while the record may continue in data not read yet, or, at the
-    end, if it ends inside a quoted field.
-    """
-    delimiter, quote = ord(dialect.delimiter), ord(dialect.quote_char)
-    fields: list[bytes] = []
-    field = bytearray()
-    quoted, at_field_start, index = False, True, 0
-    while index < len(data):
-        byte = data[index]
-        index += 1
-        at_last_byte = index == len(data)
-        if quoted:
-            if byte != quote:
-                field.append(byte)
-            elif not at_last_byte and data[index] == quote:
-                field.append(quote)
-                index += 1
-            elif at_last_byte and not at_end:
-                return None  # the next byte tells whether this quote is doubled
-            else:
-                quoted = False
-        elif byte == quote and at_field_start:
-            quoted = True
-        elif byte == delimiter:
-            fields.append(bytes(field))
-            field.clear()
-            at_field_start = True
-            continue
-        elif byte in b"\r\n":
-            if byte == ord("\r") and at_last_byte and not at_end:
-                return None  # a "\n" may follow
-            if byte == ord("\r") and not at_last_byte and data[index] == ord("\n"):
-                index += 1
-            fields.append(bytes(field))
-            return fields, index
-        else:
-            field.append(byte)
-        at_field_start = False
-    if not at_end or quoted:
-        return None
-    fields.append(bytes(field))
-    return fields, index
 
 
 class _LinePlacer:
