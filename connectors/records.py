@@ -100,11 +100,17 @@ def rows_to_json(table: pa.Table) -> pa.Array:
     return json_objects(strip_positions(table))
 
 
+def _strings(values: Sequence[str] | pa.Array) -> pa.Array:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.cast(pa.string())
+    return pa.array(list(values), pa.string())
+
+
 def dead_letters_for_rows(
     rows: pa.Table,
     *,
-    errors: Sequence[str],
-    rules: Sequence[str],
+    errors: Sequence[str] | pa.Array,
+    rules: Sequence[str] | pa.Array,
     step: str,
     run_id: str,
 ) -> pa.Table:
@@ -129,10 +135,10 @@ def dead_letters_for_rows(
             "payloadString": rows_to_json(rows),
             "payloadBytes": pa.nulls(n, pa.binary()),
             "attributes": pa.nulls(n, DEAD_LETTER_SCHEMA.field("attributes").type),
-            "errorMessage": pa.array(list(errors), pa.string()),
+            "errorMessage": _strings(errors),
             "stacktrace": pa.nulls(n, pa.string()),
             "step": pa.array([step] * n, pa.string()),
-            "rule": pa.array(list(rules), pa.string()),
+            "rule": _strings(rules),
             "run_id": pa.array([run_id] * n, pa.string()),
             "source": sources,
             "offset": offsets,

