@@ -19,6 +19,7 @@ from openlineage.client.facet_v2 import (
     datasource_dataset,
     documentation_job,
     error_message_run,
+    input_statistics_input_dataset,
     job_type_job,
     lifecycle_state_change_dataset,
     output_statistics_output_dataset,
@@ -111,6 +112,14 @@ def output_statistics(
 ) -> output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet:
     return output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
         rowCount=rows, size=size, fileCount=files, producer=PRODUCER
+    )
+
+
+def input_statistics(
+    rows: int, files: int | None = None
+) -> input_statistics_input_dataset.InputStatisticsInputDatasetFacet:
+    return input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
+        rowCount=rows, fileCount=files, producer=PRODUCER
     )
 
 

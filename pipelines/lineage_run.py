@@ -391,6 +391,48 @@ class LineageSession:
             job_facets=self.facts.job_facets(),
         )
 
+    def running(self, nodes: list[Any], *, streaming: bool = True) -> None:
+        """A RUNNING heartbeat with the run's counts so far, as OpenLineage asks of streaming
+        jobs (their terminal events cannot be relied on): inputStatistics per input,
+        outputStatistics per output, jobType STREAMING."""
+        from openlineage.client.event_v2 import InputDataset, OutputDataset
+
+        counts = {n.name: n for n in nodes}
+        inputs = []
+        for d in self.facts.inputs:
+            node = counts.get(d.node)
+            for path in d.files or [d.uri]:
+                namespace, name = dataset_name(path)
+                extra = (
+                    {"inputStatistics": facets.input_statistics(node.rows_in, node.files)}
+                    if node
+                    else {}
+                )
+                inputs.append(InputDataset(namespace, name, inputFacets=extra))
+        outputs = []
+        for d in self.facts.outputs:
+            node = counts.get(d.node)
+            namespace, name = dataset_name(d.uri)
+            extra = (
+                {
+                    "outputStatistics": facets.output_statistics(
+                        node.rows_out, node.bytes, node.files
+                    )
+                }
+                if node
+                else {}
+            )
+            outputs.append(OutputDataset(namespace, name, outputFacets=extra))
+        job = self.facts.job_facets()
+        job["jobType"] = facets.job_type(streaming=streaming)
+        self.emitter.emit(
+            "RUNNING",
+            inputs=inputs,
+            outputs=outputs,
+            run_facets=self.facts.run_facets(),
+            job_facets=job,
+        )
+
     def finish(
         self,
         state: str,

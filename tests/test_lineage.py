@@ -309,3 +309,44 @@ def test_sender_never_blocks_and_bounds_close():
     stats = sender.close()
     assert time.perf_counter() - t0 < 1.0
     assert stats.dropped >= 7 and stats.sent == 0
+
+
+def test_running_heartbeat_carries_counts_so_far(tmp_path):
+    from pipelines.lineage_run import LineageSession
+    from pipelines.nodes import Dataset
+    from pipelines.summary import NodeCounts
+
+    spec = small_spec(tmp_path, None)
+    events: list[dict] = []
+    EVENT_OBSERVERS.append(events.append)
+    try:
+        session = LineageSession(
+            spec,
+            [
+                Dataset(
+                    "rows", "source", str(tmp_path / "in.csv"), "csv", [str(tmp_path / "in.csv")]
+                )
+            ],
+            [Dataset("out", "sink", str(tmp_path / "out"), "jsonl")],
+            "01900000-0000-7000-8000-000000000001",
+            event_log=str(tmp_path / "events.jsonl"),
+        )
+        session.running(
+            [
+                NodeCounts("source", "rows", rows_in=120, rows_out=120, files=1),
+                NodeCounts("sink", "out", rows_in=100, rows_out=100, files=1, bytes=2048),
+            ]
+        )
+        session.emitter.close()
+    finally:
+        EVENT_OBSERVERS.remove(events.append)
+    running = events[-1]
+    assert running["eventType"] == "RUNNING"
+    assert running["job"]["facets"]["jobType"]["processingType"] == "STREAMING"
+    assert running["inputs"][0]["inputFacets"]["inputStatistics"]["rowCount"] == 120
+    assert running["outputs"][0]["outputFacets"]["outputStatistics"] == {
+        **running["outputs"][0]["outputFacets"]["outputStatistics"],
+        "rowCount": 100,
+        "size": 2048,
+    }
+    assert openlineage_schema.event_problems(running) == []
