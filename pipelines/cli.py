@@ -54,16 +54,25 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _load_or_report(args: argparse.Namespace) -> Any:
+    """The spec for ``args.target``, or None after printing why it is invalid."""
+    from pipelines.loading import SpecError
+
+    try:
+        return load_target(args.target, _params(args.param))
+    except SpecError as exc:
+        _stderr(f"beamwright: {exc}")
+        return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from pipelines.loading import SpecError
 
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-    try:
-        spec = load_target(args.target, _params(args.param))
-    except SpecError as exc:
-        _stderr(f"beamwright: {exc}")
+    spec = _load_or_report(args)
+    if spec is None:
         return EXIT_INVALID
     if args.batch_size:
         spec.run.batch_size = args.batch_size
@@ -100,17 +109,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipelines.loading import SpecError
-
-    try:
-        spec = load_target(args.target, _params(args.param))
-    except SpecError as exc:
-        _stderr(f"beamwright: {exc}")
+    spec = _load_or_report(args)
+    if spec is None:
         return EXIT_INVALID
     if args.deep:
         import apache_beam as beam
 
         from pipelines.build import build_pipeline
+        from pipelines.loading import SpecError
 
         try:
             build_pipeline(spec, beam.Pipeline(runner="FnApiRunner"), "validate")

@@ -15,25 +15,14 @@ import pytest
 from lineage.columns import sink_lineage
 from lineage.emitter import EVENT_OBSERVERS, BackgroundSender
 from lineage.naming import dataset_name, strip_credentials
+from pipelines import datagen
 from pipelines.cli import load_target
 from pipelines.loading import spec_from_data
 from pipelines.run import RunFailed, run_spec
 from tests import openlineage_schema
 
-ORDER_FIELDS = [
-    "order_id",
-    "customer_id",
-    "email",
-    "order_date",
-    "ship_date",
-    "status",
-    "currency",
-    "amount",
-    "quantity",
-    "country",
-    "card_number",
-]
-CUSTOMER_FIELDS = ["customer_id", "name", "segment", "loyalty_tier", "lifetime_value", "phone"]
+ORDER_FIELDS = datagen.orders(1).column_names
+CUSTOMER_FIELDS = datagen.customers(1).column_names
 
 
 def captured_run(spec, **kwargs):
