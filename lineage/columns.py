@@ -181,7 +181,7 @@ def _report(node: s.ReportSinkSpec, state: FieldState) -> FieldState:
 def sink_lineage(
     spec: s.PipelineSpec, source_fields: Mapping[str, list[str]]
 ) -> dict[str, FieldState]:
-    """Field states for every sink (dead letters excluded), given each source's field names."""
+    """Field states for every sink and for the dead letters, given each source's field names."""
     states: dict[str, FieldState] = {
         name: FieldState({f: [Origin(name, f)] for f in fields})
         for name, fields in source_fields.items()
@@ -211,14 +211,46 @@ def sink_lineage(
             state = _lookup(step, state, states.get(step.lookup, FieldState()))
         states[step.name] = state
         previous = [step.name]
-    result: dict[str, FieldState] = {}
+    dead = _dead_letters(states, redacted=spec.dead_letter.redact)
+    states[s.DEAD_LETTERS_INPUT] = dead
+    result: dict[str, FieldState] = {s.DEAD_LETTERS_INPUT: dead}
     for sink in spec.sinks:
-        if sink.input == s.DEAD_LETTERS_INPUT:
-            continue
-        upstream = _union(
-            states.get(n, FieldState()) for n in ([sink.input] if sink.input else previous)
-        )
+        names = [sink.input] if sink.input else previous
+        upstream = _union(states.get(n, FieldState()) for n in names)
         result[sink.name] = (
             _report(sink, upstream) if isinstance(sink, s.ReportSinkSpec) else upstream
         )
     return result
+
+
+DEAD_LETTER_FIELDS = (
+    "timestamp",
+    "errorMessage",
+    "stacktrace",
+    "step",
+    "rule",
+    "run_id",
+    "source",
+    "offset",
+    "attributes",
+)
+
+
+def _dead_letters(states: Mapping[str, FieldState], *, redacted: bool) -> FieldState:
+    """Dead letters keep each rejected record whole: the payload derives from every field of
+    every node that can reject, so it is as sensitive as the most sensitive of them."""
+    if redacted:
+        step = Step("DIRECT", "TRANSFORMATION", "masked: redact", masking=True)
+    else:
+        step = Step("DIRECT", "TRANSFORMATION", "rejected record kept as the dead-letter payload")
+    payload: list[Origin] = []
+    for state in states.values():
+        for origins in state.fields.values():
+            for origin in origins:
+                root = Origin(origin.source, origin.field).then(step)
+                if root not in payload:
+                    payload.append(root)
+    fields: dict[str, list[Origin]] = {name: [] for name in DEAD_LETTER_FIELDS}
+    fields["payloadString"] = payload
+    fields["payloadBytes"] = list(payload)
+    return FieldState(fields)

@@ -17,7 +17,12 @@ import apache_beam as beam
 
 from pipelines import registry
 from pipelines.nodes import BuildContext, Dataset, build_dead_letter_sink
-from pipelines.spec import DEAD_LETTERS_INPUT, LookupStepSpec, PipelineSpec
+from pipelines.spec import (
+    DEAD_LETTERS_INPUT,
+    LookupStepSpec,
+    PipelineSpec,
+    ValidateStepSpec,
+)
 
 
 @dataclass
@@ -38,6 +43,15 @@ def _default_first_input(spec: PipelineSpec) -> list[str]:
     return main or [spec.sources[0].name]
 
 
+def classified_fields(spec: PipelineSpec) -> set[str]:
+    """Fields the spec classifies above its default classification (e.g. PII)."""
+    names = {f for f, c in spec.governance.fields.items() if c != spec.governance.classification}
+    for step in spec.steps:
+        if isinstance(step, ValidateStepSpec):
+            names |= {n for n, f in step.fields.items() if f.classification}
+    return names
+
+
 def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> BuiltPipeline:
     """Add the spec's transforms to ``pipeline``. Raises SpecError before anything runs."""
     ctx = BuildContext(spec=spec, pipeline=pipeline, run_id=run_id)
@@ -54,9 +68,12 @@ def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> 
         ctx.dead_letters.append(outputs.dead_letters)
         previous = [step.name]
         order.append(("step", step.name))
-    ctx.outputs[DEAD_LETTERS_INPUT] = (
-        tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
-    )
+    dead = tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
+    if spec.dead_letter.redact:
+        from transforms.redact import RedactDeadLetters
+
+        dead = dead | "DeadLetters/Redact" >> RedactDeadLetters(classified_fields(spec))
+    ctx.outputs[DEAD_LETTERS_INPUT] = dead
     for i, sink in enumerate(spec.sinks):
         rows = ctx.outputs[sink.input] if sink.input else ctx.input_of(previous, sink.name)
         registry.SINKS[sink.type](sink, ctx, f"sinks[{i}]", rows)

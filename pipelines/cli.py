@@ -213,6 +213,10 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--workdir", help="where to put generated data (default: a temp dir)")
     bench.add_argument("--case", help=argparse.SUPPRESS)
     bench.set_defaults(func=cmd_bench)
+
+    from pipelines.lineage_cli import add_parser as add_lineage
+
+    add_lineage(sub)
     return p
 
 

@@ -194,7 +194,8 @@ class RunLineageFacts:
                 output_facets["outputStatistics"] = facets.output_statistics(
                     node.rows_out, node.bytes, node.files
                 )
-                state = lineage_states.get(d.node)
+                key = s.DEAD_LETTERS_INPUT if d.kind == "dead_letter" else d.node
+                state = lineage_states.get(key)
                 if state is not None:
                     names = schema.names if schema is not None else None
                     ds_facets["columnLineage"] = facets.column_lineage(

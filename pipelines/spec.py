@@ -402,6 +402,11 @@ SinkSpec = Annotated[FileSinkSpec | ReportSinkSpec, Field(discriminator="type")]
 class DeadLetterSpec(SpecModel):
     path: str = Field(description="Directory for dead-letter files.")
     format: Literal["jsonl", "parquet", "avro"] = "jsonl"
+    redact: bool = Field(
+        default=False,
+        description="Replace the values of classified fields (governance.fields and validate "
+        "field classifications) in payloads with [REDACTED]; raw payload bytes are dropped.",
+    )
 
 
 # --------------------------------------------------------------------------- the pipeline

@@ -250,7 +250,11 @@ class DataProcessingTemplate:
             "sources": sources,
             "steps": steps,
             "sinks": sinks,
-            "dead_letter": {"path": f"{out}/alerts/dead_letters", "format": "jsonl"},
+            "dead_letter": {
+                "path": f"{out}/alerts/dead_letters",
+                "format": "jsonl",
+                "redact": True,
+            },
             "lineage": {"event_log": f"{out}/lineage/events.jsonl"},
             "governance": {
                 "frameworks": ["GDPR", "PCI-DSS"],

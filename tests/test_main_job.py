@@ -103,12 +103,20 @@ def test_main_job_dead_letters_say_why_and_where(main_job):
         "lookup:customer_id",
     ):
         assert expected in rules
-    broken = next(d for d in letters if d["rule"] == "parse" and "O1BROKEN" in d["payloadString"])
-    assert broken["source"].endswith("orders_2026_01.jsonl") and broken["offset"] == 18
-    wrong_columns = next(
-        d for d in letters if d["rule"] == "column_count" and "O2SHORT01" in d["payloadString"]
-    )
+    truncated = next(d for d in letters if d["rule"] == "parse" and d["offset"] == 18)
+    assert truncated["source"].endswith("orders_2026_01.jsonl")
+    assert truncated["errorMessage"].startswith("invalid JSON")
+    wrong_columns = next(d for d in letters if d["rule"] == "column_count" and d["offset"] == 303)
     assert wrong_columns["errorMessage"] == "expected 11 columns, got 2"
+    # the template declares GDPR and redacts classified fields in dead-letter payloads
+    assert (
+        wrong_columns["payloadString"].startswith("[REDACTED")
+        and wrong_columns["payloadBytes"] is None
+    )
+    typed = next(d for d in letters if d["rule"] == "type:amount")
+    payload = json.loads(typed["payloadString"])
+    assert payload["amount"] == "n/a" and payload["email"] == "[REDACTED]"
+    assert payload["card_number"] == "[REDACTED]" and payload["status"] != "[REDACTED]"
     assert all(d["run_id"] == letters[0]["run_id"] for d in letters)
     alerts = (out / "rejections_by_rule.csv").read_text()
     assert '"validate","type:amount"' in alerts

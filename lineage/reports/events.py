@@ -34,6 +34,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lineage.naming import strip_credentials
+
 TERMINAL_STATES = ("COMPLETE", "FAIL", "ABORT")
 FAILED_STATES = ("FAIL", "ABORT")
 MARQUEZ_PAGE_SIZE = 200
@@ -234,9 +236,7 @@ def _merge_facets(target: Facets, new: object) -> None:
                 target[key] = value
 
 
-def _merge_datasets(
-    target: dict[DatasetId, DatasetUse], datasets: object, io_key: str
-) -> None:
+def _merge_datasets(target: dict[DatasetId, DatasetUse], datasets: object, io_key: str) -> None:
     if not isinstance(datasets, list):
         return
     for item in datasets:
@@ -338,9 +338,7 @@ def _documents(text: str) -> Iterator[object]:
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        return sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl")
-        )
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl"))
     if path.is_file():
         return [path]
     raise EventLogError(f"no event log at {path}")
@@ -363,7 +361,9 @@ def read_files(paths: Iterable[str | os.PathLike[str]]) -> EventLog:
 
 
 def _api_root(url: str) -> str:
-    root = url.rstrip("/")
+    """``.../api/v1`` for a server or API URL, without any ``user:password@`` in it: the root
+    appears in messages and report headers."""
+    root = strip_credentials(url).rstrip("/")
     return root if root.endswith("/api/v1") else root + "/api/v1"
 
 
@@ -385,11 +385,12 @@ def fetch_marquez_events(
     """Every event from ``GET /api/v1/events/lineage`` with event time in ``[since, until]``.
 
     ``before`` is always sent: Marquez otherwise defaults it to 2030-01-01 and would silently
-    drop later events. Paging stops at a short page; a server that ignores ``offset`` (Marquez
-    before 0.43) returns the same page again, which is detected and reported in ``warnings``
+    drop later events. Paging stops at a short page; a server that ignores ``offset`` (older
+    Marquez versions) returns the same page again, which is detected and reported in ``warnings``
     rather than looping forever.
     """
     root = _api_root(url)
+    base = url.rstrip("/") if url.rstrip("/").endswith("/api/v1") else url.rstrip("/") + "/api/v1"
     now = dt.datetime.now(dt.timezone.utc)
     query: dict[str, str] = {
         "sortDirection": "asc",
@@ -404,7 +405,7 @@ def fetch_marquez_events(
     seen: set[tuple[str, str, str]] = set()
     offset = 0
     while True:
-        page_url = f"{root}/events/lineage?" + urllib.parse.urlencode({**query, "offset": offset})
+        page_url = f"{base}/events/lineage?" + urllib.parse.urlencode({**query, "offset": offset})
         request = urllib.request.Request(page_url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -422,8 +423,12 @@ def fetch_marquez_events(
         new = 0
         for event in page:
             if isinstance(event, dict):
-                run = event.get("run") if isinstance(event.get("run"), Mapping) else {}
-                key = (str(run.get("runId")), str(event.get("eventType")), str(event.get("eventTime")))
+                run = event.get("run")
+                key = (
+                    str(run.get("runId") if isinstance(run, Mapping) else None),
+                    str(event.get("eventType")),
+                    str(event.get("eventTime")),
+                )
                 if key in seen:
                     continue
                 seen.add(key)

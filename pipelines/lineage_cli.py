@@ -1,0 +1,215 @@
+"""``beamwright lineage report | access | graph``: reports over OpenLineage event logs.
+
+``pipelines/cli.py`` registers these with :func:`add_parser`. Only the standard library is
+imported here; each command imports ``lineage.reports`` when it runs, so ``beamwright --help``
+stays fast.
+
+Events come from log files (``--events``, repeatable: JSONL as the ``file`` transport writes
+it, JSON documents, or directories of them) or from a Marquez-compatible API (``--marquez``;
+an API key, if the server needs one, is read from ``MARQUEZ_API_KEY`` rather than a flag, so it
+never shows in a process list or shell history).
+
+Exit codes: 0 done, 1 ``report --fail-on`` found findings at or above that severity,
+2 the events could not be read or the arguments are invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
+
+
+def _time(text: str) -> dt.datetime:
+    from lineage.reports.events import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--events",
+        action="append",
+        metavar="PATH",
+        help="event log: a JSONL/JSON file or a directory of them (repeatable)",
+    )
+    source.add_argument(
+        "--marquez",
+        metavar="URL",
+        help="Marquez-compatible API base URL, e.g. http://localhost:5000 "
+        "(API key from MARQUEZ_API_KEY)",
+    )
+    parser.add_argument("--namespace", help="only jobs in this namespace")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Registers ``lineage`` and its three commands on the CLI's subparsers."""
+    lineage = subparsers.add_parser(
+        "lineage",
+        help="compliance report, access analysis and lineage graph from OpenLineage events",
+        description="Reports over OpenLineage event logs (files or a Marquez API).",
+    )
+    commands = lineage.add_subparsers(dest="lineage_command", required=True)
+
+    report = commands.add_parser(
+        "report",
+        help="compliance report (HTML + Markdown): classification, PII flows, quality, findings",
+    )
+    _source_arguments(report)
+    report.add_argument("--since", type=_time, metavar="ISO", help="only runs started from then")
+    report.add_argument("--until", type=_time, metavar="ISO", help="only runs started before")
+    report.add_argument("--out", required=True, metavar="DIR", help="where to write the report")
+    report.add_argument(
+        "--fail-on",
+        choices=["high", "medium", "low"],
+        help="exit 1 when a finding of this severity or worse is found (for CI)",
+    )
+    report.set_defaults(func=cmd_report)
+
+    access = commands.add_parser(
+        "access", help="who read what how often in a time range; new readers; anomalies"
+    )
+    _source_arguments(access)
+    access.add_argument("--from", dest="start", type=_time, required=True, metavar="ISO")
+    access.add_argument(
+        "--to", dest="end", type=_time, required=True, metavar="ISO", help="exclusive"
+    )
+    access.add_argument(
+        "--baseline-days",
+        type=int,
+        default=30,
+        metavar="N",
+        help="days of history before --from to compare with (default 30)",
+    )
+    access.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    access.set_defaults(func=cmd_access)
+
+    graph = commands.add_parser(
+        "graph", help="dataset/job/column lineage graph as a self-contained HTML page (and SVG)"
+    )
+    _source_arguments(graph)
+    graph.add_argument("--since", type=_time, metavar="ISO", help="only runs started from then")
+    graph.add_argument("--until", type=_time, metavar="ISO", help="only runs started before")
+    graph.add_argument("--out", required=True, metavar="HTML", help="the page to write")
+    graph.add_argument("--svg", metavar="SVG", help="also write the graph as a standalone SVG")
+    graph.set_defaults(func=cmd_graph)
+    return lineage
+
+
+def _stderr(message: str) -> None:
+    print(f"beamwright: {message}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace, since: dt.datetime | None, until: dt.datetime | None) -> Any:
+    """The EventLog the arguments name, filtered to the namespace and to runs started in
+    ``[since, until)``. A Marquez server is asked only for that window."""
+    from lineage.reports.events import read_files, read_marquez
+
+    if args.marquez:
+        log = read_marquez(
+            args.marquez, since=since, until=until, api_key=os.environ.get("MARQUEZ_API_KEY")
+        )
+    else:
+        log = read_files(args.events)
+    for warning in log.warnings:
+        _stderr(f"warning: {warning}")
+    return log.filtered(args.namespace, since, until)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Writes compliance.html and compliance.md into ``--out``; exit 1 on ``--fail-on``."""
+    from lineage.reports.compliance import analyse, severity_rank
+    from lineage.reports.events import EventLogError
+    from lineage.reports.graph import build_laid_out_graph
+    from lineage.reports.render import compliance_sections, to_html, to_markdown
+    from lineage.reports.svg import render_svg
+
+    try:
+        log = _load(args, args.since, args.until)
+    except EventLogError as exc:
+        _stderr(str(exc))
+        return EXIT_INVALID
+    report = analyse(log)
+    title = "Compliance report" + (f": namespace {args.namespace}" if args.namespace else "")
+    sections = compliance_sections(report)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compliance.md").write_text(to_markdown(title, sections), encoding="utf-8")
+    graph = render_svg(build_laid_out_graph(log), label="lineage graph") if log.runs else None
+    (out / "compliance.html").write_text(to_html(title, sections, graph), encoding="utf-8")
+    counts = ", ".join(f"{n} {s}" for s, n in report.severity_counts().items())
+    print(f"{report.runs} run(s) of {len(report.jobs)} job(s); findings: {counts}")
+    print(f"wrote {out / 'compliance.html'} and {out / 'compliance.md'}")
+    if args.fail_on and any(
+        severity_rank(f.severity) <= severity_rank(args.fail_on) for f in report.findings
+    ):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def cmd_access(args: argparse.Namespace) -> int:
+    """Prints the access analysis; the history window is loaded along with the range."""
+    from lineage.reports.access import analyse_access
+    from lineage.reports.events import EventLogError
+    from lineage.reports.render import access_text
+
+    if args.end <= args.start:
+        _stderr("--to must be after --from")
+        return EXIT_INVALID
+    if args.baseline_days < 1:
+        _stderr("--baseline-days must be at least 1")
+        return EXIT_INVALID
+    history_start = args.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    history_start -= dt.timedelta(days=args.baseline_days)
+    try:
+        log = _load(args, history_start, args.end)
+    except EventLogError as exc:
+        _stderr(str(exc))
+        return EXIT_INVALID
+    report = analyse_access(log, args.start, args.end, baseline_days=args.baseline_days)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(access_text(report), end="")
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Writes the graph page (and the standalone SVG with ``--svg``)."""
+    from lineage.reports.events import EventLogError
+    from lineage.reports.graph import build_laid_out_graph
+    from lineage.reports.svg import render_graph_html, render_svg
+
+    try:
+        log = _load(args, args.since, args.until)
+    except EventLogError as exc:
+        _stderr(str(exc))
+        return EXIT_INVALID
+    graph = build_laid_out_graph(log)
+    title = "Lineage graph" + (f": namespace {args.namespace}" if args.namespace else "")
+    page = Path(args.out)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render_graph_html(graph, title=title, source=log.source), encoding="utf-8")
+    written = [str(page)]
+    if args.svg:
+        svg = Path(args.svg)
+        svg.parent.mkdir(parents=True, exist_ok=True)
+        svg.write_text(render_svg(graph, label=title), encoding="utf-8")
+        written.append(str(svg))
+    jobs = sum(1 for n in graph.nodes.values() if n.kind == "job")
+    datasets = sum(1 for n in graph.nodes.values() if n.kind == "dataset")
+    print(
+        f"{jobs} job(s), {datasets} dataset(s), {len(graph.links)} column link(s); "
+        f"wrote {' and '.join(written)}"
+    )
+    return EXIT_OK
