@@ -285,14 +285,14 @@ class _FinalizeFn(beam.DoFn):
     """Moves the temporary files to their final names once all bundles have written."""
 
     def __init__(
-        self, sink: str, directory: str, temp_dir: str, extension: str, mode: str, run_id: str
+        self, sink: str, directory: str, temp_dir: str, extension: str, mode: str, write_id: str
     ) -> None:
         self._sink = sink
         self._directory = directory
         self._temp_dir = temp_dir
         self._extension = extension
         self._mode = mode
-        self._run_id = run_id
+        self._write_id = write_id
 
     def process(self, written: list[WrittenFile]) -> Iterable[dict[str, Any]]:
         written = sorted(written, key=lambda w: w.temp_path)
@@ -300,7 +300,7 @@ class _FinalizeFn(beam.DoFn):
         if self._mode == "error_if_exists" and existing:
             raise FileExistsError(f"sink {self._sink}: {self._directory} already has output files")
         n = len(written)
-        stem = "part" if self._mode != "append" else f"part-{self._run_id[:13]}"
+        stem = "part" if self._mode != "append" else f"part-{self._write_id}"
         finals = [
             posixpath.join(self._directory, f"{stem}-{i:05d}-of-{n:05d}{self._extension}")
             for i in range(n)
@@ -355,15 +355,17 @@ class WriteFiles(beam.PTransform):
         super().__init__()
         if mode not in WRITE_MODES:
             raise ValueError(f"mode must be one of {WRITE_MODES}, not {mode!r}")
-        run_id = run_id or uuid.uuid4().hex
+        # one token per write: a continuous run writes many times under one run id
+        write_id = uuid.uuid4().hex[:12]
+        run_id = run_id or write_id
         fmt = make_format(format_name, **(options or {}))
         extension = "." + fmt.extensions[0].lstrip(".")
         directory = directory.rstrip("/")
-        temp_dir = posixpath.join(directory, f"{TMP_PREFIX}{run_id}")
+        temp_dir = posixpath.join(directory, f"{TMP_PREFIX}{run_id}-{write_id}")
         self._write = _WriteBundleFn(
             temp_dir, format_name, options or {}, extension, max_rows_per_file
         )
-        self._finalize = _FinalizeFn(sink_name, directory, temp_dir, extension, mode, run_id)
+        self._finalize = _FinalizeFn(sink_name, directory, temp_dir, extension, mode, write_id)
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
         return (

@@ -31,6 +31,7 @@ class BuiltPipeline:
     inputs: list[Dataset]
     outputs: list[Dataset]
     node_order: list[tuple[str, str]]  # (kind, name) in the order they run
+    kafka_commits: list[tuple[str, str, str, dict]]  # sources whose offsets pipelines.run commits
 
 
 def _default_first_input(spec: PipelineSpec) -> list[str]:
@@ -68,16 +69,24 @@ def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> 
         ctx.dead_letters.append(outputs.dead_letters)
         previous = [step.name]
         order.append(("step", step.name))
+    # sinks fed by rows first: a sink that can reject (Kafka deliveries) adds dead letters
+    later = []
+    for i, sink in enumerate(spec.sinks):
+        if sink.input == DEAD_LETTERS_INPUT:
+            later.append((i, sink))
+            continue
+        rows = ctx.outputs[sink.input] if sink.input else ctx.input_of(previous, sink.name)
+        registry.SINKS[sink.type](sink, ctx, f"sinks[{i}]", rows)
+        order.append(("sink", sink.name))
     dead = tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
     if spec.dead_letter.redact:
         from transforms.redact import RedactDeadLetters
 
         dead = dead | "DeadLetters/Redact" >> RedactDeadLetters(classified_fields(spec))
     ctx.outputs[DEAD_LETTERS_INPUT] = dead
-    for i, sink in enumerate(spec.sinks):
-        rows = ctx.outputs[sink.input] if sink.input else ctx.input_of(previous, sink.name)
-        registry.SINKS[sink.type](sink, ctx, f"sinks[{i}]", rows)
+    for i, sink in later:
+        registry.SINKS[sink.type](sink, ctx, f"sinks[{i}]", dead)
         order.append(("sink", sink.name))
     build_dead_letter_sink(spec.dead_letter, ctx)
     order.append(("sink", DEAD_LETTERS_INPUT))
-    return BuiltPipeline(pipeline, ctx.inputs, ctx.datasets_out, order)
+    return BuiltPipeline(pipeline, ctx.inputs, ctx.datasets_out, order, ctx.kafka_commits)

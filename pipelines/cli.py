@@ -85,10 +85,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     nodes = [s.name for s in spec.sources] + [s.name for s in spec.steps]
     spec_path = args.target if _is_spec_file(args.target) else None
     quiet = args.quiet or not console.is_terminal
-    summary = None
     code = EXIT_OK
     try:
-        if quiet:
+        if args.follow:
+            summary = _follow(spec, args, console, spec_path)
+        elif quiet:
             summary = run_spec(spec, spec_path=spec_path)
         else:
             with LiveProgress(console, nodes) as live, ProgressPoller(live.update):
@@ -106,6 +107,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.summary_json:
         summary.write_json(args.summary_json)
     return code
+
+
+def _follow(spec: Any, args: argparse.Namespace, console: Any, spec_path: str | None) -> Any:
+    """``run --follow``: bounded cycles until Ctrl-C, which finishes the current cycle."""
+    import signal
+    import threading
+
+    from pipelines.run import follow_spec
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        console.print("stopping after the current cycle…")
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+
+    def report(cycle: int, summary: Any) -> None:
+        console.print(
+            f"cycle {cycle}: read {summary.rows_read:,} rows, dead-lettered "
+            f"{summary.rows_dead_lettered:,} in {summary.elapsed_seconds:.2f} s"
+        )
+
+    try:
+        return follow_spec(
+            spec,
+            interval_s=args.interval,
+            max_cycles=args.max_cycles,
+            stop=stop,
+            on_cycle=report,
+            spec_path=spec_path,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -183,6 +218,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, help="rows per Arrow batch (overrides the spec)")
     run.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"])
     run.add_argument("--quiet", "-q", action="store_true", help="no live progress display")
+    run.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep running: bounded cycles from the committed Kafka offsets; Ctrl-C stops cleanly",
+    )
+    run.add_argument("--interval", type=float, default=5.0, help="seconds between --follow cycles")
+    run.add_argument("--max-cycles", type=int, help="stop --follow after this many cycles")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check a spec (or template parameters) without running")
@@ -215,8 +257,10 @@ def parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.lineage_cli import add_parser as add_lineage
+    from pipelines.secrets_cli import add_parser as add_secrets
 
     add_lineage(sub)
+    add_secrets(sub)
     return p
 
 

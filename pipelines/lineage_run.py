@@ -181,8 +181,12 @@ class RunLineageFacts:
                 "dataSource": facets.data_source(namespace),
                 "symlinks": facets.symlink(self.spec.name, d.node),
             }
-            sink_spec = next((k for k in self.spec.sinks if k.name == d.node), None)
-            if sink_spec is None or getattr(sink_spec, "mode", "overwrite") == "overwrite":
+            if d.kind == "dead_letter":
+                mode = self.spec.dead_letter.mode
+            else:
+                sink_spec = next((k for k in self.spec.sinks if k.name == d.node), None)
+                mode = getattr(sink_spec, "mode", "overwrite")
+            if mode == "overwrite":
                 ds_facets["lifecycleStateChange"] = facets.overwritten()
             output_facets: dict[str, Any] = {}
             if summary is not None:

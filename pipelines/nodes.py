@@ -39,6 +39,7 @@ class BuildContext:
     inputs: list[Dataset] = field(default_factory=list)
     datasets_out: list[Dataset] = field(default_factory=list)
     lookups: set[str] = field(default_factory=set)
+    kafka_commits: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
 
     def input_of(self, names: list[str], where: str) -> beam.PCollection:
         pcolls = [self.outputs[n] for n in names]
@@ -298,6 +299,90 @@ def build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
     from connectors.fileio import WriteFiles
 
     ctx.outputs[s.DEAD_LETTERS_INPUT] | "DeadLetters" >> WriteFiles(
-        node.path, sink_name="dead_letters", format_name=node.format, run_id=ctx.run_id
+        node.path,
+        sink_name="dead_letters",
+        format_name=node.format,
+        mode=node.mode,
+        run_id=ctx.run_id,
     )
     ctx.datasets_out.append(Dataset("dead_letters", "dead_letter", node.path, node.format))
+
+
+# --------------------------------------------------------------------------- kafka
+
+
+def kafka_config(config: dict[str, Any], path: str) -> dict[str, Any]:
+    """librdkafka properties with secret references turned into connectors.secrets refs."""
+    return {
+        key: _secret_ref(value, f"{path}.{key}") if isinstance(value, s.SecretRef) else value
+        for key, value in config.items()
+    }
+
+
+def build_kafka_source(node: s.KafkaSourceSpec, ctx: BuildContext, path: str) -> None:
+    from connectors.kafka import KafkaConfigError, ReadKafka
+
+    topics = [node.topics] if isinstance(node.topics, str) else list(node.topics)
+    unbounded = node.bounded is None
+    # Locally "durable" means in memory, and file sinks rename after bundle finalization:
+    # commit once the whole run has succeeded instead (pipelines.run does it).
+    commit = "manual" if ctx.spec.run.runner == "direct" else "bundle"
+    try:
+        read = ReadKafka(
+            node.bootstrap_servers,
+            topics,
+            source_name=node.name,
+            group_id=node.group_id,
+            value_format=node.value_format,
+            avro_schema=node.avro_schema,
+            schema_registry_url=node.schema_registry_url,
+            start=node.start,
+            bounded=node.bounded,
+            max_records=node.max_records,
+            max_duration_s=node.max_duration_s,
+            batch_size=ctx.spec.run.batch_size,
+            consumer_config=kafka_config(node.consumer_config, f"{path}.consumer_config"),
+            event_time=node.event_time,
+            commit=commit,
+            run_id=ctx.run_id,
+        )
+        outputs = ctx.pipeline | node.name >> read
+    except (KafkaConfigError, ValueError) as exc:
+        raise _fail(path, str(exc)) from None
+    ctx.outputs[node.name] = outputs.rows
+    ctx.dead_letters.append(outputs.dead_letters)
+    if commit == "manual" and not unbounded:
+        ctx.kafka_commits.append(
+            (node.name, node.bootstrap_servers, node.group_id, node.consumer_config)
+        )
+    for topic in topics:
+        ctx.inputs.append(
+            Dataset(node.name, "source", f"kafka://{node.bootstrap_servers}/{topic}", "kafka")
+        )
+
+
+def build_kafka_sink(
+    node: s.KafkaSinkSpec, ctx: BuildContext, path: str, rows: beam.PCollection
+) -> None:
+    from connectors.kafka import KafkaConfigError, WriteKafka
+
+    try:
+        write = WriteKafka(
+            node.bootstrap_servers,
+            node.topic,
+            sink_name=node.name,
+            key_field=node.key_field,
+            value_format=node.value_format,
+            avro_schema=node.avro_schema,
+            schema_registry_url=node.schema_registry_url,
+            on_delivery_failure=node.on_delivery_failure,
+            producer_config=kafka_config(node.producer_config, f"{path}.producer_config"),
+            run_id=ctx.run_id,
+        )
+        outputs = rows | node.name >> write
+    except (KafkaConfigError, ValueError) as exc:
+        raise _fail(path, str(exc)) from None
+    ctx.dead_letters.append(outputs.dead_letters)
+    ctx.datasets_out.append(
+        Dataset(node.name, "sink", f"kafka://{node.bootstrap_servers}/{node.topic}", "kafka")
+    )

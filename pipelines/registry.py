@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pipelines import nodes
 
-SOURCES = {"file": nodes.build_file_source}
+SOURCES = {"file": nodes.build_file_source, "kafka": nodes.build_kafka_source}
 
 STEPS = {
     "validate": nodes.build_validate,
@@ -15,4 +15,8 @@ STEPS = {
     "lookup": nodes.build_lookup,
 }
 
-SINKS = {"file": nodes.build_file_sink, "report": nodes.build_report_sink}
+SINKS = {
+    "file": nodes.build_file_sink,
+    "report": nodes.build_report_sink,
+    "kafka": nodes.build_kafka_sink,
+}

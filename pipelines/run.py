@@ -90,11 +90,65 @@ def job_name(spec: PipelineSpec) -> str:
     return re.sub(r"[^a-z0-9-]", "-", spec.name.lower()).strip("-") or "beamwright"
 
 
+def _new_summary(spec: PipelineSpec, run_id: str, built: Any) -> RunSummary:
+    return RunSummary(
+        run_id=run_id,
+        pipeline=spec.name,
+        template=spec.template,
+        runner=spec.run.runner,
+        status="RUNNING",
+        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+        elapsed_seconds=0.0,
+        nodes=[],
+        inputs=built.inputs,
+        outputs=built.outputs,
+        error_threshold=spec.run.error_threshold,
+    )
+
+
+def _build(spec: PipelineSpec, run_id: str) -> Any:
+    """A new Beam pipeline for ``spec``; SpecError here means nothing has started."""
+    import apache_beam as beam
+
+    from pipelines.build import build_pipeline
+    from pipelines.runners import pipeline_options
+
+    pipeline = beam.Pipeline(options=pipeline_options(spec.run, job_name(spec)))
+    return build_pipeline(spec, pipeline, run_id)
+
+
+def _execute(built: Any, summary: RunSummary) -> Any:
+    """Run a built pipeline to the end and fill the summary's counts; returns the result."""
+    from transforms.step import TALLY
+
+    TALLY.reset()
+    t0 = time.perf_counter()
+    try:
+        result = built.pipeline.run()
+        result.wait_until_finish()
+    finally:
+        summary.elapsed_seconds += time.perf_counter() - t0
+    summary.nodes = counts_from_metrics(_read_counters(result), built.node_order)
+    return result
+
+
+def _commit_kafka(built: Any, result: Any) -> None:
+    """Commit the offsets a successful run consumed (local runs commit after the run)."""
+    if not built.kafka_commits:
+        return
+    from connectors.kafka import commit_offsets, consumed_offsets
+    from pipelines.nodes import kafka_config
+
+    for name, servers, group, config in built.kafka_commits:
+        offsets = consumed_offsets(result, name)
+        if offsets:
+            commit_offsets(servers, group, offsets, consumer_config=kafka_config(config, name))
+
+
 def run_spec(
     spec: PipelineSpec,
     *,
     run_id: str | None = None,
-    on_started: Callable[[str], None] | None = None,
     event_log: str | None = None,
     spec_path: str | None = None,
 ) -> RunSummary:
@@ -103,68 +157,58 @@ def run_spec(
     Args:
         spec: the validated pipeline spec.
         run_id: defaults to a new UUIDv7.
-        on_started: called with the run id once the pipeline is built and submitted.
         event_log: JSONL file for lineage events when no OpenLineage transport is configured.
         spec_path: the spec file, for the job's sourceCodeLocation facet.
     """
-    import apache_beam as beam
-
-    from pipelines.build import build_pipeline
-    from pipelines.lineage_run import LineageSession, beam_lineage
-    from pipelines.runners import pipeline_options
-    from transforms.step import TALLY
+    from pipelines.lineage_run import beam_lineage
 
     run_id = run_id or new_run_id()
-    started = _dt.datetime.now(_dt.timezone.utc)
-    options = pipeline_options(spec.run, job_name(spec))
-    pipeline = beam.Pipeline(options=options)
-    built = build_pipeline(spec, pipeline, run_id)  # SpecError here: nothing has started
-    lineage = None
-    if spec.lineage.enabled:
-        lineage = LineageSession(
-            spec,
-            built.inputs,
-            built.outputs,
-            run_id,
-            event_log=event_log or spec.lineage.event_log or DEFAULT_EVENT_LOG,
-            spec_path=spec_path,
-        )
-    TALLY.reset()
-    summary = RunSummary(
-        run_id=run_id,
-        pipeline=spec.name,
-        template=spec.template,
-        runner=spec.run.runner,
-        status="RUNNING",
-        started_at=started.isoformat(),
-        elapsed_seconds=0.0,
-        nodes=[],
-        inputs=built.inputs,
-        outputs=built.outputs,
-        error_threshold=spec.run.error_threshold,
-    )
-    t0 = time.perf_counter()
+    built = _build(spec, run_id)
+    lineage = _lineage_session(spec, built, run_id, event_log, spec_path)
+    summary = _new_summary(spec, run_id, built)
     error: BaseException | None = None
     beam_seen: set[str] | None = None
     try:
-        if on_started:
-            on_started(run_id)
-        result = pipeline.run()
-        result.wait_until_finish()
-        summary.elapsed_seconds = time.perf_counter() - t0
-        summary.nodes = counts_from_metrics(_read_counters(result), built.node_order)
+        result = _execute(built, summary)
         beam_seen = beam_lineage(result)
         problem = _problem(summary)
+        if not problem:
+            _commit_kafka(built, result)
     except KeyboardInterrupt as exc:
-        summary.elapsed_seconds = time.perf_counter() - t0
         summary.status, summary.error = "ABORTED", "interrupted"
         if lineage:
             summary.lineage = lineage.finish("ABORT", summary, message="run interrupted", exc=exc)
         raise
     except Exception as exc:
-        summary.elapsed_seconds = time.perf_counter() - t0
         problem, error = readable_error(exc), exc
         log.debug("pipeline failed", exc_info=True)
+    return _conclude(summary, lineage, problem, error, beam_seen)
+
+
+def _lineage_session(
+    spec: PipelineSpec, built: Any, run_id: str, event_log: str | None, spec_path: str | None
+) -> Any:
+    if not spec.lineage.enabled:
+        return None
+    from pipelines.lineage_run import LineageSession
+
+    return LineageSession(
+        spec,
+        built.inputs,
+        built.outputs,
+        run_id,
+        event_log=event_log or spec.lineage.event_log or DEFAULT_EVENT_LOG,
+        spec_path=spec_path,
+    )
+
+
+def _conclude(
+    summary: RunSummary,
+    lineage: Any,
+    problem: str | None,
+    error: BaseException | None,
+    beam_seen: set[str] | None,
+) -> RunSummary:
     summary.status = "FAILED" if problem else "COMPLETE"
     summary.error = problem
     if lineage:
@@ -175,6 +219,69 @@ def run_spec(
     if problem:
         raise RunFailed(problem, summary)
     return summary
+
+
+def follow_spec(
+    spec: PipelineSpec,
+    *,
+    interval_s: float = 5.0,
+    max_cycles: int | None = None,
+    stop: threading.Event | None = None,
+    on_cycle: Callable[[int, RunSummary], None] | None = None,
+    event_log: str | None = None,
+    spec_path: str | None = None,
+) -> RunSummary:
+    """Continuous local operation: repeated bounded cycles under one run id.
+
+    Each cycle builds the pipeline afresh (so Kafka reads start at the committed offsets and
+    stop at the current end), runs it, commits the offsets it consumed, and emits a lineage
+    RUNNING event with the counts so far; then it waits ``interval_s`` for new data. Setting
+    ``stop`` (the CLI does on Ctrl-C) ends the loop after the current cycle, cleanly, with a
+    COMPLETE event. Truly unbounded execution is for Flink and Dataflow (``bounded: null``).
+    """
+    run_id = new_run_id()
+    stop = stop or threading.Event()
+    built = _build(spec, run_id)
+    lineage = _lineage_session(spec, built, run_id, event_log, spec_path)
+    total = _new_summary(spec, run_id, built)
+    cycle = 0
+    problem: str | None = None
+    error: BaseException | None = None
+    while not stop.is_set() and (max_cycles is None or cycle < max_cycles):
+        cycle += 1
+        summary = _new_summary(spec, run_id, built)
+        try:
+            result = _execute(built, summary)
+            problem = _problem(summary)
+            if problem:
+                break
+            _commit_kafka(built, result)
+        except Exception as exc:
+            problem, error = readable_error(exc), exc
+            break
+        total.elapsed_seconds += summary.elapsed_seconds
+        total.nodes = _add_counts(total.nodes, summary.nodes)
+        if lineage:
+            lineage.running(total.nodes)
+        if on_cycle:
+            on_cycle(cycle, summary)
+        if max_cycles is not None and cycle >= max_cycles:
+            break
+        stop.wait(interval_s)
+        built = _build(spec, run_id)
+    return _conclude(total, lineage, problem, error, None)
+
+
+def _add_counts(total: list[Any], cycle: list[Any]) -> list[Any]:
+    if not total:
+        return cycle
+    fields = ("rows_in", "rows_out", "rows_dead_lettered", "rows_filtered", "files", "bytes")
+    for into, add in zip(total, cycle, strict=True):
+        for name in fields:
+            setattr(into, name, getattr(into, name) + getattr(add, name))
+        for rule, n in add.rules.items():
+            into.rules[rule] = into.rules.get(rule, 0) + n
+    return total
 
 
 def _problem(summary: RunSummary) -> str | None:

@@ -145,7 +145,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  pending   {_version_text(s.pending)}")
         for version, when in s.retiring.items():
             print(f"  disabling version {version} at {when} (end of overlap)")
-        print(f"  next run {s.next_run or '-'}, last rotation {s.last_rotation or '-'}, last failure {s.last_failure or '-'}")
+        print(
+            f"  next run {s.next_run or '-'}, last rotation {s.last_rotation or '-'}, last failure {s.last_failure or '-'}"
+        )
+        if s.secret_expire_time:
+            print(f"  the store deletes the whole secret at {s.secret_expire_time}")
         if s.store_error:
             print(f"  store: {s.store_error}")
     return EXIT_OK
@@ -185,7 +189,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
         service.stop(args.name)
     finally:
         service.close()
-    print(f"rotation policy for {args.name} stopped; versions already scheduled are still disabled by 'run'")
+    print(
+        f"rotation policy for {args.name} stopped; versions already scheduled are still disabled by 'run'"
+    )
     return EXIT_OK
 
 
@@ -226,28 +232,70 @@ def _guarded(handler: Any) -> Any:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``secrets`` and its subcommands to the ``beamwright`` parser's subparsers."""
-    parser = subparsers.add_parser("secrets", help="rotate credentials: start, status, rotate, audit, stop, run")
-    parser.add_argument("--home", help=f"service directory (default: ${HOME_ENV} or {DEFAULT_HOME})")
+    parser = subparsers.add_parser(
+        "secrets", help="rotate credentials: start, status, rotate, audit, stop, run"
+    )
+    parser.add_argument(
+        "--home", help=f"service directory (default: ${HOME_ENV} or {DEFAULT_HOME})"
+    )
     parser.add_argument("--actor", help="who to name in the audit log (default: user@host)")
     sub = parser.add_subparsers(dest="secrets_command", required=True)
 
-    start = sub.add_parser("start", help="register a rotation policy; create the first version if needed")
+    start = sub.add_parser(
+        "start", help="register a rotation policy; create the first version if needed"
+    )
     start.add_argument("name", help="secret name")
-    start.add_argument("--policy", metavar="FILE", help="policy as YAML or JSON; flags override its fields")
-    start.add_argument("--store", metavar="JSON", help="provider config, inline or @file (default: file store in the home)")
-    start.add_argument("--schedule", metavar="CRON", help="scheduled rotation (5 fields, or 6 with seconds last)")
-    start.add_argument("--expiry-threshold", metavar="DURATION", help="rotate when current expires within this")
-    start.add_argument("--refresh-interval", metavar="DURATION", help="consumers' refresh interval (default 60s)")
-    start.add_argument("--longest-bundle", metavar="DURATION", help="longest use of one read value (default 60s)")
-    start.add_argument("--overlap", metavar="DURATION", help="how long previous stays valid (min 2 x refresh + bundle)")
-    start.add_argument("--failure-backoff", metavar="DURATION", help="pause automatic triggers after a failure")
-    start.add_argument("--no-reactive", action="store_true", help="ignore consumers' authentication-failure reports")
-    start.add_argument("--issuer", metavar="JSON", help='how values are made, e.g. {"type": "random", "bytes": 32}')
-    start.add_argument("--verifier", metavar="JSON", help='health check, e.g. {"type": "http", "url": "..."}')
-    start.add_argument("--notify", metavar="JSON", action="append", default=[], help="a webhook or smtp notifier (repeatable)")
+    start.add_argument(
+        "--policy", metavar="FILE", help="policy as YAML or JSON; flags override its fields"
+    )
+    start.add_argument(
+        "--store",
+        metavar="JSON",
+        help="provider config, inline or @file (default: file store in the home)",
+    )
+    start.add_argument(
+        "--schedule", metavar="CRON", help="scheduled rotation (5 fields, or 6 with seconds last)"
+    )
+    start.add_argument(
+        "--expiry-threshold", metavar="DURATION", help="rotate when current expires within this"
+    )
+    start.add_argument(
+        "--refresh-interval", metavar="DURATION", help="consumers' refresh interval (default 60s)"
+    )
+    start.add_argument(
+        "--longest-bundle", metavar="DURATION", help="longest use of one read value (default 60s)"
+    )
+    start.add_argument(
+        "--overlap",
+        metavar="DURATION",
+        help="how long previous stays valid (min 2 x refresh + bundle)",
+    )
+    start.add_argument(
+        "--failure-backoff", metavar="DURATION", help="pause automatic triggers after a failure"
+    )
+    start.add_argument(
+        "--no-reactive",
+        action="store_true",
+        help="ignore consumers' authentication-failure reports",
+    )
+    start.add_argument(
+        "--issuer", metavar="JSON", help='how values are made, e.g. {"type": "random", "bytes": 32}'
+    )
+    start.add_argument(
+        "--verifier", metavar="JSON", help='health check, e.g. {"type": "http", "url": "..."}'
+    )
+    start.add_argument(
+        "--notify",
+        metavar="JSON",
+        action="append",
+        default=[],
+        help="a webhook or smtp notifier (repeatable)",
+    )
     start.set_defaults(func=_guarded(cmd_start))
 
-    status = sub.add_parser("status", help="versions, overlap deadlines and schedule of one or all secrets")
+    status = sub.add_parser(
+        "status", help="versions, overlap deadlines and schedule of one or all secrets"
+    )
     status.add_argument("name", nargs="?")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_guarded(cmd_status))
@@ -268,9 +316,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     stop.add_argument("name")
     stop.set_defaults(func=_guarded(cmd_stop))
 
-    run = sub.add_parser("run", help="run the rotation scheduler (reports, disables, due rotations)")
+    run = sub.add_parser(
+        "run", help="run the rotation scheduler (reports, disables, due rotations)"
+    )
     run.add_argument("--once", action="store_true", help="one round, then exit (for cron)")
-    run.add_argument("--interval", default="1s", metavar="DURATION", help="time between rounds (default 1s)")
+    run.add_argument(
+        "--interval", default="1s", metavar="DURATION", help="time between rounds (default 1s)"
+    )
     run.set_defaults(func=_guarded(cmd_run))
     return parser
 

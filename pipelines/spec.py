@@ -82,6 +82,26 @@ class ParameterSpec(SpecModel):
     choices: list[Any] | None = None
 
 
+class SecretRef(SpecModel):
+    """Where a secret comes from. The value itself never appears in a spec."""
+
+    env: str | None = None
+    file: str | None = None
+    generate: bool = Field(
+        default=False,
+        description="With 'file': create a random 32-byte key there (mode 0600) when missing. "
+        "For local defaults; production keys come from a secret store.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        if self.generate and self.file is None:
+            raise ValueError("'generate' only applies to 'file' secrets")
+        return self
+
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -102,7 +122,38 @@ class FileSourceSpec(SpecModel):
     )
 
 
-SourceSpec = Annotated[FileSourceSpec, Field(discriminator="type")]
+ConfigValue = str | int | float | bool | SecretRef
+
+
+class KafkaSourceSpec(SpecModel):
+    """Kafka topics read by a pure-Python splittable DoFn (no Java), decoded into Arrow."""
+
+    type: Literal["kafka"]
+    name: Name
+    bootstrap_servers: str
+    topics: str | list[str]
+    group_id: str
+    value_format: Literal["json", "avro", "confluent_avro", "bytes", "string"] = "json"
+    avro_schema: str | None = Field(default=None, description="Path of an .avsc file.")
+    schema_registry_url: str | None = None
+    start: Literal["committed", "earliest", "latest"] | dict[str, Any] = "committed"
+    bounded: Literal["end_offsets"] | None = Field(
+        default="end_offsets",
+        description="end_offsets: stop at the end offsets seen at start (local runs, --follow "
+        "cycles); null: unbounded (Flink, Dataflow).",
+    )
+    max_records: int | None = Field(default=None, ge=1)
+    max_duration_s: float | None = Field(default=None, gt=0)
+    event_time: str = Field(
+        default="kafka_timestamp", description="kafka_timestamp, or a field of the value."
+    )
+    consumer_config: dict[str, ConfigValue] = Field(
+        default_factory=dict,
+        description="librdkafka properties; passwords as secret references {env: ...}.",
+    )
+
+
+SourceSpec = Annotated[FileSourceSpec | KafkaSourceSpec, Field(discriminator="type")]
 
 
 # --------------------------------------------------------------------------- validate rules
@@ -241,26 +292,6 @@ class ValidateStepSpec(StepBase):
     )
 
 
-class SecretRef(SpecModel):
-    """Where a secret comes from. The value itself never appears in a spec."""
-
-    env: str | None = None
-    file: str | None = None
-    generate: bool = Field(
-        default=False,
-        description="With 'file': create a random 32-byte key there (mode 0600) when missing. "
-        "For local defaults; production keys come from a secret store.",
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of 'env' or 'file'")
-        if self.generate and self.file is None:
-            raise ValueError("'generate' only applies to 'file' secrets")
-        return self
-
-
 class MaskFieldSpec(SpecModel):
     field: str
     strategy: Literal["redact", "partial", "hash", "pseudonymize", "bucket", "email_domain"]
@@ -396,12 +427,32 @@ class ReportSinkSpec(SinkBase):
 
 METRIC_PATTERN = re.compile(r"^(count|(sum|min|max|mean|count_distinct)\(([A-Za-z_][\w.]*)\))$")
 
-SinkSpec = Annotated[FileSinkSpec | ReportSinkSpec, Field(discriminator="type")]
+
+class KafkaSinkSpec(SinkBase):
+    """An idempotent Kafka producer; failed deliveries are dead-lettered or fail the run."""
+
+    type: Literal["kafka"]
+    bootstrap_servers: str
+    topic: str
+    key_field: str | None = None
+    value_format: Literal["json", "avro", "confluent_avro"] = "json"
+    avro_schema: str | None = None
+    schema_registry_url: str | None = None
+    on_delivery_failure: Literal["dead_letter", "fail"] = "dead_letter"
+    producer_config: dict[str, ConfigValue] = Field(default_factory=dict)
+
+
+SinkSpec = Annotated[FileSinkSpec | ReportSinkSpec | KafkaSinkSpec, Field(discriminator="type")]
 
 
 class DeadLetterSpec(SpecModel):
     path: str = Field(description="Directory for dead-letter files.")
     format: Literal["jsonl", "parquet", "avro"] = "jsonl"
+    mode: Literal["append", "overwrite"] = Field(
+        default="append",
+        description="append (default): each run adds its own files, so re-runs never erase "
+        "the dead letters of earlier runs; overwrite: keep only the last run's.",
+    )
     redact: bool = Field(
         default=False,
         description="Replace the values of classified fields (governance.fields and validate "

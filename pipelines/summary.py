@@ -28,8 +28,6 @@ class NodeCounts:
 
     @property
     def reconciled(self) -> bool:
-        if self.kind == "sink":
-            return True
         return self.rows_in == self.rows_out + self.rows_dead_lettered + self.rows_filtered
 
 
@@ -59,7 +57,7 @@ class RunSummary:
 
     @property
     def rows_dead_lettered(self) -> int:
-        return sum(n.rows_dead_lettered for n in self.nodes if n.kind != "sink")
+        return sum(n.rows_dead_lettered for n in self.nodes)
 
     @property
     def rows_filtered(self) -> int:
@@ -109,7 +107,9 @@ def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) 
         get = lambda what, name=name: counters.get(f"{name}/{what}", 0)  # noqa: E731
         node = NodeCounts(kind=kind, name=name)
         if kind == "sink":
-            node.rows_in = node.rows_out = get("rows_written")
+            node.rows_out = get("rows_written")
+            node.rows_dead_lettered = get("rows_dead_lettered")
+            node.rows_in = get("rows_in") or node.rows_out + node.rows_dead_lettered
             node.files, node.bytes = get("files"), get("bytes")
         else:
             node.rows_in, node.rows_out = get("rows_in"), get("rows_out")

@@ -4,6 +4,12 @@ A :class:`Secret` never shows its value in ``repr``/``str``, logs or pickles of 
 transforms hold a *reference* (:class:`EnvSecret`, :class:`FileSecret`) and resolve it on the
 worker in ``DoFn.setup``, so the value is never part of the pipeline definition, its options or
 anything written to disk.
+
+The credential service builds on these (imported on use, so this module stays light):
+providers and their registry (``registry``, ``gcp``, ``aws``, ``vault``, ``env``, ``filestore``,
+``chain``), :class:`~connectors.secrets.refs.StoredSecret` (a reference resolved through a
+provider), and rotation (``policy``, ``engine``, ``service``, ``audit``, ``notify``,
+``issuers``, ``verifiers``, ``reporting``). The pipeline side is :mod:`transforms.credentials`.
 """
 
 from __future__ import annotations

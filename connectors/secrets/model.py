@@ -1,0 +1,170 @@
+"""What every secret provider speaks: stages, version metadata and the two provider protocols.
+
+Rotation state is three *stages* that point at versions: ``current`` (what consumers use),
+``previous`` (still valid during the overlap window after a rotation) and ``pending`` (added,
+not yet verified). Each store keeps them in its own native form (Secret Manager aliases, AWS
+staging labels, Vault custom metadata, the file store's index), so the engine and the pipeline
+only ever say "current" and never need to know which store they talk to.
+
+Metadata types here never hold a value; only :class:`VersionedSecret` does, through a
+:class:`~connectors.secrets.Secret`, so it inherits the refusal to be printed or pickled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from connectors.secrets import Secret, SecretError
+
+CURRENT, PREVIOUS, PENDING = "current", "previous", "pending"
+STAGES = (CURRENT, PREVIOUS, PENDING)
+LATEST = "latest"
+"""A reference to the newest enabled version, whatever its stage."""
+
+ENABLED, DISABLED, DESTROYED = "enabled", "disabled", "destroyed"
+
+EXPIRY_KEY_PREFIX = "bw-expire-"
+"""Per-version expiry is kept in the store's secret-level metadata under this prefix plus the
+version id: no store has a per-version expiry field (Secret Manager's ``expire_time`` deletes
+the whole secret), and annotations, tags and custom metadata exist in all of them."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+
+
+class SecretNotFound(SecretError):
+    """The provider does not hold this name, version or stage; a chain tries the next one."""
+
+
+class SecretUnavailable(SecretError):
+    """The store could not be reached or did not answer in time.
+
+    Distinct from :class:`SecretNotFound` because the right reaction differs: keep using the
+    last-known-good value, and never fall through to a lower-priority provider that may hold
+    a stale or unrelated value of the same name.
+    """
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is usable in every store (letters, digits, ``_.-``), else SecretError."""
+    if not _NAME.match(name):
+        raise SecretError(
+            f"invalid secret name {name!r}: use letters, digits, '_', '.' or '-' "
+            "(at most 255 characters, starting with a letter or digit)"
+        )
+    return name
+
+
+def expiry_key(version: str) -> str:
+    """The metadata key holding ``version``'s expiry time."""
+    return f"{EXPIRY_KEY_PREFIX}{version}"
+
+
+def expiries(metadata: Mapping[str, str]) -> dict[str, datetime]:
+    """Version -> expiry time, read from secret-level metadata written with :func:`expiry_key`."""
+    found = {}
+    for key, value in metadata.items():
+        if key.startswith(EXPIRY_KEY_PREFIX):
+            found[key[len(EXPIRY_KEY_PREFIX) :]] = datetime.fromisoformat(value)
+    return found
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version's metadata, never its value."""
+
+    version: str
+    state: str
+    created: datetime | None = None
+    expire_time: datetime | None = None
+    stages: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """A secret's versions, stage pointers and annotations, as one store reports them."""
+
+    name: str
+    versions: tuple[VersionInfo, ...] = ()
+    stages: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    expire_time: datetime | None = None
+    """When the whole secret expires, where the store has such a thing (Secret Manager)."""
+
+    def version(self, version: str | None) -> VersionInfo | None:
+        """The metadata of ``version``, or None."""
+        return next((v for v in self.versions if v.version == version), None)
+
+    def at(self, stage: str) -> VersionInfo | None:
+        """The version ``stage`` points at, or None."""
+        return self.version(self.stages.get(stage))
+
+
+@dataclass(frozen=True)
+class StageView:
+    """Which versions are ``current`` and ``previous`` right now: what the pipeline's side input
+    carries. Version ids only, so it can be encoded, shuffled and checkpointed by any runner
+    without a value ever leaving a worker's memory."""
+
+    name: str
+    current: str | None
+    previous: str | None
+    fetched_at: float
+
+
+@dataclass(frozen=True)
+class VersionedSecret:
+    """A value and the version it came from."""
+
+    name: str
+    version: str
+    secret: Secret
+
+
+class SecretSource(Protocol):
+    """Read access: what consumers and the provider chain need."""
+
+    def access(self, name: str, ref: str = CURRENT) -> VersionedSecret:
+        """The value of ``name`` at ``ref``: a stage, ``latest`` or a version id."""
+        ...
+
+    def stages(self, name: str) -> StageView:
+        """The versions ``current`` and ``previous`` point at, without reading a value."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class RotatableStore(SecretSource, Protocol):
+    """A store the rotation engine can write: versions, stage pointers, disabling."""
+
+    def ensure(self, name: str) -> None:
+        """Create the (empty) secret if the store needs it to exist before a version is added."""
+        ...
+
+    def describe(self, name: str) -> SecretInfo: ...
+
+    def add_version(
+        self, name: str, secret: Secret, *, stage: str = PENDING, expire_time: datetime | None = None
+    ) -> str:
+        """Store a new version, point ``stage`` at it, record its expiry; its version id."""
+        ...
+
+    def promote(self, name: str, version: str) -> str | None:
+        """In one store update where the store allows it: ``version`` becomes current, the old
+        current becomes previous, ``pending`` is cleared if it pointed at ``version``.
+        Returns the version that became previous."""
+        ...
+
+    def clear_stage(self, name: str, stage: str, version: str) -> None:
+        """Remove ``stage`` if it still points at ``version`` (else leave it alone)."""
+        ...
+
+    def disable(self, name: str, version: str) -> None: ...
+
+    def enable(self, name: str, version: str) -> None: ...
+
+    def destroy(self, name: str, version: str) -> None: ...

@@ -1,0 +1,141 @@
+"""A rotation policy: which secret, in which store, when to rotate, and how safely.
+
+The overlap rule is checked here, before anything runs: after a promotion a consumer may keep
+using the old value for up to one refresh interval (it fetched just before the promotion),
+the new value may take up to another interval to reach it (a side input's refresh, or a
+failed refresh retried), and an element already being processed with the old value may run
+for the longest bundle. Disabling ``previous`` any sooner than
+``2 x refresh_interval + longest_bundle`` fails calls that were correct when they started.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from connectors.secrets import SecretError
+from connectors.secrets.model import check_name
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+class PolicyError(SecretError):
+    """A policy that cannot work as written; the message says which field and why."""
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from a number or ``"90s"``, ``"15m"``, ``"2h"``, ``"7d"``, ``"250ms"``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise PolicyError(f"not a duration: {value!r} (use e.g. 30s, 15m, 2h, 7d)")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+_DURATIONS = ("refresh_interval", "longest_bundle", "overlap", "expiry_threshold", "failure_backoff")
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """Args:
+    secret: the secret's name in ``store``.
+    store: provider config of a rotatable store (``{"type": "gcp", ...}``).
+    refresh_interval: how often consumers refresh (seconds); they must be configured alike.
+    longest_bundle: the longest time a consumer keeps using a value it already read.
+    overlap: how long ``previous`` stays valid after a promotion; defaults to the minimum,
+        ``2 x refresh_interval + longest_bundle``, and may not be shorter.
+    schedule: cron expression (5 fields, or 6 with seconds last) for scheduled rotations.
+    expiry_threshold: rotate when ``current`` expires within this many seconds (proactive).
+    reactive: rotate when a consumer reports ``current`` rejected and a check confirms it.
+    issuer: how new values are made (see :func:`connectors.secrets.issuers.build_issuer`).
+    verifier: the check a new value must pass (see :func:`~connectors.secrets.verifiers.build_verifier`).
+    notify: notifier configs (see :func:`connectors.secrets.notify.build_notifier`).
+    failure_backoff: after a failed rotation, automatic triggers wait this long.
+    """
+
+    secret: str
+    store: Mapping[str, Any]
+    refresh_interval: float = 60.0
+    longest_bundle: float = 60.0
+    overlap: float | None = None
+    schedule: str | None = None
+    expiry_threshold: float | None = None
+    reactive: bool = True
+    issuer: Mapping[str, Any] = field(default_factory=lambda: {"type": "random"})
+    verifier: Mapping[str, Any] | None = None
+    notify: tuple[Mapping[str, Any], ...] = ()
+    failure_backoff: float = 300.0
+
+    def __post_init__(self) -> None:
+        check_name(self.secret)
+        if "type" not in self.store:
+            raise PolicyError("store: a provider config needs a 'type'")
+        if self.store["type"] == "env":
+            raise PolicyError("store: environment variables are read-only; rotation needs a store")
+        for name in _DURATIONS:
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise PolicyError(f"{name} must not be negative")
+        if self.refresh_interval <= 0:
+            raise PolicyError("refresh_interval must be positive")
+        minimum = self.minimum_overlap
+        if self.overlap is None:
+            object.__setattr__(self, "overlap", minimum)
+        elif self.overlap < minimum:
+            raise PolicyError(
+                f"overlap {self.overlap:g}s is shorter than 2 x refresh_interval + longest_bundle "
+                f"= {minimum:g}s: consumers that have not refreshed yet would be cut off"
+            )
+        if self.schedule is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(self.schedule):
+                raise PolicyError(f"schedule: not a cron expression: {self.schedule!r}")
+        ttl = self.issuer.get("ttl")
+        if ttl is not None and self.expiry_threshold is not None and float(ttl) <= self.expiry_threshold:
+            raise PolicyError(
+                f"issuer ttl {ttl}s is not longer than expiry_threshold {self.expiry_threshold:g}s: "
+                "every new version would be due for rotation at once"
+            )
+        object.__setattr__(self, "notify", tuple(self.notify))
+
+    @property
+    def minimum_overlap(self) -> float:
+        return 2 * self.refresh_interval + self.longest_bundle
+
+    def next_run(self, after: datetime) -> datetime | None:
+        """The first scheduled time strictly after ``after``, or None without a schedule."""
+        if self.schedule is None:
+            return None
+        from croniter import croniter
+
+        return croniter(self.schedule, after).get_next(datetime)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RotationPolicy:
+        """A policy from plain data (a policy file, CLI flags); durations may be strings."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PolicyError(f"unknown policy field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = dict(data)
+        for name in _DURATIONS:
+            if values.get(name) is not None:
+                values[name] = parse_duration(values[name])
+        values["notify"] = tuple(values.get("notify", ()))
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise PolicyError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["store"] = dict(self.store)
+        data["issuer"] = dict(self.issuer)
+        data["notify"] = [dict(n) for n in self.notify]
+        return data

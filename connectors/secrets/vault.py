@@ -1,0 +1,251 @@
+"""HashiCorp Vault's KV version 2 engine through hvac.
+
+KV v2 numbers versions and can soft-delete (``disable``), undelete (``enable``) and destroy
+them, but has no aliases, so the stage pointers live in the secret's ``custom_metadata``
+(``bw-stage-current: "7"``), next to per-version expiry (``bw-expire-7``). Values are stored
+as text under one field (``value`` by default), the shape other Vault clients expect.
+
+The Vault token is a reference (an environment variable or a file, e.g. Vault Agent's sink),
+never part of the config, so the config can travel to pipeline workers and policy files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connectors.secrets import EnvSecret, FileSecret, Secret, SecretError
+from connectors.secrets.model import (
+    CURRENT,
+    DESTROYED,
+    DISABLED,
+    ENABLED,
+    LATEST,
+    PENDING,
+    PREVIOUS,
+    STAGES,
+    SecretInfo,
+    SecretNotFound,
+    SecretUnavailable,
+    StageView,
+    VersionedSecret,
+    VersionInfo,
+    check_name,
+    expiries,
+    expiry_key,
+)
+from connectors.secrets.registry import config_from_dict
+
+STAGE_KEY_PREFIX = "bw-stage-"
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    """Args:
+    url: Vault's address.
+    mount: where the KV v2 engine is mounted.
+    path_prefix: prepended to secret names (``team/``).
+    token_env / token_file: where the Vault token is (the file wins when both are set).
+    namespace: Vault Enterprise namespace.
+    field: the key of the value inside each version's data.
+    timeout: seconds per request.
+    """
+
+    url: str
+    mount: str = "secret"
+    path_prefix: str = ""
+    token_env: str = "VAULT_TOKEN"
+    token_file: str | None = None
+    namespace: str | None = None
+    field: str = "value"
+    timeout: float = 10.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VaultConfig:
+        return config_from_dict(cls, data)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+class VaultKv2:
+    """Vault KV v2 as a rotatable store."""
+
+    def __init__(self, config: VaultConfig) -> None:
+        import hvac
+
+        self.config = config
+        ref = FileSecret(config.token_file) if config.token_file else EnvSecret(config.token_env)
+        self.client = hvac.Client(
+            url=config.url,
+            token=ref.resolve().reveal().decode("utf-8"),
+            namespace=config.namespace,
+            timeout=config.timeout,
+        )
+        self.kv = self.client.secrets.kv.v2
+
+    def _path(self, name: str) -> str:
+        return self.config.path_prefix + check_name(name)
+
+    def _call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import requests
+        from hvac import exceptions as hexc
+
+        try:
+            return method(*args, mount_point=self.config.mount, **kwargs)
+        except hexc.InvalidPath as exc:
+            metadata = ((exc.json or {}).get("data") or {}).get("metadata") or {}
+            if metadata.get("deletion_time") or metadata.get("destroyed"):
+                raise SecretError(f"{what}: the version is disabled or destroyed") from None
+            raise SecretNotFound(f"{what}: not found in Vault mount {self.config.mount!r}") from None
+        except (hexc.Forbidden, hexc.Unauthorized):
+            raise SecretError(f"{what}: Vault denied the request (check the token's policy)") from None
+        except (hexc.VaultDown, hexc.BadGateway, requests.ConnectionError, requests.Timeout) as exc:
+            raise SecretUnavailable(f"{what}: Vault unavailable ({type(exc).__name__})") from None
+        except hexc.VaultError as exc:
+            raise SecretError(f"{what}: Vault refused ({type(exc).__name__})") from None
+
+    def _metadata(self, name: str) -> dict[str, Any]:
+        return self._call(f"secret {name!r}", self.kv.read_secret_metadata, self._path(name))["data"]
+
+    @staticmethod
+    def _stages(metadata: dict[str, Any]) -> dict[str, str]:
+        custom = metadata.get("custom_metadata") or {}
+        return {
+            key[len(STAGE_KEY_PREFIX) :]: value
+            for key, value in custom.items()
+            if key.startswith(STAGE_KEY_PREFIX) and value
+        }
+
+    def _edit_custom(self, name: str, change: Callable[[dict[str, str]], None]) -> None:
+        """Read-modify-write custom metadata (Vault replaces the whole map on write)."""
+        custom = dict(self._metadata(name).get("custom_metadata") or {})
+        change(custom)
+        self._call(
+            f"secret {name!r}",
+            self.kv.update_metadata,
+            self._path(name),
+            custom_metadata=custom,
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def access(self, name: str, ref: str = CURRENT) -> VersionedSecret:
+        if ref in STAGES:
+            version: str | None = self._stages(self._metadata(name)).get(ref)
+            if version is None:
+                raise SecretNotFound(f"secret {name!r} has no {ref} version")
+        elif ref == LATEST:
+            version = None
+        else:
+            version = ref
+        read = self._call(
+            f"secret {name!r} at {ref!r}",
+            self.kv.read_secret_version,
+            self._path(name),
+            version=None if version is None else int(version),
+            raise_on_deleted_version=True,
+        )["data"]
+        value = (read.get("data") or {}).get(self.config.field)
+        if value is None:
+            raise SecretError(f"secret {name!r} at {ref!r} has no field {self.config.field!r}")
+        return VersionedSecret(name, str(read["metadata"]["version"]), Secret(value.encode("utf-8")))
+
+    def stages(self, name: str) -> StageView:
+        stages = self._stages(self._metadata(name))
+        if CURRENT not in stages:
+            raise SecretNotFound(f"secret {name!r} has no current version")
+        return StageView(name, stages[CURRENT], stages.get(PREVIOUS), time.time())
+
+    def describe(self, name: str) -> SecretInfo:
+        metadata = self._metadata(name)
+        custom = dict(metadata.get("custom_metadata") or {})
+        stages = self._stages(metadata)
+        expiry = expiries(custom)
+        versions = []
+        for version, meta in sorted(metadata.get("versions", {}).items(), key=lambda kv: int(kv[0])):
+            state = DESTROYED if meta.get("destroyed") else DISABLED if meta.get("deletion_time") else ENABLED
+            versions.append(
+                VersionInfo(
+                    version=version,
+                    state=state,
+                    created=_parse_time(meta.get("created_time")),
+                    expire_time=expiry.get(version),
+                    stages=frozenset(s for s, v in stages.items() if v == version),
+                )
+            )
+        return SecretInfo(name, tuple(versions), stages, custom)
+
+    # ------------------------------------------------------------------ writing
+
+    def ensure(self, name: str) -> None:
+        """Nothing to do: KV v2 creates a secret with its first version."""
+
+    def add_version(
+        self, name: str, secret: Secret, *, stage: str = PENDING, expire_time: datetime | None = None
+    ) -> str:
+        try:
+            text = secret.reveal().decode("utf-8")
+        except UnicodeDecodeError:
+            raise SecretError("Vault KV stores text: the value is not valid UTF-8") from None
+        written = self._call(
+            f"secret {name!r}",
+            self.kv.create_or_update_secret,
+            self._path(name),
+            secret={self.config.field: text},
+        )
+        version = str(written["data"]["version"])
+
+        def point(custom: dict[str, str]) -> None:
+            custom[STAGE_KEY_PREFIX + stage] = version
+            if expire_time is not None:
+                custom[expiry_key(version)] = expire_time.isoformat()
+
+        self._edit_custom(name, point)
+        return version
+
+    def promote(self, name: str, version: str) -> str | None:
+        old: list[str | None] = [None]
+
+        def promote(custom: dict[str, str]) -> None:
+            current = custom.get(STAGE_KEY_PREFIX + CURRENT)
+            if current and current != version:
+                custom[STAGE_KEY_PREFIX + PREVIOUS] = current
+                old[0] = current
+            custom[STAGE_KEY_PREFIX + CURRENT] = version
+            if custom.get(STAGE_KEY_PREFIX + PENDING) == version:
+                del custom[STAGE_KEY_PREFIX + PENDING]
+
+        self._edit_custom(name, promote)
+        return old[0]
+
+    def clear_stage(self, name: str, stage: str, version: str) -> None:
+        def clear(custom: dict[str, str]) -> None:
+            if custom.get(STAGE_KEY_PREFIX + stage) == version:
+                del custom[STAGE_KEY_PREFIX + stage]
+
+        self._edit_custom(name, clear)
+
+    def disable(self, name: str, version: str) -> None:
+        """Soft-delete: the data stays, reads fail until ``enable``."""
+        self._call(f"secret {name!r}", self.kv.delete_secret_versions, self._path(name), versions=[int(version)])
+
+    def enable(self, name: str, version: str) -> None:
+        self._call(f"secret {name!r}", self.kv.undelete_secret_versions, self._path(name), versions=[int(version)])
+
+    def destroy(self, name: str, version: str) -> None:
+        self._call(f"secret {name!r}", self.kv.destroy_secret_versions, self._path(name), versions=[int(version)])
+
+        def forget(custom: dict[str, str]) -> None:
+            custom.pop(expiry_key(version), None)
+            for key in [k for k, v in custom.items() if k.startswith(STAGE_KEY_PREFIX) and v == version]:
+                del custom[key]
+
+        self._edit_custom(name, forget)
+
+    def close(self) -> None:
+        self.client.adapter.close()

@@ -1,0 +1,717 @@
+"""The ``window`` step: event-time windows, triggers and aggregates over Arrow batches, with
+late rows routed to the dead letters instead of vanishing.
+
+Shape of the step::
+
+    Arrow batches ──▶ (streaming: lateness gate) ──▶ per-row elements, event-time stamped
+        ──▶ WindowInto(window, trigger, accumulation) ──▶ CombinePerKey(RowAggregate)
+        ──▶ one Arrow row per key, window and pane ──▶ Arrow tables (global window)
+    late rows, rows without a usable event time ──▶ dead letters
+
+Why a gate. Beam's GroupByKey drops a row silently when it arrives after the watermark has
+passed its window's end plus the allowed lateness, and also drops every row of a window whose
+trigger has *finished*. Nothing in Beam Python reports either, and a DoFn cannot read its input
+watermark (``WatermarkEstimatorParam`` exists only for splittable DoFns, and it is the output
+estimator, not the input watermark). The only thing a DoFn learns about the watermark is that an
+event-time timer fired: a timer set for ``T`` fires once the input watermark has reached ``T``.
+
+So the gate is a stateful DoFn in the global window (a global window never expires, so no
+runner drops rows before the gate sees them), keyed by a small number of shards (any batch can
+go to any shard: the watermark is the same for all of them). Each shard runs an event-time
+*ticker* on the grid of instants at which windows close (``window end + allowed lateness``:
+every ``size`` for fixed windows, every ``period`` for sliding ones; sessions close at arbitrary
+instants, so their grid is ``session_resolution``). The last instant the ticker fired at, ``F``,
+is a lower bound of the watermark, and on that grid an exact one for window closing: a row
+whose (latest) window closes at ``C <= F`` arrived after its window closed, so it goes to the
+dead letters with reason ``late`` and a message saying which window, the allowed lateness, and
+how far past the window end the watermark was. Everything else is passed on, counted as
+aggregated, and reaches the GroupByKey. The ticker walks one grid step per firing while rows
+arrive; when no row arrives for ``_EXACT_IDLE_TICKS`` steps it doubles its step, so an idle
+stream costs few timers and the end of a bounded stream (watermark to +inf) terminates; an
+end-of-time timer stops it at once where the runner delivers due timers together.
+
+Which window decides. A session row is judged by its own session ``[t, t + gap)`` before
+merging, as Beam's GroupByKey judges it. A sliding row belongs to several windows and is late
+only when the last of them has closed: a row still in time for a later window is aggregated,
+and its earlier, closed windows take it in a LATE pane while they are within ``grace`` (Beam
+alone would leave it out of those), so no window misses a row that arrived in time for it.
+
+Why a grace period. ``F`` can trail the real watermark: before a shard's ticker first fires
+(its first batches pass unjudged), right after a long idle spell (the ticker backed off), or
+while a row travels from the gate to the GroupByKey as the watermark moves on. The gate's
+verdict is what the counts say, so the GroupByKey must not drop what the gate let through: it
+runs with ``allowed lateness + grace``, and a row that slipped past the gate within ``grace``
+is aggregated into a LATE pane rather than lost. On runners that honour timer output
+timestamps (the FnApiRunner, Prism, Flink, Dataflow: the Python SDK holds an event-time timer's
+output at its firing time), the pending tick also holds the gate's output watermark, so the
+GroupByKey's watermark cannot pass the next closing instant before the gate has seen it; the
+legacy BundleBasedDirectRunner has no such holds. For the same reason the step never runs a
+trigger that can finish or strand rows (see :func:`never_finishing`).
+
+Counts reconcile per step: ``rows_in = rows_out (aggregated) + rows_dead_lettered``, with
+``rule/late``, ``rule/event_time`` and ``rule/missing_field`` counters for the reasons and
+``aggregates_out`` for the aggregate rows emitted. In batch (bounded input, not streaming) no
+row can be late, so the gate is left out; it is also left out for the global window, which
+never closes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.coders import FastPrimitivesCoder
+from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.transforms import trigger as tr
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import (
+    FixedWindows,
+    GlobalWindow,
+    GlobalWindows,
+    Sessions,
+    SlidingWindows,
+    TimestampedValue,
+    WindowFn,
+)
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
+
+from connectors.records import dead_letters_for_rows
+from transforms.aggregate import GroupAggregate
+from transforms.step import (
+    DEAD_LETTERS,
+    ROWS,
+    ROWS_DEAD,
+    ROWS_IN,
+    ROWS_OUT,
+    TALLY,
+    _Counters,
+)
+from transforms.window_aggregate import ConcatInBundle, FormatPanes, RowAggregate
+
+LATE, EVENT_TIME, MISSING_FIELD = "late", "event_time", "missing_field"
+"""Dead-letter rules of the window step (also counted as ``<step>/rule/<rule>``)."""
+
+ACCUMULATION = {
+    "discarding": tr.AccumulationMode.DISCARDING,
+    "accumulating": tr.AccumulationMode.ACCUMULATING,
+}
+
+_EXACT_IDLE_TICKS = 32  # grid steps the ticker walks with no rows before it backs off
+_END_OF_TIME = GlobalWindow().max_timestamp().micros
+_NO_COLUMNS = "__bw_row"  # stands in for the values of a count-only, ungrouped aggregate
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def window_fn(
+    kind: str,
+    *,
+    size: float | None = None,
+    period: float | None = None,
+    gap: float | None = None,
+    offset: float = 0.0,
+) -> WindowFn:
+    """A Beam WindowFn from plain values in seconds (what a spec's ``window`` block holds).
+
+    ``kind`` is ``fixed`` (size, offset), ``sliding`` (size, period, offset), ``session``
+    (gap) or ``global``.
+    """
+
+    def positive(name: str, value: float | None) -> float:
+        if value is None or value <= 0:
+            raise ValueError(f"{kind} windows need a positive '{name}' (seconds)")
+        return value
+
+    if kind == "fixed":
+        return FixedWindows(positive("size", size), offset)
+    if kind == "sliding":
+        return SlidingWindows(positive("size", size), positive("period", period), offset)
+    if kind == "session":
+        return Sessions(positive("gap", gap))
+    if kind == "global":
+        return GlobalWindows()
+    raise ValueError(f"window kind '{kind}' is not one of fixed, sliding, session, global")
+
+
+def trigger_from_config(config: Mapping[str, Any] | None) -> tr.TriggerFn:
+    """A Beam trigger from plain data (what a spec's ``trigger`` block holds).
+
+    Forms: ``None`` or ``{type: default}``; ``{type: watermark, early: T?, late: T?}``;
+    ``{type: processing_time, delay: seconds}``; ``{type: count, count: n}``;
+    ``{type: repeatedly, trigger: T}``, where ``T`` is again one of these.
+    """
+    if config is None:
+        return tr.DefaultTrigger()
+    kind = config.get("type")
+
+    def need(name: str) -> Any:
+        if name not in config:
+            raise ValueError(f"trigger type '{kind}' needs '{name}'")
+        return config[name]
+
+    if kind == "default":
+        return tr.DefaultTrigger()
+    if kind == "watermark":
+        early, late = config.get("early"), config.get("late")
+        return tr.AfterWatermark(
+            early=None if early is None else trigger_from_config(early),
+            late=None if late is None else trigger_from_config(late),
+        )
+    if kind == "processing_time":
+        return tr.AfterProcessingTime(delay=float(need("delay")))
+    if kind == "count":
+        return tr.AfterCount(int(need("count")))
+    if kind == "repeatedly":
+        return tr.Repeatedly(trigger_from_config(need("trigger")))
+    raise ValueError(
+        f"trigger type '{kind}' is not one of default, watermark, processing_time, count, "
+        "repeatedly"
+    )
+
+
+def never_finishing(trigger: tr.TriggerFn) -> tr.TriggerFn:
+    """The trigger the step runs for ``trigger``: one that never finishes and always flushes.
+
+    Once a trigger finishes, Beam's GroupByKey drops every later row of that window without a
+    trace, so:
+
+    * ``AfterWatermark`` without late firings (it finishes at its on-time pane) gets
+      ``late=AfterCount(1)``: each row that arrives within the allowed lateness updates the
+      result in a LATE pane.
+    * ``Repeatedly(T)`` never finishes, but rows that have not yet satisfied ``T`` when the
+      window ends would never be emitted (Java runners flush them when the window expires;
+      Python's reference runner stalls on them). It becomes ``Repeatedly(AfterAny(T,
+      AfterWatermark()))``: a last pane fires at the end of the window.
+    * A bare ``AfterCount``, ``AfterProcessingTime`` or composite fires and finishes: refused.
+    """
+    if isinstance(trigger, tr.DefaultTrigger):
+        return trigger
+    if isinstance(trigger, tr.AfterWatermark):
+        if trigger.late is None:
+            return tr.AfterWatermark(early=trigger.early, late=tr.AfterCount(1))
+        return trigger
+    if isinstance(trigger, tr.Repeatedly):
+        inner = trigger.underlying
+        if isinstance(inner, (tr.AfterWatermark, tr.DefaultTrigger)):
+            return trigger
+        return tr.Repeatedly(tr.AfterAny(inner, tr.AfterWatermark()))
+    raise ValueError(
+        f"trigger {trigger} fires once and then finishes, after which Beam drops the window's "
+        "later rows silently; wrap it in Repeatedly(...) or use AfterWatermark(early=..., late=...)"
+    )
+
+
+# --------------------------------------------------------------------------- event time
+
+
+def _micros(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def _iso(micros: int) -> str:
+    moment = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=micros)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+_MAX_MILLIS = MAX_TIMESTAMP.micros // 1000
+_MIN_MILLIS = MIN_TIMESTAMP.micros // 1000
+
+
+def event_micros(
+    column: pa.ChunkedArray | pa.Array, name: str
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Event times of ``column`` in epoch microseconds, which rows have one, and why not.
+
+    Timestamps (any unit; naive ones are read as UTC), dates (midnight UTC) and integers
+    (epoch milliseconds) are accepted; anything else gives no row an event time.
+    """
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        micros = pc.cast(column, pa.timestamp("us", tz=kind.tz), safe=False).cast(pa.int64())
+    elif pa.types.is_date32(kind):
+        micros = pc.multiply(column.cast(pa.int32()).cast(pa.int64()), 86_400_000_000)
+    elif pa.types.is_date64(kind):
+        micros = pc.multiply(column.cast(pa.int64()), 1000)
+    elif pa.types.is_integer(kind):
+        millis = column.cast(pa.int64())
+        in_range = pc.and_(
+            pc.greater_equal(millis, _MIN_MILLIS), pc.less_equal(millis, _MAX_MILLIS)
+        )
+        micros = pc.multiply(pc.if_else(in_range, millis, pa.scalar(None, pa.int64())), 1000)
+    else:
+        n = len(column)
+        return (
+            np.zeros(n, np.int64),
+            np.zeros(n, bool),
+            f"event time field '{name}' is {kind}; it must be a timestamp, a date or epoch "
+            "milliseconds (cast it in a map step first)",
+        )
+    valid = pc.is_valid(micros).to_numpy(zero_copy_only=False)
+    values = pc.fill_null(micros, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    return values, valid, f"event time field '{name}' is null or out of range"
+
+
+# --------------------------------------------------------------------------- window closing
+
+
+@dataclass(frozen=True)
+class Closing:
+    """When a row's windows close (``end + allowed lateness``) and the grid the gate ticks on.
+
+    All values are microseconds. For fixed and sliding windows every closing instant lies on
+    the grid ``anchor + k * step``, so the gate's view of the watermark is exact at the instants
+    that matter; for sessions the grid is ``session_resolution``.
+    """
+
+    kind: str  # fixed | sliding | session
+    size: int  # window size, or the session gap
+    step: int  # grid step: the window period (fixed: size; sliding: period), or the resolution
+    offset: int
+    lateness: int
+
+    @staticmethod
+    def of(window: WindowFn, lateness: int, session_resolution: int) -> Closing:
+        if isinstance(window, FixedWindows):
+            return Closing(
+                "fixed", window.size.micros, window.size.micros, window.offset.micros, lateness
+            )
+        if isinstance(window, SlidingWindows):
+            return Closing(
+                "sliding", window.size.micros, window.period.micros, window.offset.micros, lateness
+            )
+        if isinstance(window, Sessions):
+            return Closing("session", window.gap_size.micros, session_resolution, 0, lateness)
+        raise ValueError(
+            f"window {window!r} is not FixedWindows, SlidingWindows, Sessions or GlobalWindows"
+        )
+
+    @property
+    def anchor(self) -> int:
+        if self.kind == "fixed":
+            return self.offset + self.lateness
+        if self.kind == "sliding":
+            return self.offset + self.size + self.lateness
+        return self.lateness
+
+    def latest_window(self, micros: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end of the last window each event time belongs to (Beam's assignment)."""
+        if self.kind == "session":
+            return micros, micros + self.size
+        start = micros - np.mod(micros - self.offset, self.step)
+        return start, start + self.size
+
+    def closes_at(self, micros: np.ndarray) -> np.ndarray:
+        return self.latest_window(micros)[1] + self.lateness
+
+    def grid_floor(self, micros: int) -> int:
+        return micros - (micros - self.anchor) % self.step
+
+
+@dataclass
+class GateClock:
+    """What a gate shard knows of the watermark, and where its ticker stands.
+
+    ``watermark`` is the last instant the ticker fired at (``None`` before the first firing:
+    then nothing can be judged late), ``armed`` the instant it is set for (``None`` when it is
+    not set), ``idle`` the firings in a row with no batch in between, ``seen`` whether a batch
+    arrived since the last firing.
+    """
+
+    watermark: int | None = None
+    armed: int | None = None
+    idle: int = 0
+    seen: bool = False
+
+    def on_batch(self, closing: Closing, earliest_event: int | None) -> int | None:
+        """Note a batch; return the instant to (re)set the ticker for, if it must move."""
+        self.seen = True
+        if self.watermark is None:
+            if self.armed is None and earliest_event is not None:
+                self.armed = closing.grid_floor(earliest_event)
+                return self.armed
+            return None
+        next_step = self.watermark + closing.step
+        if self.armed is None or self.armed > next_step:  # stopped, or backed off while idle
+            self.armed = next_step
+            return self.armed
+        return None
+
+    def on_tick(self, fired: int, closing: Closing) -> int | None:
+        """The ticker fired at ``fired``: the watermark has reached it. Return the next tick."""
+        self.watermark = fired
+        self.idle = 0 if self.seen else self.idle + 1
+        self.seen = False
+        backoff = 2 ** max(0, self.idle - _EXACT_IDLE_TICKS + 1)
+        following = fired + closing.step * backoff
+        self.armed = following if following < _END_OF_TIME else None
+        return self.armed
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def beam_key(values: Sequence[Any]) -> tuple:
+    """A grouping key Beam can encode deterministically (other values by their text)."""
+    return tuple(
+        v if v is None or isinstance(v, (bool, int, float, str, bytes)) else str(v) for v in values
+    )
+
+
+class RowSplitter:
+    """Turns Arrow batches into the per-row elements Beam's windowing needs.
+
+    Rows missing a needed field or a usable event time become dead letters here; the rest become
+    ``TimestampedValue((key, values), event_time)`` where ``values`` holds the key and metric
+    fields (``columns``) in that order.
+    """
+
+    def __init__(
+        self,
+        *,
+        key_fields: Sequence[str],
+        metric_fields: Sequence[str],
+        event_time_field: str | None,
+        step: str,
+        run_id: str,
+    ) -> None:
+        self.key_fields = list(key_fields)
+        self._fields = list(dict.fromkeys([*key_fields, *metric_fields]))
+        self.columns = self._fields or [_NO_COLUMNS]
+        self._event_time_field = event_time_field
+        self._step = step
+        self._run_id = run_id
+
+    def _letters(self, rows: pa.Table, errors: Sequence[str], rule: str) -> pa.Table:
+        return dead_letters_for_rows(
+            rows, errors=errors, rules=[rule] * rows.num_rows, step=self._step, run_id=self._run_id
+        )
+
+    def split(
+        self, table: pa.Table, element_timestamp: Timestamp
+    ) -> tuple[pa.Table, np.ndarray, list[pa.Table]]:
+        """Rows that can be windowed, their event times (µs), and dead letters for the rest."""
+        n = table.num_rows
+        needed = [*self._fields, *([self._event_time_field] if self._event_time_field else [])]
+        missing = [f for f in dict.fromkeys(needed) if f not in table.column_names]
+        if missing:
+            error = f"field(s) {', '.join(missing)} missing from this batch"
+            return (
+                table.slice(0, 0),
+                np.zeros(0, np.int64),
+                [self._letters(table, [error] * n, MISSING_FIELD)],
+            )
+        if self._event_time_field is None:
+            return table, np.full(n, element_timestamp.micros, np.int64), []
+        micros, valid, problem = event_micros(
+            table.column(self._event_time_field), self._event_time_field
+        )
+        if valid.all():
+            return table, micros, []
+        bad = table.filter(pa.array(~valid))
+        return (
+            table.filter(pa.array(valid)),
+            micros[valid],
+            [self._letters(bad, [problem] * bad.num_rows, EVENT_TIME)],
+        )
+
+    def late_letters(
+        self, rows: pa.Table, micros: np.ndarray, closing: Closing, watermark: int
+    ) -> pa.Table:
+        """Dead letters for rows whose window had closed, saying by how much."""
+        starts, ends = closing.latest_window(micros)
+        seconds = closing.lateness / 1e6
+        errors = [
+            f"late: window [{_iso(int(s))}, {_iso(int(e))}) closed at {_iso(int(e) + closing.lateness)} "
+            f"(allowed lateness {seconds:g}s) and the watermark had reached {_iso(watermark)}, "
+            f"{(watermark - int(e)) / 1e6:g}s after the window end"
+            for s, e in zip(starts, ends, strict=True)
+        ]
+        return self._letters(rows, errors, LATE)
+
+    def elements(self, rows: pa.Table, micros: np.ndarray) -> Iterator[TimestampedValue]:
+        n = rows.num_rows
+        if not n:
+            return
+        if self._fields:
+            values = list(zip(*(rows.column(c).to_pylist() for c in self._fields), strict=True))
+        else:
+            values = [(None,)] * n
+        width = len(self.key_fields)
+        for row, t in zip(values, micros.tolist(), strict=True):
+            yield TimestampedValue((beam_key(row[:width]), row), Timestamp(micros=t))
+
+
+class _Emitter:
+    """Counts a batch's fate and yields its outputs: per-row elements and dead letters."""
+
+    def __init__(self, splitter: RowSplitter, step: str) -> None:
+        self._splitter = splitter
+        self._step = step
+        self._counters: _Counters | None = None
+
+    def setup(self) -> None:
+        self._counters = _Counters(self._step)
+
+    def emit(
+        self, rows_in: int, rows: pa.Table, micros: np.ndarray, letters: list[pa.Table]
+    ) -> Iterator[Any]:
+        counters = self._counters
+        assert counters is not None
+        counters.inc(ROWS_IN, rows_in)
+        counters.inc(ROWS_OUT, rows.num_rows)
+        TALLY.add(self._step, rows_in)
+        for table in letters:
+            counters.inc(ROWS_DEAD, table.num_rows)
+            counters.inc(f"rule/{table.column('rule')[0].as_py()}", table.num_rows)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, table)
+        yield from self._splitter.elements(rows, micros)
+
+
+# The DoFn methods below carry no annotations on purpose: Beam reads them as type hints.
+
+
+class _ToRowsFn(beam.DoFn):
+    """Batch (or global-window) path: nothing can be late, so no gate."""
+
+    def __init__(self, splitter: RowSplitter, step: str) -> None:
+        self._emitter = _Emitter(splitter, step)
+        self._splitter = splitter
+
+    def setup(self) -> None:
+        self._emitter.setup()
+
+    def process(self, table, timestamp=beam.DoFn.TimestampParam):
+        rows, micros, letters = self._splitter.split(table, timestamp)
+        yield from self._emitter.emit(table.num_rows, rows, micros, letters)
+
+
+class _ShardFn(beam.DoFn):
+    """Spread batches over the gate's shards, round robin."""
+
+    def __init__(self, shards: int) -> None:
+        self._shards = shards
+        self._next = 0
+
+    def process(self, table):
+        self._next = (self._next + 1) % self._shards
+        yield self._next, table
+
+
+class _LatenessGateFn(beam.DoFn):
+    """Streaming path: dead-letter rows whose window had closed before they arrived.
+
+    See the module docstring for why this is a ticker on the window-closing grid.
+    """
+
+    TICK = TimerSpec("tick", TimeDomain.WATERMARK)
+    END = TimerSpec("end", TimeDomain.WATERMARK)
+    CLOCK = ReadModifyWriteStateSpec("clock", FastPrimitivesCoder())
+
+    def __init__(self, splitter: RowSplitter, closing: Closing, step: str) -> None:
+        self._splitter = splitter
+        self._closing = closing
+        self._emitter = _Emitter(splitter, step)
+
+    def setup(self) -> None:
+        self._emitter.setup()
+
+    def process(
+        self,
+        element,
+        timestamp=beam.DoFn.TimestampParam,
+        clock=beam.DoFn.StateParam(CLOCK),  # noqa: B008
+        tick=beam.DoFn.TimerParam(TICK),  # noqa: B008
+        end=beam.DoFn.TimerParam(END),  # noqa: B008
+    ):
+        _, table = element
+        saved = clock.read()
+        if saved is None:  # this shard's first batch
+            end.set(GlobalWindow().max_timestamp())
+        gate = GateClock(*(saved or ()))
+        rows, micros, letters = self._splitter.split(table, timestamp)
+        if gate.watermark is not None and rows.num_rows:
+            late = self._closing.closes_at(micros) <= gate.watermark
+            if late.any():
+                letters.append(
+                    self._splitter.late_letters(
+                        rows.filter(pa.array(late)), micros[late], self._closing, gate.watermark
+                    )
+                )
+                rows, micros = rows.filter(pa.array(~late)), micros[~late]
+        earliest = int(micros.min()) if len(micros) else None
+        self._arm(tick, gate.on_batch(self._closing, earliest))
+        clock.write((gate.watermark, gate.armed, gate.idle, gate.seen))
+        yield from self._emitter.emit(table.num_rows, rows, micros, letters)
+
+    @on_timer(TICK)
+    def on_tick(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        clock=beam.DoFn.StateParam(CLOCK),  # noqa: B008
+        tick=beam.DoFn.TimerParam(TICK),  # noqa: B008
+    ):
+        gate = GateClock(*(clock.read() or ()))
+        self._arm(tick, gate.on_tick(fired.micros, self._closing))
+        clock.write((gate.watermark, gate.armed, gate.idle, gate.seen))
+
+    @on_timer(END)
+    def on_end(
+        self,
+        clock=beam.DoFn.StateParam(CLOCK),  # noqa: B008
+        tick=beam.DoFn.TimerParam(TICK),  # noqa: B008
+    ):
+        """The input is complete (watermark at the end of time): stop the ticker at once.
+
+        Runners that deliver all due timers together stop here after one more tick; the
+        ticker's back-off guarantees termination on runners that do not.
+        """
+        gate = GateClock(*(clock.read() or ()))
+        gate.armed = None
+        tick.clear()
+        clock.write((gate.watermark, gate.armed, gate.idle, gate.seen))
+
+    @staticmethod
+    def _arm(tick: Any, at: int | None) -> None:
+        if at is not None:
+            tick.set(Timestamp(micros=at))
+
+
+# --------------------------------------------------------------------------- the step
+
+
+class WindowOutputs(NamedTuple):
+    """What :class:`Window` returns: aggregate tables and dead letters (consume both)."""
+
+    rows: beam.PCollection
+    dead_letters: beam.PCollection
+
+
+class Window(beam.PTransform):
+    """Window Arrow batches by event time and aggregate each key per window and pane.
+
+    Returns :class:`WindowOutputs`: ``rows`` holds Arrow tables with ``window_start``,
+    ``window_end`` (UTC timestamps; null for the global window), ``pane_timing`` (EARLY,
+    ON_TIME, LATE), ``pane_index``, the key fields and the metrics; ``dead_letters`` holds
+    late rows (rule ``late``) and rows without a usable event time or a needed field.
+
+    Args:
+        window_fn: ``FixedWindows``, ``SlidingWindows``, ``Sessions`` or ``GlobalWindows``
+            (see :func:`window_fn` to build one from plain values).
+        key_fields: fields to group by within each window (none: one group).
+        metrics: output column -> ``count`` or ``sum|min|max|mean|count_distinct(field)``.
+        event_time_field: timestamp, date or epoch-millisecond field giving each row's event
+            time; ``None`` uses the timestamp of the batch element (e.g. a Kafka timestamp).
+        trigger: when panes fire (Beam trigger; default: at the watermark, then once per late
+            bundle). Adjusted so it never finishes nor strands rows, see
+            :func:`never_finishing`; one-shot triggers are refused.
+        allowed_lateness: seconds after a window's end during which rows still update it;
+            later rows go to the dead letters with rule ``late``.
+        accumulation: ``discarding`` (each pane holds the rows since the previous one) or
+            ``accumulating`` (each pane holds every row of the window so far).
+        step_name: names counters and the ``step`` of dead letters.
+        run_id: written into dead letters.
+        grace: seconds the GroupByKey keeps windows beyond ``allowed_lateness``, so that rows
+            the gate let through are never dropped there (see the module docstring).
+        shards: keys of the lateness gate. More shards spread its work (splitting batches into
+            rows) over workers; each shard learns the watermark on its own, from its first
+            batch on, so rows reaching a shard before its first tick pass unjudged.
+        session_resolution: for sessions, how finely (seconds) the gate follows the watermark.
+    """
+
+    def __init__(
+        self,
+        *,
+        window_fn: WindowFn,
+        key_fields: Sequence[str] = (),
+        metrics: Mapping[str, str] | None = None,
+        event_time_field: str | None = None,
+        trigger: tr.TriggerFn | None = None,
+        allowed_lateness: float = 0.0,
+        accumulation: Literal["discarding", "accumulating"] = "discarding",
+        step_name: str = "window",
+        run_id: str = "",
+        grace: float = 60.0,
+        shards: int = 1,
+        session_resolution: float = 1.0,
+    ) -> None:
+        super().__init__(label=step_name)
+        if accumulation not in ACCUMULATION:
+            raise ValueError(f"accumulation '{accumulation}' is not discarding or accumulating")
+        if len(set(key_fields)) != len(key_fields):
+            raise ValueError(f"key_fields {list(key_fields)} repeat a field")
+        if allowed_lateness < 0 or grace < 0 or shards < 1 or session_resolution <= 0:
+            raise ValueError(
+                "allowed_lateness and grace must be >= 0, shards >= 1, session_resolution > 0"
+            )
+        self._metrics = dict(metrics or {"rows": "count"})
+        aggregate = GroupAggregate(key_fields, self._metrics)  # validates the metrics
+        self._window_fn = window_fn
+        self._closing = (
+            None
+            if isinstance(window_fn, GlobalWindows)
+            else Closing.of(window_fn, _micros(allowed_lateness), _micros(session_resolution))
+        )
+        self._trigger = never_finishing(trigger or tr.DefaultTrigger())
+        self._lateness = Duration(micros=_micros(allowed_lateness + grace))
+        self._accumulation = ACCUMULATION[accumulation]
+        self._step = step_name
+        self._shards = shards
+        self._splitter = RowSplitter(
+            key_fields=key_fields,
+            metric_fields=[m.field for m in aggregate.metrics if m.field],
+            event_time_field=event_time_field,
+            step=step_name,
+            run_id=run_id,
+        )
+
+    def _needs_gate(self, tables: beam.PCollection) -> bool:
+        streaming = tables.pipeline.options.view_as(StandardOptions).streaming
+        return self._closing is not None and (streaming or not tables.is_bounded)
+
+    def expand(self, tables: beam.PCollection) -> WindowOutputs:
+        if self._needs_gate(tables):
+            assert self._closing is not None
+            split = (
+                tables
+                | "Global" >> beam.WindowInto(GlobalWindows())
+                | "Shard"
+                >> beam.ParDo(_ShardFn(self._shards)).with_output_types(
+                    beam.typehints.Tuple[int, pa.Table]
+                )
+                | "LatenessGate"
+                >> beam.ParDo(
+                    _LatenessGateFn(self._splitter, self._closing, self._step)
+                ).with_outputs(DEAD_LETTERS, main=ROWS)
+            )
+        else:
+            split = tables | "ToRows" >> beam.ParDo(
+                _ToRowsFn(self._splitter, self._step)
+            ).with_outputs(DEAD_LETTERS, main=ROWS)
+        dead_letters = split[DEAD_LETTERS]
+        dead_letters.element_type = pa.Table
+        aggregates = (
+            split[ROWS]
+            | "Window"
+            >> beam.WindowInto(
+                self._window_fn,
+                trigger=self._trigger,
+                accumulation_mode=self._accumulation,
+                allowed_lateness=self._lateness,
+            )
+            | "Aggregate"
+            >> beam.CombinePerKey(
+                RowAggregate(self._splitter.columns, self._splitter.key_fields, self._metrics)
+            )
+            | "Panes" >> beam.ParDo(FormatPanes(self._step)).with_output_types(pa.Table)
+            | "Unwindow" >> beam.WindowInto(GlobalWindows())
+            | "Concat" >> beam.ParDo(ConcatInBundle()).with_output_types(pa.Table)
+        )
+        return WindowOutputs(aggregates, dead_letters)
