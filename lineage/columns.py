@@ -154,7 +154,7 @@ def _lookup(node: s.LookupStepSpec, state: FieldState, lookup: FieldState) -> Fi
     return out
 
 
-def _report(node: s.ReportSinkSpec, state: FieldState) -> FieldState:
+def _report(node: s.ReportSinkSpec | s.WindowStepSpec, state: FieldState) -> FieldState:
     from transforms.aggregate import Metric
 
     out = FieldState(dataset=list(state.dataset))
@@ -207,6 +207,10 @@ def sink_lineage(
             state = _filter(step, state)
         elif isinstance(step, s.MaskStepSpec):
             state = _mask(step, state)
+        elif isinstance(step, s.WindowStepSpec):
+            state = _report(step, state)
+            for name in ("window_start", "window_end", "pane_timing", "pane_index"):
+                state.fields[name] = []
         elif isinstance(step, s.LookupStepSpec):
             state = _lookup(step, state, states.get(step.lookup, FieldState()))
         states[step.name] = state

@@ -179,7 +179,15 @@ def _secret_ref(ref: s.SecretRef | None, path: str) -> Any:
 
     if ref is None:
         return None
-    if ref.env:
+    if ref.store is not None:
+        from connectors.secrets.refs import secret_ref
+
+        config = dict(ref.store)
+        name, version = config.pop("name", None), config.pop("ref", "current")
+        if not name:
+            raise _fail(path, "a 'store' secret needs a 'name'")
+        secret = secret_ref({"store": config, "name": name, "ref": version})
+    elif ref.env:
         secret = EnvSecret(ref.env)
     else:
         secret = FileSecret(ref.file)
@@ -385,4 +393,45 @@ def build_kafka_sink(
     ctx.dead_letters.append(outputs.dead_letters)
     ctx.datasets_out.append(
         Dataset(node.name, "sink", f"kafka://{node.bootstrap_servers}/{node.topic}", "kafka")
+    )
+
+
+# --------------------------------------------------------------------------- streaming steps
+
+
+def build_window(
+    node: s.WindowStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection
+) -> Any:
+    from transforms.windowing import Window, trigger_from_config, window_fn
+
+    try:
+        shape = node.window
+        transform = Window(
+            window_fn=window_fn(
+                shape.type, size=shape.size, period=shape.period, gap=shape.gap, offset=shape.offset
+            ),
+            key_fields=node.group_by,
+            metrics=node.metrics,
+            event_time_field=node.event_time,
+            trigger=trigger_from_config(node.trigger),
+            allowed_lateness=node.allowed_lateness,
+            accumulation=node.accumulation,
+            grace=node.grace,
+            step_name=node.name,
+            run_id=ctx.run_id,
+        )
+    except (ValueError, TypeError) as exc:
+        raise _fail(path, str(exc)) from None
+    return rows | node.name >> transform
+
+
+def build_batch(node: s.BatchStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:
+    from transforms.batching import BatchByKey
+
+    return rows | node.name >> BatchByKey(
+        key_fields=node.key,
+        batch_size=node.batch_size,
+        max_buffering_duration=node.max_buffering_duration,
+        step_name=node.name,
+        run_id=ctx.run_id,
     )

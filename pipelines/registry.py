@@ -13,6 +13,8 @@ STEPS = {
     "map": nodes.build_map,
     "filter": nodes.build_filter,
     "lookup": nodes.build_lookup,
+    "window": nodes.build_window,
+    "batch": nodes.build_batch,
 }
 
 SINKS = {

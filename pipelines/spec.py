@@ -87,6 +87,11 @@ class SecretRef(SpecModel):
 
     env: str | None = None
     file: str | None = None
+    store: dict[str, Any] | None = Field(
+        default=None,
+        description="A secret store config (type: gcp|aws|vault|env|file, ...) with 'name' "
+        "and optional 'ref' (current, previous, a version): see beamwright secrets.",
+    )
     generate: bool = Field(
         default=False,
         description="With 'file': create a random 32-byte key there (mode 0600) when missing. "
@@ -95,8 +100,8 @@ class SecretRef(SpecModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of 'env' or 'file'")
+        if sum(x is not None for x in (self.env, self.file, self.store)) != 1:
+            raise ValueError("give exactly one of 'env', 'file' or 'store'")
         if self.generate and self.file is None:
             raise ValueError("'generate' only applies to 'file' secrets")
         return self
@@ -371,8 +376,51 @@ class LookupStepSpec(StepBase):
         return [self.on] if isinstance(self.on, str) else list(self.on)
 
 
+class WindowShape(SpecModel):
+    type: Literal["fixed", "sliding", "session", "global"] = "fixed"
+    size: float | None = Field(default=None, gt=0, description="Seconds (fixed, sliding).")
+    period: float | None = Field(default=None, gt=0, description="Seconds (sliding).")
+    gap: float | None = Field(default=None, gt=0, description="Seconds (session).")
+    offset: float = 0.0
+
+
+class WindowStepSpec(StepBase):
+    """Event-time windows with triggers and lateness; late rows go to the dead letters."""
+
+    type: Literal["window"]
+    event_time: str | None = Field(
+        default=None, description="Timestamp/date/epoch-millis field; default: element time."
+    )
+    window: WindowShape = Field(default_factory=WindowShape)
+    trigger: dict[str, Any] | None = Field(
+        default=None,
+        description="e.g. {type: watermark, early: {type: processing_time, delay: 10}, "
+        "late: {type: count, count: 1}}",
+    )
+    allowed_lateness: float = Field(default=0.0, ge=0)
+    accumulation: Literal["discarding", "accumulating"] = "discarding"
+    group_by: list[str] = Field(default_factory=list)
+    metrics: dict[str, str] = Field(default_factory=lambda: {"rows": "count"})
+    grace: float = Field(default=60.0, ge=0)
+
+
+class BatchStepSpec(StepBase):
+    """GroupIntoBatches-style batches per key, flushed by size or by buffering time."""
+
+    type: Literal["batch"]
+    key: list[str] = Field(min_length=1)
+    batch_size: int = Field(ge=1)
+    max_buffering_duration: float | None = Field(default=None, gt=0)
+
+
 StepSpec = Annotated[
-    ValidateStepSpec | MaskStepSpec | MapStepSpec | FilterStepSpec | LookupStepSpec,
+    ValidateStepSpec
+    | MaskStepSpec
+    | MapStepSpec
+    | FilterStepSpec
+    | LookupStepSpec
+    | WindowStepSpec
+    | BatchStepSpec,
     Field(discriminator="type"),
 ]
 
