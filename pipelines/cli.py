@@ -254,6 +254,10 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print results as JSON")
     bench.add_argument("--workdir", help="where to put generated data (default: a temp dir)")
     bench.add_argument("--case", help=argparse.SUPPRESS)
+    bench.add_argument(
+        "--kafka", action="store_true", help="Kafka -> validate -> Parquet vs a raw consumer loop"
+    )
+    bench.add_argument("--kafka-messages", type=int, default=1_000_000)
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.lineage_cli import add_parser as add_lineage
