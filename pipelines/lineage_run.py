@@ -314,18 +314,24 @@ def _assertion(
 
 
 def read_profiles(spec: s.PipelineSpec, run_id: str) -> dict[str, dict]:
-    """The column profiles the run wrote, then removes them."""
+    """Merge the partial column profiles the run's bundles wrote, then remove them."""
     from apache_beam.io.filesystems import FileSystems
+
+    from connectors.fileio import match_files
+    from transforms.profile import merge_profiles
 
     folder = profile_dir(spec, run_id)
     out: dict[str, dict] = {}
     for src in spec.sources:
-        path = f"{folder}/{src.name}.json"
-        try:
-            with FileSystems.open(path) as f:
-                out[src.name] = json.loads(f.read())
-        except Exception as exc:  # a missing profile only loses a facet
-            log.debug("no profile for %s: %s", src.name, exc)
+        partials = []
+        for path in match_files(f"{folder}/{src.name}-*.json"):
+            try:
+                with FileSystems.open(path) as f:
+                    partials.append(json.loads(f.read()))
+            except (OSError, ValueError) as exc:  # a lost partial only loses a facet
+                log.debug("unreadable profile %s: %s", path, exc)
+        if partials:
+            out[src.name] = merge_profiles(partials)
     try:
         parent = folder.rsplit("/", 1)[0]
         if "://" not in parent:

@@ -96,7 +96,7 @@ def build_file_source(node: s.FileSourceSpec, ctx: BuildContext, path: str) -> N
 
         folder = profile_dir(ctx.spec, ctx.run_id)
         ensure_directory(folder)
-        outputs.rows | f"{node.name}/Profile" >> WriteProfile(f"{folder}/{node.name}.json")
+        outputs.rows | f"{node.name}/Profile" >> WriteProfile(folder, node.name)
     fmt = node.format or (infer_format(files[0]) if files else "jsonl")
     ctx.inputs.append(Dataset(node.name, "source", node.path, fmt, files))
 
