@@ -38,7 +38,7 @@ def render_summary(summary: RunSummary, console: Console) -> None:
             node.kind,
             _n(node.rows_in),
             _n(node.rows_out),
-            _n(node.rows_dead_lettered) if node.kind != "sink" else "",
+            _n(node.rows_dead_lettered) if node.kind != "sink" or node.rows_dead_lettered else "",
             _n(node.rows_filtered) if node.kind == "step" else "",
             _n(node.files) if node.files else "",
             "✓" if node.reconciled else "[red]✗[/red]",
