@@ -24,17 +24,16 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
 from connectors.files.base import CorruptFileError, open_output
 from connectors.files.registry import infer_format, make_format
+from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, ROWS_WRITTEN, TALLY, NodeCounters
 from connectors.records import dead_letters_for_rejects
 
 DEAD_LETTERS = "dead_letters"
 ROWS = "rows"
-METRIC_NAMESPACE = "beamwright"
 TMP_PREFIX = ".beamwright-tmp-"
 WRITE_MODES = ("overwrite", "append", "error_if_exists")
 
@@ -102,18 +101,12 @@ class _ReadFn(beam.DoFn):
         self._run_id = run_id
 
     def setup(self) -> None:
-        ns = METRIC_NAMESPACE
-        self._rows_in = Metrics.counter(ns, f"{self._source}/rows_in")
-        self._rows_out = Metrics.counter(ns, f"{self._source}/rows_out")
-        self._dead = Metrics.counter(ns, f"{self._source}/rows_dead_lettered")
-        self._files = Metrics.counter(ns, f"{self._source}/files")
+        self._counters = NodeCounters(self._source)
 
     def process(self, task: ReadTask) -> Iterable[Any]:
-        from transforms.step import TALLY  # local progress display only
-
         fmt = make_format(self._format_name or infer_format(task.path), **self._options)
         if task.row_groups is None or task.row_groups[0] == 0:
-            self._files.inc()
+            self._counters.inc("files")
             FileSystems.report_source_lineage(task.path)  # Beam's own Lineage metric
         if task.row_groups is not None:
             chunks = fmt.read(task.path, self._batch_size, row_groups=task.row_groups)
@@ -121,13 +114,13 @@ class _ReadFn(beam.DoFn):
             chunks = fmt.read(task.path, self._batch_size)
         for chunk in chunks:
             n_rows, n_bad = chunk.rows.num_rows, len(chunk.rejects)
-            self._rows_in.inc(n_rows + n_bad)
-            self._rows_out.inc(n_rows)
+            self._counters.inc(ROWS_IN, n_rows + n_bad)
+            self._counters.inc(ROWS_OUT, n_rows)
             TALLY.add(self._source, n_rows + n_bad)
             if n_rows:
                 yield chunk.rows
             if n_bad:
-                self._dead.inc(n_bad)
+                self._counters.inc(ROWS_DEAD, n_bad)
                 yield beam.pvalue.TaggedOutput(
                     DEAD_LETTERS,
                     dead_letters_for_rejects(chunk.rejects, step=self._source, run_id=self._run_id),
@@ -319,12 +312,12 @@ class _FinalizeFn(beam.DoFn):
         )
         if FileSystems.exists(self._temp_dir):
             FileSystems.delete([self._temp_dir])
-        ns = METRIC_NAMESPACE
         rows = sum(w.rows for w in written)
         total_bytes = sum(sizes.values())
-        Metrics.counter(ns, f"{self._sink}/rows_written").inc(rows)
-        Metrics.counter(ns, f"{self._sink}/files").inc(n)
-        Metrics.counter(ns, f"{self._sink}/bytes").inc(total_bytes)
+        counters = NodeCounters(self._sink)
+        counters.inc(ROWS_WRITTEN, rows)
+        counters.inc("files", n)
+        counters.inc("bytes", total_bytes)
         yield {"sink": self._sink, "files": finals, "rows": rows, "bytes": total_bytes}
 
 

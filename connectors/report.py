@@ -16,10 +16,10 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from connectors.fileio import ensure_directory
 from connectors.files.base import open_output
+from connectors.metrics import ROWS_WRITTEN, NodeCounters
 
 
 def report_bytes(table: pa.Table, path: str) -> bytes:
@@ -47,9 +47,10 @@ class _WriteReportFn(beam.DoFn):
             FileSystems.delete([self._path])
         FileSystems.rename([temp], [self._path])
         FileSystems.report_sink_lineage(self._path)  # Beam's own Lineage metric
-        Metrics.counter("beamwright", f"{self._sink}/rows_written").inc(table.num_rows)
-        Metrics.counter("beamwright", f"{self._sink}/files").inc(1)
-        Metrics.counter("beamwright", f"{self._sink}/bytes").inc(len(data))
+        counters = NodeCounters(self._sink)
+        counters.inc(ROWS_WRITTEN, table.num_rows)
+        counters.inc("files", 1)
+        counters.inc("bytes", len(data))
         yield {
             "sink": self._sink,
             "files": [self._path],

@@ -73,7 +73,7 @@ def readable_error(exc: BaseException) -> str:
 def _read_counters(result: Any) -> dict[str, int]:
     from apache_beam.metrics.metric import MetricsFilter
 
-    from transforms.step import METRIC_NAMESPACE
+    from connectors.metrics import METRIC_NAMESPACE
 
     query = result.metrics().query(MetricsFilter().with_namespace(METRIC_NAMESPACE))
     counters: dict[str, int] = {}
@@ -119,7 +119,7 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
 
 def _execute(built: Any, summary: RunSummary) -> Any:
     """Run a built pipeline to the end and fill the summary's counts; returns the result."""
-    from transforms.step import TALLY
+    from connectors.metrics import TALLY
 
     TALLY.reset()
     t0 = time.perf_counter()
@@ -308,7 +308,7 @@ class ProgressPoller:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="beamwright-progress")
 
     def _loop(self) -> None:
-        from transforms.step import TALLY
+        from connectors.metrics import TALLY
 
         while not self._stop.wait(self._interval):
             self._callback(TALLY.snapshot())

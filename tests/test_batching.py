@@ -16,9 +16,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 from connectors.arrow_coder import ArrowTableCoder
+from connectors.metrics import METRIC_NAMESPACE
 from connectors.records import with_positions
 from transforms.batching import BatchByKey
-from transforms.step import METRIC_NAMESPACE
 
 
 def batch(keys: list[str], first_offset: int) -> pa.Table:

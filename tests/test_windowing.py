@@ -32,9 +32,9 @@ from apache_beam.transforms.window import (
 from apache_beam.utils.timestamp import Timestamp
 
 from connectors.arrow_coder import ArrowTableCoder
+from connectors.metrics import METRIC_NAMESPACE
 from connectors.records import with_positions
 from transforms.aggregate import GroupAggregate
-from transforms.step import METRIC_NAMESPACE
 from transforms.window_aggregate import RowAggregate
 from transforms.windowing import (
     Closing,

@@ -31,8 +31,9 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 
 from connectors.arrow_coder import ArrowTableCoder
+from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
 from connectors.records import dead_letters_for_rows
-from transforms.step import DEAD_LETTERS, ROWS, ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, _Counters
+from transforms.step import DEAD_LETTERS, ROWS
 from transforms.windowing import MISSING_FIELD, beam_key
 
 BATCHES_OUT = "batches_out"
@@ -57,10 +58,10 @@ class _SplitByKeyFn(beam.DoFn):
         self._key_fields = list(key_fields)
         self._step = step
         self._run_id = run_id
-        self._counters: _Counters | None = None
+        self._counters: NodeCounters | None = None
 
     def setup(self) -> None:
-        self._counters = _Counters(self._step)
+        self._counters = NodeCounters(self._step)
 
     def process(self, table):
         counters = self._counters
@@ -124,10 +125,10 @@ class _BatchFn(beam.DoFn):
         self._max_buffering = max_buffering
         self._clock = clock
         self._step = step
-        self._counters: _Counters | None = None
+        self._counters: NodeCounters | None = None
 
     def setup(self) -> None:
-        self._counters = _Counters(self._step)
+        self._counters = NodeCounters(self._step)
 
     def process(
         self,

@@ -48,6 +48,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms import combiners, trigger, window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
+from connectors.metrics import METRIC_NAMESPACE
 from connectors.secrets import Secret, SecretError
 from connectors.secrets.audit import scrub
 from connectors.secrets.model import CURRENT, SecretSource, StageView, VersionedSecret
@@ -57,7 +58,6 @@ from connectors.secrets.reporting import AuthFailure, FailureReporter
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-METRIC_NAMESPACE = "beamwright"
 MAX_TIMESTAMP = 2**62 / 1e6  # seconds: PeriodicImpulse's "never stop"
 
 
@@ -339,8 +339,10 @@ class Credentials:
             if view is not None and view.fetched_at > shared.view_at:
                 shared.view_at = view.fetched_at
                 # act on a view only if it is live and newer than this worker's own last read
-                if view.fetched_at > max(shared.polled_at, live_since) and view.current is not None and (
-                    shared.current is None or view.current != shared.current.version
+                if (
+                    view.fetched_at > max(shared.polled_at, live_since)
+                    and view.current is not None
+                    and (shared.current is None or view.current != shared.current.version)
                 ):
                     shared.announced = view.current
             if now - shared.last_access < self.refresh_interval:

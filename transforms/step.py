@@ -11,33 +11,26 @@ PipelineResult on every runner.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.metrics import Metrics
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
+from connectors.metrics import (
+    ROWS_DEAD,
+    ROWS_FILTERED,
+    ROWS_IN,
+    ROWS_OUT,
+    TALLY,
+    NodeCounters,
+)
 from connectors.records import empty_dead_letters
 
 DEAD_LETTERS = "dead_letters"
 ROWS = "rows"
-METRIC_NAMESPACE = "beamwright"
-
-ROWS_IN, ROWS_OUT, ROWS_DEAD, ROWS_FILTERED = (
-    "rows_in",
-    "rows_out",
-    "rows_dead_lettered",
-    "rows_filtered",
-)
-
-
-def metric_name(step: str, what: str) -> str:
-    """Counter name for ``what`` (rows_in, rule/<id>, ...) of ``step``."""
-    return f"{step}/{what}"
 
 
 @dataclass
@@ -58,57 +51,14 @@ class BatchProcessor(Protocol):
     def process(self, table: pa.Table, *side_inputs: Any) -> StepResult: ...
 
 
-class LocalTally:
-    """Rows seen per step in this process, for the live progress display.
-
-    Beam metrics are only readable when a run ends; on the in-process runner this tally lets
-    the CLI show progress while it runs. It is best-effort and never used for the summary.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-
-    def add(self, key: str, n: int) -> None:
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + n
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
-
-TALLY = LocalTally()
-
-
-class _Counters:
-    """Beam counters for one step, created once per DoFn instance."""
-
-    def __init__(self, step: str) -> None:
-        self.step = step
-        self._counters: dict[str, Any] = {}
-
-    def inc(self, what: str, n: int) -> None:
-        if n:
-            counter = self._counters.get(what)
-            if counter is None:
-                counter = Metrics.counter(METRIC_NAMESPACE, metric_name(self.step, what))
-                self._counters[what] = counter
-            counter.inc(n)
-
-
 class _ArrowStepFn(beam.DoFn):
     def __init__(self, step: str, processor: BatchProcessor) -> None:
         self._step = step
         self._processor = processor
-        self._counters: _Counters | None = None
+        self._counters: NodeCounters | None = None
 
     def setup(self) -> None:
-        self._counters = _Counters(self._step)
+        self._counters = NodeCounters(self._step)
         self._processor.setup()
 
     # No annotations here on purpose: Beam turns them into type hints, and a variadic side

@@ -22,8 +22,8 @@ import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import PaneInfoTiming, WindowedValue
 
+from connectors.metrics import METRIC_NAMESPACE, metric_name
 from transforms.aggregate import Metric
-from transforms.step import METRIC_NAMESPACE, metric_name
 
 WINDOW_START, WINDOW_END, PANE_TIMING, PANE_INDEX = (
     "window_start",

@@ -82,17 +82,10 @@ from apache_beam.transforms.window import (
 )
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
 
+from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
 from connectors.records import dead_letters_for_rows
 from transforms.aggregate import GroupAggregate
-from transforms.step import (
-    DEAD_LETTERS,
-    ROWS,
-    ROWS_DEAD,
-    ROWS_IN,
-    ROWS_OUT,
-    TALLY,
-    _Counters,
-)
+from transforms.step import DEAD_LETTERS, ROWS
 from transforms.window_aggregate import ConcatInBundle, FormatPanes, RowAggregate
 
 LATE, EVENT_TIME, MISSING_FIELD = "late", "event_time", "missing_field"
@@ -455,10 +448,10 @@ class _Emitter:
     def __init__(self, splitter: RowSplitter, step: str) -> None:
         self._splitter = splitter
         self._step = step
-        self._counters: _Counters | None = None
+        self._counters: NodeCounters | None = None
 
     def setup(self) -> None:
-        self._counters = _Counters(self._step)
+        self._counters = NodeCounters(self._step)
 
     def emit(
         self, rows_in: int, rows: pa.Table, micros: np.ndarray, letters: list[pa.Table]

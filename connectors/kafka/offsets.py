@@ -29,10 +29,11 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from connectors.kafka import config as kafka_config
+from connectors.metrics import METRIC_NAMESPACE
 
 START_MODES = ("committed", "earliest", "latest")
 NEXT_OFFSET_METRIC = "next_offset"
-METRIC_NAMESPACE = "beamwright"
+
 _PROBE_POLL_S = 0.05
 
 

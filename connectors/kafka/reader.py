@@ -37,10 +37,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from connectors.kafka.batch import BatchConverter, BatchSettings
 from connectors.kafka.config import ClientConfig
 from connectors.kafka.decode import ValueDecoder, make_decoder
-from connectors.kafka.offsets import METRIC_NAMESPACE, next_offset_metric
+from connectors.kafka.offsets import next_offset_metric
 from connectors.kafka.plan import PROBE_CONSUMER, PartitionRead, ReadPlan, plan_reads
 from connectors.kafka.restriction import TRACKER_PARAM, WATERMARK_PARAM
 from connectors.kafka.schema_registry import SchemaRegistry
+from connectors.metrics import METRIC_NAMESPACE, ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
 from connectors.secrets import SecretRef
 
 DEAD_LETTERS = "dead_letters"
@@ -129,10 +130,7 @@ class ReadPartitionFn(beam.DoFn):
         self._live_consumer: Consumer | None = None
         self._converter = BatchConverter(self._settings, self._decoding.decoder())
         source = self._settings.source_name
-        self._rows_in = Metrics.counter(METRIC_NAMESPACE, f"{source}/rows_in")
-        self._rows_out = Metrics.counter(METRIC_NAMESPACE, f"{source}/rows_out")
-        self._dead = Metrics.counter(METRIC_NAMESPACE, f"{source}/rows_dead_lettered")
-        self._commit_failures = Metrics.counter(METRIC_NAMESPACE, f"{source}/commit_failures")
+        self._counters = NodeCounters(source)
 
     def teardown(self) -> None:
         if getattr(self, "_live_consumer", None) is not None:
@@ -216,9 +214,8 @@ class ReadPartitionFn(beam.DoFn):
         self, read: PartitionRead, messages: Sequence[Message], watermark: Any
     ) -> Iterator[Any]:
         converted = self._converter.convert(read.topic, read.partition, messages)
-        self._rows_in.inc(len(messages))
-        self._rows_out.inc(converted.rows_out)
-        from transforms.step import TALLY  # local progress display only
+        self._counters.inc(ROWS_IN, len(messages))
+        self._counters.inc(ROWS_OUT, converted.rows_out)
 
         TALLY.add(self._settings.source_name, len(messages))
         for table, event_ms in converted.tables:
@@ -226,7 +223,7 @@ class ReadPartitionFn(beam.DoFn):
             yield beam.window.TimestampedValue(table, timestamp)
             watermark.advance_to(timestamp)
         if converted.dead_letters is not None:
-            self._dead.inc(converted.rows_dead_lettered)
+            self._counters.inc(ROWS_DEAD, converted.rows_dead_lettered)
             stamped = beam.window.TimestampedValue(
                 converted.dead_letters, Timestamp(micros=converted.dead_letter_time_ms * 1000)
             )
@@ -274,7 +271,7 @@ class ReadPartitionFn(beam.DoFn):
                 offsets=[TopicPartition(topic, partition, offset)], asynchronous=False
             )
         except KafkaException as exc:  # the records will be read again: duplicates, not loss
-            self._commit_failures.inc()
+            self._counters.inc("commit_failures")
             log.warning(
                 "kafka source %s: commit of %s/%s@%s failed: %s",
                 self._settings.source_name,

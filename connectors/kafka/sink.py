@@ -25,7 +25,6 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 from confluent_kafka import KafkaException, Producer
@@ -42,9 +41,9 @@ from connectors.kafka.encode import (
     ValueEncoder,
     confluent_prefix,
 )
-from connectors.kafka.offsets import METRIC_NAMESPACE
 from connectors.kafka.schema_registry import SchemaRegistry
 from connectors.kafka.schemas import record_schema
+from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_WRITTEN, NodeCounters
 from connectors.secrets import SecretRef
 
 DEAD_LETTERS = "dead_letters"
@@ -119,10 +118,7 @@ class _WriteFn(beam.DoFn):
     def setup(self) -> None:
         self._producer = Producer(self._config.resolve())
         self._encoder = self._encoding.encoder(self._topic)
-        ns = METRIC_NAMESPACE
-        self._rows_in = Metrics.counter(ns, f"{self._sink}/rows_in")
-        self._written = Metrics.counter(ns, f"{self._sink}/rows_written")
-        self._dead = Metrics.counter(ns, f"{self._sink}/rows_dead_lettered")
+        self._counters = NodeCounters(self._sink)
 
     def start_bundle(self) -> None:
         self._pending: list[_Pending] = []
@@ -137,7 +133,7 @@ class _WriteFn(beam.DoFn):
     ) -> Iterator[Any]:
         if not table.num_rows:
             return
-        self._rows_in.inc(table.num_rows)
+        self._counters.inc(ROWS_IN, table.num_rows)
         batch = _Pending(table, self._keys(table), self._headers(table), window, timestamp)
         number = len(self._pending)
         self._pending.append(batch)
@@ -191,8 +187,8 @@ class _WriteFn(beam.DoFn):
                 f"Kafka sink {self._sink}: {failed} rows were not delivered to {self._topic!r} "
                 f"(first: {rule}: {error})"
             )
-        self._written.inc(self._delivered)
-        self._dead.inc(failed)
+        self._counters.inc(ROWS_WRITTEN, self._delivered)
+        self._counters.inc(ROWS_DEAD, failed)
         summary = {
             "sink": self._sink,
             "topic": self._topic,
