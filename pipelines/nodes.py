@@ -211,12 +211,13 @@ def build_mask(node: s.MaskStepSpec, ctx: BuildContext, path: str, rows: beam.PC
             if ref is not None:
                 options[secret] = ref
         fields.append(options)
-    try:
-        from transforms.masking import MaskError
+    from transforms.masking import MaskError
 
-        return rows | node.name >> Mask(fields=fields, step_name=node.name)
+    try:
+        mask = Mask(fields=fields, step_name=node.name)
     except MaskError as exc:
         raise _fail(f"{path}.fields", str(exc)) from None
+    return rows | node.name >> mask
 
 
 def build_map(node: s.MapStepSpec, ctx: BuildContext, path: str, rows: beam.PCollection) -> Any:

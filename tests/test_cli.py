@@ -156,3 +156,16 @@ def test_great_expectations_suite_rejects_rows_in_a_pipeline(tmp_path):
     ]
     assert letters[0]["rule"] == "gx/expect_column_values_to_be_between"
     assert letters[0]["offset"] == 4
+
+
+def test_deep_validation_checks_mask_options(tmp_path, capsys):
+    bad = [
+        {
+            "name": "m",
+            "type": "mask",
+            "fields": [{"field": "id", "strategy": "bucket", "boundaries": [10, 5]}],
+        }
+    ]
+    path = write_spec(tmp_path, steps=bad)
+    assert main(["validate", str(path), "--deep"]) == 2
+    assert "steps[0].fields: " in capsys.readouterr().err

@@ -231,3 +231,10 @@ def test_lookup_side_input_in_a_beam_pipeline():
             equal_to([2]),
             label="dead",
         )
+
+
+def test_bad_mask_options_fail_when_the_step_is_built():
+    from transforms.masking import MaskError
+
+    with pytest.raises(MaskError, match="boundaries"):
+        Masker(fields=[{"field": "v", "strategy": "bucket", "boundaries": [10, 5]}])

@@ -35,6 +35,8 @@ class Masker:
                         f"mask option '{option}' for field '{spec['field']}' must be a secret "
                         "reference (EnvSecret/FileSecret), not a literal value"
                     )
+        # check every option now, before a pipeline runs; the resolved secrets are dropped
+        self._resolve()
         self._rules: list[MaskRule] | None = None
 
     def _resolve(self) -> list[MaskRule]:
