@@ -27,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
-from connectors.files.base import CorruptFileError, open_output
+from connectors.files.base import open_output
 from connectors.files.registry import infer_format, make_format
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, ROWS_WRITTEN, TALLY, NodeCounters
 from connectors.records import dead_letters_for_rejects
@@ -367,19 +367,3 @@ class WriteFiles(beam.PTransform):
             | "Collect" >> beam.combiners.ToList()
             | "Finalize" >> beam.ParDo(self._finalize)
         )
-
-
-def describe_corrupt_file(exc: BaseException) -> str | None:
-    """The readable message of a :class:`CorruptFileError` buried in a runner's exception."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, CorruptFileError):
-            return str(current)
-        current = current.__cause__ or current.__context__
-    text = str(exc)
-    marker = "CorruptFileError: "
-    if marker in text:
-        return text.split(marker, 1)[1].splitlines()[0]
-    return None

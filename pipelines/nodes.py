@@ -38,7 +38,6 @@ class BuildContext:
     dead_letters: list[beam.PCollection] = field(default_factory=list)
     inputs: list[Dataset] = field(default_factory=list)
     datasets_out: list[Dataset] = field(default_factory=list)
-    lookups: set[str] = field(default_factory=set)
     kafka_commits: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
 
     def input_of(self, names: list[str], where: str) -> beam.PCollection:

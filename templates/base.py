@@ -8,7 +8,6 @@ Parameter values arrive already typed and checked (the CLI resolves them with
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,12 +23,3 @@ class Template(Protocol):
     parameters: Mapping[str, ParameterSpec]
 
     def expand(self, values: Mapping[str, Any]) -> PipelineSpec: ...
-
-
-@dataclass(frozen=True)
-class TemplateInfo:
-    """A template's listing entry (``beamwright templates list``)."""
-
-    name: str
-    version: str
-    description: str
