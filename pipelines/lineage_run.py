@@ -99,6 +99,15 @@ class RunLineageFacts:
 
             self.parent_run_id = new_run_id()
 
+    def field_names(self, dataset: Dataset) -> list[str]:
+        """The fields of an input as read (all its files' schemas together)."""
+        names: set[str] = set()
+        for path in dataset.files:
+            schema = self.input_schemas.get(path)
+            if schema is not None:
+                names.update(schema.names)
+        return sorted(names)
+
     # -- classification ---------------------------------------------------------------
     def classifications(self) -> dict[str, str]:
         gov = self.spec.governance
@@ -159,20 +168,7 @@ class RunLineageFacts:
 
         lineage_states: dict[str, FieldState] = {}
         if summary is not None:
-            source_fields = {
-                d.node: sorted(
-                    {
-                        n
-                        for f in d.files
-                        for n in (
-                            self.input_schemas.get(f).names
-                            if self.input_schemas.get(f) is not None
-                            else []
-                        )
-                    }
-                )
-                for d in self.inputs
-            }
+            source_fields = {d.node: self.field_names(d) for d in self.inputs}
             lineage_states = sink_lineage(self.spec, source_fields)
         out = []
         for d in self.outputs:
