@@ -3,7 +3,9 @@
 Every source, step and sink counts the same way, under namespace ``beamwright`` with names
 ``<node>/<what>`` (``rows_in``, ``rows_out``, ``rows_dead_lettered``, ``rows_filtered``,
 ``rows_written``, ``files``, ``bytes``, ``rule/<id>``); :mod:`pipelines.summary` reads them back
-from the PipelineResult on any runner. This module sits in ``connectors`` because it is the
+from the PipelineResult on any runner. Rule failures are also counted per source position
+(``rule/<id>@<source>``, the file path or Kafka ``topic/partition`` the failing rows came from),
+so lineage can give each input dataset its own data-quality results. This module sits in ``connectors`` because it is the
 lowest layer every package may import.
 """
 
@@ -27,6 +29,22 @@ ROWS_IN, ROWS_OUT, ROWS_DEAD, ROWS_FILTERED, ROWS_WRITTEN = (
 def metric_name(node: str, what: str) -> str:
     """Counter name for ``what`` (rows_in, rule/<id>, ...) of ``node``."""
     return f"{node}/{what}"
+
+
+def rule_counter(rule: str, source: str | None = None) -> str:
+    """The ``what`` of a rule's failure counter: ``rule/<id>``, or ``rule/<id>@<source>`` for
+    the failures of rows read from ``source``. ``%`` and ``@`` in the id are percent-encoded
+    so :func:`parse_rule_counter` can always split the two apart."""
+    name = "rule/" + rule.replace("%", "%25").replace("@", "%40")
+    return name if source is None else f"{name}@{source}"
+
+
+def parse_rule_counter(what: str) -> tuple[str, str | None] | None:
+    """``(rule id, source or None)`` for a :func:`rule_counter` name, else None."""
+    if not what.startswith("rule/"):
+        return None
+    rule, at, source = what[len("rule/") :].partition("@")
+    return rule.replace("%40", "@").replace("%25", "%"), (source if at else None)
 
 
 class NodeCounters:

@@ -154,9 +154,9 @@ class RunLineageFacts:
                 input_facets: dict[str, Any] = {}
                 if profiles and d.node in profiles and len(d.files) <= 1:
                     input_facets["dataQualityMetrics"] = facets.quality_metrics(profiles[d.node])
-                if assertions and assertions.get(d.node):
+                if assertions and assertions.get(path):
                     input_facets["dataQualityAssertions"] = facets.quality_assertions(
-                        assertions[d.node]
+                        assertions[path]
                     )
                 out.append(
                     InputDataset(namespace, name, facets=ds_facets, inputFacets=input_facets)
@@ -256,41 +256,60 @@ class RunLineageFacts:
         return out
 
 
-def assertions_by_source(facts: RunLineageFacts, summary: RunSummary) -> dict[str, list[dict]]:
-    """dataQualityAssertions for the inputs feeding each validate step, from its counters."""
+def assertions_by_dataset(facts: RunLineageFacts, summary: RunSummary) -> dict[str, list[dict]]:
+    """dataQualityAssertions per input dataset (a file, or a Kafka topic), each from the
+    failures of that dataset's own rows: every validate step its rows go through counts its
+    rule failures per source (:func:`transforms.step.failures_by_source`)."""
+    lookups = {st.lookup for st in facts.spec.steps if isinstance(st, s.LookupStepSpec)}
     result: dict[str, list[dict]] = {}
-    main_inputs = [
-        d.node
-        for d in facts.inputs
-        if d.node not in {st.lookup for st in facts.spec.steps if isinstance(st, s.LookupStepSpec)}
-    ]
     for step in facts.spec.steps:
         if not isinstance(step, s.ValidateStepSpec):
             continue
-        counts = summary.node(step.name).rules
-        items: list[dict] = []
-        for name, f in step.fields.items():
-            for kind, applies in (("type", True), ("required", f.required)):
-                if applies:
-                    items.append(
-                        _assertion(
-                            kind, f"{kind}:{name}", name, "error", counts.get(f"{kind}:{name}", 0)
-                        )
-                    )
-        for j, rule in enumerate(step.rules):
-            rid = rule.rule_id(j)
-            severity = "error" if rule.severity == "error" else "warn"
-            items.append(
-                _assertion(
-                    rule.rule, rid, getattr(rule, "field", None), severity, counts.get(rid, 0)
-                )
-            )
-        for key, n in counts.items():
-            if key.startswith("gx/"):
-                items.append(_assertion(key[3:], key, None, "error", n))
-        for node in main_inputs:
-            result.setdefault(node, []).extend(items)
+        by_source = summary.node(step.name).rules_by_source
+        for d in facts.inputs:
+            if d.node in lookups:
+                continue
+            for path in d.files or [d.uri]:
+                counts = _dataset_counts(by_source, d, path)
+                result.setdefault(path, []).extend(_step_assertions(step, counts))
     return result
+
+
+def _dataset_counts(
+    by_source: dict[str, dict[str, int]], dataset: Dataset, path: str
+) -> dict[str, int]:
+    """Rule failures of one input dataset: a file's are its own source's; a Kafka topic's are
+    the sum over its partitions (sources are ``topic/partition``)."""
+    if dataset.format != "kafka":
+        return by_source.get(path, {})
+    topic = path.rsplit("/", 1)[-1]
+    counts: dict[str, int] = {}
+    for source, rules in by_source.items():
+        if source.rsplit("/", 1)[0] == topic:
+            for rule, n in rules.items():
+                counts[rule] = counts.get(rule, 0) + n
+    return counts
+
+
+def _step_assertions(step: s.ValidateStepSpec, counts: dict[str, int]) -> list[dict]:
+    """One assertion per declared type, required field and rule of ``step``, and one per
+    Great Expectations expectation type that failed, with the failures in ``counts``."""
+    items: list[dict] = []
+    for name, f in step.fields.items():
+        for kind, applies in (("type", True), ("required", f.required)):
+            if applies:
+                rid = f"{kind}:{name}"
+                items.append(_assertion(kind, rid, name, "error", counts.get(rid, 0)))
+    for j, rule in enumerate(step.rules):
+        rid = rule.rule_id(j)
+        severity = "error" if rule.severity == "error" else "warn"
+        items.append(
+            _assertion(rule.rule, rid, getattr(rule, "field", None), severity, counts.get(rid, 0))
+        )
+    for key, n in counts.items():
+        if key.startswith("gx/"):
+            items.append(_assertion(key[3:], key, None, "error", n))
+    return items
 
 
 def _assertion(
@@ -455,7 +474,7 @@ class LineageSession:
         counted = bool(summary.nodes)
         inputs = self.facts.input_datasets(
             profiles=profiles if counted else None,
-            assertions=assertions_by_source(self.facts, summary) if counted else None,
+            assertions=assertions_by_dataset(self.facts, summary) if counted else None,
         )
         outputs = self.facts.output_datasets(summary if counted else None)
         run_facets = self.facts.run_facets()

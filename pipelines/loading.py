@@ -219,6 +219,31 @@ def _as_text(value: Any) -> str:
 # --------------------------------------------------------------------------- entry points
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML's safe loader with mapping keys that are always what was written.
+
+    YAML 1.1 reads ``on``, ``off``, ``yes``, ``no``, ``true`` and ``false`` as booleans, so the
+    lookup step's ``on: customer_id`` arrived as the key ``True`` and failed as an unknown key.
+    A spec key is a name, never a boolean, so plain scalar keys that resolve to booleans keep
+    their text. Values are untouched: ``required: yes`` still means true.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)  # merged (``<<``) keys are keys of this mapping too
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _YAML_BOOL:
+                key_node.tag = _YAML_STR
+        return super().construct_mapping(node, deep=deep)
+
+
+_YAML_BOOL, _YAML_STR = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
+
+
+def parse_yaml(text: str) -> Any:
+    """Plain data from YAML text (safe: no Python tags), boolean-looking keys kept as text."""
+    return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     """Parse a YAML or JSON spec file into plain data (no Python tags are honoured)."""
     p = Path(path)
@@ -229,7 +254,7 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise SpecError([f"not UTF-8 text: {exc}"], str(p)) from None
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if p.suffix == ".json" else parse_yaml(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise SpecError([f"cannot parse: {exc}"], str(p)) from None
     if not isinstance(data, dict):

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.metrics import parse_rule_counter
 from pipelines.nodes import Dataset
 
 
@@ -25,6 +26,8 @@ class NodeCounts:
     files: int = 0
     bytes: int = 0
     rules: dict[str, int] = field(default_factory=dict)
+    # source (file path, Kafka topic/partition) -> rule id -> failures of rows read from it
+    rules_by_source: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def reconciled(self) -> bool:
@@ -117,7 +120,23 @@ def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) 
             node.rows_filtered = get("rows_filtered")
             if kind == "source":
                 node.files = get("files")
-            prefix = f"{name}/rule/"
-            node.rules = {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
+            for key, value in counters.items():
+                node_name, _, what = key.partition("/")
+                parsed = parse_rule_counter(what) if node_name == name else None
+                if parsed is None:
+                    continue
+                rule, source = parsed
+                if source is None:
+                    node.rules[rule] = value
+                else:
+                    node.rules_by_source.setdefault(source, {})[rule] = value
         nodes.append(node)
     return nodes
+
+
+def counts_seen(tally: dict[str, int], order: list[tuple[str, str]]) -> list[NodeCounts]:
+    """What a run that raised had seen: rows that reached each node so far (progress tally).
+
+    Only ``rows_in`` is known; a failed run's nodes are not expected to reconcile.
+    """
+    return [NodeCounts(kind=kind, name=name, rows_in=tally.get(name, 0)) for kind, name in order]

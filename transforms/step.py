@@ -5,7 +5,7 @@ A step's logic is a small picklable *processor* with ``setup()`` and ``process(t
 works on whole Arrow tables and knows nothing of Beam. :class:`ArrowStep` runs it in a DoFn,
 emits the kept rows on the main output and the rejected rows on the ``dead_letters`` output,
 and counts, per step, ``rows_in = rows_out + rows_dead_lettered + rows_filtered`` (plus one
-counter per failed rule). Counters are Beam metrics, so the run summary reads them from the
+counter per failed rule, and one per failed rule and source the failing rows came from). Counters are Beam metrics, so the run summary reads them from the
 PipelineResult on every runner.
 """
 
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
 from connectors.metrics import (
@@ -26,8 +27,9 @@ from connectors.metrics import (
     ROWS_OUT,
     TALLY,
     NodeCounters,
+    rule_counter,
 )
-from connectors.records import empty_dead_letters
+from connectors.records import SOURCE_COLUMN, empty_dead_letters
 
 DEAD_LETTERS = "dead_letters"
 ROWS = "rows"
@@ -51,6 +53,45 @@ class BatchProcessor(Protocol):
     def process(self, table: pa.Table, *side_inputs: Any) -> StepResult: ...
 
 
+def failures_by_source(table: pa.Table, result: StepResult) -> dict[tuple[str, str], int]:
+    """Rule failures per (rule id, source the failing rows came from), so that each input
+    dataset gets its own data-quality results rather than the step's run-wide counts.
+
+    Rejected rows are attributed through their dead letters' ``source`` and ``rule`` (ids
+    joined by ``,``), grouped in Arrow. Failures that reject nothing (warning rules, batch-level
+    expectations) belong to the batch's source when it has one; a batch mixing sources cannot
+    say which of its rows failed, so those stay in the step's run-wide count only. Only called
+    for batches with failures, so clean batches pay nothing.
+    """
+    dead = result.dead_letters
+    counts: dict[tuple[str, str], int] = {}
+    if dead.num_rows:
+        rules = pc.split_pattern(dead.column("rule"), ",")
+        pairs = pa.table(
+            {
+                "rule": pc.list_flatten(rules),
+                "source": dead.column("source").take(pc.list_parent_indices(rules)),
+            }
+        ).filter(pc.is_valid(pc.field("source")))
+        grouped = pairs.group_by(["rule", "source"], use_threads=False).aggregate(
+            [("rule", "count")]
+        )
+        for row in grouped.to_pylist():
+            counts[(row["rule"], row["source"])] = row["rule_count"]
+    rejected: dict[str, int] = {}
+    for (rule, _), n in counts.items():
+        rejected[rule] = rejected.get(rule, 0) + n
+    unrejected = {r: n - rejected.get(r, 0) for r, n in result.rule_failures.items()}
+    unrejected = {r: n for r, n in unrejected.items() if n > 0}
+    if unrejected and SOURCE_COLUMN in table.column_names:
+        sources = pc.unique(table.column(SOURCE_COLUMN).cast(pa.string())).drop_null()
+        if len(sources) == 1:
+            source = sources[0].as_py()
+            for rule, n in unrejected.items():
+                counts[(rule, source)] = counts.get((rule, source), 0) + n
+    return counts
+
+
 class _ArrowStepFn(beam.DoFn):
     def __init__(self, step: str, processor: BatchProcessor) -> None:
         self._step = step
@@ -72,7 +113,10 @@ class _ArrowStepFn(beam.DoFn):
         counters.inc(ROWS_DEAD, result.dead_letters.num_rows)
         counters.inc(ROWS_FILTERED, result.filtered)
         for rule, n in result.rule_failures.items():
-            counters.inc(f"rule/{rule}", n)
+            counters.inc(rule_counter(rule), n)
+        if result.rule_failures:
+            for (rule, source), n in failures_by_source(table, result).items():
+                counters.inc(rule_counter(rule, source), n)
         TALLY.add(self._step, table.num_rows)
         if result.rows.num_rows:
             yield result.rows
