@@ -5,15 +5,16 @@ anything runs, and lineage knows the inputs). Each file — or each Parquet row 
 files spread across workers — becomes one read task. Undecodable records leave on the
 ``dead_letters`` output with file and line; a corrupt file fails the run naming the file.
 
-Writing: each bundle writes its own temporary file(s) under ``<dir>/.beamwright-tmp-<run>/``;
-when every bundle is done one finalizing step names them ``part-00000-of-00003.parquet``,
-replaces the old files (mode ``overwrite``), and removes the temporary directory. A failed run
-therefore never leaves half-written files among the outputs.
+Writing: each bundle writes its own file(s) into the sink's staging directory
+(``<dir>/.beamwright-tmp-<run>-<write>/``); when every bundle is done one finalizing step
+records what was staged. Publishing (final names ``part-00000-of-00003.parquet``, the ownership
+manifest, replacing the sink's previous files) is :mod:`connectors.committer`'s job: done by
+the driver after the run's checks passed, or, for a ``WriteFiles`` used on its own in a Beam
+pipeline, by the finalizing step itself.
 """
 
 from __future__ import annotations
 
-import posixpath
 import queue
 import threading
 import uuid
@@ -27,14 +28,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
+from connectors.committer import OutputTarget
 from connectors.files.base import open_output
 from connectors.files.registry import infer_format, make_format
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, ROWS_WRITTEN, TALLY, NodeCounters
-from connectors.records import dead_letters_for_rejects
+from connectors.records import dead_letters_for_rejects, plain_positions
 
 DEAD_LETTERS = "dead_letters"
 ROWS = "rows"
-TMP_PREFIX = ".beamwright-tmp-"
 WRITE_MODES = ("overwrite", "append", "error_if_exists")
 
 
@@ -70,11 +71,20 @@ def _is_dir(path: str) -> bool:
 
 
 def plan_reads(pattern: str, format_name: str | None, options: Mapping[str, Any]) -> list[ReadTask]:
-    """The read tasks for a source; Parquet files are split by row group."""
+    """The read tasks for a source; Parquet files are split by row group.
+
+    Files that cannot be read at all fail here, before the run, with ``CorruptFileError``: a
+    Parquet footer that does not decode (reading it counts the row groups) and a 0-byte Avro
+    file (checked here for the same reason; a 0-byte Parquet file fails its footer read).
+    """
+    from connectors.files.base import reject_empty_file
+
     paths = match_files(pattern)
     tasks: list[ReadTask] = []
     for path in paths:
         fmt_name = format_name or infer_format(path)
+        if fmt_name == "avro":
+            reject_empty_file(path, "Avro")
         if fmt_name == "parquet":
             fmt = make_format("parquet", **options)
             groups = fmt.row_group_count(path)
@@ -177,7 +187,7 @@ _STOP = object()
 
 
 class _BackgroundFileWriter:
-    """Writes a bundle's tables into temporary files on a background thread.
+    """Writes a bundle's tables into staging files on a background thread.
 
     pyarrow releases the GIL while it encodes and compresses, so writing batch N overlaps the
     steps computing batch N+1 (on the benchmark this hides most of the Parquet write time).
@@ -185,11 +195,14 @@ class _BackgroundFileWriter:
     bundle, and the thread keeps draining so the bundle never blocks on a dead writer.
     """
 
-    def __init__(self, fmt: Any, temp_dir: str, extension: str, max_rows: int | None) -> None:
+    def __init__(
+        self, fmt: Any, temp_dir: str, extension: str, max_rows: int | None, keep_positions: bool
+    ) -> None:
         self._fmt = fmt
         self._temp_dir = temp_dir
         self._extension = extension
         self._max_rows = max_rows
+        self._keep_positions = keep_positions
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._done: list[WrittenFile] = []
         self._error: BaseException | None = None
@@ -220,9 +233,12 @@ class _BackgroundFileWriter:
                     self._done.append(WrittenFile(path, writer.rows_written))
                     writer = None
                 if writer is None:
-                    path = posixpath.join(self._temp_dir, f"{uuid.uuid4().hex}{self._extension}")
+                    path = f"{self._temp_dir}/{uuid.uuid4().hex}{self._extension}"
                     sink = open_output(path)
                     writer = self._fmt.open_writer(sink)
+                    writer.keep_positions = self._keep_positions
+                if self._keep_positions:
+                    table = plain_positions(table)
                 writer.write(table)
             if writer is not None:
                 writer.close()
@@ -235,7 +251,7 @@ class _BackgroundFileWriter:
 
 
 class _WriteBundleFn(beam.DoFn):
-    """Writes every table of a bundle into temporary files, rolling over at ``max_rows``."""
+    """Writes every table of a bundle into staging files, rolling over at ``max_rows``."""
 
     def __init__(
         self,
@@ -244,12 +260,14 @@ class _WriteBundleFn(beam.DoFn):
         options: Mapping[str, Any],
         extension: str,
         max_rows: int | None,
+        keep_positions: bool,
     ) -> None:
         self._temp_dir = temp_dir
         self._format_name = format_name
         self._options = dict(options)
         self._extension = extension
         self._max_rows = max_rows
+        self._keep_positions = keep_positions
 
     def setup(self) -> None:
         self._format = make_format(self._format_name, **self._options)
@@ -263,7 +281,7 @@ class _WriteBundleFn(beam.DoFn):
             return
         if self._writer is None:
             self._writer = _BackgroundFileWriter(
-                self._format, self._temp_dir, self._extension, self._max_rows
+                self._format, self._temp_dir, self._extension, self._max_rows, self._keep_positions
             )
         self._writer.put(table)
 
@@ -275,63 +293,54 @@ class _WriteBundleFn(beam.DoFn):
 
 
 class _FinalizeFn(beam.DoFn):
-    """Moves the temporary files to their final names once all bundles have written."""
+    """Records what every bundle staged and counts it; publishes too when used on its own."""
 
-    def __init__(
-        self, sink: str, directory: str, temp_dir: str, extension: str, mode: str, write_id: str
-    ) -> None:
-        self._sink = sink
-        self._directory = directory
-        self._temp_dir = temp_dir
-        self._extension = extension
-        self._mode = mode
-        self._write_id = write_id
+    def __init__(self, target: OutputTarget, publish: bool) -> None:
+        self._target = target
+        self._publish = publish
 
     def process(self, written: list[WrittenFile]) -> Iterable[dict[str, Any]]:
-        written = sorted(written, key=lambda w: w.temp_path)
-        existing = match_files(posixpath.join(self._directory, f"part-*{self._extension}"))
-        if self._mode == "error_if_exists" and existing:
-            raise FileExistsError(f"sink {self._sink}: {self._directory} already has output files")
-        n = len(written)
-        stem = "part" if self._mode != "append" else f"part-{self._write_id}"
-        finals = [
-            posixpath.join(self._directory, f"{stem}-{i:05d}-of-{n:05d}{self._extension}")
-            for i in range(n)
-        ]
-        if self._mode == "overwrite":
-            stale = sorted(set(existing) - set(finals))
-            if stale:
-                FileSystems.delete(stale)
-        if written:
-            FileSystems.rename([w.temp_path for w in written], finals)
-        FileSystems.report_sink_lineage(self._directory)  # Beam's own Lineage metric
-        sizes = (
-            {m.path: m.size_in_bytes for r in FileSystems.match(finals) for m in r.metadata_list}
-            if finals
-            else {}
-        )
-        if FileSystems.exists(self._temp_dir):
-            FileSystems.delete([self._temp_dir])
-        rows = sum(w.rows for w in written)
-        total_bytes = sum(sizes.values())
-        counters = NodeCounters(self._sink)
+        from connectors.committer import OutputCommitter, write_staged_listing
+
+        target = self._target
+        listing = write_staged_listing(target, [(w.temp_path, w.rows) for w in written])
+        files = [f"{target.directory}/{f['final']}" for f in listing["files"]]
+        if self._publish:
+            committer = OutputCommitter(target)
+            committer.claim()
+            files = committer.publish()
+        FileSystems.report_sink_lineage(target.directory)  # Beam's own Lineage metric
+        rows = sum(f["rows"] for f in listing["files"])
+        total_bytes = sum(f["bytes"] for f in listing["files"])
+        counters = NodeCounters(target.sink)
         counters.inc(ROWS_WRITTEN, rows)
-        counters.inc("files", n)
+        counters.inc("files", len(files))
         counters.inc("bytes", total_bytes)
-        yield {"sink": self._sink, "files": finals, "rows": rows, "bytes": total_bytes}
+        yield {"sink": target.sink, "files": files, "rows": rows, "bytes": total_bytes}
 
 
 class WriteFiles(beam.PTransform):
     """Write Arrow batches as a directory of sharded files in one format.
 
+    The sink owns the directory (see :mod:`connectors.committer`): it stages its files and
+    publishes them with an ownership manifest; ``overwrite`` replaces only files of its own
+    earlier manifest, and never deletes a file it did not write.
+
     Args:
         directory: output directory (local path, gs://...).
-        sink_name: names counters.
+        sink_name: names counters and the manifest's owner.
         format_name: jsonl, csv, parquet or avro.
         options: format options (e.g. ``compression`` for Parquet, zstd by default).
-        mode: overwrite (replace earlier ``part-*`` files), append, or error_if_exists.
+        mode: overwrite (replace this sink's earlier files), append, or error_if_exists.
         max_rows_per_file: roll over to a new file after this many rows.
-        run_id: names the temporary directory (and appended files).
+        run_id: names the staging directory (and the manifest's run).
+        pipeline_name: the manifest's owner, with ``sink_name``.
+        force: write into a directory holding files this sink does not own (they are kept).
+        keep_positions: keep the ``_bw_source``/``_bw_offset`` columns in the files, so
+            readers downstream can deduplicate on the source position.
+        publish: publish at the end of the pipeline (default, for use in any Beam pipeline);
+            beamwright's runs pass False and publish from the driver once the run's checks
+            passed (:attr:`target` says what to publish).
     """
 
     def __init__(
@@ -344,21 +353,38 @@ class WriteFiles(beam.PTransform):
         mode: str = "overwrite",
         max_rows_per_file: int | None = 1_000_000,
         run_id: str = "",
+        pipeline_name: str = "",
+        force: bool = False,
+        keep_positions: bool = False,
+        publish: bool = True,
+        where: str = "",
     ) -> None:
         super().__init__()
         if mode not in WRITE_MODES:
             raise ValueError(f"mode must be one of {WRITE_MODES}, not {mode!r}")
         # one token per write: a continuous run writes many times under one run id
         write_id = uuid.uuid4().hex[:12]
-        run_id = run_id or write_id
         fmt = make_format(format_name, **(options or {}))
-        extension = "." + fmt.extensions[0].lstrip(".")
-        directory = directory.rstrip("/")
-        temp_dir = posixpath.join(directory, f"{TMP_PREFIX}{run_id}-{write_id}")
-        self._write = _WriteBundleFn(
-            temp_dir, format_name, options or {}, extension, max_rows_per_file
+        self.target = OutputTarget(
+            directory=directory.rstrip("/"),
+            pipeline=pipeline_name,
+            sink=sink_name,
+            mode=mode,
+            run_id=run_id or write_id,
+            write_id=write_id,
+            extension="." + fmt.extensions[0].lstrip("."),
+            force=force,
+            where=where,
         )
-        self._finalize = _FinalizeFn(sink_name, directory, temp_dir, extension, mode, write_id)
+        self._write = _WriteBundleFn(
+            self.target.staging_dir,
+            format_name,
+            options or {},
+            self.target.extension,
+            max_rows_per_file,
+            keep_positions,
+        )
+        self._finalize = _FinalizeFn(self.target, publish)
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
         return (

@@ -1,7 +1,7 @@
 """Write one small table (a report) as a single JSON or CSV file, atomically.
 
-Reports are the business view of a run (e.g. revenue per status). They are written to a
-temporary name and renamed, so a reader never sees half a report.
+Reports are the business view of a run (e.g. revenue per status). They are staged and
+published by rename, so a reader never sees half a report, and only after the run succeeded.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from apache_beam.io.filesystems import FileSystems
 
+from connectors.committer import OutputTarget
 from connectors.fileio import ensure_directory
 from connectors.files.base import open_output
 from connectors.metrics import ROWS_WRITTEN, NodeCounters
@@ -33,40 +35,67 @@ def report_bytes(table: pa.Table, path: str) -> bytes:
 
 
 class _WriteReportFn(beam.DoFn):
-    def __init__(self, path: str, sink: str) -> None:
-        self._path = path
-        self._sink = sink
+    def __init__(self, target: OutputTarget, publish: bool) -> None:
+        self._target = target
+        self._publish = publish
 
     def process(self, table: pa.Table) -> Iterable[dict[str, Any]]:
-        data = report_bytes(table, self._path)
-        ensure_directory(posixpath.dirname(self._path) or ".")
-        temp = self._path + ".beamwright-tmp"
-        with open_output(temp) as out:
+        from connectors.committer import OutputCommitter, write_staged_listing
+
+        target = self._target
+        data = report_bytes(table, target.name or "")
+        ensure_directory(target.staging_dir)
+        staged = f"{target.staging_dir}/{target.name}"
+        with open_output(staged) as out:
             out.write(data)
-        if FileSystems.exists(self._path):
-            FileSystems.delete([self._path])
-        FileSystems.rename([temp], [self._path])
-        FileSystems.report_sink_lineage(self._path)  # Beam's own Lineage metric
-        counters = NodeCounters(self._sink)
+        write_staged_listing(target, [(staged, table.num_rows)])
+        path = f"{target.directory}/{target.name}"
+        if self._publish:
+            committer = OutputCommitter(target)
+            committer.claim()
+            committer.publish()
+        FileSystems.report_sink_lineage(path)  # Beam's own Lineage metric
+        counters = NodeCounters(target.sink)
         counters.inc(ROWS_WRITTEN, table.num_rows)
         counters.inc("files", 1)
         counters.inc("bytes", len(data))
-        yield {
-            "sink": self._sink,
-            "files": [self._path],
-            "rows": table.num_rows,
-            "bytes": len(data),
-        }
+        yield {"sink": target.sink, "files": [path], "rows": table.num_rows, "bytes": len(data)}
 
 
 class WriteReport(beam.PTransform):
-    """Write each (normally the single) input table to ``path`` (.json or .csv)."""
+    """Write each (normally the single) input table to ``path`` (.json or .csv).
 
-    def __init__(self, path: str, *, sink_name: str) -> None:
+    The report is staged and published like any sink's output (:mod:`connectors.committer`):
+    it owns its one file, never replaces a file it did not write, and ``publish=False`` leaves
+    publishing to the driver (beamwright's runs, after their checks passed).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        sink_name: str,
+        run_id: str = "",
+        pipeline_name: str = "",
+        publish: bool = True,
+        where: str = "",
+    ) -> None:
         super().__init__()
         if not path.endswith((".json", ".csv")):
             raise ValueError(f"report path must end with .json or .csv: {path}")
-        self._fn = _WriteReportFn(path, sink_name)
+        write_id = uuid.uuid4().hex[:12]
+        directory, name = posixpath.split(path)
+        self.target = OutputTarget(
+            directory=directory or ".",
+            name=name,
+            pipeline=pipeline_name,
+            sink=sink_name,
+            mode="overwrite",
+            run_id=run_id or write_id,
+            write_id=write_id,
+            where=where,
+        )
+        self._fn = _WriteReportFn(self.target, publish)
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
         return tables | beam.ParDo(self._fn)

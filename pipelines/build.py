@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from pipelines import registry
-from pipelines.nodes import BuildContext, Dataset, build_dead_letter_sink
+from pipelines.nodes import BuildContext, Dataset, StagedOutput, build_dead_letter_sink
 from pipelines.spec import (
     DEAD_LETTERS_INPUT,
     LookupStepSpec,
@@ -32,6 +32,7 @@ class BuiltPipeline:
     outputs: list[Dataset]
     node_order: list[tuple[str, str]]  # (kind, name) in the order they run
     kafka_commits: list[tuple[str, str, str, dict]]  # sources whose offsets pipelines.run commits
+    committers: list[StagedOutput]  # outputs pipelines.run publishes once the run's checks pass
 
 
 def _default_first_input(spec: PipelineSpec) -> list[str]:
@@ -89,4 +90,6 @@ def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> 
         order.append(("sink", sink.name))
     build_dead_letter_sink(spec.dead_letter, ctx)
     order.append(("sink", DEAD_LETTERS_INPUT))
-    return BuiltPipeline(pipeline, ctx.inputs, ctx.datasets_out, order, ctx.kafka_commits)
+    return BuiltPipeline(
+        pipeline, ctx.inputs, ctx.datasets_out, order, ctx.kafka_commits, ctx.committers
+    )

@@ -21,6 +21,41 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         title=f"{summary.pipeline} · run {summary.run_id} · [{colour}]{summary.status}[/{colour}]",
         title_justify="left",
     )
+    if summary.partial_counts:
+        _seen_so_far(summary, table)
+    else:
+        _counts(summary, table)
+    console.print(table)
+    console.print(
+        f"rows read {_n(summary.rows_read)} · dead-lettered {_n(summary.rows_dead_lettered)} "
+        f"({summary.rejected_fraction:.2%}, threshold {summary.error_threshold:.2%}) · "
+        f"filtered {_n(summary.rows_filtered)} · {summary.elapsed_seconds:.2f} s · "
+        f"{summary.rows_per_second:,.0f} rows/s"
+    )
+    for dataset in summary.outputs:
+        label = "dead letters" if dataset.kind == "dead_letter" else dataset.node
+        console.print(f"  {label:>14}: {_where(summary, dataset)}")
+    if summary.lineage:
+        where = summary.lineage_log or "configured OpenLineage transport"
+        stats = summary.lineage
+        console.print(
+            f"  {'lineage':>14}: {where} ({stats.get('sent', 0)} event(s) sent, "
+            f"{stats.get('failed', 0)} failed, {stats.get('dropped', 0)} dropped)"
+        )
+    if summary.error:
+        console.print(f"[red]error:[/red] {summary.error}")
+
+
+def _where(summary: RunSummary, dataset: Any) -> str:
+    """An output's path, and for a failed run what became of it."""
+    if summary.published or dataset.uri.startswith("kafka://"):
+        return dataset.uri
+    if dataset.kind == "dead_letter" and summary.failed_dead_letters:
+        return f"{summary.failed_dead_letters} (this failed run's dead letters)"
+    return f"{dataset.uri} (not published: the previous output is unchanged)"
+
+
+def _counts(summary: RunSummary, table: Table) -> None:
     for column, justify in (
         ("node", "left"),
         ("kind", "left"),
@@ -43,25 +78,16 @@ def render_summary(summary: RunSummary, console: Console) -> None:
             _n(node.files) if node.files else "",
             "✓" if node.reconciled else "[red]✗[/red]",
         )
-    console.print(table)
-    console.print(
-        f"rows read {_n(summary.rows_read)} · dead-lettered {_n(summary.rows_dead_lettered)} "
-        f"({summary.rejected_fraction:.2%}, threshold {summary.error_threshold:.2%}) · "
-        f"filtered {_n(summary.rows_filtered)} · {summary.elapsed_seconds:.2f} s · "
-        f"{summary.rows_per_second:,.0f} rows/s"
-    )
-    for dataset in summary.outputs:
-        label = "dead letters" if dataset.kind == "dead_letter" else dataset.node
-        console.print(f"  {label:>14}: {dataset.uri}")
-    if summary.lineage:
-        where = summary.lineage_log or "configured OpenLineage transport"
-        stats = summary.lineage
-        console.print(
-            f"  {'lineage':>14}: {where} ({stats.get('sent', 0)} event(s) sent, "
-            f"{stats.get('failed', 0)} failed, {stats.get('dropped', 0)} dropped)"
-        )
-    if summary.error:
-        console.print(f"[red]error:[/red] {summary.error}")
+
+
+def _seen_so_far(summary: RunSummary, table: Table) -> None:
+    """A run that raised has no final counts, only how far rows got before it stopped."""
+    table.add_column("node", justify="left")
+    table.add_column("kind", justify="left")
+    table.add_column("rows seen before the failure", justify="right")
+    for node in summary.nodes:
+        if node.kind != "sink":
+            table.add_row(node.name, node.kind, _n(node.rows_in))
 
 
 class LiveProgress:

@@ -39,12 +39,33 @@ class BuildContext:
     inputs: list[Dataset] = field(default_factory=list)
     datasets_out: list[Dataset] = field(default_factory=list)
     kafka_commits: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    committers: list[Any] = field(default_factory=list)  # StagedOutput: published after the run
+
+    def own_output(self, dataset: Dataset, target: Any, path: str, *, dead_letters: bool = False) -> None:
+        """Register a sink's staged output, checking now that the sink may write there."""
+        from connectors.committer import OutputCommitter, OutputConflict
+
+        committer = OutputCommitter(target)
+        try:
+            committer.check()
+        except OutputConflict as exc:
+            raise _fail(path, f"{exc.problem}; {exc.hint}") from None
+        self.committers.append(StagedOutput(dataset, committer, dead_letters))
 
     def input_of(self, names: list[str], where: str) -> beam.PCollection:
         pcolls = [self.outputs[n] for n in names]
         if len(pcolls) == 1:
             return pcolls[0]
         return tuple(pcolls) | f"{where}/Union" >> beam.Flatten()
+
+
+@dataclass
+class StagedOutput:
+    """A sink's output that the run publishes once its checks passed (or aborts)."""
+
+    dataset: Dataset
+    committer: Any  # connectors.committer.OutputCommitter
+    dead_letters: bool = False
 
 
 def _fail(path: str, problem: str) -> SpecError:
@@ -111,7 +132,12 @@ def _rule(rule: Any, index: int) -> Any:
         return r.NotNull(field=rule.field, **common)
     if isinstance(rule, s.BetweenRule):
         return r.Between(
-            field=rule.field, min=rule.min, max=rule.max, exclusive=rule.exclusive, **common
+            field=rule.field,
+            min=rule.min,
+            max=rule.max,
+            exclusive=rule.exclusive,
+            allow_nan=rule.allow_nan,
+            **common,
         )
     if isinstance(rule, s.RegexRule):
         return r.Regex(field=rule.field, pattern=rule.regex, **common)
@@ -267,25 +293,28 @@ def build_lookup(
 def build_file_sink(
     node: s.FileSinkSpec, ctx: BuildContext, path: str, rows: beam.PCollection
 ) -> None:
-    from connectors.fileio import WriteFiles, match_files
+    from connectors.fileio import WriteFiles
 
-    if node.mode == "error_if_exists" and match_files(node.path.rstrip("/") + "/part-*"):
-        raise _fail(
-            f"{path}.path", f"{node.path} already holds output files; use mode: overwrite or append"
-        )
     try:
         write = WriteFiles(
             node.path,
             sink_name=node.name,
             format_name=node.format,
             options=node.options,
-            mode=node.mode,
+            mode=node.mode or "overwrite",
             run_id=ctx.run_id,
+            pipeline_name=ctx.spec.name,
+            force=node.force,
+            keep_positions=node.keep_positions,
+            publish=False,
+            where=f"{path}.path",
         )
     except (ValueError, TypeError) as exc:
         raise _fail(f"{path}.options", str(exc)) from None
+    dataset = Dataset(node.name, "sink", node.path, node.format)
+    ctx.own_output(dataset, write.target, f"{path}.path")
     rows | node.name >> write
-    ctx.datasets_out.append(Dataset(node.name, "sink", node.path, node.format))
+    ctx.datasets_out.append(dataset)
 
 
 def build_report_sink(
@@ -294,26 +323,43 @@ def build_report_sink(
     from connectors.report import WriteReport
     from transforms.aggregate import GroupAggregate
 
+    write = WriteReport(
+        node.path,
+        sink_name=node.name,
+        run_id=ctx.run_id,
+        pipeline_name=ctx.spec.name,
+        publish=False,
+        where=f"{path}.path",
+    )
+    dataset = Dataset(node.name, "sink", node.path, node.path.rsplit(".", 1)[-1])
+    ctx.own_output(dataset, write.target, f"{path}.path")
     (
         rows
         | f"{node.name}/Aggregate"
         >> beam.CombineGlobally(GroupAggregate(node.group_by, node.metrics))
-        | node.name >> WriteReport(node.path, sink_name=node.name)
+        | node.name >> write
     )
-    ctx.datasets_out.append(Dataset(node.name, "sink", node.path, node.path.rsplit(".", 1)[-1]))
+    ctx.datasets_out.append(dataset)
 
 
 def build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
     from connectors.fileio import WriteFiles
 
-    ctx.outputs[s.DEAD_LETTERS_INPUT] | "DeadLetters" >> WriteFiles(
+    write = WriteFiles(
         node.path,
         sink_name="dead_letters",
         format_name=node.format,
         mode=node.mode,
         run_id=ctx.run_id,
+        pipeline_name=ctx.spec.name,
+        force=node.force,
+        publish=False,
+        where="dead_letter.path",
     )
-    ctx.datasets_out.append(Dataset("dead_letters", "dead_letter", node.path, node.format))
+    dataset = Dataset("dead_letters", "dead_letter", node.path, node.format)
+    ctx.own_output(dataset, write.target, "dead_letter.path", dead_letters=True)
+    ctx.outputs[s.DEAD_LETTERS_INPUT] | "DeadLetters" >> write
+    ctx.datasets_out.append(dataset)
 
 
 # --------------------------------------------------------------------------- kafka

@@ -1,10 +1,13 @@
-"""Run lifecycle: build, emit START, run, read counters, reconcile, check the error threshold,
-emit COMPLETE or FAIL, return the summary.
+"""Run lifecycle: build (claiming every output), emit START, run, read counters, reconcile,
+check the error threshold, publish the outputs, emit COMPLETE or FAIL, return the summary.
 
 A run fails (status FAILED, lineage FAIL, exit code 1 in the CLI) when the pipeline raises,
 when the counts of any node do not reconcile, or when more than ``run.error_threshold`` of the
-rows read were dead-lettered. Outputs written before the threshold check stay in place and the
-dead letters tell why; the summary says the run failed.
+rows read were dead-lettered. Sinks only stage during the run (:mod:`connectors.committer`);
+they are published after those checks passed, so a failed run leaves every output exactly as
+it was. Its dead letters are kept, since they say why: appended to the dead-letter directory
+as usual, or, in ``overwrite`` mode, kept beside it in ``.beamwright-failed-<run>-<write>/``
+(the summary names the place). Kafka sinks cannot be staged: they deliver as the run goes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipelines.spec import PipelineSpec
-from pipelines.summary import RunSummary, counts_from_metrics
+from pipelines.summary import RunSummary, counts_from_metrics, counts_seen
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +110,51 @@ def _new_summary(spec: PipelineSpec, run_id: str, built: Any) -> RunSummary:
 
 
 def _build(spec: PipelineSpec, run_id: str) -> Any:
-    """A new Beam pipeline for ``spec``; SpecError here means nothing has started."""
+    """A new Beam pipeline for ``spec`` with every output claimed (locked, recovered from
+    earlier crashes, ownership checked); SpecError here means nothing has started."""
     import apache_beam as beam
 
+    from connectors.committer import OutputConflict
     from pipelines.build import build_pipeline
+    from pipelines.loading import SpecError
     from pipelines.runners import pipeline_options
 
     pipeline = beam.Pipeline(options=pipeline_options(spec.run, job_name(spec)))
-    return build_pipeline(spec, pipeline, run_id)
+    built = build_pipeline(spec, pipeline, run_id)
+    claimed = []
+    try:
+        for staged in built.committers:
+            staged.committer.claim()
+            claimed.append(staged)
+    except OutputConflict as exc:
+        for staged in claimed:
+            staged.committer.release()
+        raise SpecError([str(exc)]) from None
+    return built
+
+
+def _publish(built: Any, summary: RunSummary) -> None:
+    """Publish every staged output (the run's checks passed); outputs learn their files."""
+    for staged in built.committers:
+        staged.dataset.files = staged.committer.publish()
+    summary.published = True
+
+
+def _abort(built: Any, summary: RunSummary) -> None:
+    """A failed run: drop what it staged, except the dead letters, which say why it failed."""
+    from connectors.committer import OutputConflict
+
+    for staged in built.committers:
+        try:
+            if staged.dead_letters and staged.committer.target.mode == "append":
+                staged.dataset.files = staged.committer.publish()
+                summary.failed_dead_letters = staged.committer.target.directory
+            elif staged.dead_letters:
+                summary.failed_dead_letters = staged.committer.abort(keep=True)
+            else:
+                staged.committer.abort()
+        except (OSError, OutputConflict) as exc:  # keep aborting the others
+            log.warning("could not clean up %s: %s", staged.dataset.uri, exc)
 
 
 def _execute(built: Any, summary: RunSummary) -> Any:
@@ -126,6 +166,11 @@ def _execute(built: Any, summary: RunSummary) -> Any:
     try:
         result = built.pipeline.run()
         result.wait_until_finish()
+    except BaseException:
+        # No metrics come back from a pipeline that raised: say what was seen so far.
+        summary.nodes = counts_seen(TALLY.snapshot(), built.node_order)
+        summary.partial_counts = True
+        raise
     finally:
         summary.elapsed_seconds += time.perf_counter() - t0
     summary.nodes = counts_from_metrics(_read_counters(result), built.node_order)
@@ -160,29 +205,44 @@ def run_spec(
         event_log: JSONL file for lineage events when no OpenLineage transport is configured.
         spec_path: the spec file, for the job's sourceCodeLocation facet.
     """
-    from pipelines.lineage_run import beam_lineage
-
     run_id = run_id or new_run_id()
     built = _build(spec, run_id)
-    lineage = _lineage_session(spec, built, run_id, event_log, spec_path)
+    try:
+        lineage = _lineage_session(spec, built, run_id, event_log, spec_path)
+    except BaseException:
+        _abort(built, _new_summary(spec, run_id, built))
+        raise
     summary = _new_summary(spec, run_id, built)
     error: BaseException | None = None
     beam_seen: set[str] | None = None
     try:
-        result = _execute(built, summary)
-        beam_seen = beam_lineage(result)
-        problem = _problem(summary)
-        if not problem:
-            _commit_kafka(built, result)
+        problem, beam_seen = _run_cycle(built, summary)
     except KeyboardInterrupt as exc:
         summary.status, summary.error = "ABORTED", "interrupted"
+        _abort(built, summary)
         if lineage:
             summary.lineage = lineage.finish("ABORT", summary, message="run interrupted", exc=exc)
         raise
     except Exception as exc:
         problem, error = readable_error(exc), exc
         log.debug("pipeline failed", exc_info=True)
+    if problem:
+        _abort(built, summary)
     return _conclude(summary, lineage, problem, error, beam_seen)
+
+
+def _run_cycle(built: Any, summary: RunSummary) -> tuple[str | None, set[str]]:
+    """Execute, check, and on success publish the outputs and then commit Kafka offsets (in
+    that order: offsets are committed only for rows whose output is published)."""
+    from pipelines.lineage_run import beam_lineage
+
+    result = _execute(built, summary)
+    beam_seen = beam_lineage(result)
+    problem = _problem(summary)
+    if not problem:
+        _publish(built, summary)
+        _commit_kafka(built, result)
+    return problem, beam_seen
 
 
 def _lineage_session(
@@ -242,32 +302,39 @@ def follow_spec(
     run_id = new_run_id()
     stop = stop or threading.Event()
     built = _build(spec, run_id)
-    lineage = _lineage_session(spec, built, run_id, event_log, spec_path)
+    try:
+        lineage = _lineage_session(spec, built, run_id, event_log, spec_path)
+    except BaseException:
+        _abort(built, _new_summary(spec, run_id, built))
+        raise
     total = _new_summary(spec, run_id, built)
     cycle = 0
     problem: str | None = None
     error: BaseException | None = None
-    while not stop.is_set() and (max_cycles is None or cycle < max_cycles):
+    while True:  # the first cycle always runs: its outputs are already claimed
         cycle += 1
         summary = _new_summary(spec, run_id, built)
         try:
-            result = _execute(built, summary)
-            problem = _problem(summary)
-            if problem:
-                break
-            _commit_kafka(built, result)
+            problem, _ = _run_cycle(built, summary)
+        except KeyboardInterrupt:
+            _abort(built, summary)
+            raise
         except Exception as exc:
             problem, error = readable_error(exc), exc
+        if problem:
+            _abort(built, summary)
+            total.nodes = _add_counts(total.nodes, summary.nodes)
+            total.failed_dead_letters = summary.failed_dead_letters
             break
         total.elapsed_seconds += summary.elapsed_seconds
         total.nodes = _add_counts(total.nodes, summary.nodes)
+        total.published = True
         if lineage:
             lineage.running(total.nodes)
         if on_cycle:
             on_cycle(cycle, summary)
-        if max_cycles is not None and cycle >= max_cycles:
+        if (max_cycles is not None and cycle >= max_cycles) or stop.wait(interval_s):
             break
-        stop.wait(interval_s)
         built = _build(spec, run_id)
     return _conclude(total, lineage, problem, error, None)
 

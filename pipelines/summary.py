@@ -49,6 +49,9 @@ class RunSummary:
     error: str | None = None
     error_threshold: float = 0.0
     lineage: dict[str, Any] = field(default_factory=dict)
+    partial_counts: bool = False  # the pipeline raised: nodes hold only the rows seen so far
+    published: bool = False  # outputs were published (only after every check passed)
+    failed_dead_letters: str | None = None  # where a failed run's dead letters were kept
 
     @property
     def lineage_log(self) -> str | None:
