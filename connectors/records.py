@@ -81,6 +81,15 @@ def strip_positions(table: pa.Table) -> pa.Table:
     return table.drop_columns(present) if present else table
 
 
+def plain_positions(table: pa.Table) -> pa.Table:
+    """``table`` with its source column as plain strings (every format can store those), for
+    sinks that keep the positions in their output."""
+    if SOURCE_COLUMN not in table.column_names:
+        return table
+    i = table.column_names.index(SOURCE_COLUMN)
+    return table.set_column(i, SOURCE_COLUMN, table.column(i).cast(pa.string()))
+
+
 def empty_dead_letters() -> pa.Table:
     return DEAD_LETTER_SCHEMA.empty_table()
 

@@ -47,14 +47,6 @@ def read_schema(path: str, fmt: str) -> Any:
     return None
 
 
-def _output_files(dataset: Dataset) -> list[str]:
-    from connectors.fileio import match_files
-
-    if dataset.uri.endswith((".json", ".csv")) and dataset.kind == "sink":
-        return [dataset.uri]
-    return match_files(dataset.uri.rstrip("/") + "/part-*")
-
-
 def _git_location(spec_path: str | None) -> Any:
     """sourceCodeLocation for a spec file inside a git checkout (credentials stripped)."""
     if not spec_path:
@@ -182,11 +174,13 @@ class RunLineageFacts:
             else:
                 sink_spec = next((k for k in self.spec.sinks if k.name == d.node), None)
                 mode = getattr(sink_spec, "mode", "overwrite")
-            if mode == "overwrite":
+            # a failed run published nothing: its outputs were neither overwritten nor written
+            published = summary is None or summary.published or bool(d.files)
+            if mode == "overwrite" and published:
                 ds_facets["lifecycleStateChange"] = facets.overwritten()
             output_facets: dict[str, Any] = {}
-            if summary is not None:
-                files = _output_files(d)
+            if summary is not None and published:
+                files = d.files  # what this run published
                 schema = read_schema(files[0], d.format) if files else None
                 if schema is not None:
                     ds_facets["schema"] = facets.schema(schema)
@@ -329,7 +323,11 @@ def _assertion(
 
 
 def read_profiles(spec: s.PipelineSpec, run_id: str) -> dict[str, dict]:
-    """Merge the partial column profiles the run's bundles wrote, then remove them."""
+    """Merge the partial column profiles the run's bundles wrote, then remove them.
+
+    A column the profiler could not measure keeps its ``error`` and is listed in the source's
+    ``warnings`` (logged here too): its metrics are missing, the run is not failed for it.
+    """
     from apache_beam.io.filesystems import FileSystems
 
     from connectors.fileio import match_files
@@ -347,6 +345,8 @@ def read_profiles(spec: s.PipelineSpec, run_id: str) -> dict[str, dict]:
                 log.debug("unreadable profile %s: %s", path, exc)
         if partials:
             out[src.name] = merge_profiles(partials)
+            for warning in out[src.name]["warnings"]:
+                log.warning("profile of source %s: %s", src.name, warning)
     try:
         parent = folder.rsplit("/", 1)[0]
         if "://" not in parent:

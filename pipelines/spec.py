@@ -192,6 +192,9 @@ class BetweenRule(RuleBase):
     min: float | None = None
     max: float | None = None
     exclusive: bool = False
+    allow_nan: bool = Field(
+        default=False, description="Let NaN pass; by default NaN fails, as it is in no range."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> BetweenRule:
@@ -444,10 +447,26 @@ class FileSinkSpec(SinkBase):
     """A directory of sharded files: ``part-00000-of-00002.parquet`` and so on."""
 
     type: Literal["file"]
-    path: str = Field(description="Output directory (local, gs://, ...).")
+    path: str = Field(description="Output directory (local, gs://, ...); the sink owns it.")
     format: Literal["jsonl", "csv", "parquet", "avro"] = "parquet"
     options: dict[str, Any] = Field(default_factory=dict)
-    mode: Literal["overwrite", "append", "error_if_exists"] = "overwrite"
+    mode: Literal["overwrite", "append", "error_if_exists"] | None = Field(
+        default=None,
+        description="overwrite: replace this sink's own earlier files (listed in its manifest; "
+        "never files it did not write); append: add files; error_if_exists: refuse a "
+        "non-empty directory. Default: overwrite, or append when a source can be unbounded "
+        "(Kafka), where overwrite is refused.",
+    )
+    force: bool = Field(
+        default=False,
+        description="Write into a directory that holds files this sink does not own (or that "
+        "another sink owns); those files are kept, never deleted.",
+    )
+    keep_positions: bool = Field(
+        default=False,
+        description="Keep the source position columns _bw_source/_bw_offset in the output, so "
+        "downstream readers can deduplicate at-least-once deliveries.",
+    )
 
 
 class ReportSinkSpec(SinkBase):
@@ -500,6 +519,11 @@ class DeadLetterSpec(SpecModel):
         default="append",
         description="append (default): each run adds its own files, so re-runs never erase "
         "the dead letters of earlier runs; overwrite: keep only the last run's.",
+    )
+    force: bool = Field(
+        default=False,
+        description="Write into a directory holding files the dead-letter sink does not own "
+        "(they are kept, never deleted).",
     )
     redact: bool = Field(
         default=False,
@@ -584,6 +608,8 @@ class PipelineSpec(SpecModel):
     @model_validator(mode="after")
     def _graph(self) -> PipelineSpec:
         check_graph(self)
+        _resolve_sink_modes(self)
+        check_outputs(self)
         return self
 
     # -- convenience for Python users customising a template's spec --------------------
@@ -642,6 +668,49 @@ def check_graph(spec: PipelineSpec) -> None:
     for i, sink in enumerate(spec.sinks):
         if sink.input is not None and sink.input not in available:
             raise ValueError(_unknown_ref(f"sinks[{i}].input", sink.input, available))
+
+
+def _resolve_sink_modes(spec: PipelineSpec) -> None:
+    """File sinks default to overwrite, or to append when a source can be unbounded: there an
+    overwrite would erase the rows of earlier cycles whose offsets are already committed."""
+    streaming = [src.name for src in spec.sources if isinstance(src, KafkaSourceSpec)]
+    for i, sink in enumerate(spec.sinks):
+        if not isinstance(sink, FileSinkSpec):
+            continue
+        if sink.mode is None:
+            sink.mode = "append" if streaming else "overwrite"
+        elif sink.mode == "overwrite" and streaming:
+            raise ValueError(
+                f"sinks[{i}].mode: overwrite would erase the rows of earlier runs or --follow "
+                f"cycles, whose source offsets ({', '.join(streaming)}) are already committed; "
+                "use mode: append (the default with a Kafka source)"
+            )
+
+
+def check_outputs(spec: PipelineSpec) -> None:
+    """No two outputs share or nest paths, and none lies inside an input glob."""
+    from pipelines.output_paths import Output, overlaps
+
+    outputs = []
+    for i, sink in enumerate(spec.sinks):
+        if isinstance(sink, (FileSinkSpec, ReportSinkSpec)):
+            outputs.append(
+                Output(
+                    f"sinks[{i}].path",
+                    f"sink '{sink.name}'",
+                    sink.path,
+                    is_file=isinstance(sink, ReportSinkSpec),
+                )
+            )
+    outputs.append(Output("dead_letter.path", "the dead letters", spec.dead_letter.path, False))
+    inputs = [
+        (f"sources[{i}].path", src.path)
+        for i, src in enumerate(spec.sources)
+        if isinstance(src, FileSourceSpec)
+    ]
+    problems = list(overlaps(outputs, inputs))
+    if problems:
+        raise ValueError(problems[0])
 
 
 def _unknown_ref(path: str, ref: str, available: set[str]) -> str:
