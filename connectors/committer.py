@@ -376,8 +376,9 @@ class OutputCommitter:
             _apply_journal(t, json.loads(journal))
         if is_remote(t.directory):
             return  # without a lock a staging directory may belong to a live run
+        current = posixpath.basename(t.staging_dir)  # this write's own, when claimed late
         for entry in _entries(t.directory):
-            if t.owns_staging(entry):
+            if t.owns_staging(entry) and entry != current:
                 _delete(_join(t.directory, entry))
 
     def _check_ownership(self) -> None:

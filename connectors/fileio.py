@@ -29,6 +29,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
 from connectors.committer import OutputTarget
+from connectors.failpoints import failpoint
 from connectors.files.base import open_output
 from connectors.files.registry import infer_format, make_format
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, ROWS_WRITTEN, TALLY, NodeCounters
@@ -304,6 +305,7 @@ class _FinalizeFn(beam.DoFn):
 
         target = self._target
         listing = write_staged_listing(target, [(w.temp_path, w.rows) for w in written])
+        failpoint("stage:listed")
         files = [f"{target.directory}/{f['final']}" for f in listing["files"]]
         if self._publish:
             committer = OutputCommitter(target)
