@@ -144,25 +144,43 @@ def _follow(spec: Any, args: argparse.Namespace, console: Any, spec_path: str | 
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a spec without running it: its shape, expressions and field references (no
+    Beam imported); with ``--deep`` also build the graph and try each step on an empty batch
+    of each input's real schema. Every problem is reported as path + problem + hint."""
+    from pipelines.checks import static_problems
+
     spec = _load_or_report(args)
     if spec is None:
         return EXIT_INVALID
-    if args.deep:
-        import apache_beam as beam
-
-        from pipelines.build import build_pipeline
-        from pipelines.loading import SpecError
-
-        try:
-            build_pipeline(spec, beam.Pipeline(runner="FnApiRunner"), "validate")
-        except SpecError as exc:
-            _stderr(f"beamwright: {exc}")
-            return EXIT_INVALID
+    problems = static_problems(spec)
+    if not problems and args.deep:
+        problems = _deep_problems(spec)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        _stderr(f"beamwright: {args.target} is invalid ({len(problems)} problem(s)):\n{lines}")
+        return EXIT_INVALID
     print(
         f"{args.target}: valid ({len(spec.sources)} source(s), {len(spec.steps)} step(s), "
         f"{len(spec.sinks)} sink(s))"
     )
     return EXIT_OK
+
+
+def _deep_problems(spec: Any) -> list[str]:
+    import apache_beam as beam
+
+    from pipelines.build import build_pipeline
+    from pipelines.checks import build_problem, dry_run_problems
+    from pipelines.loading import SpecError
+
+    pipeline = beam.Pipeline(runner="FnApiRunner")
+    try:
+        built = build_pipeline(spec, pipeline, "validate")
+    except SpecError as exc:
+        return exc.problems
+    except Exception as exc:  # noqa: BLE001 - reported as path + problem, never a traceback
+        return [build_problem(exc)]
+    return dry_run_problems(spec, pipeline, built.inputs)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -253,7 +271,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=3, help="runs per case (median reported)")
     bench.add_argument("--json", action="store_true", help="print results as JSON")
     bench.add_argument("--workdir", help="where to put generated data (default: a temp dir)")
-    bench.add_argument("--case", help=argparse.SUPPRESS)
+    bench.add_argument("--case", help=argparse.SUPPRESS)  # one case, in this process
+    bench.add_argument(
+        "--cases",
+        help="comma-separated cases to run (default: all): "
+        "parquet, parquet_lineage, jsonl, baseline, demo",
+    )
     bench.add_argument(
         "--kafka", action="store_true", help="Kafka -> validate -> Parquet vs a raw consumer loop"
     )

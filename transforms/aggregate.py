@@ -19,6 +19,19 @@ import pyarrow.compute as pc
 METRIC = re.compile(r"^(count|(sum|min|max|mean|count_distinct)\(([A-Za-z_][\w.]*)\))$")
 
 
+class ReportFieldError(ValueError):
+    """A report names a field its rows do not have: says where, which, and what there is."""
+
+    def __init__(self, where: str, field: str, available: Sequence[str]) -> None:
+        visible = [c for c in available if not c.startswith("_bw_")]
+        super().__init__(
+            f"{where}: unknown field '{field}'; the rows have: {', '.join(visible) or 'none'}"
+        )
+        self.where = where
+        self.field = field
+        self.available = visible
+
+
 @dataclass(frozen=True)
 class Metric:
     output: str
@@ -67,12 +80,22 @@ class GroupAggregate(beam.CombineFn):
         self.metrics = [Metric.parse(o, t) for o, t in metrics.items()]
 
     def partial(self, table: pa.Table) -> pa.Table:
+        self._check_fields(table.column_names)
         table = table.append_column("__bw_one", pa.array([1] * table.num_rows, pa.int64()))
         specs = [s for m in self.metrics for s in _partial_specs(m)]
         grouped = table.group_by(self.group_by, use_threads=False).aggregate(
             [_aggregation(col, agg) for col, agg, _ in specs]
         )
         return grouped.rename_columns(self.group_by + [out for _, _, out in specs])
+
+    def _check_fields(self, columns: Sequence[str]) -> None:
+        """Name a missing field plainly; Arrow's own error is a bare ``ArrowInvalid``."""
+        for j, key in enumerate(self.group_by):
+            if key not in columns:
+                raise ReportFieldError(f"group_by[{j}]", key, columns)
+        for m in self.metrics:
+            if m.field is not None and m.field not in columns:
+                raise ReportFieldError(f"metrics.{m.output}", m.field, columns)
 
     def create_accumulator(self) -> list[pa.Table]:
         return []

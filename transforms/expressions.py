@@ -57,6 +57,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.records import POSITION_COLUMNS
 from transforms.expression_functions import (
     BINARY_OPERATORS,
     FUNCTIONS,
@@ -618,7 +619,8 @@ class _Evaluator:
         name = node.path[0]
         columns = self.table.column_names
         if name not in columns:
-            hint = _suggest(name, columns, "available columns", always=True)
+            visible = [c for c in columns if c not in POSITION_COLUMNS]
+            hint = _suggest(name, visible, "available columns", always=True)
             raise self.error(node, f"unknown field {name!r}", hint)
         value = self.table.column(name)
         for depth, child in enumerate(node.path[1:], start=1):

@@ -144,6 +144,15 @@ class ArrowStep(beam.PTransform):
         self._step = step_name
         self._side_inputs = tuple(side_inputs)
 
+    @property
+    def step_name(self) -> str:
+        return self._step
+
+    @property
+    def processor(self) -> BatchProcessor:
+        """The step logic, so validation can run it on an empty batch without Beam."""
+        return self._processor
+
     def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         outputs = tables | beam.ParDo(
             _ArrowStepFn(self._step, self._processor), *self._side_inputs
