@@ -80,6 +80,18 @@ def _checksums(root: Path) -> dict[str, str]:
     }
 
 
+def _cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``beamwright ARGS`` in a separate process (text output)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        check=False,
+    )
+
+
 def _rows(directory: Path) -> int:
     return sum(pq.read_metadata(p).num_rows for p in directory.glob("part-*.parquet"))
 
@@ -249,14 +261,7 @@ def test_validate_command_reports_the_overlap_with_exit_2(tmp_path):
     data["sinks"][0]["path"] = str(tmp_path / "in")
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(data))
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "validate", str(spec_file)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
+    done = _cli(tmp_path, "validate", str(spec_file))
     assert done.returncode == 2
     assert "inside the input" in done.stderr and "Traceback" not in done.stderr
 
@@ -322,14 +327,7 @@ def test_a_run_that_raises_publishes_nothing_and_says_how_far_it_got(tmp_path):
     data["sources"].append({"type": "file", "name": "more", "path": str(tmp_path / "in2" / "*")})
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(data))
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", str(spec_file)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
-        check=False,
-    )
+    done = _cli(tmp_path, "run", str(spec_file), COLUMNS="200")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "rows seen before the failure" in done.stdout
     assert "not published: the previous output is unchanged" in done.stdout
@@ -504,14 +502,8 @@ def test_kill_9_at_every_publish_step_leaves_old_or_new_output_whole(tmp_path, p
     good = _checksums(lake)
     good_rows = _rows(lake)
     _orders(tmp_path / "in" / "b.jsonl", first=ROWS)  # the killed run has twice the rows
-    killed = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", str(spec_file)],
-        capture_output=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "BEAMWRIGHT_FAILPOINT": point},
-        check=False,
-    )
-    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    killed = _cli(tmp_path, "run", str(spec_file), BEAMWRIGHT_FAILPOINT=point)
+    assert killed.returncode == -9, killed.stderr[-2000:]
     journaled = (lake / (MANIFEST + ".pending")).exists()
     if point in ("stage:listed", "publish:before-journal"):
         assert not journaled
@@ -536,13 +528,7 @@ def test_a_journaled_publish_is_rolled_forward_by_the_next_claim(tmp_path):
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(data))
     lake = tmp_path / "out" / "lake"
-    killed = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", str(spec_file)],
-        capture_output=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "BEAMWRIGHT_FAILPOINT": "publish:journaled"},
-        check=False,
-    )
+    killed = _cli(tmp_path, "run", str(spec_file), BEAMWRIGHT_FAILPOINT="publish:journaled")
     assert killed.returncode == -9
     assert not list(lake.glob("part-*"))
     target = OutputTarget(str(lake), "safety", "lake", "overwrite", "r", "w", ".parquet")
