@@ -345,12 +345,8 @@ def follow_spec(
 def _add_counts(total: list[Any], cycle: list[Any]) -> list[Any]:
     if not total:
         return cycle
-    fields = ("rows_in", "rows_out", "rows_dead_lettered", "rows_filtered", "files", "bytes")
     for into, add in zip(total, cycle, strict=True):
-        for name in fields:
-            setattr(into, name, getattr(into, name) + getattr(add, name))
-        for rule, n in add.rules.items():
-            into.rules[rule] = into.rules.get(rule, 0) + n
+        into.add(add)
     return total
 
 

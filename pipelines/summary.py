@@ -33,6 +33,19 @@ class NodeCounts:
     def reconciled(self) -> bool:
         return self.rows_in == self.rows_out + self.rows_dead_lettered + self.rows_filtered
 
+    def add(self, other: NodeCounts) -> None:
+        """Add another cycle's counts of the same node (``--follow`` totals)."""
+        for name in ("rows_in", "rows_out", "rows_dead_lettered", "rows_filtered", "files", "bytes"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        _add_rules(self.rules, other.rules)
+        for source, rules in other.rules_by_source.items():
+            _add_rules(self.rules_by_source.setdefault(source, {}), rules)
+
+
+def _add_rules(into: dict[str, int], more: dict[str, int]) -> None:
+    for rule, n in more.items():
+        into[rule] = into.get(rule, 0) + n
+
 
 @dataclass
 class RunSummary:

@@ -110,3 +110,24 @@ def test_rule_counter_names_round_trip_odd_ids():
     for rule, source in [("in_set:status", "/d/a@b.jsonl"), ("50%@x", None), ("a%40b", "t/0")]:
         assert parse_rule_counter(rule_counter(rule, source)) == (rule, source)
     assert parse_rule_counter("rows_in") is None
+
+
+def test_follow_cycles_add_up_per_source_rule_failures():
+    """--follow totals keep each input's own failures across cycles (lineage reads them)."""
+    from pipelines.summary import NodeCounts
+
+    total = NodeCounts(
+        "step", "check", 10, 8, 2, rules={"min:a": 2}, rules_by_source={"f1": {"min:a": 2}}
+    )
+    cycle = NodeCounts(
+        "step", "check", 5, 4, 1, rules={"min:a": 1}, rules_by_source={"f2": {"min:a": 1}}
+    )
+    total.add(cycle)
+    total.add(
+        NodeCounts(
+            "step", "check", 1, 0, 1, rules={"min:a": 1}, rules_by_source={"f1": {"min:a": 1}}
+        )
+    )
+    assert (total.rows_in, total.rows_out, total.rows_dead_lettered) == (16, 12, 4)
+    assert total.rules == {"min:a": 4}
+    assert total.rules_by_source == {"f1": {"min:a": 3}, "f2": {"min:a": 1}}
