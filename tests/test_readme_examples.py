@@ -61,6 +61,7 @@ def _sample_workspace(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (folder / "gx/orders_suite.json").write_text(json.dumps(suite))
     monkeypatch.chdir(folder)
     monkeypatch.setenv("PSEUDONYM_KEY", "a-test-key-that-is-long-enough-0123456789")
+    monkeypatch.setenv("KAFKA_PASSWORD", "not-a-real-password")  # the Kafka example names it
 
 
 @pytest.mark.parametrize("text", spec_examples(), ids=lambda t: parse_yaml(t)["name"])
