@@ -220,7 +220,7 @@ def test_writers_leave_the_sink_open(name):
 # --- empty files --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(FORMATS))
+@pytest.mark.parametrize("name", ["csv", "jsonl"])  # 0-byte Parquet/Avro: test_hostile_values
 def test_empty_file_reads_as_nothing(tmp_path, name):
     path = write_bytes(tmp_path, "empty" + FORMATS[name].extensions[0], b"")
     assert list(make_format(name).read(path, 10)) == []
@@ -608,7 +608,8 @@ def test_parquet_writer_without_rows(tmp_path):
     write_table(ParquetFormat(schema=schema), typed)
     write_table(ParquetFormat(), untyped)
     assert pq.read_schema(typed) == schema
-    assert list(ParquetFormat().read(untyped, 10)) == []  # nothing written: a 0-byte file
+    with pytest.raises(CorruptFileError, match="0 bytes"):  # nothing written: a 0-byte file
+        list(ParquetFormat().read(untyped, 10))
 
 
 def corrupt_variants(good: bytes) -> dict[str, bytes]:

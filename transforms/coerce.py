@@ -9,6 +9,8 @@ regex pre-filter for numeric text and, as the last resort, a per-value cast.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,6 +28,13 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 
 _INT_TEXT = r"^\s*[+-]?\d+\s*$"
 _FLOAT_TEXT = r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|(?i:inf|infinity|nan))\s*$"
+_EPOCH = dt.date(1970, 1, 1).toordinal()
+_FIRST_DAY = dt.date.min.toordinal() - _EPOCH  # days from the epoch, as date32 counts
+_LAST_DAY = dt.date.max.toordinal() - _EPOCH
+_MS_PER_DAY = 86_400_000
+_FIRST_SECOND, _LAST_SECOND = _FIRST_DAY * 86_400, _LAST_DAY * 86_400 + 86_399
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _BOOL_TRUE = ["true", "1", "yes", "t", "y"]
 _BOOL_FALSE = ["false", "0", "no", "f", "n"]
 
@@ -58,6 +67,40 @@ def coerce(
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
+    values, failed = _cast(column, target)
+    outside = out_of_range(values)
+    if outside is None or not pc.any(outside).as_py():
+        return values, failed
+    values = pc.if_else(outside, pa.scalar(None, values.type), values)
+    return values, outside if failed is None else pc.or_(failed, outside)
+
+
+def out_of_range(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray | None:
+    """Where a date or timestamp lies outside years 1 to 9999; None for other types.
+
+    Arrow stores such values (``0000-01-01`` parses, a Parquet int64 holds year 300,000), but
+    Python's ``datetime`` cannot hold them, so every consumer that converts (``to_pylist``,
+    the lineage profiler, downstream readers) fails on the whole batch. One integer
+    comparison per value, on the column's physical representation.
+    """
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        per_second = _PER_SECOND[kind.unit]
+        low, high = _FIRST_SECOND * per_second, (_LAST_SECOND + 1) * per_second - 1
+        ints = pc.cast(column, pa.int64())
+    elif pa.types.is_date32(kind):
+        low, high, ints = _FIRST_DAY, _LAST_DAY, pc.cast(column, pa.int32())
+    elif pa.types.is_date64(kind):
+        low, high = _FIRST_DAY * _MS_PER_DAY, (_LAST_DAY + 1) * _MS_PER_DAY - 1
+        ints = pc.cast(column, pa.int64())
+    else:
+        return None
+    low, high = max(low, _INT64_MIN), min(high, _INT64_MAX)  # nanoseconds span fewer years
+    return pc.fill_null(pc.or_(pc.less(ints, low), pc.greater(ints, high)), False)
+
+
+def _cast(column: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
+    """``coerce`` before the range check: the cast values and the mask of failed casts."""
     if column.type == target:
         return column, None
     try:
@@ -110,7 +153,13 @@ def _per_value(column: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Arra
         try:
             values.append(scalar.cast(target, safe=True).as_py())
             failed.append(False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowNotImplementedError,
+            pa.ArrowTypeError,
+            ValueError,
+            OverflowError,  # a date Python cannot hold, such as year 0
+        ):
             values.append(None)
             failed.append(True)
     return pa.array(values, target), pa.array(failed, pa.bool_())

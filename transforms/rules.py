@@ -8,6 +8,7 @@ every other rule lets nulls through (combine with ``NotNull`` to require a value
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,9 +70,18 @@ class NotNull(Rule):
 
 @dataclass(frozen=True)
 class Between(Rule):
+    """``min <= value <= max`` (``<`` when ``exclusive``); either bound may be omitted.
+
+    NaN fails unless ``allow_nan``: every comparison with NaN is false, so without this check
+    a NaN would pass any range, and a range rule exists to keep values that are not numbers
+    in range out. ±Inf are ordered like any number: ``max`` rejects +Inf, ``min`` rejects
+    -Inf, and a one-sided range accepts the infinity on its open side.
+    """
+
     min: float | None = None
     max: float | None = None
     exclusive: bool = False
+    allow_nan: bool = False
 
     def failures(self, table: pa.Table) -> pa.Array:
         col = _column(table, self.field)
@@ -82,9 +92,14 @@ class Between(Rule):
         if self.max is not None:
             above = (pc.greater_equal if self.exclusive else pc.greater)(col, self.max)
             bad = above if bad is None else pc.or_(bad, above)
+        if not self.allow_nan and pa.types.is_floating(col.type):
+            nan = pc.is_nan(col)
+            bad = nan if bad is None else pc.or_(bad, nan)
         return _fail(bad)
 
     def reason(self, value: Any) -> str:
+        if isinstance(value, float) and math.isnan(value):
+            return f"{self.field}: NaN is not a number in range (allow_nan: true accepts it)"
         op = "<" if self.exclusive else "<="
         lo = f"{self.min} {op} " if self.min is not None else ""
         hi = f" {op} {self.max}" if self.max is not None else ""

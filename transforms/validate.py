@@ -23,11 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.records import POSITION_COLUMNS, dead_letters_for_rows
-from transforms.coerce import ARROW_TYPES, coerce
+from transforms.coerce import ARROW_TYPES, coerce, out_of_range, type_name
 from transforms.rules import Rule, failing_values
 from transforms.step import ArrowStep, StepResult
 
 ADDITIONAL_FIELDS = ("keep", "drop", "reject")
+_TEMPORAL = ("date", "timestamp")
 
 
 class _Rejections:
@@ -85,8 +86,29 @@ class _Rejections:
         )
 
 
-def _indices(mask: pa.Array) -> np.ndarray:
+def _indices(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+
+
+def _reject_values(
+    found: _Rejections, name: str, column: pa.ChunkedArray, idx: np.ndarray, kind: str
+) -> None:
+    """Reject rows ``idx`` under ``type:<name>``, showing each value as it arrived.
+
+    Temporal values are shown as Arrow's text: a date out of Python's range (year 0, which
+    Arrow parses) cannot be converted to a Python object, so ``to_pylist`` would raise.
+    """
+    if not len(idx):
+        return
+    shown = column.take(pa.array(idx, pa.int64()))
+    if pa.types.is_temporal(shown.type):
+        shown = shown.cast(pa.string())
+    limits = " (years 1 to 9999)" if kind in _TEMPORAL else ""
+    found.add(
+        f"type:{name}",
+        idx,
+        [f"{name}: {v!r} is not a valid {kind}{limits}" for v in shown.to_pylist()],
+    )
 
 
 class Validator:
@@ -141,12 +163,7 @@ class Validator:
             columns[name] = values
             if failed is not None:
                 idx = _indices(failed)
-                shown = original.take(pa.array(idx, pa.int64())).to_pylist()
-                found.add(
-                    f"type:{name}",
-                    idx,
-                    [f"{name}: {v!r} is not a valid {self.type_names[name]}" for v in shown],
-                )
+                _reject_values(found, name, original, idx, self.type_names[name])
             if name in self.required:
                 idx = _indices(values.is_null())
                 idx = np.setdiff1d(idx, _indices(failed)) if failed is not None else idx
@@ -160,7 +177,10 @@ class Validator:
                 found.add("additional_fields", idx, [f"{name}: field is not declared"] * len(idx))
         if not self.fields or self.additional_fields == "keep":
             for name in extras:
-                columns[name] = table.column(name)
+                column = columns[name] = table.column(name)
+                outside = out_of_range(column)
+                if outside is not None:
+                    _reject_values(found, name, column, _indices(outside), type_name(column.type))
         for name in POSITION_COLUMNS:
             if name in table.column_names:
                 columns[name] = table.column(name)

@@ -2,7 +2,9 @@
 
 Offsets are the 1-based record index within the file. Records are decoded by fastavro and
 converted to Arrow with the schema ``avro_schema_to_arrow`` derives from the file's writer
-schema (see ``avroschema`` for the type mapping). A 0-byte file reads as no rows; anything
+schema (see ``avroschema`` for the type mapping). A 0-byte file raises ``CorruptFileError`` (a
+file without records still has a header), as does a writer schema that repeats a field name
+(the Avro spec forbids it; fastavro would silently keep the last value); anything
 fastavro cannot decode (not an Avro file, truncated header or block, bad sync marker, corrupt
 compressed block) raises ``CorruptFileError``, at open or mid-read. Avro has no footer, so a
 file cut exactly at a block boundary is indistinguishable from a shorter file.
@@ -44,8 +46,9 @@ from connectors.files.base import (
     conform,
     consecutive,
     corrupt_file_errors,
-    is_empty_file,
     open_input,
+    reject_empty_file,
+    require_unique_columns,
 )
 from connectors.files.jsonencode import value_text
 
@@ -74,8 +77,7 @@ class AvroFormat:
     def read(self, path: str, batch_size: int) -> Iterator[ReadChunk]:
         """Chunks of at most ``batch_size`` records of ``path``."""
         check_batch_size(batch_size)
-        if is_empty_file(path):
-            return
+        reject_empty_file(path, "Avro")
         with open_input(path) as stream:
             with corrupt_file_errors(path, Exception):  # fastavro raises all sorts on bad input
                 reader = fastavro.reader(stream)
@@ -84,6 +86,7 @@ class AvroFormat:
                 schema = avro_schema_to_arrow(writer_schema)
             except InvalidAvroSchema as exc:
                 raise CorruptFileError(path, f"its records cannot be read as rows: {exc}") from exc
+            require_unique_columns(path, schema)
             convert = _converter(writer_schema, {})
             offset = 1
             while True:

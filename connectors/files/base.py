@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,11 +104,52 @@ def open_output(path: str) -> BinaryIO:
 
 
 def is_empty_file(path: str) -> bool:
-    """True for a 0-byte file, which every format reads as no rows rather than as corrupt."""
+    """True for a 0-byte file."""
     if is_remote(path):
         with open_input(path) as stream:
             return not stream.read(1)
     return os.path.getsize(path) == 0
+
+
+def reject_empty_file(path: str, format_label: str) -> None:
+    """Raise ``CorruptFileError`` for a 0-byte file of a container format (Parquet, Avro).
+
+    Every finished Parquet or Avro file holds a footer or header, even with no rows, so a
+    0-byte one is a copy or write that never completed. Reading it as no rows would let a run
+    end COMPLETE having silently read nothing from it. (A 0-byte CSV or JSONL file is valid:
+    text formats have no container, so it is a file of no records.)
+    """
+    if is_empty_file(path):
+        raise CorruptFileError(
+            path,
+            f"the file is empty (0 bytes); every {format_label} file, even one without rows,"
+            " has a header, so this one was never completely written",
+        )
+
+
+def require_unique_columns(path: str, schema: pa.Schema) -> None:
+    """Raise ``CorruptFileError`` naming ``path`` and every column name used more than once.
+
+    Parquet, Avro and CSV headers can repeat a name; Arrow keeps both columns, and the first
+    lookup by name fails the whole run (``Field "amount" exists 2 times``) without naming the
+    file. Names inside structs are checked too (shown dotted: ``customer.id``).
+    """
+    repeated = _repeated_names(list(schema), "")
+    if repeated:
+        shown = ", ".join(f"{name!r} ({count} times)" for name, count in repeated)
+        raise CorruptFileError(
+            path, f"duplicate column names: {shown}; every column needs a name of its own"
+        )
+
+
+def _repeated_names(fields: list[pa.Field], prefix: str) -> list[tuple[str, int]]:
+    counts = Counter(f.name for f in fields)
+    repeated = [(prefix + name, count) for name, count in counts.items() if count > 1]
+    for f in fields:
+        if pa.types.is_nested(f.type):
+            children = [f.type.field(i) for i in range(f.type.num_fields)]
+            repeated += _repeated_names(children, f"{prefix}{f.name}.")
+    return repeated
 
 
 @contextmanager

@@ -19,7 +19,11 @@ Rejects (payload = the record's raw bytes without its final line break):
 
 A record larger than ``csvread.BLOCK_BYTES`` (16 MiB), in practice a quote never closed in a
 big file, cannot be parsed at all: ``CorruptFileError``. So does a first line that is not valid
-UTF-8, empty, or ends inside a quoted field, since the columns cannot be known.
+UTF-8, empty, or ends inside a quoted field, since the columns cannot be known, and a header
+that names a column twice, since its values could not be told apart.
+
+A 0-byte file and a file holding only its header are files of no records: they read as no
+rows (valid data, unlike a 0-byte Parquet or Avro file, whose container is missing).
 
 Writing: a header (if ``header``) then one line per row through pyarrow's CSV writer. Strings
 are quoted, nulls are empty fields (so with the default ``null_values`` an empty string reads

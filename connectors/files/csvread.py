@@ -34,6 +34,7 @@ from connectors.files.base import (
     consecutive,
     corrupt_file_errors,
     open_input,
+    require_unique_columns,
 )
 from connectors.files.csvheader import first_record
 from connectors.files.csvinput import LINE_BREAKS, CsvInput, line_breaks
@@ -78,6 +79,7 @@ def read_csv(path: str, dialect: CsvDialect, batch_size: int) -> Iterator[ReadCh
             return
         fields, record, rest = first
         if dialect.header:
+            require_unique_columns(path, pa.schema([(name, pa.string()) for name in fields]))
             if not record.endswith(LINE_BREAKS):
                 return  # the file is its header line alone
             names, first_line, prefix = fields, 1 + line_breaks(record), rest

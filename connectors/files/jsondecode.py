@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,7 +67,24 @@ _TOO_MANY_OPENERS = b"{" * (MAX_DEPTH + 1)
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"{[]}")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_JSON = json.JSONDecoder()
+
+
+class DuplicateKeyError(ValueError):
+    """An object names the same key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """An object's dict, refusing repeated keys: pyarrow's parser refuses them (``Column(/a)
+    was specified twice``) and ``json.loads`` would keep the last value, silently dropping the
+    others; a row that says two things about one field is rejected instead."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        repeated = next(k for k, n in Counter(key for key, _ in pairs).items() if n > 1)
+        raise DuplicateKeyError(f"the key {repeated!r} appears more than once in an object")
+    return obj
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
 _JSON_WHITESPACE = _WHITESPACE.decode()
 # In pyarrow's refusals when a column's values differ in kind (within a part; between parts).
 _MIXED_KINDS = ("changed from", "incompatible types")
@@ -273,6 +291,8 @@ def _decode_line(line: bytes) -> dict | tuple[str, str]:
         value = _json_value(text)
     except json.JSONDecodeError as exc:
         return "parse", f"invalid JSON at column {exc.colno}: {exc.msg}"
+    except DuplicateKeyError as exc:
+        return "parse", str(exc)
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
         return "parse", f"invalid JSON: {exc}"
     if not isinstance(value, dict):
@@ -283,13 +303,14 @@ def _decode_line(line: bytes) -> dict | tuple[str, str]:
 
 
 def _json_value(text: str) -> object:
-    """``json.loads(text)``, minus most of its overhead in the common case (a third faster)."""
+    """``json.loads(text)`` refusing duplicate keys, minus most of its overhead in the common
+    case (a third faster)."""
     try:
         value, end = _JSON.raw_decode(text)
     except json.JSONDecodeError:
-        return json.loads(text)  # leading whitespace, or raise the error json.loads reports
+        return _JSON.decode(text)  # leading whitespace, or raise the error json.loads reports
     if text[end:].strip(_JSON_WHITESPACE):
-        return json.loads(text)  # raises "Extra data" at its column
+        return _JSON.decode(text)  # raises "Extra data" at its column
     return value
 
 

@@ -8,7 +8,11 @@ Rejects (payload = the line's raw bytes without its line break):
 
 - ``encoding``: the line is not valid UTF-8;
 - ``parse``: not valid JSON (the error gives the column), valid JSON that is not an object
-  (``expected a JSON object, got array``), or nesting deeper than ``MAX_DEPTH`` levels.
+  (``expected a JSON object, got array``), an object naming a key twice (``{"a":1,"a":2}``:
+  JSON allows it, but pyarrow refuses it and ``json.loads`` would silently keep the last
+  value), or nesting deeper than ``MAX_DEPTH`` levels.
+
+A 0-byte file, or one of blank lines only, reads as no rows: a file of no records.
 
 Values are read as pyarrow infers them for each batch; see ``jsondecode`` for how batches that
 mix kinds in a column are handled and why types can differ between batches.

@@ -2,11 +2,12 @@
 
 Offsets are the 1-based row index within the whole file, also when only some row groups are
 read: row group ``g`` starts after the rows of groups ``0 .. g-1`` (from the footer metadata).
-Local files are memory-mapped. A 0-byte file reads as no rows; any other file pyarrow cannot
-decode (bad magic, truncated footer, corrupt page), at open or mid-read, raises
-``CorruptFileError``. So does a page that decodes into invalid data (pyarrow does not check
-that strings are UTF-8, and a corrupt page often yields bytes that are not): every batch is
-validated before it is handed on.
+Local files are memory-mapped. Any file pyarrow cannot decode (0 bytes, bad magic, truncated
+footer, corrupt page), at open or mid-read, raises ``CorruptFileError``; a 0-byte file is not
+an empty table, since even a file without rows has a footer. So does a page that decodes into
+invalid data (pyarrow does not check that strings are UTF-8, and a corrupt page often yields
+bytes that are not): every batch is validated before it is handed on. And so does a schema
+that repeats a column name (Arrow would keep both, and the first lookup by name would fail).
 
 Writing: the file's schema is the ``schema`` option or else the first table's schema. Later
 tables are cast to it (missing columns become nulls); a table that cannot be cast raises
@@ -34,9 +35,9 @@ from connectors.files.base import (
     conform,
     consecutive,
     corrupt_file_errors,
-    is_empty_file,
     is_remote,
     open_input,
+    require_unique_columns,
 )
 
 # What pyarrow raises on a broken file (ValueError: a message holding undecodable bytes).
@@ -57,8 +58,6 @@ class ParquetFormat:
 
     def row_group_count(self, path: str) -> int:
         """How many row groups ``path`` has: the units ``read`` can be split into."""
-        if is_empty_file(path):
-            return 0
         with _parquet_file(path) as parquet:
             return parquet.metadata.num_row_groups
 
@@ -67,8 +66,6 @@ class ParquetFormat:
     ) -> Iterator[ReadChunk]:
         """Chunks of at most ``batch_size`` rows from ``row_groups`` (default: all), in order."""
         check_batch_size(batch_size)
-        if is_empty_file(path):
-            return
         with _parquet_file(path) as parquet:
             sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
             starts = list(accumulate(sizes, initial=1))  # offset of each group's first row
@@ -89,12 +86,14 @@ class ParquetFormat:
 
 @contextmanager
 def _parquet_file(path: str) -> Iterator[pq.ParquetFile]:
-    """The open file (memory-mapped when local); errors reading its footer name the file."""
+    """The open file (memory-mapped when local); errors reading its footer, or a footer
+    whose schema repeats a column name, raise ``CorruptFileError`` naming the file."""
     with ExitStack() as stack:
         source = stack.enter_context(open_input(path)) if is_remote(path) else path
         with corrupt_file_errors(path, *_DECODE_ERRORS):
             parquet = pq.ParquetFile(source, memory_map=not is_remote(path))
         stack.callback(parquet.close)
+        require_unique_columns(path, parquet.schema_arrow)
         yield parquet
 
 
