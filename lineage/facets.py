@@ -300,3 +300,20 @@ def source_code_location(
     return source_code_location_job.SourceCodeLocationJobFacet(
         type="git", url=url, repoUrl=repo_url, path=path, version=version, producer=PRODUCER
     )
+
+
+def assertion(
+    kind: str, name: str, column: str | None, severity: str, failures: int
+) -> dict[str, Any]:
+    """One entry of the dataQualityAssertions facet: a check and how many rows failed it."""
+    item = {
+        "assertion": kind,
+        "name": name,
+        "success": failures == 0,
+        "severity": severity,
+        "expected": "0 failing rows",
+        "actual": f"{failures} failing rows",
+    }
+    if column:
+        item["column"] = column
+    return item

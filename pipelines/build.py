@@ -1,28 +1,127 @@
 """Spec -> Beam graph: sources, then steps in order, then sinks, with every dead-letter output
 gathered into the dead-letter sink.
 
-Wiring rules (the spec's documentation repeats them):
-- a step reads its ``input`` (source or step names); by default the previous step, or for the
-  first step every source that is not used as a lookup, flattened;
-- a sink reads its ``input``; by default the last step (or the only source when there are
-  no steps);
-- every step's and source's dead letters go to ``dead_letter``: none is left unconsumed.
+Each node is built by its kind's ``build`` (:mod:`pipelines.registry`), in the order and with
+the inputs of the wiring rules (:func:`pipelines.spec.step_inputs`); every step's and
+source's dead letters go to ``dead_letter``, so none is left unconsumed. Builders check what
+can be checked before the pipeline starts (files exist, schema files and expectation suites
+parse, expressions compile, secrets resolve, outputs may be written) and raise
+:class:`SpecError` naming the spec path and the fix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import apache_beam as beam
 
+from lineage.datasets import Dataset
 from pipelines import registry
-from pipelines.nodes import BuildContext, Dataset, StagedOutput, build_dead_letter_sink
-from pipelines.spec import (
-    DEAD_LETTERS_INPUT,
-    LookupStepSpec,
-    PipelineSpec,
-    ValidateStepSpec,
-)
+from pipelines import spec as s
+from pipelines.loading import SpecError
+from pipelines.spec_base import SecretRef
+
+
+@dataclass
+class StagedOutput:
+    """A sink's output that the run publishes once its checks passed (or aborts)."""
+
+    dataset: Dataset
+    committer: Any  # connectors.committer.OutputCommitter
+    dead_letters: bool = False
+
+
+@dataclass
+class BuildContext:
+    """What kind builders read and add to while the graph is built."""
+
+    spec: s.PipelineSpec
+    pipeline: beam.Pipeline
+    run_id: str
+    outputs: dict[str, beam.PCollection] = field(default_factory=dict)
+    dead_letters: list[beam.PCollection] = field(default_factory=list)
+    inputs: list[Dataset] = field(default_factory=list)
+    datasets_out: list[Dataset] = field(default_factory=list)
+    kafka_commits: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    committers: list[StagedOutput] = field(default_factory=list)
+
+    dataset = Dataset  # kinds describe their inputs and outputs with ctx.dataset(...)
+
+    @staticmethod
+    def fail(path: str, problem: str) -> SpecError:
+        """The error a builder raises: ``raise ctx.fail(path, problem)``."""
+        return SpecError([f"{path}: {problem}"])
+
+    def input_of(self, names: list[str], where: str) -> beam.PCollection:
+        pcolls = [self.outputs[n] for n in names]
+        if len(pcolls) == 1:
+            return pcolls[0]
+        return tuple(pcolls) | f"{where}/Union" >> beam.Flatten()
+
+    def own_output(
+        self, dataset: Dataset, target: Any, path: str, *, dead_letters: bool = False
+    ) -> None:
+        """Register a sink's staged output, checking now that the sink may write there."""
+        from connectors.committer import OutputCommitter, OutputConflict
+
+        committer = OutputCommitter(target)
+        try:
+            committer.check()
+        except OutputConflict as exc:
+            raise self.fail(path, f"{exc.problem}; {exc.hint}") from None
+        self.committers.append(StagedOutput(dataset, committer, dead_letters))
+
+    def check_expression(self, text: str, path: str) -> None:
+        from transforms.expressions import ExpressionError, parse
+
+        try:
+            parse(text)
+        except ExpressionError as exc:
+            raise self.fail(path, str(exc)) from None
+
+    def secret(self, ref: Any, path: str) -> Any:
+        """A spec ``SecretRef`` as a connectors secret, resolved once now to fail early (the
+        value is dropped at once; workers resolve it again in ``setup``)."""
+        return resolve_secret_ref(ref, path)
+
+    def client_config(self, config: dict[str, Any], path: str) -> dict[str, Any]:
+        return client_config(config, path)
+
+
+def client_config(config: dict[str, Any], path: str) -> dict[str, Any]:
+    """Client properties (librdkafka, ...) with secret references turned into secrets."""
+    return {
+        key: resolve_secret_ref(value, f"{path}.{key}") if isinstance(value, SecretRef) else value
+        for key, value in config.items()
+    }
+
+
+def resolve_secret_ref(ref: Any, path: str) -> Any:
+    """See :meth:`BuildContext.secret` (also used after the run to commit Kafka offsets)."""
+    from connectors.secrets import EnvSecret, FileSecret, SecretError
+
+    if ref is None:
+        return None
+    if ref.store is not None:
+        from connectors.secrets.refs import secret_ref
+
+        config = dict(ref.store)
+        name, version = config.pop("name", None), config.pop("ref", "current")
+        if not name:
+            raise BuildContext.fail(path, "a 'store' secret needs a 'name'")
+        secret = secret_ref({"store": config, "name": name, "ref": version})
+    elif ref.env:
+        secret = EnvSecret(ref.env)
+    else:
+        secret = FileSecret(ref.file)
+        if ref.generate:
+            secret.create_if_missing()
+    try:
+        secret.resolve()  # fail before the run starts; the value is dropped at once
+    except SecretError as exc:
+        raise BuildContext.fail(path, f"{exc}; set it before running") from None
+    return secret
 
 
 @dataclass
@@ -35,61 +134,59 @@ class BuiltPipeline:
     committers: list[StagedOutput]  # outputs pipelines.run publishes once the run's checks pass
 
 
-def _default_first_input(spec: PipelineSpec) -> list[str]:
-    lookups = {st.lookup for st in spec.steps if isinstance(st, LookupStepSpec)}
-    explicit = set()
-    for st in spec.steps:
-        if st.input:
-            explicit.update([st.input] if isinstance(st.input, str) else st.input)
-    main = [src.name for src in spec.sources if src.name not in lookups | explicit]
-    return main or [spec.sources[0].name]
-
-
-def classified_fields(spec: PipelineSpec) -> set[str]:
-    """Fields the spec classifies above its default classification (e.g. PII)."""
-    names = {f for f, c in spec.governance.fields.items() if c != spec.governance.classification}
-    for step in spec.steps:
-        if isinstance(step, ValidateStepSpec):
-            names |= {n for n, f in step.fields.items() if f.classification}
-    return names
-
-
-def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> BuiltPipeline:
+def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> BuiltPipeline:
     """Add the spec's transforms to ``pipeline``. Raises SpecError before anything runs."""
     ctx = BuildContext(spec=spec, pipeline=pipeline, run_id=run_id)
     order: list[tuple[str, str]] = []
     for i, source in enumerate(spec.sources):
-        registry.SOURCES[source.type](source, ctx, f"sources[{i}]")
+        registry.kind_of(source).build(source, ctx, f"sources[{i}]")
         order.append(("source", source.name))
-    previous: list[str] = _default_first_input(spec)
-    for i, step in enumerate(spec.steps):
-        names = [step.input] if isinstance(step.input, str) else (step.input or previous)
-        rows = ctx.input_of(list(names), step.name)
-        outputs = registry.STEPS[step.type](step, ctx, f"steps[{i}]", rows)
+    for i, step, names in s.step_inputs(spec):
+        rows = ctx.input_of(names, step.name)
+        outputs = registry.kind_of(step).build(step, ctx, f"steps[{i}]", rows)
         ctx.outputs[step.name] = outputs.rows
         ctx.dead_letters.append(outputs.dead_letters)
-        previous = [step.name]
         order.append(("step", step.name))
     # sinks fed by rows first: a sink that can reject (Kafka deliveries) adds dead letters
     later = []
-    for i, sink in enumerate(spec.sinks):
-        if sink.input == DEAD_LETTERS_INPUT:
+    for i, sink, names in s.sink_inputs(spec):
+        if names == [s.DEAD_LETTERS_INPUT]:
             later.append((i, sink))
             continue
-        rows = ctx.outputs[sink.input] if sink.input else ctx.input_of(previous, sink.name)
-        registry.SINKS[sink.type](sink, ctx, f"sinks[{i}]", rows)
+        rows = ctx.input_of(names, sink.name)
+        registry.kind_of(sink).build(sink, ctx, f"sinks[{i}]", rows)
         order.append(("sink", sink.name))
     dead = tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
     if spec.dead_letter.redact:
         from transforms.redact import RedactDeadLetters
 
-        dead = dead | "DeadLetters/Redact" >> RedactDeadLetters(classified_fields(spec))
-    ctx.outputs[DEAD_LETTERS_INPUT] = dead
+        dead = dead | "DeadLetters/Redact" >> RedactDeadLetters(s.classified_fields(spec))
+    ctx.outputs[s.DEAD_LETTERS_INPUT] = dead
     for i, sink in later:
-        registry.SINKS[sink.type](sink, ctx, f"sinks[{i}]", dead)
+        registry.kind_of(sink).build(sink, ctx, f"sinks[{i}]", dead)
         order.append(("sink", sink.name))
-    build_dead_letter_sink(spec.dead_letter, ctx)
-    order.append(("sink", DEAD_LETTERS_INPUT))
+    _build_dead_letter_sink(spec.dead_letter, ctx)
+    order.append(("sink", s.DEAD_LETTERS_INPUT))
     return BuiltPipeline(
         pipeline, ctx.inputs, ctx.datasets_out, order, ctx.kafka_commits, ctx.committers
     )
+
+
+def _build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
+    from connectors.fileio import WriteFiles
+
+    write = WriteFiles(
+        node.path,
+        sink_name=s.DEAD_LETTERS_INPUT,
+        format_name=node.format,
+        mode=node.mode,
+        run_id=ctx.run_id,
+        pipeline_name=ctx.spec.name,
+        force=node.force,
+        publish=False,
+        where="dead_letter.path",
+    )
+    dataset = Dataset(s.DEAD_LETTERS_INPUT, "dead_letter", node.path, node.format)
+    ctx.own_output(dataset, write.target, "dead_letter.path", dead_letters=True)
+    ctx.outputs[s.DEAD_LETTERS_INPUT] | "DeadLetters" >> write
+    ctx.datasets_out.append(dataset)

@@ -25,19 +25,12 @@ internal ``_bw_*`` column name.
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import itertools
-from collections.abc import Iterator
 from typing import Any
 
+from connectors.errors import closest
+from pipelines import registry
 from pipelines import spec as s
-
-HEADER_FORMATS = ("csv", "parquet", "avro")
-"""Formats whose field names the first rows of each file fix for the whole file."""
-
-MAX_FILES_READ = 100
-"""A glob matching more files than this is left unknown rather than opening them all."""
+from pipelines.sources.file import MAX_FILES_READ, head_schema
 
 _HIDDEN_PREFIX = "_bw_"
 
@@ -45,26 +38,12 @@ _HIDDEN_PREFIX = "_bw_"
 # --------------------------------------------------------------------------- static checks
 
 
-def expressions(spec: s.PipelineSpec) -> Iterator[tuple[str, str]]:
-    """(spec path, text) of every expression in ``spec``."""
-    for i, step in enumerate(spec.steps):
-        if isinstance(step, s.ValidateStepSpec):
-            for j, rule in enumerate(step.rules):
-                if isinstance(rule, s.ExpressionRule):
-                    yield f"steps[{i}].rules[{j}].expr", rule.expr
-        elif isinstance(step, s.MapStepSpec):
-            for name, text in step.derive.items():
-                yield f"steps[{i}].derive.{name}", text
-        elif isinstance(step, s.FilterStepSpec):
-            yield f"steps[{i}].where", step.where
-
-
 def expression_problems(spec: s.PipelineSpec) -> list[str]:
     """One problem per expression that does not parse."""
     from transforms.expressions import ExpressionError, parse
 
     problems = []
-    for path, text in expressions(spec):
+    for path, text in s.expressions(spec):
         try:
             parse(text)
         except ExpressionError as exc:
@@ -80,61 +59,17 @@ def _shorten(exc: Exception, text: str, limit: int = 200) -> str:
     return message
 
 
-def head_schema(path: str, fmt: str, options: dict[str, Any] | None = None) -> Any:
-    """The Arrow schema of a file's first rows (position columns dropped), or None when it
-    cannot be read (empty, corrupt, unreadable: building the source reports those)."""
-    from connectors.files.registry import make_format
-    from connectors.records import strip_positions
-
-    try:
-        chunks = make_format(fmt, **(options or {})).read(path, 1)
-        with contextlib.closing(chunks):
-            for chunk in chunks:
-                return strip_positions(chunk.rows).schema
-    except Exception:  # noqa: BLE001 - any failure only means "schema unknown" here
-        return None
-    return None
-
-
 def known_source_fields(spec: s.PipelineSpec) -> dict[str, list[str] | None]:
-    """Field names of each source whose schema is known without reading its data, else None.
-
-    Only local files are opened; a glob's files must agree, so the known fields are those
-    every file has.
-    """
-    from connectors.files.base import is_remote
-    from connectors.files.registry import infer_format
-
-    out: dict[str, list[str] | None] = {}
-    for source in spec.sources:
-        out[source.name] = None
-        if not isinstance(source, s.FileSourceSpec) or is_remote(source.path):
-            continue
-        files = sorted(itertools.islice(glob.iglob(source.path), MAX_FILES_READ + 1))
-        if not files or len(files) > MAX_FILES_READ:
-            continue
-        try:
-            fmt = source.format or infer_format(files[0])
-        except ValueError:
-            continue
-        if fmt not in HEADER_FORMATS:
-            continue
-        names: list[str] | None = None
-        for path in files:
-            schema = head_schema(path, fmt, source.options)
-            if schema is None:
-                names = None
-                break
-            names = [n for n in schema.names if names is None or n in names]
-        out[source.name] = names
-    return out
+    """Field names of each source whose schema is known without reading its data, else None
+    (each source kind says what it can know: see ``Kind.known_fields``)."""
+    return {src.name: registry.kind_of(src).known_fields(src) for src in spec.sources}
 
 
 def field_problems(
     spec: s.PipelineSpec, source_fields: dict[str, list[str] | None]
 ) -> list[str]:
     """One problem per field named where the rows certainly do not have it."""
-    from lineage.columns import walk
+    from pipelines.column_lineage import walk
 
     known = [name for name, fields in source_fields.items() if fields is not None]
     fields = {name: fields or [] for name, fields in source_fields.items()}
@@ -153,7 +88,7 @@ def unknown_field(path: str, name: str, available: frozenset[str] | list[str]) -
     top = name.split(".")[0]
     if top.startswith(_HIDDEN_PREFIX):
         return f"{path}: '{name}' is an internal column, not a field of the data"
-    guess = s.closest(top, visible)
+    guess = closest(top, visible)
     if guess:
         hint = f"did you mean '{guess}'?"
     elif visible:
@@ -181,19 +116,21 @@ def static_problems(spec: s.PipelineSpec) -> list[str]:
 def build_problem(exc: BaseException) -> str:
     """A spec path and the problem for an unexpected error raised while building the graph.
 
-    Builders in :mod:`pipelines.nodes` take the node's spec ``path``; the innermost builder on
-    the traceback names the node that failed.
+    Kind builders (``pipelines.sources``, ``steps``, ``sinks``) take the node's spec
+    ``path``; the innermost builder on the traceback names the node that failed.
     """
     path = "pipeline"
     tb = exc.__traceback__
     while tb is not None:
         frame = tb.tb_frame
-        if frame.f_globals.get("__name__") == "pipelines.nodes" and isinstance(
-            frame.f_locals.get("path"), str
-        ):
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(_KIND_PACKAGES) and isinstance(frame.f_locals.get("path"), str):
             path = frame.f_locals["path"]
         tb = tb.tb_next
     return f"{path}: cannot be built: {_message(exc)}"
+
+
+_KIND_PACKAGES = ("pipelines.sources.", "pipelines.steps.", "pipelines.sinks.")
 
 
 def _message(exc: BaseException) -> str:
@@ -212,32 +149,20 @@ def dry_run_problems(spec: s.PipelineSpec, pipeline: Any, inputs: list[Any]) -> 
     """
     processors = _processors(pipeline)
     sources = {src.name: src for src in spec.sources}
-    lookups = {st.lookup for st in spec.steps if isinstance(st, s.LookupStepSpec)}
+    lookups = s.side_input_sources(spec)
     empty = {d.node: _empty_tables(d, sources[d.node]) for d in inputs if d.node in sources}
-    first = _first_inputs(spec, lookups)
     files: dict[str, list[str]] = {}  # problem -> the input files showing it
     for dataset in inputs:
         if dataset.node in lookups or dataset.node not in empty:
             continue
         for path, table in empty[dataset.node]:
-            for problem in _run_chain(spec, dataset.node, table, processors, empty, first):
+            for problem in _run_chain(spec, dataset.node, table, processors, empty):
                 files.setdefault(problem, []).append(path)
     return [f"{problem} (with the columns of {_files(shown)})" for problem, shown in files.items()]
 
 
 def _files(paths: list[str]) -> str:
     return paths[0] + (f" and {len(paths) - 1} other file(s)" if len(paths) > 1 else "")
-
-
-def _first_inputs(spec: s.PipelineSpec, lookups: set[str]) -> list[str]:
-    explicit = {
-        n
-        for st in spec.steps
-        if st.input
-        for n in ([st.input] if isinstance(st.input, str) else st.input)
-    }
-    main = [src.name for src in spec.sources if src.name not in lookups | explicit]
-    return main or [spec.sources[0].name]
 
 
 def _empty_tables(dataset: Any, source: Any) -> list[tuple[str, Any]]:
@@ -278,21 +203,18 @@ def _run_chain(
     table: Any,
     processors: dict[str, Any],
     empty: dict[str, list[tuple[str, Any]]],
-    first: list[str],
 ) -> list[str]:
     """Follow the rows of ``source`` (an empty table of one file's schema) step by step."""
     current = source
-    for i, step in enumerate(spec.steps):
-        default = [spec.steps[i - 1].name] if i else first
-        reads = [step.input] if isinstance(step.input, str) else (step.input or default)
+    for i, step, reads in s.step_inputs(spec):
         if current not in reads:
             continue
         processor = processors.get(step.name)
         if processor is None:
             return []
         side = []
-        if isinstance(step, s.LookupStepSpec):
-            side = [table for _, table in empty.get(step.lookup, [])][:1]
+        for lookup in registry.kind_of(step).side_inputs(step):
+            side = [table for _, table in empty.get(lookup, [])][:1]
             if not side:
                 return []
         try:
@@ -301,40 +223,24 @@ def _run_chain(
         except Exception as exc:  # noqa: BLE001 - every failure is reported, with its path
             return [f"{_step_path(step, i, exc)}: {_message(exc)}"]
         current = step.name
-    return _report_problems(spec, current, table, first)
+    return _sink_problems(spec, current, table)
 
 
 def _step_path(step: Any, index: int, exc: Exception) -> str:
     """The most precise spec path for an error of ``step``: the expression that failed."""
     path = f"steps[{index}]"
     text = getattr(exc, "source", None)
-    if isinstance(step, s.MapStepSpec):
-        return next((f"{path}.derive.{n}" for n, t in step.derive.items() if t == text), path)
-    if isinstance(step, s.FilterStepSpec) and text == step.where:
-        return f"{path}.where"
-    if isinstance(step, s.ValidateStepSpec):
-        for j, rule in enumerate(step.rules):
-            if isinstance(rule, s.ExpressionRule) and rule.expr == text:
-                return f"{path}.rules[{j}].expr"
+    for sub, expression in registry.kind_of(step).expressions(step):
+        if expression == text:
+            return f"{path}.{sub}"
     return path
 
 
-def _report_problems(
-    spec: s.PipelineSpec, last: str, table: Any, first: list[str]
-) -> list[str]:
-    """Report sinks fed by ``last`` aggregate its (empty) rows as the run would."""
-    from transforms.aggregate import GroupAggregate, ReportFieldError
-
-    default = [spec.steps[-1].name] if spec.steps else first
+def _sink_problems(spec: s.PipelineSpec, last: str, table: Any) -> list[str]:
+    """Sinks fed by ``last`` that work on the rows themselves (reports aggregate them) try
+    its (empty) rows as the run would."""
     problems = []
-    for i, sink in enumerate(spec.sinks):
-        reads = [sink.input] if sink.input else default
-        if not isinstance(sink, s.ReportSinkSpec) or last not in reads:
-            continue
-        try:
-            GroupAggregate(sink.group_by, sink.metrics).partial(table)
-        except ReportFieldError as exc:
-            problems.append(unknown_field(f"sinks[{i}].{exc.where}", exc.field, exc.available))
-        except Exception as exc:  # noqa: BLE001 - e.g. sum() of a text column
-            problems.append(f"sinks[{i}].metrics: {_message(exc)}")
+    for i, sink, reads in s.sink_inputs(spec):
+        if last in reads:
+            problems += [f"sinks[{i}].{p}" for p in registry.kind_of(sink).dry_run(sink, table)]
     return problems

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from lineage import facets
-from lineage.columns import FieldState, sink_lineage
+from lineage.columns import FieldState
+from lineage.datasets import Dataset
 from lineage.naming import dataset_name, strip_credentials
+from pipelines import registry
 from pipelines import spec as s
-from pipelines.nodes import Dataset
+from pipelines.column_lineage import sink_lineage
 from pipelines.summary import RunSummary
 
 log = logging.getLogger(__name__)
@@ -102,14 +104,7 @@ class RunLineageFacts:
 
     # -- classification ---------------------------------------------------------------
     def classifications(self) -> dict[str, str]:
-        gov = self.spec.governance
-        out = dict(gov.fields)
-        for step in self.spec.steps:
-            if isinstance(step, s.ValidateStepSpec):
-                for name, f in step.fields.items():
-                    if f.classification:
-                        out.setdefault(name, f.classification)
-        return out
+        return s.classifications(self.spec)
 
     def _field_governance(self, names: list[str]) -> dict[str, dict[str, Any]]:
         known = self.classifications()
@@ -254,10 +249,11 @@ def assertions_by_dataset(facts: RunLineageFacts, summary: RunSummary) -> dict[s
     """dataQualityAssertions per input dataset (a file, or a Kafka topic), each from the
     failures of that dataset's own rows: every validate step its rows go through counts its
     rule failures per source (:func:`transforms.step.failures_by_source`)."""
-    lookups = {st.lookup for st in facts.spec.steps if isinstance(st, s.LookupStepSpec)}
+    lookups = s.side_input_sources(facts.spec)
     result: dict[str, list[dict]] = {}
     for step in facts.spec.steps:
-        if not isinstance(step, s.ValidateStepSpec):
+        kind = registry.kind_of(step)
+        if kind.assertions is None:
             continue
         by_source = summary.node(step.name).rules_by_source
         for d in facts.inputs:
@@ -265,7 +261,7 @@ def assertions_by_dataset(facts: RunLineageFacts, summary: RunSummary) -> dict[s
                 continue
             for path in d.files or [d.uri]:
                 counts = _dataset_counts(by_source, d, path)
-                result.setdefault(path, []).extend(_step_assertions(step, counts))
+                result.setdefault(path, []).extend(kind.assertions(step, counts))
     return result
 
 
@@ -283,43 +279,6 @@ def _dataset_counts(
             for rule, n in rules.items():
                 counts[rule] = counts.get(rule, 0) + n
     return counts
-
-
-def _step_assertions(step: s.ValidateStepSpec, counts: dict[str, int]) -> list[dict]:
-    """One assertion per declared type, required field and rule of ``step``, and one per
-    Great Expectations expectation type that failed, with the failures in ``counts``."""
-    items: list[dict] = []
-    for name, f in step.fields.items():
-        for kind, applies in (("type", True), ("required", f.required)):
-            if applies:
-                rid = f"{kind}:{name}"
-                items.append(_assertion(kind, rid, name, "error", counts.get(rid, 0)))
-    for j, rule in enumerate(step.rules):
-        rid = rule.rule_id(j)
-        severity = "error" if rule.severity == "error" else "warn"
-        items.append(
-            _assertion(rule.rule, rid, getattr(rule, "field", None), severity, counts.get(rid, 0))
-        )
-    for key, n in counts.items():
-        if key.startswith("gx/"):
-            items.append(_assertion(key[3:], key, None, "error", n))
-    return items
-
-
-def _assertion(
-    kind: str, name: str, column: str | None, severity: str, failures: int
-) -> dict[str, Any]:
-    item = {
-        "assertion": kind,
-        "name": name,
-        "success": failures == 0,
-        "severity": severity,
-        "expected": "0 failing rows",
-        "actual": f"{failures} failing rows",
-    }
-    if column:
-        item["column"] = column
-    return item
 
 
 def read_profiles(spec: s.PipelineSpec, run_id: str) -> dict[str, dict]:

@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pipelines.spec import ParameterSpec, PipelineSpec, closest
+from connectors.errors import closest
+from pipelines.spec import ParameterSpec, PipelineSpec
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -48,30 +49,48 @@ def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Pydantic puts the discriminator value in error paths (``steps.2.validate.rules``);
     users think in positions, so drop a string that directly follows a list index when it is
     the node's own tag."""
+    tags = _union_tags()
     out: list[Any] = []
     for i, part in enumerate(loc):
-        if isinstance(part, str) and i > 0 and isinstance(loc[i - 1], int) and part in _TAGS:
+        if isinstance(part, str) and i > 0 and isinstance(loc[i - 1], int) and part in tags:
             continue
         out.append(part)
     return tuple(out)
 
 
-def _collect_tags() -> frozenset[str]:
+def _union_tags() -> set[str]:
+    """The tags of every discriminated union a spec can hold: each kind's ``type`` and the
+    tags of unions inside kind models (a validate step's ``rule``)."""
     from typing import get_args
 
-    from pipelines import spec as s
+    from pipelines import registry
 
     tags: set[str] = set()
-    for union in (s.SourceSpec, s.StepSpec, s.SinkSpec, s.RuleSpec):
-        for model in get_args(get_args(union)[0]):
-            for field in ("type", "rule"):
-                info = model.model_fields.get(field)
-                if info is not None:
-                    tags.update(get_args(info.annotation))
-    return frozenset(tags)
+    for role in registry.ROLES:
+        for kind in registry.kinds(role).values():
+            tags.add(kind.type)
+            for info in kind.model.model_fields.values():
+                for model in _union_members(info.annotation):
+                    for tag_field in ("type", "rule"):
+                        tag = model.model_fields.get(tag_field)
+                        if tag is not None:
+                            tags.update(get_args(tag.annotation))
+    return tags
 
 
-_TAGS = _collect_tags()
+def _union_members(annotation: Any) -> list[Any]:
+    """Pydantic models in a (possibly list-of, Annotated) union annotation."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    found = []
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            found.append(arg)
+        else:
+            found += _union_members(arg)
+    return found
 
 
 def _describe(error: Mapping[str, Any]) -> str:

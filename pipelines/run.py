@@ -185,12 +185,12 @@ def _commit_kafka(built: Any, result: Any) -> None:
     if not built.kafka_commits:
         return
     from connectors.kafka import commit_offsets, consumed_offsets
-    from pipelines.nodes import kafka_config
+    from pipelines.build import client_config
 
     for name, servers, group, config in built.kafka_commits:
         offsets = consumed_offsets(result, name)
         if offsets:
-            commit_offsets(servers, group, offsets, consumer_config=kafka_config(config, name))
+            commit_offsets(servers, group, offsets, consumer_config=client_config(config, name))
 
 
 def run_spec(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.metrics import parse_rule_counter
-from pipelines.nodes import Dataset
+from lineage.datasets import Dataset
 
 
 @dataclass

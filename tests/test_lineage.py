@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lineage.columns import sink_lineage
 from lineage.emitter import EVENT_OBSERVERS, BackgroundSender
 from lineage.naming import dataset_name, strip_credentials
 from pipelines import datagen
 from pipelines.cli import load_target
+from pipelines.column_lineage import sink_lineage
 from pipelines.loading import spec_from_data
 from pipelines.run import RunFailed, run_spec
 from tests import openlineage_schema
@@ -301,8 +301,8 @@ def test_sender_never_blocks_and_bounds_close():
 
 
 def test_running_heartbeat_carries_counts_so_far(tmp_path):
+    from lineage.datasets import Dataset
     from pipelines.lineage_run import LineageSession
-    from pipelines.nodes import Dataset
     from pipelines.summary import NodeCounts
 
     spec = small_spec(tmp_path, None)

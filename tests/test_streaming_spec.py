@@ -6,7 +6,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from lineage.columns import sink_lineage
+from pipelines.column_lineage import sink_lineage
 from pipelines.loading import spec_from_data
 from pipelines.run import run_spec
 

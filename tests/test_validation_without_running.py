@@ -224,10 +224,11 @@ def test_deep_validation_type_checks_each_input_file(tmp_path, capsys):
 def test_build_errors_are_reported_with_the_node_path():
     from apache_beam.typehints.decorators import TypeCheckError
 
-    from pipelines import nodes
-    from pipelines.spec import FilterStepSpec
+    from pipelines.build import BuildContext
+    from pipelines.steps import filter as filter_kind
 
-    node = FilterStepSpec(name="f", type="filter", where="a > 1")
+    node = filter_kind.FilterStepSpec(name="f", type="filter", where="a > 1")
+    ctx = BuildContext(spec=None, pipeline=None, run_id="r")
     with pytest.raises(TypeCheckError) as info:
-        nodes.build_filter(node, None, "steps[3]", None)  # no pipeline: Beam raises
+        filter_kind.build(node, ctx, "steps[3]", None)  # no pipeline: Beam raises
     assert build_problem(info.value).startswith("steps[3]: cannot be built: ")

@@ -1,0 +1,79 @@
+"""Column lineage of a spec: walk its nodes with each kind's lineage rule.
+
+The walk follows the wiring the builder uses (:func:`pipelines.spec.step_inputs`): sources,
+then steps in order, then sinks. Each kind module says how its node changes the rows' fields
+(:attr:`pipelines.registry.Kind.lineage`), so a new kind brings its own rule and none can be
+silently treated as a pass-through by a list kept elsewhere. Nothing is evaluated:
+expressions are parsed for the fields they read.
+
+The same walk serves ``beamwright validate``: every field a node names is recorded as a
+:class:`lineage.columns.FieldRead`, with the spec path naming it and the fields the rows hold
+at that point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from lineage.columns import FieldRead, FieldState, Origin, dead_letters, union
+from pipelines import registry
+from pipelines import spec as s
+
+
+@dataclass
+class SpecWalk:
+    """The walk's result and context: the rows' state after every node (sinks and dead
+    letters too), and every field a node names. Kind rules call :meth:`read` and
+    :meth:`state`."""
+
+    states: dict[str, FieldState] = field(default_factory=dict)
+    reads: list[FieldRead] = field(default_factory=list)
+
+    def read(self, path: str, names: Iterable[str], state: FieldState) -> None:
+        """Record that the node at ``path`` names the fields ``names`` of rows in ``state``."""
+        available = frozenset(state.fields)
+        self.reads.extend(FieldRead(path, n, available, state.complete) for n in names)
+
+    def state(self, name: str) -> FieldState:
+        """The rows' state after the node ``name`` (empty when unknown)."""
+        return self.states.get(name, FieldState())
+
+
+def walk(
+    spec: s.PipelineSpec,
+    source_fields: Mapping[str, Iterable[str]],
+    complete_sources: Iterable[str] = (),
+) -> SpecWalk:
+    """Walk ``spec`` given each source's field names; ``complete_sources`` are the sources
+    whose names are all of their fields (their schema is known)."""
+    complete = set(complete_sources)
+    result = SpecWalk(
+        {
+            name: FieldState({f: [Origin(name, f)] for f in fields}, complete=name in complete)
+            for name, fields in source_fields.items()
+        }
+    )
+    for i, step, names in s.step_inputs(spec):
+        state = union(result.state(n) for n in names)
+        result.states[step.name] = registry.kind_of(step).lineage(
+            step, state, result, f"steps[{i}]"
+        )
+    result.states[s.DEAD_LETTERS_INPUT] = dead_letters(
+        result.states, redacted=spec.dead_letter.redact
+    )
+    for i, sink, names in s.sink_inputs(spec):
+        upstream = union(result.state(n) for n in names)
+        result.states[sink.name] = registry.kind_of(sink).lineage(
+            sink, upstream, result, f"sinks[{i}]"
+        )
+    return result
+
+
+def sink_lineage(
+    spec: s.PipelineSpec, source_fields: Mapping[str, list[str]]
+) -> dict[str, FieldState]:
+    """Field states for every sink and for the dead letters, given each source's field names."""
+    states = walk(spec, source_fields).states
+    names = [s.DEAD_LETTERS_INPUT, *(sink.name for sink in spec.sinks)]
+    return {name: states[name] for name in names}

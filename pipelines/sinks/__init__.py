@@ -1,0 +1,1 @@
+"""Built-in sinks kinds, one module each (see :mod:`pipelines.registry`)."""

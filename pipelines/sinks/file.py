@@ -1,0 +1,87 @@
+"""The ``file`` sink: a directory of ``part-NNNNN-of-MMMMM`` files the sink owns, staged during
+the run and published by the driver once the run's checks passed (:mod:`connectors.committer`).
+Column lineage: the rows as they arrive (a pass-through).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from pipelines.registry import Kind
+from pipelines.spec_base import SinkBase
+
+
+class FileSinkSpec(SinkBase):
+    """A directory of sharded files: ``part-00000-of-00002.parquet`` and so on."""
+
+    type: Literal["file"]
+    path: str = Field(description="Output directory (local, gs://, ...); the sink owns it.")
+    format: Literal["jsonl", "csv", "parquet", "avro"] = "parquet"
+    options: dict[str, Any] = Field(default_factory=dict)
+    mode: Literal["overwrite", "append", "error_if_exists"] | None = Field(
+        default=None,
+        description="overwrite: replace this sink's own earlier files (listed in its manifest; "
+        "never files it did not write); append: add files; error_if_exists: refuse a "
+        "non-empty directory. Default: overwrite, or append when a source can be unbounded "
+        "(Kafka), where overwrite is refused.",
+    )
+    force: bool = Field(
+        default=False,
+        description="Write into a directory that holds files this sink does not own (or that "
+        "another sink owns); those files are kept, never deleted.",
+    )
+    keep_positions: bool = Field(
+        default=False,
+        description="Keep the source position columns _bw_source/_bw_offset in the output, so "
+        "downstream readers can deduplicate at-least-once deliveries.",
+    )
+
+
+def build(node: FileSinkSpec, ctx: Any, path: str, rows: Any) -> None:
+    from connectors.fileio import WriteFiles
+
+    try:
+        write = WriteFiles(
+            node.path,
+            sink_name=node.name,
+            format_name=node.format,
+            options=node.options,
+            mode=node.mode or "overwrite",
+            run_id=ctx.run_id,
+            pipeline_name=ctx.spec.name,
+            force=node.force,
+            keep_positions=node.keep_positions,
+            publish=False,
+            where=f"{path}.path",
+        )
+    except (ValueError, TypeError) as exc:
+        raise ctx.fail(f"{path}.options", str(exc)) from None
+    dataset = ctx.dataset(node.name, "sink", node.path, node.format)
+    ctx.own_output(dataset, write.target, f"{path}.path")
+    rows | node.name >> write
+    ctx.datasets_out.append(dataset)
+
+
+def paths(node: FileSinkSpec) -> list[tuple[str, str, bool]]:
+    return [("path", node.path, False)]
+
+
+def settle(node: FileSinkSpec, path: str, spec: Any) -> None:
+    """Default to overwrite, or to append when a source can be unbounded: there an overwrite
+    would erase the rows of earlier cycles whose offsets are already committed."""
+    from pipelines.spec import unbounded_sources
+
+    streaming = unbounded_sources(spec)
+    if node.mode is None:
+        node.mode = "append" if streaming else "overwrite"
+    elif node.mode == "overwrite" and streaming:
+        raise ValueError(
+            f"{path}.mode: overwrite would erase the rows of earlier runs or --follow cycles, "
+            f"whose source offsets ({', '.join(streaming)}) are already committed; use "
+            "mode: append (the default with a Kafka source)"
+        )
+
+
+KIND = Kind("sink", FileSinkSpec, build, paths=paths, settle=settle)

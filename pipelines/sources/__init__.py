@@ -1,0 +1,1 @@
+"""Built-in sources kinds, one module each (see :mod:`pipelines.registry`)."""

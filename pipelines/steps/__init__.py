@@ -1,0 +1,1 @@
+"""Built-in steps kinds, one module each (see :mod:`pipelines.registry`)."""
