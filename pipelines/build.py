@@ -12,6 +12,7 @@ Wiring rules (the spec's documentation repeats them):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 
@@ -23,6 +24,9 @@ from pipelines.spec import (
     PipelineSpec,
     ValidateStepSpec,
 )
+
+if TYPE_CHECKING:
+    from connectors.originals import Origins
 
 
 @dataclass
@@ -54,6 +58,24 @@ def classified_fields(spec: PipelineSpec) -> set[str]:
     return names
 
 
+def _origins(spec: PipelineSpec, ctx: BuildContext, rows_as_read: set[str]) -> Origins:
+    """Where every source's records can be read again, so dead letters keep the original."""
+    from connectors.originals import KafkaOrigin, Origins, file_origins
+    from pipelines.nodes import kafka_config
+
+    files, topics = {}, {}
+    inputs = {dataset.node: dataset for dataset in ctx.inputs}
+    for i, source in enumerate(spec.sources):
+        if source.type == "file":
+            files.update(file_origins(inputs[source.name].files, source.format, source.options))
+        elif source.type == "kafka":
+            config = kafka_config(source.consumer_config, f"sources[{i}].consumer_config")
+            origin = KafkaOrigin(source.bootstrap_servers, config)
+            names = [source.topics] if isinstance(source.topics, str) else source.topics
+            topics.update(dict.fromkeys(names, origin))
+    return Origins(files, topics, frozenset(rows_as_read))
+
+
 def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> BuiltPipeline:
     """Add the spec's transforms to ``pipeline``. Raises SpecError before anything runs."""
     ctx = BuildContext(spec=spec, pipeline=pipeline, run_id=run_id)
@@ -62,8 +84,11 @@ def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> 
         registry.SOURCES[source.type](source, ctx, f"sources[{i}]")
         order.append(("source", source.name))
     previous: list[str] = _default_first_input(spec)
+    rows_as_read: set[str] = set()  # steps reading sources directly: see connectors.originals
     for i, step in enumerate(spec.steps):
         names = [step.input] if isinstance(step.input, str) else (step.input or previous)
+        if set(names) <= {source.name for source in spec.sources}:
+            rows_as_read.add(step.name)
         rows = ctx.input_of(list(names), step.name)
         outputs = registry.STEPS[step.type](step, ctx, f"steps[{i}]", rows)
         ctx.outputs[step.name] = outputs.rows
@@ -80,6 +105,9 @@ def build_pipeline(spec: PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> 
         registry.SINKS[sink.type](sink, ctx, f"sinks[{i}]", rows)
         order.append(("sink", sink.name))
     dead = tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
+    from connectors.originals import RecoverOriginals
+
+    dead = dead | "DeadLetters/Originals" >> RecoverOriginals(_origins(spec, ctx, rows_as_read))
     if spec.dead_letter.redact:
         from transforms.redact import RedactDeadLetters
 
