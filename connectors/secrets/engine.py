@@ -400,7 +400,7 @@ class RotationEngine:
     def _roll_back(self, state: RuntimeState, secret: Secret, problem: str, outcome: str, log: Any) -> RotationResult:
         record = state.rotation
         assert record is not None
-        self._discard(record["version"], secret, problem, log, action="rollback", outcome=ROLLED_BACK_OUTCOME)
+        self._discard(record["version"], secret, problem, log, action="rollback", outcome=outcome)
         result = RotationResult(self.name, outcome, record["trigger"], record["token"], record["version"], reason=problem)
         return self._finish(state, result, secret.fingerprint)
 
