@@ -174,6 +174,10 @@ class FakeSecretManager:
         )
         if entry["expire_time"] is not None:
             secret.expire_time = entry["expire_time"]
+        if entry.get("topics"):
+            secret.topics = [types.Topic(name=t) for t in entry["topics"]]
+        if entry.get("rotation") is not None:
+            secret.rotation = entry["rotation"]
         return secret
 
     @staticmethod
@@ -246,6 +250,12 @@ class FakeSecretManager:
                 entry["aliases"] = aliases
             elif path == "annotations":
                 entry["annotations"] = dict(request.secret.annotations)
+            elif path == "topics":
+                entry["topics"] = [t.name for t in request.secret.topics]
+            elif path == "rotation":
+                if not entry.get("topics"):  # Secret Manager's rule
+                    raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "a rotation needs at least one topic")
+                entry["rotation"] = request.secret.rotation
             else:
                 raise _Abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"unsupported update_mask path {path}"
@@ -576,6 +586,7 @@ class _WebhookHandler(_Handler):
     def do_POST(self) -> None:  # noqa: N802
         body = self._body()
         owner = self.owner
+        owner.arrivals += 1
         if owner.delay:
             time.sleep(owner.delay)  # a slow receiver: the sender may be killed meanwhile
         valid = verify_signature(
@@ -598,6 +609,7 @@ class WebhookReceiver:
         self.key = key
         self.delay = delay
         self.guard = ReplayGuard()
+        self.arrivals = 0  # requests that reached the handler, answered or not
         self.received: list[dict[str, Any]] = []
         self._server = _Server(_WebhookHandler, self)
 

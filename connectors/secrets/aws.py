@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -187,6 +187,11 @@ class AwsSecretsManager:
             self._describe(name)
         except SecretNotFound:
             self._call(f"secret {name!r}", self.client.create_secret, Name=name)
+
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Nothing to set: AWS's ``RotationRules`` need a rotation Lambda, and rotation runs here."""
 
     def add_version(
         self, name: str, secret: Secret, *, token: str | None = None, expire_time: datetime | None = None

@@ -178,6 +178,10 @@ class RotationEngine:
             except SecretNotFound:
                 self.store.ensure(self.name)
                 result = self._rotate(state, trigger=INITIAL, actor=actor, reason="no current version")
+            if self.policy.schedule:
+                first = self.policy.next_run(datetime.now(timezone.utc))
+                period = (self.policy.next_run(first) - first).total_seconds()
+                self.store.schedule_rotation(self.name, next_time=first, period=period, topics=self.policy.topics)
             self._deliver(state, actor)
             return result
 
@@ -514,9 +518,12 @@ class RotationEngine:
     # ------------------------------------------------------------------ retiring
 
     def _retire(self, state: RuntimeState, now: float, actor: str) -> list[RotationResult]:
-        """Revoke and disable each version whose overlap ended. A failure keeps the version on
-        the list (retried every refresh interval), is notified once, and is returned as a
-        ``failed`` result so ``run --once`` exits non-zero."""
+        """Revoke and disable each version whose overlap ended: ``previous`` is taken off it,
+        the value revoked at its issuer, then the version disabled. A failure keeps the version
+        on the list (retried every refresh interval), is notified once, and is returned as a
+        ``failed`` result so ``run --once`` exits non-zero. While revocation fails the version
+        stays enabled but unstaged: disabling it would destroy the only copy of the value the
+        issuer needs to revoke it, leaving it valid there for good."""
         failures = []
         for version, when in sorted(state.retiring.items(), key=lambda kv: kv[1]):
             if when > now:
@@ -534,10 +541,10 @@ class RotationEngine:
                     old = self._seen(self.store.access(self.name, version).secret)
                 except SecretError:
                     old = None  # already disabled (after its revocation) by an earlier attempt
+                self.store.clear_stage(self.name, PREVIOUS, version)  # consumers stop falling back to it
                 if old is not None:
                     self.issuer.revoke(self.name, old)
                 crash_point("disable")
-                self.store.clear_stage(self.name, PREVIOUS, version)
                 self.store.disable(self.name, version)
             except Exception as exc:  # noqa: BLE001 - retried after one refresh interval
                 why = f"{self._error(exc)}; retrying"

@@ -24,7 +24,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -176,6 +176,11 @@ class FileStore:
 
     def ensure(self, name: str) -> None:
         self._update(name, lambda folder, index: None)
+
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Nothing to set: the file store has no rotation schedule of its own."""
 
     def add_version(
         self, name: str, secret: Secret, *, token: str | None = None, expire_time: datetime | None = None

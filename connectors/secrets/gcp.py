@@ -15,7 +15,7 @@ within one refresh, not a minute later. Payloads carry a CRC32C checksum both wa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -240,6 +240,31 @@ class GcpSecretManager:
             return
         except (gexc.ServiceUnavailable, gexc.DeadlineExceeded) as exc:
             raise SecretUnavailable(f"secret {name!r}: Secret Manager unavailable ({type(exc).__name__})") from None
+
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Set ``rotation.next_rotation_time``/``rotation_period`` and ``topics`` so Secret Manager
+        publishes ``SECRET_ROTATE`` messages on the policy's schedule. Secret Manager refuses a
+        rotation without a topic, so without topics nothing is set (the service's own schedule
+        still rotates)."""
+        if not topics:
+            return
+        from google.protobuf import duration_pb2
+
+        update = self._types.Secret(
+            name=self._secret_path(name),
+            topics=[self._types.Topic(name=t) for t in topics],
+            rotation=self._types.Rotation(
+                next_rotation_time=next_time, rotation_period=duration_pb2.Duration(seconds=int(period))
+            ),
+        )
+        self._call(
+            f"secret {name!r}",
+            self.client.update_secret,
+            secret=update,
+            update_mask={"paths": ["topics", "rotation"]},
+        )
 
     def add_version(
         self, name: str, secret: Secret, *, token: str | None = None, expire_time: datetime | None = None

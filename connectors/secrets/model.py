@@ -13,7 +13,7 @@ Metadata types here never hold a value; only :class:`VersionedSecret` does, thro
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -166,6 +166,13 @@ class RotatableStore(SecretSource, Protocol):
         ...
 
     def describe(self, name: str) -> SecretInfo: ...
+
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Tell the store when rotations are due, where it has such a setting (Secret Manager's
+        ``rotation`` and ``topics``, so it publishes ``SECRET_ROTATE``); elsewhere a no-op."""
+        ...
 
     def add_version(
         self,

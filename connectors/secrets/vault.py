@@ -16,7 +16,7 @@ never part of the config, so the config can travel to pipeline workers and polic
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -206,6 +206,11 @@ class VaultKv2:
 
     def ensure(self, name: str) -> None:
         """Nothing to do: KV v2 creates a secret with its first version."""
+
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Nothing to set: Vault KV v2 has no rotation schedule."""
 
     def add_version(
         self, name: str, secret: Secret, *, token: str | None = None, expire_time: datetime | None = None
