@@ -14,10 +14,15 @@ Python's form of ``ProcessContinuation.resume``), after advancing the watermark 
 ``now - idle_watermark_delay_s`` so an idle partition does not hold windows back; it also
 checkpoints every ``checkpoint_interval_s`` so that bundles end and commit. A read that ends
 at a known offset never waits: the records are in the partition, and if none come for
-``stall_timeout_s`` it fails naming the partition rather than hang.
+``stall_timeout_s`` it fails naming the partition rather than hang. A lost broker fails the read
+sooner, with :class:`connectors.kafka.health.BrokerUnreachable` (see that module); the rows
+emitted until then are in the local tally (:data:`connectors.metrics.TALLY`), which a failed
+run's summary can report (Beam's counters of a failed bundle are lost).
 
 With ``commit="bundle"`` the reader registers a bundle finalization callback committing the
-next offset to read; the runner calls it once the bundle's outputs are durably committed.
+next offset to read; the runner calls it once the bundle's outputs are durably committed. The
+position is also recorded when nothing was read if the partition was placed at the log end
+(``PartitionRead.commit_start``), so the next run continues from there.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from connectors.kafka.batch import BatchConverter, BatchSettings
 from connectors.kafka.config import ClientConfig
 from connectors.kafka.decode import ValueDecoder, make_decoder
-from connectors.kafka.health import BrokerWatch
+from connectors.kafka.health import BrokerUnreachable, BrokerWatch
 from connectors.kafka.offsets import next_offset_metric
 from connectors.kafka.plan import PROBE_CONSUMER, PartitionRead, ReadPlan, plan_reads
 from connectors.kafka.restriction import TRACKER_PARAM, WATERMARK_PARAM
@@ -172,7 +177,11 @@ class ReadPartitionFn(beam.DoFn):
         start = tracker.current_restriction().start
         done_upto = start
         if start < tracker.current_restriction().stop:
-            done_upto = yield from self._consume(read, tracker, watermark, start)
+            try:
+                done_upto = yield from self._consume(read, tracker, watermark, start)
+            except BrokerUnreachable:
+                self.teardown()  # a consumer left open would retry the lost broker forever
+                raise
         if done_upto > start or read.commit_start:
             self._record_position(read, done_upto, finalizer)
 
