@@ -20,9 +20,9 @@ dead-letter sink), reads the record at that position again:
 - Avro: ``payloadBytes`` = the datum's bytes exactly as stored in its block (Avro binary under
   the writer schema, decompressed), ``payloadString`` = the datum as strict JSON; attribute
   ``avro.schema_fingerprint`` = CRC-64-AVRO of the writer schema's canonical form (hex).
-- Kafka: ``payloadBytes`` = the value, ``payloadString`` = the value when it is UTF-8 text
-  (else the row's JSON stays); attributes = topic, partition, offset, timestamp, key and headers
-  (fetched back with :mod:`connectors.kafka.fetch`).
+- Kafka: ``payloadBytes`` = the value, ``payloadString`` = the value when the source reads
+  text (``json``, ``string``; Avro and bytes values keep the row's JSON); attributes = topic,
+  partition, offset, timestamp, key and headers (:mod:`connectors.kafka.fetch`).
 
 Every dead letter this looks at gets the attribute ``original``: ``recovered``, or
 ``unavailable (<reason>)`` (file changed or gone, broker unreachable, record deleted by
@@ -66,7 +66,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -84,7 +84,7 @@ MAX_CACHED_BYTES = 512 << 20
 """Bound on the per-process cache of file indexes and decoded Parquet row groups."""
 MAX_CACHED_ENTRIES = 32
 
-_SCAN_BYTES = 16 << 20  # numpy scans the file in blocks of this size (bounded temporaries)
+_SCAN_BYTES = 4 << 20  # numpy scans files in blocks of this size (measured fastest)
 _BOM = b"\xef\xbb\xbf"
 _NEWLINE, _CR = 10, 13
 _ATTRIBUTES = DEAD_LETTER_SCHEMA.field("attributes")
@@ -102,10 +102,12 @@ class FileOrigin:
 
 @dataclass(frozen=True)
 class KafkaOrigin:
-    """Where a Kafka source's topics live (``consumer_config`` keeps secrets as references)."""
+    """Where a Kafka source's topics live (``consumer_config`` keeps secrets as references),
+    and how values are encoded: only ``json`` and ``string`` values are text."""
 
     bootstrap_servers: str
     consumer_config: Mapping[str, Any]
+    value_format: str = "json"
 
 
 @dataclass(frozen=True)
@@ -132,19 +134,24 @@ def file_origins(
 
     origins = {}
     for path in paths:
-        size, mtime = _file_state(path)
+        try:
+            size, mtime = _file_state(path)
+        except _Unavailable:
+            continue  # gone since it was matched: its rows cannot be read either
         origins[path] = FileOrigin(format_name or infer_format(path), dict(options), size, mtime)
     return origins
 
 
-@dataclass(frozen=True)
-class Original:
+class Original(NamedTuple):  # a tuple: thousands are made per batch, cheaply
     """A record as it was read; ``text`` None keeps the dead letter's JSON payload."""
 
     payload: bytes | None
     text: str | None
     attributes: tuple[tuple[str, str | None], ...] = ()
 
+
+_AS_STORED = Original(None, None)
+"""A Parquet row that reached its step unchanged: the JSON payload is the row as stored."""
 
 Found = dict[int, "Original | str"]
 """Per offset: the record, or why there is none."""
@@ -158,39 +165,70 @@ class _Unavailable(Exception):
 
 
 def recover_originals(table: pa.Table, origins: Origins) -> tuple[pa.Table, int, int]:
-    """``table`` (dead letters) with originals filled in; and how many were / were not found."""
+    """``table`` (dead letters) with originals filled in; and how many were / were not found.
+
+    Columnar but for one small loop over the rows that need an original: only their
+    positions become Python values, and the new columns are scattered back with ``take``.
+    """
     pending = _pending(table)
     if not len(pending):
         return table, 0, 0
-    sources = table.column("source").to_pylist()
-    offsets = table.column("offset").to_pylist()
-    steps = table.column("step").to_pylist()
-    texts = table.column("payloadString").to_pylist()
-    payloads = table.column("payloadBytes").to_pylist()
-    attributes = table.column("attributes").to_pylist()
+    index = pa.array(pending, pa.int64())
+    sources = table.column("source").take(index).to_pylist()
+    offsets = table.column("offset").take(index).to_pylist()
+    steps = table.column("step").take(index).to_pylist()
     by_source: dict[str, list[int]] = {}
-    for row in pending.tolist():
-        by_source.setdefault(sources[row], []).append(row)
+    for row, source in enumerate(sources):
+        by_source.setdefault(source, []).append(row)
+    payloads: list[bytes | None] = [None] * len(pending)
+    texts: list[str | None] = [None] * len(pending)
+    pairs: list[tuple[tuple[str, str | None], ...]] = [()] * len(pending)
     recovered = 0
     for source, rows in by_source.items():
         found = _fetch(source, [offsets[r] for r in rows], [steps[r] for r in rows], origins)
         for row in rows:
             original = found.get(offsets[row], f"no record at offset {offsets[row]}")
             if isinstance(original, str):
-                attributes[row] = [{"key": ORIGINAL, "value": f"unavailable ({original})"}]
+                pairs[row] = ((ORIGINAL, f"unavailable ({original})"),)
                 continue
             recovered += 1
-            payloads[row] = original.payload
-            if original.text is not None:
-                texts[row] = original.text
-            attributes[row] = [
-                *({"key": k, "value": v} for k, v in original.attributes),
-                {"key": ORIGINAL, "value": RECOVERED},
-            ]
-    table = _set(table, "payloadString", pa.array(texts, pa.string()))
-    table = _set(table, "payloadBytes", pa.array(payloads, pa.binary()))
-    table = _set(table, "attributes", pa.array(attributes, _ATTRIBUTES.type))
+            payloads[row], texts[row] = original.payload, original.text
+            pairs[row] = (*original.attributes, (ORIGINAL, RECOVERED))
+    kept_texts = table.column("payloadString").take(index)
+    columns = {
+        "payloadString": pc.coalesce(pa.array(texts, pa.string()), kept_texts),
+        "payloadBytes": pa.array(payloads, pa.binary()),
+        "attributes": _attributes(pairs),
+    }
+    for name, values in columns.items():
+        position = table.schema.get_field_index(name)
+        table = table.set_column(
+            position, table.schema.field(position), _scatter(table.column(name), pending, values)
+        )
     return table, recovered, len(pending) - recovered
+
+
+def _attributes(pairs: list[tuple[tuple[str, str | None], ...]]) -> pa.Array:
+    """An ``attributes`` column from each row's ``(key, value)`` pairs."""
+    ends = np.cumsum([0, *map(len, pairs)], dtype=np.int32)
+    entries = pa.StructArray.from_arrays(
+        [
+            pa.array([key for row in pairs for key, _ in row], pa.string()),
+            pa.array([value for row in pairs for _, value in row], pa.string()),
+        ],
+        fields=list(_ATTRIBUTES.type.value_type),
+    )
+    return pa.ListArray.from_arrays(pa.array(ends), entries, type=_ATTRIBUTES.type)
+
+
+def _scatter(column: pa.ChunkedArray, rows: np.ndarray, values: pa.Array) -> pa.Array:
+    """``column`` with ``rows`` replaced by ``values`` (all rows: just ``values``)."""
+    if len(rows) == len(column):
+        return values
+    size = len(column)
+    order = np.arange(size)
+    order[rows] = size + np.arange(len(rows))
+    return pa.concat_arrays([column.combine_chunks(), values]).take(pa.array(order))
 
 
 def _pending(table: pa.Table) -> np.ndarray:
@@ -202,11 +240,6 @@ def _pending(table: pa.Table) -> np.ndarray:
     return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
 
 
-def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    index = table.schema.get_field_index(name)
-    return table.set_column(index, table.schema.field(index), values)
-
-
 def _fetch(source: str, offsets: list[int], steps: list[str], origins: Origins) -> Found:
     """The originals at ``offsets`` of ``source``; a failure makes them all unavailable."""
     try:
@@ -215,7 +248,7 @@ def _fetch(source: str, offsets: list[int], steps: list[str], origins: Origins) 
             if origin.format_name == "parquet":
                 # rows straight from the source already are the stored rows (module doc)
                 pairs = list(zip(offsets, steps, strict=True))
-                as_read = {o: Original(None, None) for o, s in pairs if s in origins.rows_as_read}
+                as_read = {o: _AS_STORED for o, s in pairs if s in origins.rows_as_read}
                 offsets = [o for o, s in pairs if s not in origins.rows_as_read]
                 return {**as_read, **(_file_originals(source, origin, offsets) if offsets else {})}
             return _file_originals(source, origin, offsets)
@@ -406,8 +439,10 @@ def _jsonl(path: str, origin: FileOrigin, offsets: list[int]) -> Found:
     """Lines as the JSONL reader cut them: without ``\\n``/``\\r\\n``, BOM removed on line 1."""
     lines = _cached("lines", path, origin, lambda: _Lines(path, bare_cr=False))
     valid, found = _in_range(offsets, lines.count)
-    for line in valid:
-        raw = lines.get(line)
+    wanted = np.array(valid, np.int64)
+    bounds = zip(lines.starts[wanted - 1].tolist(), lines.starts[wanted].tolist(), strict=True)
+    for line, (start, end) in zip(valid, bounds, strict=True):
+        raw = lines.data[start:end]
         if raw.endswith(b"\n"):
             raw = raw[:-1].removesuffix(b"\r")
         if line == 1:
@@ -591,10 +626,11 @@ def _kafka_originals(origin: KafkaOrigin, topic: str, partition: int, offsets: l
     except Exception as exc:
         _unreachable[servers] = (time.monotonic(), f"{type(exc).__name__}: {exc}"[:300])
         raise
+    textual = origin.value_format in ("json", "string")  # Avro bytes may happen to be UTF-8
     return {
         offset: Original(
             record.value,
-            _text(record.value),
+            _text(record.value) if textual else None,
             tuple((a["key"], a["value"]) for a in attributes_of(record)),
         )
         for offset, record in records.items()

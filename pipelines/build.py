@@ -70,7 +70,7 @@ def _origins(spec: PipelineSpec, ctx: BuildContext, rows_as_read: set[str]) -> O
             files.update(file_origins(inputs[source.name].files, source.format, source.options))
         elif source.type == "kafka":
             config = kafka_config(source.consumer_config, f"sources[{i}].consumer_config")
-            origin = KafkaOrigin(source.bootstrap_servers, config)
+            origin = KafkaOrigin(source.bootstrap_servers, config, source.value_format)
             names = [source.topics] if isinstance(source.topics, str) else source.topics
             topics.update(dict.fromkeys(names, origin))
     return Origins(files, topics, frozenset(rows_as_read))
