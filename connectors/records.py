@@ -100,13 +100,16 @@ def _now(n: int) -> pa.Array:
 
 
 def rows_to_json(table: pa.Table) -> pa.Array:
-    """Each row (position columns excluded) as one JSON object, for payloadString.
+    """Each row (position columns excluded) as one strict JSON object, for payloadString.
 
-    Built column-wise with Arrow kernels (see :mod:`connectors.files.jsonencode`), not per row.
+    Strict because other tools must parse dead letters: a non-finite float (``1e400`` read as
+    infinity, ``NaN``) is written as the string ``"Infinity"``/``"NaN"``, never as a bare token
+    that RFC 8259 parsers reject. Built column-wise with Arrow kernels (see
+    :mod:`connectors.files.jsonencode`), not per row.
     """
     from connectors.files.jsonencode import json_objects
 
-    return json_objects(strip_positions(table))
+    return json_objects(strip_positions(table), strict=True)
 
 
 def _strings(values: Sequence[str] | pa.Array) -> pa.Array:
@@ -126,7 +129,9 @@ def dead_letters_for_rows(
     """Dead-letter rows for ``rows`` (already selected), one error message and rule per row.
 
     The payload is the row as it entered the rejecting step, as JSON; its source position is
-    kept when the row carries one.
+    kept when the row carries one, so that ``connectors.originals.RecoverOriginals`` can replace
+    the payload with the record exactly as it was read (``payloadBytes`` and ``attributes``
+    stay null until then: that is how it knows which dead letters still need their original).
     """
     n = rows.num_rows
     if n == 0:

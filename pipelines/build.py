@@ -12,7 +12,7 @@ parse, expressions compile, secrets resolve, outputs may be written) and raise
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 
@@ -21,6 +21,9 @@ from pipelines import registry
 from pipelines import spec as s
 from pipelines.loading import SpecError
 from pipelines.spec_base import SecretRef
+
+if TYPE_CHECKING:
+    from connectors.originals import Origins
 
 
 @dataclass
@@ -141,7 +144,11 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
     for i, source in enumerate(spec.sources):
         registry.kind_of(source).build(source, ctx, f"sources[{i}]")
         order.append(("source", source.name))
+    sources = {source.name for source in spec.sources}
+    rows_as_read: set[str] = set()  # steps reading sources directly: see connectors.originals
     for i, step, names in s.step_inputs(spec):
+        if set(names) <= sources:
+            rows_as_read.add(step.name)
         rows = ctx.input_of(names, step.name)
         outputs = registry.kind_of(step).build(step, ctx, f"steps[{i}]", rows)
         ctx.outputs[step.name] = outputs.rows
@@ -157,6 +164,9 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
         registry.kind_of(sink).build(sink, ctx, f"sinks[{i}]", rows)
         order.append(("sink", sink.name))
     dead = tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
+    from connectors.originals import RecoverOriginals
+
+    dead = dead | "DeadLetters/Originals" >> RecoverOriginals(_origins(spec, ctx, rows_as_read))
     if spec.dead_letter.redact:
         from transforms.redact import RedactDeadLetters
 
@@ -170,6 +180,23 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
     return BuiltPipeline(
         pipeline, ctx.inputs, ctx.datasets_out, order, ctx.kafka_commits, ctx.committers
     )
+
+
+def _origins(spec: s.PipelineSpec, ctx: BuildContext, rows_as_read: set[str]) -> Origins:
+    """Where every source's records can be read again, so dead letters keep the original
+    (each source kind says how: ``Kind.origins``)."""
+    from connectors.originals import Origins
+
+    files: dict[str, Any] = {}
+    topics: dict[str, Any] = {}
+    datasets = {dataset.node: dataset for dataset in ctx.inputs}
+    for i, source in enumerate(spec.sources):
+        more_files, more_topics = registry.kind_of(source).origins(
+            source, datasets.get(source.name), f"sources[{i}]"
+        )
+        files.update(more_files)
+        topics.update(more_topics)
+    return Origins(files, topics, frozenset(rows_as_read))
 
 
 def _build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:

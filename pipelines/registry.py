@@ -59,6 +59,10 @@ def _no_problems(node: Any, table: Any) -> list[str]:
     return []
 
 
+def _no_origins(node: Any, dataset: Any, path: str) -> tuple[dict, dict]:
+    return {}, {}
+
+
 @dataclass(frozen=True)
 class Kind:
     """One source, step or sink kind.
@@ -85,6 +89,9 @@ class Kind:
         unbounded: sources: whether the source can be unbounded (sinks adapt, see ``settle``).
         settle: sinks: ``settle(node, path, spec)`` fills defaults that depend on the whole
             spec (a file sink appends when a source can be unbounded) or raises ValueError.
+        origins: sources: ``origins(node, dataset, path)`` -> (file path -> FileOrigin, topic
+            -> KafkaOrigin): how to read a record again by its position, so dead letters keep
+            the original record (:mod:`connectors.originals`).
         dry_run: sinks that work on the rows themselves: problems (``"key: problem"``) found
             by trying an empty table with the real input schema (``validate --deep``).
     """
@@ -102,6 +109,7 @@ class Kind:
     unbounded: bool = False
     settle: Callable[[Any, str, Any], None] = _settled
     dry_run: Callable[[Any, Any], list[str]] = _no_problems
+    origins: Callable[[Any, Any, str], tuple[dict, dict]] = _no_origins
 
     @property
     def type(self) -> str:

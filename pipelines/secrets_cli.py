@@ -1,9 +1,9 @@
 """``beamwright secrets start|status|rotate|audit|stop|run``: credential rotation from the shell.
 
 Each command is a thin layer over :class:`connectors.secrets.service.RotationService`; they
-share a home directory (``--home``, ``$BEAMWRIGHT_SECRETS_HOME``, or
-``beamwright-output/secret-rotation``) holding policies, state, the audit log and the failure
-inbox. Only the standard library is imported here; the service and its client libraries are
+share a home directory (``--home``, ``$BEAMWRIGHT_SECRETS_HOME``, or the user's
+``$XDG_STATE_HOME/beamwright``, never the current directory) holding policies, state, the
+audit log and the failure inbox. Only the standard library is imported here; the service and its client libraries are
 imported by the command that runs, so ``beamwright --help`` stays fast.
 
 ``start`` registers a policy (and creates the first version if the secret has none), ``run``
@@ -25,11 +25,12 @@ from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 HOME_ENV = "BEAMWRIGHT_SECRETS_HOME"
-DEFAULT_HOME = "beamwright-output/secret-rotation"
 
 
 def _home(args: argparse.Namespace) -> Path:
-    return Path(args.home or os.environ.get(HOME_ENV) or DEFAULT_HOME)
+    from connectors.secrets.state import default_home
+
+    return Path(args.home or os.environ.get(HOME_ENV) or default_home())
 
 
 def _service(args: argparse.Namespace) -> Any:
@@ -103,7 +104,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     policy = RotationPolicy.from_dict(_policy_data(args))
     service = _service(args)
     try:
-        initial = service.start(policy)
+        initial = service.start(policy, replace=args.replace)
     finally:
         service.close()
     print(
@@ -140,7 +141,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no rotation policies in {_home(args)}")
     for s in statuses:
         print(f"{s.name}  {'active' if s.active else 'stopped'}  store={s.policy['store']['type']}")
-        print(f"  current   {_version_text(s.current)}")
+        print(f"  current   {_version_text(s.current)}{'  EXPIRED' if s.expired else ''}")
         print(f"  previous  {_version_text(s.previous)}")
         print(f"  pending   {_version_text(s.pending)}")
         for version, when in s.retiring.items():
@@ -216,15 +217,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _guarded(handler: Any) -> Any:
-    """Turn configuration and store errors into one readable line and exit code 2."""
+    """Turn errors into one readable line (through the one redaction path): an unreachable
+    store exits 1 like a failed rotation (retry later), configuration errors exit 2."""
 
     def run(args: argparse.Namespace) -> int:
         from connectors.secrets import SecretError
+        from connectors.secrets.audit import scrub
+        from connectors.secrets.model import SecretUnavailable
 
         try:
             return handler(args)
+        except SecretUnavailable as exc:
+            print(f"beamwright secrets: the store is unavailable: {scrub(str(exc))}", file=sys.stderr)
+            return EXIT_FAILED
         except (SecretError, ValueError, OSError) as exc:
-            print(f"beamwright secrets: {exc}", file=sys.stderr)
+            print(f"beamwright secrets: {scrub(str(exc))}", file=sys.stderr)
             return EXIT_INVALID
 
     return run
@@ -236,7 +243,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "secrets", help="rotate credentials: start, status, rotate, audit, stop, run"
     )
     parser.add_argument(
-        "--home", help=f"service directory (default: ${HOME_ENV} or {DEFAULT_HOME})"
+        "--home", help=f"service directory (default: ${HOME_ENV} or $XDG_STATE_HOME/beamwright)"
     )
     parser.add_argument("--actor", help="who to name in the audit log (default: user@host)")
     sub = parser.add_subparsers(dest="secrets_command", required=True)
@@ -290,6 +297,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="a webhook or smtp notifier (repeatable)",
+    )
+    start.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a different policy already registered under this name",
     )
     start.set_defaults(func=_guarded(cmd_start))
 

@@ -30,7 +30,13 @@ from google.cloud.secretmanager_v1 import types
 
 from connectors.secrets import Secret
 from connectors.secrets.gcp import crc32c
-from connectors.secrets.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from connectors.secrets.notify import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    ReplayGuard,
+    verify_signature,
+)
 
 LOOPBACK = "127.0.0.1"
 
@@ -168,6 +174,10 @@ class FakeSecretManager:
         )
         if entry["expire_time"] is not None:
             secret.expire_time = entry["expire_time"]
+        if entry.get("topics"):
+            secret.topics = [types.Topic(name=t) for t in entry["topics"]]
+        if entry.get("rotation") is not None:
+            secret.rotation = entry["rotation"]
         return secret
 
     @staticmethod
@@ -240,6 +250,12 @@ class FakeSecretManager:
                 entry["aliases"] = aliases
             elif path == "annotations":
                 entry["annotations"] = dict(request.secret.annotations)
+            elif path == "topics":
+                entry["topics"] = [t.name for t in request.secret.topics]
+            elif path == "rotation":
+                if not entry.get("topics"):  # Secret Manager's rule
+                    raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "a rotation needs at least one topic")
+                entry["rotation"] = request.secret.rotation
             else:
                 raise _Abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"unsupported update_mask path {path}"
@@ -570,21 +586,30 @@ class _WebhookHandler(_Handler):
     def do_POST(self) -> None:  # noqa: N802
         body = self._body()
         owner = self.owner
+        owner.arrivals += 1
+        if owner.delay:
+            time.sleep(owner.delay)  # a slow receiver: the sender may be killed meanwhile
         valid = verify_signature(
             owner.key,
             self.headers.get(TIMESTAMP_HEADER, ""),
+            self.headers.get(NONCE_HEADER, ""),
             body,
             self.headers.get(SIGNATURE_HEADER, ""),
+            guard=owner.guard,
         )
         owner.received.append({"valid": valid, "body": body, "headers": dict(self.headers)})
         self._reply(204 if valid else 401)
 
 
 class WebhookReceiver:
-    """Accepts webhook calls whose HMAC signature checks out with ``key``; keeps them all."""
+    """Accepts webhook calls whose HMAC signature checks out with ``key`` and whose nonce was
+    not used before (replays are rejected); keeps them all. ``delay`` makes it answer slowly."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, delay: float = 0.0) -> None:
         self.key = key
+        self.delay = delay
+        self.guard = ReplayGuard()
+        self.arrivals = 0  # requests that reached the handler, answered or not
         self.received: list[dict[str, Any]] = []
         self._server = _Server(_WebhookHandler, self)
 
@@ -720,3 +745,51 @@ class ProtectedApi:
     def all_tokens(self) -> list[str]:
         with self.lock:
             return list(self.tokens)
+
+
+# ============================================================================ every store at once
+
+
+VAULT_TOKEN = "vault-root-token"
+PROVIDERS = ("file", "gcp", "vault", "aws")
+
+
+class StoreServers:
+    """One Secret Manager, Vault and moto server for a whole test module, and the provider
+    config for each kind. The configs use environment variables for credentials
+    (``BW_TEST_VAULT_TOKEN``, AWS's), which :meth:`environment` gives, so the same configs
+    work in subprocesses."""
+
+    def __init__(self) -> None:
+        self.gsm = FakeSecretManager().start()
+        self.vault = VaultServer(token=VAULT_TOKEN)
+        self._moto = moto_endpoint()
+        self.aws_url = self._moto.__enter__()
+
+    @staticmethod
+    def environment() -> dict[str, str]:
+        return {
+            "BW_TEST_VAULT_TOKEN": VAULT_TOKEN,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+
+    def config(self, kind: str, file_root: str, prefix: str) -> dict[str, Any]:
+        """A provider config of ``kind``; ``prefix`` keeps tests apart on shared servers."""
+        if kind == "file":
+            return {"type": "file", "path": file_root}
+        if kind == "gcp":
+            return {"type": "gcp", "project": prefix, "emulator_host": self.gsm.address, "timeout": 5}
+        if kind == "vault":
+            return {
+                "type": "vault",
+                "url": self.vault.url,
+                "token_env": "BW_TEST_VAULT_TOKEN",
+                "path_prefix": f"{prefix}/",
+            }
+        return {"type": "aws", "endpoint_url": self.aws_url, "region": "us-east-1", "timeout": 5}
+
+    def close(self) -> None:
+        self._moto.__exit__(None, None, None)
+        self.vault.close()
+        self.gsm.stop()

@@ -14,11 +14,14 @@ import logging
 import math
 from pathlib import Path
 
+import apache_beam as beam
 import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
 
+import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder for beam.Create
 from connectors.files import CorruptFileError, make_format
 from connectors.files.base import require_unique_columns
 from connectors.records import with_positions
@@ -354,24 +357,25 @@ def test_profile_errors_are_kept_per_column_in_partials_and_merges(tmp_path):
         pa.schema([("ts", year_0.type), ("n", pa.float64())])
     )
 
-    fn = WriteProfile(str(tmp_path), "src")._fn  # the bundle DoFn, run as a runner would
-    fn.start_bundle()
-    fn.process(good)
-    fn.process(bad)
-    fn.finish_bundle()
-    (partial_file,) = tmp_path.glob("src-*.json")
-    partial = json.loads(partial_file.read_text())
-    assert partial["columns"]["ts"]["error"].startswith("OverflowError")
-    assert partial["columns"]["ts"]["count"] == 2 and "min" not in partial["columns"]["ts"]
+    with TestPipeline() as p:
+        _ = p | beam.Create([good, bad]) | WriteProfile(str(tmp_path), "src")
+    partials = [json.loads(f.read_text()) for f in sorted(tmp_path.glob("src-*.json"))]
+    (failed,) = [part["columns"]["ts"] for part in partials if "error" in part["columns"]["ts"]]
+    assert failed["error"] == "OverflowError: date value out of range"
+    assert "min" not in failed and "max" not in failed
 
     clean = ColumnProfile().add_input(ColumnProfile().create_accumulator(), good)
-    merged = merge_profiles([clean, partial])
+    merged = merge_profiles([clean, *partials])  # the error wins over the clean partial's min
     assert merged["rowCount"] == 3
-    assert set(merged["columns"]["ts"]) == {"nullCount", "count", "error"}
+    assert merged["columns"]["ts"] == {
+        "nullCount": 0,
+        "count": 3,
+        "error": "OverflowError: date value out of range",
+    }
     assert merged["columns"]["n"]["max"] == 1.0  # min/max skip NaN
     assert "sum" not in merged["columns"]["n"]  # a sum over NaN cannot be written as JSON
     assert merged["warnings"] == [
-        f"column ts: value metrics missing: {partial['columns']['ts']['error']}",
+        "column ts: value metrics missing: OverflowError: date value out of range",
         "column n: sum left out: not a finite number",
     ]
 

@@ -75,7 +75,7 @@ def test_kafka_to_parquet_and_kafka_with_offsets_committed(tmp_path, kafka_broke
     letters = [json.loads(line) for f in (tmp_path / "dead").glob("*.jsonl") for line in f.read_text().splitlines()]
     parse = [d for d in letters if d["rule"] == "parse"]
     assert parse and parse[0]["source"].startswith(f"{src}/") and parse[0]["offset"] >= 0
-    assert {a["key"] for a in parse[0]["attributes"]} >= {"kafka.topic", "kafka.partition", "kafka.offset"}
+    assert {a["key"] for a in parse[0]["attributes"]} >= {"topic", "partition", "offset"}
 
 
 def test_follow_runs_cycles_and_emits_heartbeats(tmp_path, kafka_broker, topic):

@@ -152,7 +152,7 @@ def test_rows_that_do_not_fit_or_are_too_large_are_dead_lettered(kafka_broker, t
     assert "too large" in dead[0]["errorMessage"].lower()
     assert json.loads(dead[0]["payloadString"]) == {"id": 2, "name": big}
     attributes = {a["key"]: a["value"] for a in dead[0]["attributes"]}
-    assert attributes["kafka.topic"] == name and attributes["kafka.header._bw_offset"] == "11"
+    assert attributes["topic"] == name and attributes["header._bw_offset"] == "11"
     assert (
         counter(result, "small/rows_written") == 2
         and counter(result, "small/rows_dead_lettered") == 1

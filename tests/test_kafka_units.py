@@ -233,12 +233,14 @@ def test_event_time_field_missing():
 def test_attributes_keep_binary_keys_and_headers_as_base64():
     pairs = kafka_attributes("t", 1, 5, 99, b"\xff", [("h", b"text"), ("b", b"\x80"), ("n", None)])
     assert pairs == [
-        {"key": "kafka.topic", "value": "t"},
-        {"key": "kafka.partition", "value": "1"},
-        {"key": "kafka.offset", "value": "5"},
-        {"key": "kafka.timestamp", "value": "99"},
-        {"key": "kafka.key.base64", "value": "/w=="},
-        {"key": "kafka.header.h", "value": "text"},
-        {"key": "kafka.header.b.base64", "value": "gA=="},
-        {"key": "kafka.header.n", "value": None},
+        {"key": "topic", "value": "t"},
+        {"key": "partition", "value": "1"},
+        {"key": "offset", "value": "5"},
+        {"key": "timestamp", "value": "99"},
+        {"key": "key", "value": "/w=="},
+        {"key": "key_encoding", "value": "base64"},
+        {"key": "header.h", "value": "text"},
+        {"key": "header.b", "value": "gA=="},
+        {"key": "header_encoding.b", "value": "base64"},
+        {"key": "header.n", "value": None},
     ]

@@ -16,8 +16,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from connectors.secrets import Secret
-from connectors.secrets.model import PENDING, StageView
+from connectors.secrets import FileSecret, Secret
+from connectors.secrets.model import StageView
 from connectors.secrets.registry import open_store
 from connectors.secrets.reporting import InboxReporter, read_inbox
 from tests.secret_servers import FakeSecretManager
@@ -46,10 +46,10 @@ def seeded(tmp_path: Path, name: str, *values: bytes) -> tuple[dict[str, Any], l
     """A file store where ``values`` were promoted in turn; their version ids."""
     config = {"type": "file", "path": str(tmp_path / "store")}
     store = open_store(config)
-    versions = []
+    versions: list[str] = []
     for value in values:
-        version = store.add_version(name, Secret(value), stage=PENDING)
-        store.promote(name, version)
+        version = store.add_version(name, Secret(value))
+        store.promote(name, version, expect_current=versions[-1] if versions else None)
         versions.append(version)
     return config, versions
 
@@ -95,13 +95,15 @@ def test_falls_back_to_previous_and_reports_once(tmp_path: Path) -> None:
     name = fresh("fallback")
     config, versions = seeded(tmp_path, name, b"old-token-aaa")
     inbox = tmp_path / "inbox.jsonl"
+    key = FileSecret(str(tmp_path / "report.key"))
+    key.create_if_missing()
     creds = Credentials(
-        config, name, refresh_interval=0.05, reporter=InboxReporter(str(inbox)), auth_wait=1
+        config, name, refresh_interval=0.05, reporter=InboxReporter(str(inbox), key), auth_wait=1
     )
     assert creds.current().version == versions[0]
     store = open_store(config)
     new = store.add_version(name, Secret(b"new-token-bbb"))
-    store.promote(name, new)
+    store.promote(name, new, expect_current=versions[0])
     time.sleep(0.06)
     accepted = {b"old-token-aaa"}  # the protected system has not learnt the new token yet
 
@@ -114,6 +116,7 @@ def test_falls_back_to_previous_and_reports_once(tmp_path: Path) -> None:
     assert creds.call(call) == "old-token-aaa"  # sticks to previous, no second report
     reports, _ = read_inbox(inbox, 0)
     assert [(r.version, r.secret) for r in reports] == [(new, name)]
+    assert reports[0].authentic(key.resolve().reveal())
     assert "new-token-bbb" not in inbox.read_text() and "[redacted]" in reports[0].detail
 
     accepted = set()  # now nothing works: retries until auth_wait, then gives up
@@ -128,7 +131,7 @@ def test_keeps_last_known_good_when_the_store_is_gone(gsm: FakeSecretManager) ->
     config = {"type": "gcp", "project": "p", "emulator_host": gsm.address, "timeout": 1}
     store = open_store(config)
     store.ensure(name)
-    store.promote(name, store.add_version(name, Secret(b"survivor")))
+    store.promote(name, store.add_version(name, Secret(b"survivor")), expect_current=None)
     creds = Credentials(config, name, refresh_interval=0.05)
     assert creds.current().secret.reveal() == b"survivor"
     gsm.stop()
@@ -155,7 +158,7 @@ def test_stale_side_input_views_never_override_a_newer_read(tmp_path: Path) -> N
     assert creds.current(old_view).version == versions[1]
     store = open_store(config)
     third = store.add_version(name, Secret(b"third-value"))
-    store.promote(name, third)
+    store.promote(name, third, expect_current=versions[1])
     live = StageView(name, third, versions[1], time.time())
     time.sleep(0.06)
     assert creds.current(live).version == third  # a newer view announces the new version
@@ -167,7 +170,7 @@ def test_accesses_are_counted_by_beam_and_the_server(gsm: FakeSecretManager) -> 
     config = {"type": "gcp", "project": "p", "emulator_host": gsm.address, "timeout": 1}
     store = open_store(config)
     store.ensure(name)
-    store.promote(name, store.add_version(name, Secret(b"counted-value")))
+    store.promote(name, store.add_version(name, Secret(b"counted-value")), expect_current=None)
     before = gsm.calls["AccessSecretVersion"]
     creds = Credentials(config, name, refresh_interval=0.2)
 

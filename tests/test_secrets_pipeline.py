@@ -397,7 +397,7 @@ def test_failed_verification_rolls_back_mid_run(rig: Rig) -> None:
     def orchestrate() -> None:
         rig.wait_for(lambda: rig.api.accepted_rows >= 10_000, "10k rows")
         # the issuer now hands out tokens the protected system does not know
-        rig.service.start(rig.policy(issuer={"type": "random"}))
+        rig.service.start(rig.policy(issuer={"type": "random"}), replace=True)
         outcome["result"] = rig.service.rotate(rig.name, actor="operator")
         hold.set()
 
@@ -529,7 +529,7 @@ def test_no_secret_value_leaks_anywhere(rig: Rig, tmp_path: Path) -> None:
         rig.wait_for(lambda: rig.api.accepted_rows >= 5_000, "5k rows")
         rig.service.rotate(rig.name)
         rig.service.start(
-            rig.policy(issuer={"type": "random"})
+            rig.policy(issuer={"type": "random"}), replace=True
         )  # the next one fails and rolls back
         rig.service.rotate(rig.name)
         hold.set()

@@ -91,11 +91,11 @@ def test_versions_stages_and_promotion(
     name = _name(request)
     store.ensure(name)
     expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=7)
-    v1 = store.add_version(name, Secret(b"alpha-value-1"), stage=PENDING, expire_time=expires)
+    v1 = store.add_version(name, Secret(b"alpha-value-1"), expire_time=expires)
     assert store.access(name, PENDING).secret.reveal() == b"alpha-value-1"
-    assert store.promote(name, v1) is None
+    assert store.promote(name, v1, expect_current=None) is None
     v2 = store.add_version(name, Secret(b"bravo-value-2"))
-    assert store.promote(name, v2) == v1
+    assert store.promote(name, v2, expect_current=v1) == v1
 
     current = store.access(name, CURRENT)
     assert (current.version, current.secret.reveal()) == (v2, b"bravo-value-2")
@@ -124,11 +124,11 @@ def test_rollback_primitives(store_config: dict[str, Any], request: pytest.Fixtu
     name = _name(request)
     store.ensure(name)
     v1 = store.add_version(name, Secret(b"charlie-1"))
-    store.promote(name, v1)
-    v2 = store.add_version(name, Secret(b"delta-2"), stage=PENDING)
-    store.clear_stage(name, PENDING, v1)  # points elsewhere: left alone
+    store.promote(name, v1, expect_current=None)
+    v2 = store.add_version(name, Secret(b"delta-2"))
+    assert not store.clear_stage(name, PENDING, v1)  # points elsewhere: left alone
     assert store.access(name, PENDING).version == v2
-    store.clear_stage(name, PENDING, v2)
+    assert store.clear_stage(name, PENDING, v2)
     store.disable(name, v2)
     with pytest.raises(SecretNotFound):
         store.access(name, PENDING)
@@ -165,7 +165,7 @@ def test_secret_manager_aliases_are_visible_to_any_client(gsm: FakeSecretManager
 
     store = open_store({"type": "gcp", "project": "p2", "emulator_host": gsm.address})
     store.ensure("shared")
-    store.promote("shared", store.add_version("shared", Secret(b"echo-value")))
+    store.promote("shared", store.add_version("shared", Secret(b"echo-value")), expect_current=None)
     channel = grpc.insecure_channel(gsm.address)
     client = secretmanager_v1.SecretManagerServiceClient(
         transport=SecretManagerServiceGrpcTransport(channel=channel)
@@ -191,7 +191,7 @@ def test_secret_manager_outage_fails_fast_and_recovers(gsm: FakeSecretManager) -
         {"type": "gcp", "project": "p3", "emulator_host": gsm.address, "timeout": 2}
     )
     store.ensure("outage")
-    store.promote("outage", store.add_version("outage", Secret(b"foxtrot")))
+    store.promote("outage", store.add_version("outage", Secret(b"foxtrot")), expect_current=None)
     gsm.stop()
     try:
         started = time.monotonic()
@@ -221,7 +221,7 @@ def test_vault_rejects_a_wrong_token(vault: VaultServer, monkeypatch: pytest.Mon
 def test_env_provider_and_chain_order(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     file_config = {"type": "file", "path": str(tmp_path / "store")}
     store = open_store(file_config)
-    store.promote("api-key", store.add_version("api-key", Secret(b"from-the-store")))
+    store.promote("api-key", store.add_version("api-key", Secret(b"from-the-store")), expect_current=None)
     chain_config = [{"type": "env", "prefix": "BWT_"}, file_config]
     chain = open_source(chain_config)
     assert chain.access("api-key").secret.reveal() == b"from-the-store"
@@ -241,7 +241,7 @@ def test_env_provider_and_chain_order(tmp_path: Any, monkeypatch: pytest.MonkeyP
 def test_unreachable_provider_stops_the_chain(tmp_path: Any, gsm: FakeSecretManager) -> None:
     file_config = {"type": "file", "path": str(tmp_path / "store")}
     fallback = open_store(file_config)
-    fallback.promote("db", fallback.add_version("db", Secret(b"stale-fallback")))
+    fallback.promote("db", fallback.add_version("db", Secret(b"stale-fallback")), expect_current=None)
     dead = {"type": "gcp", "project": "p", "emulator_host": "127.0.0.1:9", "timeout": 1}
     with pytest.raises(SecretUnavailable):
         open_source([dead, file_config]).access("db")

@@ -12,7 +12,7 @@ import pytest
 
 from connectors.secrets import Secret
 from connectors.secrets.engine import RotationEngine
-from connectors.secrets.model import CURRENT, DISABLED, PENDING, PREVIOUS, SecretNotFound
+from connectors.secrets.model import CURRENT, DESTROYED, DISABLED, PENDING, PREVIOUS, SecretNotFound
 from connectors.secrets.notify import verify_signature
 from connectors.secrets.policy import PolicyError, RotationPolicy, parse_duration
 from connectors.secrets.registry import open_store
@@ -209,7 +209,7 @@ def test_failed_verification_rolls_back(
     service.start(policy_for(tmp_path, api))
     # the same secret, now with a generator the API does not know: every new value fails the check
     broken = policy_for(tmp_path, api, webhook=webhook, smtp=smtp, issuer={"type": "random"})
-    service.start(broken)
+    service.start(broken, replace=True)
     store = open_store(broken.store)
     before = store.access("api-token")
 
@@ -219,7 +219,8 @@ def test_failed_verification_rolls_back(
     after = store.access("api-token")
     assert after.version == before.version and call_api(api, after.secret.reveal()) == 200
     info = store.describe("api-token")
-    assert PENDING not in info.stages and info.version(result.version).state == DISABLED
+    # a rolled-back value has no use: destroyed, not merely disabled
+    assert PENDING not in info.stages and info.version(result.version).state == DESTROYED
 
     lines = [
         line for line in service.audit_log("api-token") if line["rotation_id"] == result.rotation_id
@@ -296,18 +297,18 @@ def test_failures_back_off_and_leftovers_are_discarded(
     tmp_path: Path, api: ProtectedApi, env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = RotationService(tmp_path / "home", actor="tester")
-    service.start(policy_for(tmp_path, api))
+    service.start(policy_for(tmp_path, api, rotation_timeout=0))  # any leftover is abandoned
     store = open_store(service.policy("api-token").store)
-    leftover = store.add_version("api-token", Secret(b"left-by-a-crash"), stage=PENDING)
+    leftover = store.add_version("api-token", Secret(b"left-by-a-crash"))
 
     monkeypatch.setenv("BW_TEST_ADMIN_TOKEN", "wrong-admin-token")  # the issuer refuses to mint
     failed = service.rotate("api-token")
     assert failed.outcome == "failed" and "HTTP 401" in failed.reason
-    assert store.describe("api-token").version(leftover).state == DISABLED
+    assert store.describe("api-token").version(leftover).state == DESTROYED
     assert any(line["action"] == "discard_pending" for line in service.audit_log("api-token"))
 
-    scheduled = policy_for(tmp_path, api, schedule="* * * * * *")
-    service.start(scheduled)
+    scheduled = policy_for(tmp_path, api, schedule="* * * * * *", rotation_timeout=0)
+    service.start(scheduled, replace=True)
     service.engine("api-token").rotate(actor="tester")  # fails again: backoff starts now
     time.sleep(1.1)
     assert service.tick() == []
@@ -333,15 +334,20 @@ def test_stop_keeps_scheduled_disables(tmp_path: Path, api: ProtectedApi, env: N
 
 
 def test_webhook_signatures_reject_forgery_and_replay() -> None:
-    from connectors.secrets.notify import sign
+    from connectors.secrets.notify import ReplayGuard, sign
 
     body = b'{"event": "rotated"}'
     now = str(int(time.time()))
-    assert verify_signature(WEBHOOK_KEY, now, body, sign(WEBHOOK_KEY, now, body))
-    assert not verify_signature(b"another-key", now, body, sign(WEBHOOK_KEY, now, body))
-    assert not verify_signature(WEBHOOK_KEY, now, body + b" ", sign(WEBHOOK_KEY, now, body))
+    good = sign(WEBHOOK_KEY, now, "n1", body)
+    assert verify_signature(WEBHOOK_KEY, now, "n1", body, good)
+    assert not verify_signature(b"another-key", now, "n1", body, good)
+    assert not verify_signature(WEBHOOK_KEY, now, "n1", body + b" ", good)
+    assert not verify_signature(WEBHOOK_KEY, now, "n2", body, good), "the nonce is signed"
     old = str(int(time.time()) - 3600)
-    assert not verify_signature(WEBHOOK_KEY, old, body, sign(WEBHOOK_KEY, old, body))
+    assert not verify_signature(WEBHOOK_KEY, old, "n1", body, sign(WEBHOOK_KEY, old, "n1", body))
+    guard = ReplayGuard()
+    assert verify_signature(WEBHOOK_KEY, now, "n1", body, good, guard=guard)
+    assert not verify_signature(WEBHOOK_KEY, now, "n1", body, good, guard=guard), "a replay within the window"
 
 
 def test_engine_builds_from_policy(tmp_path: Path, api: ProtectedApi, env: None) -> None:

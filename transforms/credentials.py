@@ -25,8 +25,11 @@ new version, so the store sees one metadata read per interval for the whole pipe
 access per worker per rotation. Either way a worker makes at most one access per interval;
 accesses are counted by Beam counters (``secrets/<name>/accesses``) and :data:`ACCESSES`.
 
-**Failures.** A failed refresh keeps the last-known-good values. An empty side input is not an
-error. When the protected system rejects ``current``, the helper tries ``previous``, reports
+**Failures.** A failed refresh keeps the last-known-good values, for at most ``max_staleness``
+(24 h by default) since the store last confirmed them (a successful read, or a live view):
+after that the helper raises :class:`CredentialUnavailable` instead of serving a value the
+store may have revoked long ago, so an outage fails loudly rather than silently. An empty
+side input is not an error. When the protected system rejects ``current``, the helper tries ``previous``, reports
 the rejected version to the rotation service (reactive policy), and retries with whatever the
 next allowed refresh brings, for up to ``auth_wait`` seconds.
 """
@@ -206,6 +209,7 @@ class _WorkerSecret:
         self.prefer_previous = False
         self.last_access = float("-inf")  # monotonic
         self.polled_at = float("-inf")  # wall time of the last successful read of `current`
+        self.confirmed_at = float("-inf")  # wall time the store last confirmed what we hold
         self.view_at = float("-inf")  # wall time the newest side-input view was fetched
         self.announced: str | None = None  # a version a newer view named, not yet read
         self.force_poll = False
@@ -267,6 +271,8 @@ class Credentials:
             match the rotation policy's ``refresh_interval`` (see :meth:`for_policy`).
         reporter: where rejected versions are reported (the rotation service's inbox).
         auth_wait: how long :meth:`call` keeps retrying when every known version is rejected.
+        max_staleness: the longest a last-known-good value is used without the store
+            confirming it (seconds, default 24 h).
     """
 
     def __init__(
@@ -277,9 +283,13 @@ class Credentials:
         refresh_interval: float = 60.0,
         reporter: FailureReporter | None = None,
         auth_wait: float | None = None,
+        max_staleness: float = 86400.0,
     ) -> None:
         if refresh_interval <= 0:
             raise ValueError("refresh_interval must be positive")
+        if max_staleness < refresh_interval:
+            raise ValueError("max_staleness must be at least one refresh_interval")
+        self.max_staleness = max_staleness
         self.source_json = json.dumps(source, sort_keys=True)
         self.name = name
         self.refresh_interval = refresh_interval
@@ -338,6 +348,8 @@ class Credentials:
             live_since = time.time() - 2 * self.refresh_interval
             if view is not None and view.fetched_at > shared.view_at:
                 shared.view_at = view.fetched_at
+                if shared.current is not None and view.current == shared.current.version:
+                    shared.confirmed_at = max(shared.confirmed_at, view.fetched_at)
                 # act on a view only if it is live and newer than this worker's own last read
                 if (
                     view.fetched_at > max(shared.polled_at, live_since)
@@ -381,10 +393,12 @@ class Credentials:
         with shared.lock:
             if target == CURRENT:
                 shared.polled_at = started
+            shared.confirmed_at = max(shared.confirmed_at, started)
             shared.install(found)
 
     def _known(self) -> list[VersionedSecret]:
-        """Current and previous as held now; if none yet, after any read in flight finishes."""
+        """Current and previous as held now; if none yet, after any read in flight finishes.
+        Raises :class:`CredentialUnavailable` once they are older than ``max_staleness``."""
         shared = self.shared
         with shared.lock:
             found = shared.candidates()
@@ -393,6 +407,12 @@ class Credentials:
                 pass
             with shared.lock:
                 found = shared.candidates()
+        age = time.time() - shared.confirmed_at
+        if found and age > self.max_staleness:
+            raise CredentialUnavailable(
+                f"secret {self.name!r}: the store has not confirmed the last-known-good value for "
+                f"{age:.0f}s (max_staleness {self.max_staleness:g}s)"
+            )
         return found
 
     def current(self, view: StageView | None = None) -> VersionedSecret:

@@ -233,8 +233,11 @@ class TableWriter(ABC):
     """Base of the format writers: drops position columns, counts rows, finishes once.
 
     Writers never close the sink they were given: whoever opened it (for example with
-    ``open_output``) closes it after ``close()`` has written the format's trailer.
+    ``open_output``) closes it after ``close()`` has written the format's trailer. A sink that
+    keeps positions in its output sets ``keep_positions`` before the first write.
     """
+
+    keep_positions = False
 
     def __init__(self, sink: BinaryIO) -> None:
         self._sink = sink
@@ -244,7 +247,8 @@ class TableWriter(ABC):
     def write(self, table: pa.Table) -> None:
         if self._closed:
             raise ValueError("write() after close()")
-        table = records.strip_positions(table)
+        if not self.keep_positions:
+            table = records.strip_positions(table)
         self._write(table)
         self.rows_written += table.num_rows
 

@@ -45,6 +45,18 @@ def first_record(
     return names, data[:end], data[end:]
 
 
+def record_length(data: bytes, delimiter: str, quote_char: str, *, at_end: bool) -> int | None:
+    """How many bytes of ``data`` the record it starts with takes, its line break included.
+
+    Parsed exactly as the reader parses records, so a quoted value holding line breaks keeps
+    its record whole (``connectors.originals`` re-reads rejected records this way). None while
+    the record may continue past ``data``; with ``at_end`` (``data`` runs to the end of the
+    file), None only if a quote is never closed.
+    """
+    split = _split_first_record(data, delimiter, quote_char, at_end)
+    return None if split is None else split[1]
+
+
 def _split_first_record(
     data: bytes, delimiter: str, quote_char: str, at_end: bool
 ) -> tuple[list[bytes], int] | None:

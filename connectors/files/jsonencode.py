@@ -4,7 +4,10 @@ Types JSON lacks are written as strings: timestamps, dates and times in ISO-8601
 full precision (a JSON number would round them), binary as base64. Top-level columns are
 encoded with vectorised Arrow kernels; the per-value Python encoder (``_ENCODE``) only runs for
 values nested inside structs, lists or maps. Non-finite floats are written as ``NaN`` and
-``Infinity``, as Python's json does (pyarrow and Python both read them back).
+``Infinity``, as Python's json does (pyarrow and Python both read them back); with
+``strict=True`` (dead-letter payloads, which other tools must parse) they are written as the
+strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` instead, so the text is RFC 8259 JSON and
+the value is not lost (``float()`` reads those strings back).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+import math
 import uuid
 
 import pyarrow as pa
@@ -32,6 +36,25 @@ def _default(value: object) -> str:
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default).encode
+_STRICT_ENCODE = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=_default, allow_nan=False
+).encode
+
+
+def _finite(value: object) -> object:
+    """``value`` with every non-finite float, however deeply nested, as its string name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def strict_json(value: object) -> str:
+    """``value`` as strict JSON text: non-finite floats become strings (see the module doc)."""
+    return _STRICT_ENCODE(_finite(value))
 
 
 def value_text(value: object) -> str | None:
@@ -56,12 +79,15 @@ def json_lines(table: pa.Table) -> bytes:
     return "".join(rows.to_pylist()).encode("utf-8")
 
 
-def json_objects(table: pa.Table) -> pa.Array:
-    """Each row of ``table`` as the text of one JSON object (no newline), vectorised."""
+def json_objects(table: pa.Table, *, strict: bool = False) -> pa.Array:
+    """Each row of ``table`` as the text of one JSON object (no newline), vectorised.
+
+    ``strict``: non-finite floats as strings, never as ``NaN``/``Infinity`` tokens.
+    """
     if not table.num_columns:
         return pa.array(["{}"] * table.num_rows, pa.string())
     members = [
-        pc.binary_join_element_wise(_ENCODE(name) + ":", _json_values(column), "")
+        pc.binary_join_element_wise(_ENCODE(name) + ":", _json_values(column, strict), "")
         for name, column in zip(table.column_names, table.columns, strict=True)
     ]
     body = members[0] if len(members) == 1 else pc.binary_join_element_wise(*members, ",")
@@ -69,7 +95,7 @@ def json_objects(table: pa.Table) -> pa.Array:
     return rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
 
 
-def _json_values(column: pa.ChunkedArray) -> pa.ChunkedArray:
+def _json_values(column: pa.ChunkedArray, strict: bool = False) -> pa.ChunkedArray:
     """Each value of ``column`` as JSON text, nulls as ``null``."""
     kind = column.type
     if pa.types.is_null(kind):
@@ -77,18 +103,21 @@ def _json_values(column: pa.ChunkedArray) -> pa.ChunkedArray:
     elif pa.types.is_boolean(kind) or pa.types.is_integer(kind):
         text = column.cast(pa.string())
     elif pa.types.is_floating(kind):
-        text = _json_numbers(column)
+        text = _json_numbers(column, strict)
     elif pa.types.is_nested(kind) or pa.types.is_duration(kind) or pa.types.is_interval(kind):
-        text = json_text(column)
+        text = json_text(column, strict=strict)
     else:  # strings, and the types written as strings
         text = _json_strings(as_text_if_scalar(column).cast(pa.string()))
     return text.fill_null("null")
 
 
-def _json_numbers(column: pa.ChunkedArray) -> pa.ChunkedArray:
+def _json_numbers(column: pa.ChunkedArray, strict: bool = False) -> pa.ChunkedArray:
     """Floats with their shortest round-trip digits, as Python's json writes them."""
     text = column.cast(pa.float64()).cast(pa.string())
     text = pc.replace_substring_regex(text, r"^(-?\d+)$", r"\1.0")  # keep 3.0 a float
+    if strict:
+        text = pc.replace_substring_regex(text, r"^-?nan$", '"NaN"')
+        return pc.replace_substring_regex(text, r"^(-?)inf$", r'"\1Infinity"')
     text = pc.replace_substring(text, "nan", "NaN")
     return pc.replace_substring(text, "inf", "Infinity")
 
@@ -106,10 +135,11 @@ def _json_strings(text: pa.ChunkedArray) -> pa.ChunkedArray:
 _CONTROL_ESCAPES = {chr(code): json.dumps(chr(code))[1:-1] for code in range(0x20)}
 
 
-def json_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+def json_text(column: pa.ChunkedArray | pa.Array, *, strict: bool = False) -> pa.Array:
     """Each value of ``column`` as JSON text (nulls stay null): how CSV holds nested values."""
     values = column.to_pylist(maps_as_pydicts="lossy")
-    return pa.array([None if v is None else _ENCODE(v) for v in values], pa.string())
+    encode = strict_json if strict else _ENCODE
+    return pa.array([None if v is None else encode(v) for v in values], pa.string())
 
 
 def as_text_if_scalar(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -6,12 +6,16 @@
   deliveries to dead letters (or failing the run).
 - :func:`commit_offsets`, :func:`committed_offsets`, :func:`consumed_offsets`: group offsets
   for drivers that commit after a run (continuous local runs).
+- :class:`BrokerUnreachable`: the read failed because the broker stopped answering.
+- :func:`connectors.kafka.fetch.fetch_records`: records read back by offset (for dead letters
+  that keep the original record), with :func:`~connectors.kafka.fetch.attributes_of`.
 - :class:`EmbeddedBroker`: a memory-only Tansu broker on 127.0.0.1, for tests and local runs
   without bootstrap servers.
 """
 
 from connectors.kafka.config import KafkaConfigError
 from connectors.kafka.embedded import EmbeddedBroker
+from connectors.kafka.health import BrokerUnreachable
 from connectors.kafka.offsets import commit_offsets, committed_offsets, consumed_offsets
 from connectors.kafka.plan import PartitionRead
 from connectors.kafka.reader import Timing
@@ -20,6 +24,7 @@ from connectors.kafka.sink import WriteKafka
 from connectors.kafka.source import ReadKafka
 
 __all__ = [
+    "BrokerUnreachable",
     "EmbeddedBroker",
     "KafkaConfigError",
     "PartitionRead",

@@ -14,6 +14,7 @@ offset, timestamp, key and headers, with the raw value and the reason. Rules:
 - ``too_large``: the value is longer than ``max_message_bytes``;
 - ``key_encoding``: a ``key`` metadata column is requested as text and the key is not UTF-8;
 - ``parse`` / ``encoding``: not a JSON object / not UTF-8 (json, string);
+- ``empty_value``: an empty or whitespace-only value (json; for bytes and string it is a row);
 - ``avro_decode``, ``wire_format``, ``unknown_schema``, ``unsupported_schema``: Avro;
 - ``event_time``: the event-time field is missing, null or not a timestamp.
 """
@@ -30,9 +31,10 @@ from confluent_kafka import Message
 
 from connectors import records
 from connectors.files.base import is_utf8
-from connectors.kafka.deadletters import kafka_attributes, with_attributes
+from connectors.kafka.deadletters import with_attributes
 from connectors.kafka.decode import Failure, ValueDecoder
 from connectors.kafka.eventtime import KAFKA_TIMESTAMP, field_millis
+from connectors.kafka.fetch import KafkaRecord, attributes_of
 
 METADATA_KINDS = ("key", "timestamp", "headers", "topic", "partition")
 KEY_FORMATS = ("string", "bytes")
@@ -126,9 +128,7 @@ class BatchConverter:
             result.rows_out += table.num_rows
         if failures:
             failures.sort(key=lambda f: f.index)
-            result.dead_letters = self._dead_letters(
-                source, topic, partition, messages, values, failures
-            )
+            result.dead_letters = self._dead_letters(source, messages, failures)
             stamps = kafka_ms.take(pa.array([f.index for f in failures], pa.int64()))
             earliest = pc.min(stamps).as_py()
             result.dead_letter_time_ms = int(time.time() * 1000) if earliest is None else earliest
@@ -166,7 +166,7 @@ class BatchConverter:
                     Failure(
                         index,
                         "key_encoding",
-                        "the key is not UTF-8 text (key_format='string'); it is kept as kafka.key.base64",
+                        "the key is not UTF-8 text (key_format='string'); attribute key holds it as base64",
                     )
                 )
             else:
@@ -232,30 +232,19 @@ class BatchConverter:
         return pa.array(headers, HEADERS_TYPE)
 
     def _dead_letters(
-        self,
-        source: str,
-        topic: str,
-        partition: int,
-        messages: Sequence[Message],
-        values: list,
-        failures: list[Failure],
+        self, source: str, messages: Sequence[Message], failures: list[Failure]
     ) -> pa.Table:
-        rejects = []
-        attributes = []
-        for f in failures:
-            message = messages[f.index]
-            offset = message.offset()
-            rejects.append(records.Reject(source, offset, values[f.index] or b"", f.error, f.rule))
-            _, timestamp = message.timestamp()
-            attributes.append(
-                kafka_attributes(
-                    topic, partition, offset, timestamp, message.key(), message.headers()
-                )
-            )
+        failed = [KafkaRecord.from_message(messages[f.index]) for f in failures]
+        rejects = [
+            records.Reject(source, record.offset, record.value or b"", f.error, f.rule)
+            for record, f in zip(failed, failures, strict=True)
+        ]
         table = records.dead_letters_for_rejects(
             rejects, step=self._settings.source_name, run_id=self._settings.run_id
         )
-        return with_attributes(table, attributes, [values[f.index] is None for f in failures])
+        return with_attributes(
+            table, list(map(attributes_of, failed)), [record.value is None for record in failed]
+        )
 
 
 def _kafka_millis(messages: Sequence[Message]) -> pa.Array:

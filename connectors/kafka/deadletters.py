@@ -2,9 +2,16 @@
 
 The dead-letter table (``connectors.records``) has an ``attributes`` column, a list of
 ``{key, value}`` string pairs, like Pub/Sub attributes in Google's DLQ table. A Kafka record's
-context goes there so that a rejected message can be found, replayed or re-keyed: keys and
-header values that are not UTF-8 (binary garbage included) are kept as base64 under a
-``.base64`` attribute name rather than lost.
+context goes there so that a rejected message can be found, replayed or re-keyed:
+
+- ``topic``, ``partition``, ``offset``, ``timestamp`` (epoch ms), as text;
+- ``key``: the record key as text; a key that is not UTF-8 (binary garbage included) is kept
+  as base64, flagged by a ``key_encoding: base64`` attribute, rather than lost;
+- ``header.<name>`` for each header, in order (null for a header without a value); a value that
+  is not UTF-8 is base64, flagged by ``header_encoding.<name>: base64``.
+
+:func:`connectors.kafka.fetch.attributes_of` gives them for a record read from the broker; every
+Kafka dead letter (source, sink, or a later step re-fetching the record) is described this way.
 """
 
 from __future__ import annotations
@@ -31,15 +38,16 @@ def kafka_attributes(
     key: bytes | None,
     headers: Headers,
 ) -> list[Attribute]:
-    """The attributes describing one Kafka record (None fields are left out)."""
-    pairs: list[Attribute] = [{"key": "kafka.topic", "value": topic}]
+    """The attributes describing one Kafka record (None or negative fields are left out: a
+    record the sink could not deliver has no partition or offset)."""
+    pairs: list[Attribute] = [{"key": "topic", "value": topic}]
     for name, value in (("partition", partition), ("offset", offset), ("timestamp", timestamp_ms)):
         if value is not None and value >= 0:
-            pairs.append({"key": f"kafka.{name}", "value": str(value)})
+            pairs.append({"key": name, "value": str(value)})
     if key is not None:
-        pairs.append(_bytes_attribute("kafka.key", key))
+        pairs += _bytes_attributes("key", "key_encoding", key)
     for name, value in headers or ():
-        pairs.append(_bytes_attribute(f"kafka.header.{name}", value))
+        pairs += _bytes_attributes(f"header.{name}", f"header_encoding.{name}", value)
     return pairs
 
 
@@ -67,9 +75,12 @@ def with_attributes(
     return table
 
 
-def _bytes_attribute(name: str, value: bytes | None) -> Attribute:
+def _bytes_attributes(name: str, encoding_name: str, value: bytes | None) -> list[Attribute]:
     if value is None:
-        return {"key": name, "value": None}
+        return [{"key": name, "value": None}]
     if is_utf8(value):
-        return {"key": name, "value": value.decode("utf-8")}
-    return {"key": f"{name}.base64", "value": base64.b64encode(value).decode("ascii")}
+        return [{"key": name, "value": value.decode("utf-8")}]
+    return [
+        {"key": name, "value": base64.b64encode(value).decode("ascii")},
+        {"key": encoding_name, "value": "base64"},
+    ]

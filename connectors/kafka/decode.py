@@ -8,7 +8,8 @@ offsets or Beam; :mod:`connectors.kafka.batch` maps indices back to messages.
 - ``json``: one JSON object per value, decoded in bulk by :func:`connectors.files.jsondecode.decode_lines`
   (pyarrow's JSON reader, with its screens and per-line fallback). A raw line break can only
   be whitespace in valid JSON, so values holding one are flattened to a single line first
-  (the dead letter keeps the original bytes).
+  (the dead letter keeps the original bytes). An empty or whitespace-only value, which the
+  JSON Lines reader skips as a blank line, fails with rule ``empty_value``.
 - ``avro``: schemaless Avro (no container, no header) written with one known schema.
 - ``confluent_avro``: Confluent's wire format: magic byte ``0``, a 4-byte big-endian schema id,
   then schemaless Avro written with that registry schema. Values are grouped by schema id; an
@@ -84,6 +85,8 @@ class JsonDecoder:
         indices = result.offsets
         if not isinstance(indices, pa.Array):
             indices = pa.array(indices, pa.int64())
+        if len(indices) + len(failures) < len(values):
+            failures = _with_empty_values(failures, indices, len(values))
         parts = [(result.table, indices)] if len(indices) else []
         return Decoded(parts, failures)
 
@@ -236,6 +239,20 @@ def merge_parts(parts: list[tuple[pa.Table, pa.Array]]) -> list[tuple[pa.Table, 
     except pa.ArrowException:
         return parts
     return [(table, pa.concat_arrays([i for _, i in parts]))]
+
+
+def _with_empty_values(failures: list[Failure], decoded: pa.Array, n: int) -> list[Failure]:
+    """``failures`` plus an ``empty_value`` failure for each value neither decoded nor failed.
+
+    ``decode_lines`` skips blank lines, the JSON Lines rule; a message is not a line of a file,
+    and an empty or whitespace-only value is a message too. Only batches holding one pay this.
+    """
+    accounted = set(decoded.to_pylist()) | {f.index for f in failures}
+    return failures + [
+        Failure(i, "empty_value", "the value is empty or only whitespace: no JSON object")
+        for i in range(n)
+        if i not in accounted
+    ]
 
 
 def _avro_error(exc: Exception) -> str:

@@ -131,44 +131,58 @@ def resolve_starts(
     *,
     reset: str,
     timeout_s: float,
-) -> dict[str, int]:
-    """The first offset to read per partition, always within ``[low, high]``.
+) -> tuple[dict[str, int], set[str]]:
+    """The first offset to read per partition, always within ``[low, high]``, and the keys of
+    the partitions placed at the log end (``latest``) rather than at a committed offset.
 
-    ``committed`` falls back to ``reset`` (earliest or latest) for partitions the group never
-    committed; a committed offset older than the log start (deleted by retention) starts at
-    the log start.
+    ``start`` has the meaning of Kafka's ``auto.offset.reset``: it places only the partitions
+    the group has no committed offset for. Every other partition continues from its committed
+    offset, so a re-run or the next ``--follow`` cycle reads each record once, whatever
+    ``start`` says. ``committed`` places them at ``reset`` (earliest or latest). A committed
+    offset older than the log start (deleted by retention) starts at the log start.
+
+    A partition placed at the log end must have that position committed even if the run reads
+    nothing there: the next run would place it at the log end again, past what arrived in
+    between. The other placements give the same offset again (earliest, a timestamp, explicit).
     """
     keys = [partition_key(tp.topic, tp.partition) for tp in partitions]
-    if start == "earliest":
-        wanted = {key: watermarks[key][0] for key in keys}
-    elif start == "latest":
-        wanted = {key: watermarks[key][1] for key in keys}
-    elif start == "committed":
-        committed = consumer.committed(list(partitions), timeout=timeout_s)
-        wanted = {}
-        for key, tp in zip(keys, committed, strict=True):
-            if tp.error is not None:
-                raise KafkaException(tp.error)
-            fallback = watermarks[key][0 if reset == "earliest" else 1]
-            wanted[key] = tp.offset if tp.offset >= 0 else fallback
-    elif "timestamp_ms" in start:
-        wanted = {
-            key: offset_for_time(
-                consumer, tp, start["timestamp_ms"], *watermarks[key], timeout_s=timeout_s
+    if isinstance(start, Mapping) and "offsets" in start:
+        _check_named(start["offsets"], keys)
+    committed = {}
+    for key, tp in zip(keys, consumer.committed(list(partitions), timeout=timeout_s), strict=True):
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+        if tp.offset >= 0:
+            committed[key] = tp.offset
+    wanted = dict(committed)
+    at_end = set()
+    for key, tp in zip(keys, partitions, strict=True):
+        if key in committed:
+            continue
+        low, high = watermarks[key]
+        if start == "earliest" or (start == "committed" and reset == "earliest"):
+            wanted[key] = low
+        elif start in ("latest", "committed"):
+            wanted[key] = high
+            at_end.add(key)
+        elif "timestamp_ms" in start:
+            wanted[key] = offset_for_time(
+                consumer, tp, start["timestamp_ms"], low, high, timeout_s=timeout_s
             )
-            for key, tp in zip(keys, partitions, strict=True)
-        }
-    else:
-        offsets = start["offsets"]
-        unknown = sorted(set(offsets) - set(keys))
-        missing = sorted(set(keys) - set(offsets))
-        if unknown or missing:
-            raise ValueError(
-                "start offsets must name every partition of the topics read, and only those: "
-                f"missing {missing or 'none'}, unknown {unknown or 'none'}"
-            )
-        wanted = dict(offsets)
-    return {key: min(max(wanted[key], watermarks[key][0]), watermarks[key][1]) for key in keys}
+        else:
+            wanted[key] = start["offsets"][key]
+    starts = {key: min(max(wanted[key], watermarks[key][0]), watermarks[key][1]) for key in keys}
+    return starts, at_end
+
+
+def _check_named(offsets: Mapping[str, int], keys: Sequence[str]) -> None:
+    unknown = sorted(set(offsets) - set(keys))
+    missing = sorted(set(keys) - set(offsets))
+    if unknown or missing:
+        raise ValueError(
+            "start offsets must name every partition of the topics read, and only those: "
+            f"missing {missing or 'none'}, unknown {unknown or 'none'}"
+        )
 
 
 def offset_for_time(

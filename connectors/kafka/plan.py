@@ -33,7 +33,10 @@ class PartitionRead:
     """What to read of one partition: the element of the reading splittable DoFn.
 
     ``stop`` is the first offset not to read (None: no end); ``log_end`` the partition's end
-    when the read was planned; ``deadline`` the wall-clock time (epoch s) to stop at.
+    when the read was planned; ``deadline`` the wall-clock time (epoch s) to stop at;
+    ``commit_start``: commit ``start`` even if nothing is read, because it was placed at the log
+    end and the next run would place it past what arrives in between
+    (:func:`connectors.kafka.offsets.resolve_starts`).
     """
 
     topic: str
@@ -42,6 +45,7 @@ class PartitionRead:
     stop: int | None
     log_end: int
     deadline: float | None = None
+    commit_start: bool = False
 
     @property
     def key(self) -> str:
@@ -91,7 +95,7 @@ def plan_reads(
     partitions = list_partitions(consumer, plan.topics, plan.timeout_s)
     watermarks = probe_watermarks(consumer, partitions, plan.timeout_s)
     reset = "earliest" if str(reset).lower() in _RESET_EARLIEST else "latest"
-    starts = resolve_starts(
+    starts, at_end = resolve_starts(
         consumer, partitions, plan.start, watermarks, reset=reset, timeout_s=plan.timeout_s
     )
     highs = {key: high for key, (_, high) in watermarks.items()}
@@ -106,7 +110,9 @@ def plan_reads(
         stops = dict.fromkeys(starts)
     deadline = None if plan.max_duration_s is None else now + plan.max_duration_s
     return [
-        PartitionRead(tp.topic, tp.partition, starts[key], stops[key], highs[key], deadline)
+        PartitionRead(
+            tp.topic, tp.partition, starts[key], stops[key], highs[key], deadline, key in at_end
+        )
         for tp in partitions
         for key in [partition_key(tp.topic, tp.partition)]
     ]

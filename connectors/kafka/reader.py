@@ -14,10 +14,15 @@ Python's form of ``ProcessContinuation.resume``), after advancing the watermark 
 ``now - idle_watermark_delay_s`` so an idle partition does not hold windows back; it also
 checkpoints every ``checkpoint_interval_s`` so that bundles end and commit. A read that ends
 at a known offset never waits: the records are in the partition, and if none come for
-``stall_timeout_s`` it fails naming the partition rather than hang.
+``stall_timeout_s`` it fails naming the partition rather than hang. A lost broker fails the read
+sooner, with :class:`connectors.kafka.health.BrokerUnreachable` (see that module); the rows
+emitted until then are in the local tally (:data:`connectors.metrics.TALLY`), which a failed
+run's summary can report (Beam's counters of a failed bundle are lost).
 
 With ``commit="bundle"`` the reader registers a bundle finalization callback committing the
-next offset to read; the runner calls it once the bundle's outputs are durably committed.
+next offset to read; the runner calls it once the bundle's outputs are durably committed. The
+position is also recorded when nothing was read if the partition was placed at the log end
+(``PartitionRead.commit_start``), so the next run continues from there.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +42,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from connectors.kafka.batch import BatchConverter, BatchSettings
 from connectors.kafka.config import ClientConfig
 from connectors.kafka.decode import ValueDecoder, make_decoder
+from connectors.kafka.health import BrokerUnreachable, BrokerWatch
 from connectors.kafka.offsets import next_offset_metric
 from connectors.kafka.plan import PROBE_CONSUMER, PartitionRead, ReadPlan, plan_reads
 from connectors.kafka.restriction import TRACKER_PARAM, WATERMARK_PARAM
@@ -65,6 +71,10 @@ class Timing:
     idle_watermark_delay_s: float = 2.0
     checkpoint_interval_s: float = 10.0
     stall_timeout_s: float = 60.0
+    broker_silence_s: float = 4.0
+    """Due records not coming for this long make the reader ask the broker if it is there."""
+    broker_confirm_s: float = 4.0
+    """How long the broker has to answer before the read fails with BrokerUnreachable."""
 
 
 @dataclass(frozen=True)
@@ -126,11 +136,20 @@ class ReadPartitionFn(beam.DoFn):
         self._timing = timing
 
     def setup(self) -> None:
-        self._client = {**READER_DEFAULTS, **self._config.resolve()}
+        self._watch = BrokerWatch(
+            self._config.bootstrap_servers,
+            self._timing.broker_silence_s,
+            self._timing.broker_confirm_s,
+        )
+        self._client = {
+            **READER_DEFAULTS,
+            **self._config.resolve(),
+            "error_cb": self._watch.on_error,
+        }
         self._live_consumer: Consumer | None = None
         self._converter = BatchConverter(self._settings, self._decoding.decoder())
-        source = self._settings.source_name
-        self._counters = NodeCounters(source)
+        self._counters = NodeCounters(self._settings.source_name)
+        self._commits_registered: dict[str, int] = {}
 
     def teardown(self) -> None:
         if getattr(self, "_live_consumer", None) is not None:
@@ -155,13 +174,26 @@ class ReadPartitionFn(beam.DoFn):
     def _read(
         self, read: PartitionRead, tracker: Any, watermark: Any, finalizer: Any
     ) -> Iterator[Any]:
-        restriction = tracker.current_restriction()
-        if restriction.start >= restriction.stop:
-            return
-        tp = TopicPartition(read.topic, read.partition, restriction.start)
+        start = tracker.current_restriction().start
+        done_upto = start
+        if start < tracker.current_restriction().stop:
+            try:
+                done_upto = yield from self._consume(read, tracker, watermark, start)
+            except BrokerUnreachable:
+                self.teardown()  # a consumer left open would retry the lost broker forever
+                raise
+        if done_upto > start or read.commit_start:
+            self._record_position(read, done_upto, finalizer)
+
+    def _consume(
+        self, read: PartitionRead, tracker: Any, watermark: Any, start: int
+    ) -> Generator[Any, None, int]:
+        """Read the restriction from ``start``; returns the offset below which every record
+        was emitted or dead-lettered."""
+        tp = TopicPartition(read.topic, read.partition, start)
         consumer = self._consumer()
         consumer.assign([tp])
-        done_upto = restriction.start  # every offset below it is emitted or dead-lettered
+        done_upto = start
         began = last_data = time.monotonic()
         try:
             while True:
@@ -176,7 +208,15 @@ class ReadPartitionFn(beam.DoFn):
                         tracker.try_claim(stop)
                         done_upto = stop
                         break
-                    if read.waits_for_data and self._caught_up(consumer, tp, read, done_upto):
+                    caught_up = read.waits_for_data and self._caught_up(
+                        consumer, tp, read, done_upto
+                    )
+                    self._watch.check(
+                        consumer,
+                        silent_since=None if caught_up else last_data,
+                        context=f"{read.key} at offset {done_upto}",
+                    )
+                    if caught_up:
                         idle = Timestamp.now() - Duration.of(self._timing.idle_watermark_delay_s)
                         watermark.advance_to(idle)  # an idle partition must not hold windows back
                         tracker.defer_remainder(Duration.of(self._timing.resume_delay_s))
@@ -201,14 +241,20 @@ class ReadPartitionFn(beam.DoFn):
                     break
         finally:
             consumer.unassign()
-        if done_upto > restriction.start:
-            Metrics.distribution(
-                METRIC_NAMESPACE, next_offset_metric(self._settings.source_name, read.key)
-            ).update(done_upto)
-            if self._commit == "bundle":
-                finalizer.register(
-                    functools.partial(self._commit_offset, read.topic, read.partition, done_upto)
-                )
+        return done_upto
+
+    def _record_position(self, read: PartitionRead, next_offset: int, finalizer: Any) -> None:
+        """Make ``next_offset`` the partition's position to commit: in the run's metrics (a
+        driver commits them after the run) and, with ``commit="bundle"``, in the bundle's
+        finalization (once per offset: an idle partition resumes every second)."""
+        Metrics.distribution(
+            METRIC_NAMESPACE, next_offset_metric(self._settings.source_name, read.key)
+        ).update(next_offset)
+        if self._commit == "bundle" and self._commits_registered.get(read.key) != next_offset:
+            self._commits_registered[read.key] = next_offset
+            finalizer.register(
+                functools.partial(self._commit_offset, read.topic, read.partition, next_offset)
+            )
 
     def _emit(
         self, read: PartitionRead, messages: Sequence[Message], watermark: Any

@@ -93,9 +93,12 @@ class ReadKafka(beam.PTransform):
         avro_schema: an Avro record schema (dict) or the path of an ``.avsc`` file.
         schema_registry_url: Confluent Schema Registry base URL.
         schema_registry_auth: secret reference holding ``user:password`` for the registry.
-        start: ``"committed"`` (falls back to ``auto.offset.reset``, earliest by default),
+        start: where partitions the group has no committed offset for begin (Kafka's
+            ``auto.offset.reset`` meaning: partitions with one always continue from it):
+            ``"committed"`` (``auto.offset.reset`` of ``consumer_config``, earliest by default),
             ``"earliest"``, ``"latest"``, ``{"timestamp_ms": ms}`` or
-            ``{"offsets": {"topic/partition": offset, ...}}`` naming every partition.
+            ``{"offsets": {"topic/partition": offset, ...}}`` naming every partition. To read
+            again from a position, use a new ``group_id`` or :func:`commit_offsets` it.
         bounded: ``"end_offsets"`` (stop at the log ends seen at start) or None.
         max_records: at most this many records in total.
         max_duration_s: stop reading this long after the read started.
@@ -107,7 +110,8 @@ class ReadKafka(beam.PTransform):
         max_message_bytes: larger values are dead-lettered (rule ``too_large``).
         commit: ``"bundle"`` (commit in bundle finalization) or ``"manual"`` (never; commit with
             :func:`connectors.kafka.commit_offsets` after the run).
-        timing: polling, resume, idle-watermark and checkpoint intervals.
+        timing: polling, resume, idle-watermark, checkpoint and broker-loss intervals; a lost
+            broker fails the read with :class:`connectors.kafka.BrokerUnreachable`.
         run_id: stamped on dead letters.
     """
 

@@ -3,28 +3,39 @@
 Each line says when, who (``actor``), what (``action``, ``outcome``), to which secret and
 version, and the value's fingerprint (12 hex chars of its SHA-256): enough to match a line to
 a version and to a consumer's report, never enough to recover the value. Lines are appended
-with a single ``write`` on an ``O_APPEND`` descriptor, so concurrent writers (the rotation
-service, a CLI ``rotate``) never interleave within a line.
+with a single ``write`` on an ``O_APPEND`` descriptor (mode 0600), so concurrent writers (the
+rotation service, a CLI ``rotate``) never interleave within a line.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
+import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from connectors.secrets import Secret
+from connectors.secrets.state import append_private
 
 REDACTED = "[redacted]"
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+_QUERY_VALUE = re.compile(r"([?&;][^=&#\s]+=)[^&#\s\"']+")
 
 
-def scrub(text: str, secrets: Iterable[Secret | None]) -> str:
-    """``text`` with every known value (raw or base64) replaced: error messages from other
-    systems (an HTTP body, an exception) may echo a credential back."""
+def redact_urls(text: str) -> str:
+    """``text`` with URL credentials removed: userinfo (``https://user:pw@host``) and every
+    query parameter value (``?token=...``), since a URL's query is where APIs put keys."""
+    return _QUERY_VALUE.sub(rf"\1{REDACTED}", _USERINFO.sub(rf"\1{REDACTED}@", text))
+
+
+def scrub(text: str, secrets: Iterable[Secret | None] = ()) -> str:
+    """The one redaction path for text bound for the audit log, notifications, stdout and
+    exceptions: every known value (raw or base64) and every URL credential replaced. Error
+    messages from other systems (an HTTP body, an exception) may echo a credential back."""
+    text = redact_urls(text)
     for secret in secrets:
         if secret is None:
             continue
@@ -59,7 +70,7 @@ class AuditLog:
         rotation_id: str | None = None,
         detail: str | None = None,
     ) -> dict[str, Any]:
-        """Append one line; returns it."""
+        """Append one line (the detail through :func:`redact_urls`); returns it."""
         entry = {
             "time": utc_now(),
             "actor": actor,
@@ -70,15 +81,9 @@ class AuditLog:
             "fingerprint": fingerprint,
             "trigger": trigger,
             "rotation_id": rotation_id,
-            "detail": detail,
+            "detail": None if detail is None else redact_urls(detail),
         }
-        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        append_private(self.path, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
         return entry
 
     def read(

@@ -1,8 +1,19 @@
 """AWS Secrets Manager through boto3.
 
-Stages are AWS's own staging labels (``AWSCURRENT``, ``AWSPREVIOUS``, ``AWSPENDING``), so the
-state the rotation engine leaves behind is what AWS's console, SDKs and rotation Lambdas
-expect. Moving ``AWSCURRENT`` is one call, and AWS moves ``AWSPREVIOUS`` with it.
+Stages are AWS's own staging labels (``AWSCURRENT``, ``AWSPREVIOUS``, ``AWSPENDING``), used as
+AWS's rotation contract (createSecret / setSecret / testSecret / finishSecret) uses them, so
+what the rotation engine leaves behind is what AWS's console, SDKs and rotation Lambdas expect:
+
+* createSecret: ``PutSecretValue`` with the rotation token as ``ClientRequestToken`` (so the
+  version id *is* the token, known before the call, and a retry after a crash is idempotent)
+  and ``VersionStages=[AWSPENDING]``, refused when another version already holds
+  ``AWSPENDING`` (AWS's "a rotation is already in progress"). The very first version of a
+  secret also gets ``AWSCURRENT`` from AWS itself.
+* finishSecret: ``UpdateSecretVersionStage`` moves ``AWSCURRENT`` to the new version with
+  ``RemoveFromVersionId`` = the current version the rotation started from. AWS rejects the
+  move if that version no longer holds ``AWSCURRENT``: that is the compare-and-set that stops
+  two rotations from both promoting. AWS moves ``AWSPREVIOUS`` itself; the engine then removes
+  ``AWSPENDING`` (also when the version was already current, as after the first version).
 
 AWS has no per-version disable or destroy. ``disable`` removes every staging label, which is
 AWS's notion of a retired ("deprecated") version that it deletes on its own schedule; the
@@ -14,7 +25,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +38,7 @@ from connectors.secrets.model import (
     LATEST,
     PENDING,
     PREVIOUS,
+    SecretConflict,
     SecretInfo,
     SecretNotFound,
     SecretUnavailable,
@@ -80,8 +92,15 @@ class AwsSecretsManager:
             ),
         )
 
-    def _call(self, what: str, method: Callable[..., Any], **request: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+    def _call(self, what: str, method: Callable[..., Any], *, conflict: str = "", **request: Any) -> Any:
+        """``method(**request)`` with AWS's errors as SecretErrors; ``conflict`` names the
+        precondition an ``InvalidParameterException`` means here (a stage moved under us)."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            ReadTimeoutError,
+        )
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
         try:
@@ -90,7 +109,13 @@ class AwsSecretsManager:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ResourceNotFoundException":
                 raise SecretNotFound(f"{what}: not found in AWS Secrets Manager") from None
+            if conflict and code == "InvalidParameterException":
+                raise SecretConflict(f"{what}: {conflict}") from None
             raise SecretError(f"{what}: AWS Secrets Manager refused ({code})") from None
+        except NoCredentialsError:
+            raise SecretError(
+                f"{what}: no AWS credentials (set a profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role)"
+            ) from None
         except (BotoConnectionError, ReadTimeoutError) as exc:
             raise SecretUnavailable(f"{what}: AWS Secrets Manager unavailable ({type(exc).__name__})") from None
         except BotoCoreError as exc:
@@ -163,9 +188,19 @@ class AwsSecretsManager:
         except SecretNotFound:
             self._call(f"secret {name!r}", self.client.create_secret, Name=name)
 
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Nothing to set: AWS's ``RotationRules`` need a rotation Lambda, and rotation runs here."""
+
     def add_version(
-        self, name: str, secret: Secret, *, stage: str = PENDING, expire_time: datetime | None = None
+        self, name: str, secret: Secret, *, token: str | None = None, expire_time: datetime | None = None
     ) -> str:
+        described = self._describe(name)
+        pending = self._holder(described, LABELS[PENDING])
+        token = token or str(uuid.uuid4())
+        if pending is not None and pending != token and pending != self._holder(described, LABELS[CURRENT]):
+            raise SecretConflict(f"secret {name!r}: version {pending} is already AWSPENDING (a rotation is in progress)")
         value = secret.reveal()
         try:
             payload: dict[str, Any] = {"SecretString": value.decode("utf-8")}
@@ -175,8 +210,8 @@ class AwsSecretsManager:
             f"secret {name!r}",
             self.client.put_secret_value,
             SecretId=check_name(name),
-            ClientRequestToken=str(uuid.uuid4()),
-            VersionStages=[LABELS[stage]],
+            ClientRequestToken=token,
+            VersionStages=[LABELS[PENDING]],
             **payload,
         )
         version = put["VersionId"]
@@ -189,34 +224,55 @@ class AwsSecretsManager:
             )
         return version
 
-    def _move(self, name: str, stage: str, to: str | None, away: str | None) -> None:
-        request: dict[str, Any] = {"SecretId": name, "VersionStage": LABELS[stage]}
-        if to is not None:
-            request["MoveToVersionId"] = to
-        if away is not None:
-            request["RemoveFromVersionId"] = away
-        self._call(f"secret {name!r}", self.client.update_secret_version_stage, **request)
+    def _remove(self, name: str, stage: str, version: str) -> bool:
+        """Take ``stage`` off ``version`` if it is there; AWS checks the holder (compare-and-set)."""
+        try:
+            self._call(
+                f"secret {name!r}",
+                self.client.update_secret_version_stage,
+                conflict=f"{LABELS[stage]} is no longer on version {version}",
+                SecretId=name,
+                VersionStage=LABELS[stage],
+                RemoveFromVersionId=version,
+            )
+        except SecretConflict:
+            return False
+        return True
 
-    def promote(self, name: str, version: str) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
         described = self._describe(name)
-        old = self._holder(described, LABELS[CURRENT])
-        if old == version:
-            return None
-        self._move(name, CURRENT, version, old)  # AWS moves AWSPREVIOUS to `old` itself
-        if self._holder(described, LABELS[PENDING]) == version:
-            self._move(name, PENDING, None, version)
-        return old
+        current = self._holder(described, LABELS[CURRENT])
+        if self._holder(described, LABELS[PENDING]) != version:
+            raise SecretConflict(f"secret {name!r}: version {version} is no longer AWSPENDING")
+        if current != version:
+            if expect_current is None:
+                raise SecretConflict(f"secret {name!r}: version {current} became current meanwhile")
+            self._call(
+                f"secret {name!r}",
+                self.client.update_secret_version_stage,
+                conflict=f"AWSCURRENT is no longer on version {expect_current}",
+                SecretId=name,
+                VersionStage=LABELS[CURRENT],
+                MoveToVersionId=version,
+                RemoveFromVersionId=expect_current,
+            )  # AWS moves AWSPREVIOUS to `expect_current` itself
+        elif expect_current is not None:
+            raise SecretConflict(f"secret {name!r}: version {version} is already current")
+        self._remove(name, PENDING, version)
+        return expect_current
 
-    def clear_stage(self, name: str, stage: str, version: str) -> None:
-        if self._holder(self._describe(name), LABELS[stage]) == version:
-            self._move(name, stage, None, version)
+    def clear_stage(self, name: str, stage: str, version: str) -> bool:
+        return self._remove(name, stage, version)
 
     def disable(self, name: str, version: str) -> None:
-        """Remove every staging label: AWS then treats the version as deprecated."""
+        """Remove every staging label: AWS then treats the version as deprecated. The current
+        version is refused: taking ``AWSCURRENT`` away would leave consumers nothing to read."""
         labels = self._describe(name).get("VersionIdsToStages", {}).get(version, [])
+        if LABELS[CURRENT] in labels:
+            raise SecretConflict(f"secret {name!r}: version {version} is AWSCURRENT")
         for label in labels:
-            request = {"SecretId": name, "VersionStage": label, "RemoveFromVersionId": version}
-            self._call(f"secret {name!r}", self.client.update_secret_version_stage, **request)
+            if label in _STAGE_OF:
+                self._remove(name, _STAGE_OF[label], version)
 
     def enable(self, name: str, version: str) -> None:
         raise SecretError(

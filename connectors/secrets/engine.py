@@ -1,32 +1,68 @@
-"""The rotation of one secret under one policy.
+"""The rotation of one secret under one policy, as resumable steps.
 
-A rotation is: issue a new value, add it as ``pending``, verify it against the protected
-system, promote it (``current`` -> ``previous``, ``pending`` -> ``current``, in one store
-update), and schedule ``previous`` to be revoked and disabled when the overlap window ends.
-If verification (or the promotion) fails, the rotation rolls back: ``current`` never moved,
-``pending`` is cleared and disabled, and the unused value is revoked at its issuer.
+A rotation follows AWS Secrets Manager's rotation contract (createSecret / setSecret /
+testSecret / finishSecret) under one *token* that names it:
 
-Triggers: ``manual`` (rotate now), ``initial`` (a started policy whose secret has no current
-version), ``scheduled`` (cron), ``proactive`` (current expires within the threshold) and
-``reactive`` (a consumer reported current rejected, and a check of current confirms it: the
-consumer's own refresh did not help). Every step is one audit line sharing a ``rotation_id``;
-rotations, rollbacks and failures are notified. Values appear only as fingerprints.
+1. ``create``: the token, trigger and the ``current`` the rotation starts from are recorded;
+   a new value is issued (its fingerprint recorded) and stored as ``pending``, which the store
+   grants only if no other version is pending (compare-and-set): ``pending`` is the rotation's
+   claim on the secret.
+2. ``created`` -> verify the value against the protected system.
+3. ``verified`` -> promote: one compare-and-set that succeeds only if ``pending`` is still our
+   version and ``current`` is still the one we started from, so two rotation services on one
+   store can never both promote, nor promote a version someone else discarded.
+4. ``promoted``: in one state write, ``previous`` is scheduled to be revoked and disabled when
+   the overlap window ends, the notifications are queued in the outbox and the rotation is
+   closed; only then are notifications delivered (and retried from the outbox until they are).
+
+Each step is recorded in the state file *before* its side effect, so a process killed at any
+point leaves a record the next ``run``/``rotate``/``start`` resumes from: an unverified
+version is verified (or found by its fingerprint and discarded, if the crash came before its
+id was recorded), a verified one promoted, a promoted one finished. If verification or the
+promotion fails, the rotation rolls back: ``current`` never moved, ``pending`` is cleared (only
+while it still names our version), the version disabled and destroyed, the value revoked at
+its issuer. A version is disabled only after a compare-and-set took every pointer off it, so
+nobody can promote it meanwhile. Outcomes: ``rotated``, ``rolled_back``, ``conflict`` (another
+rotation holds the secret or moved ``current``; nothing of theirs was touched) or ``failed``.
+
+Triggers: ``manual``, ``initial`` (a started policy whose secret has no current version),
+``scheduled`` (cron), ``proactive`` (current expires within the threshold) and ``reactive``
+(an authenticated consumer report whose fingerprint matches the version in use, confirmed by a
+check of current, at most once per ``min_interval``). Every step is one audit line sharing the
+rotation token as ``rotation_id``; values appear only as fingerprints, and every error text
+goes through :func:`connectors.secrets.audit.scrub` with every value this engine has touched.
+
+For the crash-matrix tests, ``BEAMWRIGHT_SECRETS_CRASH_AT=<step>`` makes the process SIGKILL
+itself at that recorded step (``created``, ``verified``, ``promoted``, ``notify``, ``disable``):
+a real process death, which no ``finally`` block or exception handler can soften.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from connectors.secrets import Secret, SecretError
 from connectors.secrets.audit import AuditLog, scrub
-from connectors.secrets.issuers import Issued, Issuer, build_issuer
-from connectors.secrets.model import CURRENT, PENDING, PREVIOUS, RotatableStore, SecretNotFound
+from connectors.secrets.issuers import Issuer, build_issuer
+from connectors.secrets.model import (
+    CURRENT,
+    ENABLED,
+    PENDING,
+    PREVIOUS,
+    RotatableStore,
+    SecretConflict,
+    SecretInfo,
+    SecretNotFound,
+)
 from connectors.secrets.notify import (
     FAILED,
     ROLLED_BACK,
@@ -42,11 +78,16 @@ from connectors.secrets.state import RuntimeState, locked
 from connectors.secrets.verifiers import VerificationFailed, Verifier, build_verifier
 
 MANUAL, INITIAL, SCHEDULED, PROACTIVE, REACTIVE = "manual", "initial", "scheduled", "proactive", "reactive"
+RESUMED, RETIRE = "resumed", "retire"
+ROTATED_OUTCOME, ROLLED_BACK_OUTCOME, CONFLICT, FAILED_OUTCOME = "rotated", "rolled_back", "conflict", "failed"
+CRASH_ENV = "BEAMWRIGHT_SECRETS_CRASH_AT"
+MAX_DELIVERIES = 20
+"""Attempts per notification and notifier before the outbox gives up (and audits it)."""
 
 
 @dataclass(frozen=True)
 class RotationResult:
-    """How one rotation ended: ``rotated``, ``rolled_back`` or ``failed``."""
+    """How one rotation ended: ``rotated``, ``rolled_back``, ``conflict`` or ``failed``."""
 
     secret: str
     outcome: str
@@ -61,8 +102,10 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
 
-def _error(exc: BaseException, *secrets: Secret | None) -> str:
-    return scrub(f"{type(exc).__name__}: {exc}", secrets)
+def crash_point(step: str) -> None:
+    """Die here, for real, if the crash-matrix hook names ``step``."""
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class RotationEngine:
@@ -88,6 +131,7 @@ class RotationEngine:
         self.notifiers = list(notifiers)
         self.state_path = Path(state_dir) / f"{policy.secret}.json"
         self.lock_path = Path(state_dir) / f"{policy.secret}.lock"
+        self._values: list[Secret] = []  # every value touched: scrubbed from every error text
 
     @classmethod
     def build(cls, policy: RotationPolicy, *, audit: AuditLog, state_dir: Path) -> RotationEngine:
@@ -112,158 +156,213 @@ class RotationEngine:
     # ------------------------------------------------------------------ public operations
 
     def rotate(self, *, actor: str, trigger: str = MANUAL, reason: str = "") -> RotationResult:
-        """Rotate now, whatever the schedule, backoff or expiry say."""
+        """Rotate now, whatever the schedule, backoff or expiry say (after finishing a rotation
+        an earlier process left half done)."""
         with locked(self.lock_path):
             state = RuntimeState.load(self.state_path)
+            self._resume(state, actor)
             result = self._rotate(state, trigger=trigger, actor=actor, reason=reason)
-            state.save(self.state_path)
+            self._deliver(state, actor)
             return result
 
     def bootstrap(self, *, actor: str) -> RotationResult | None:
         """Create the secret and its first version if it has no ``current`` yet; arm the schedule."""
         with locked(self.lock_path):
             state = RuntimeState.load(self.state_path)
+            result = self._resume(state, actor)
             if self.policy.schedule and state.next_run is None:
                 state.next_run = self.policy.next_run(datetime.now(timezone.utc)).timestamp()
-            result = None
+                state.save(self.state_path)
             try:
                 self.store.stages(self.name)
             except SecretNotFound:
                 self.store.ensure(self.name)
                 result = self._rotate(state, trigger=INITIAL, actor=actor, reason="no current version")
-            state.save(self.state_path)
+            if self.policy.schedule:
+                first = self.policy.next_run(datetime.now(timezone.utc))
+                period = (self.policy.next_run(first) - first).total_seconds()
+                self.store.schedule_rotation(self.name, next_time=first, period=period, topics=self.policy.topics)
+            self._deliver(state, actor)
             return result
 
     def tick(self, *, actor: str, active: bool = True, now: float | None = None) -> list[RotationResult]:
-        """Disable versions whose overlap ended; rotate if the schedule or expiry says so."""
+        """Finish an interrupted rotation, retire versions whose overlap ended, rotate if the
+        schedule or expiry says so, deliver queued notifications."""
         now = time.time() if now is None else now
         with locked(self.lock_path):
             state = RuntimeState.load(self.state_path)
-            self._retire(state, now, actor)
-            results = []
+            resumed = self._resume(state, actor)
+            results = [resumed] if resumed is not None else []
+            results += self._retire(state, now, actor)
             due = self._due(state, now, actor) if active else None
             if due is not None:
                 results.append(self._rotate(state, trigger=due[0], actor=actor, reason=due[1]))
-            state.save(self.state_path)
+            self._deliver(state, actor)
             return results
 
     def handle_auth_failure(self, failure: AuthFailure, *, actor: str) -> RotationResult | None:
-        """A consumer says ``failure.version`` was rejected: rotate only if it is still current
-        and a check of it fails too (a stale consumer just needs its next refresh)."""
+        """A consumer says ``failure.version`` was rejected: rotate only if it is still current,
+        the report's fingerprint is that version's, a check of it fails too, and no reactive
+        rotation happened within ``min_interval``."""
         with locked(self.lock_path):
             state = RuntimeState.load(self.state_path)
+            self._resume(state, actor)
             result = self._reactive(state, failure, actor)
-            state.save(self.state_path)
+            self._deliver(state, actor)
             return result
 
-    # ------------------------------------------------------------------ steps
+    # ------------------------------------------------------------------ plumbing
 
     def _log(self, **fields: Any) -> None:
         self.audit.record(secret=self.name, **fields)
 
-    def _notify(self, note: Notification, actor: str) -> None:
-        for notifier in self.notifiers:
-            if note.event not in notifier.events:
-                continue
-            try:
-                notifier.send(note)
-            except Exception as exc:  # noqa: BLE001 - a notifier must never break a rotation
-                outcome, detail = "failed", f"{notifier}: {_error(exc)}"
-            else:
-                outcome, detail = "sent", f"{notifier}: {note.event}"
-            self._log(
-                action="notify",
-                outcome=outcome,
-                actor=actor,
-                version=note.version,
-                trigger=note.trigger,
-                rotation_id=note.rotation_id,
-                detail=detail,
-            )
+    def _redact(self, text: str) -> str:
+        return scrub(text, self._values)
 
-    def _finish(
-        self, state: RuntimeState, result: RotationResult, actor: str, fingerprint: str | None = None
-    ) -> RotationResult:
-        if result.outcome != "rotated":
-            state.last_failure = time.time()
-        event = {"rotated": ROTATED, "rolled_back": ROLLED_BACK}.get(result.outcome, FAILED)
+    def _error(self, exc: BaseException) -> str:
+        return self._redact(f"{type(exc).__name__}: {exc}")
+
+    def _seen(self, secret: Secret) -> Secret:
+        self._values.append(secret)
+        return secret
+
+    def _checkpoint(self, state: RuntimeState, step: str) -> None:
+        state.save(self.state_path)
+        crash_point(step)
+
+    def _queue(self, state: RuntimeState, result: RotationResult, fingerprint: str | None = None) -> None:
+        event = {ROTATED_OUTCOME: ROTATED, ROLLED_BACK_OUTCOME: ROLLED_BACK}.get(result.outcome, FAILED)
         note = Notification(
             event=event,
             secret=self.name,
             trigger=result.trigger,
             rotation_id=result.rotation_id,
-            reason=result.reason,
+            reason=self._redact(result.reason),
             time=_iso(time.time()),
             version=result.version,
             previous=result.previous,
             fingerprint=fingerprint,
         )
-        self._notify(note, actor)
+        state.outbox.append({"note": asdict(note), "delivered": [], "attempts": 0})
+
+    def _deliver(self, state: RuntimeState, actor: str) -> None:
+        """Send what the outbox holds; each delivery is recorded before the next, so a crash
+        resends at most the one in flight (receivers drop it by its nonce/rotation id)."""
+        for item in list(state.outbox):
+            note = Notification(**item["note"])
+            item["attempts"] += 1
+            for index, notifier in enumerate(self.notifiers):
+                if note.event not in notifier.events or index in item["delivered"]:
+                    continue
+                crash_point("notify")
+                try:
+                    notifier.send(note)
+                except Exception as exc:  # noqa: BLE001 - a notifier must never break a rotation
+                    outcome, detail = "failed", f"{notifier}: {self._error(exc)}"
+                else:
+                    outcome, detail = "sent", f"{notifier}: {note.event}"
+                    item["delivered"].append(index)
+                self._log(
+                    action="notify",
+                    outcome=outcome,
+                    actor=actor,
+                    version=note.version,
+                    trigger=note.trigger,
+                    rotation_id=note.rotation_id,
+                    detail=detail,
+                )
+                state.save(self.state_path)
+            wanted = {i for i, n in enumerate(self.notifiers) if note.event in n.events}
+            if wanted <= set(item["delivered"]) or item["attempts"] >= MAX_DELIVERIES:
+                if not wanted <= set(item["delivered"]):
+                    self._log(action="notify", outcome="abandoned", actor=actor, rotation_id=note.rotation_id,
+                              detail=f"not delivered after {MAX_DELIVERIES} attempts")
+                state.outbox.remove(item)
+            state.save(self.state_path)
+
+    def _finish(self, state: RuntimeState, result: RotationResult, fingerprint: str | None = None) -> RotationResult:
+        """Close the rotation: queue its notification and make the state durable, in one write."""
+        state.rotation = None
+        if result.outcome != ROTATED_OUTCOME:
+            state.last_failure = time.time()
+        self._queue(state, result, fingerprint)
+        state.save(self.state_path)
         return result
 
-    def _check(self, issued: Issued) -> str | None:
-        """Why the new value must not become current, or None."""
-        if self.verifier is not None:
-            try:
-                self.verifier.verify(self.name, issued.secret)
-            except VerificationFailed as exc:
-                return scrub(str(exc), [issued.secret])
-            except Exception as exc:  # noqa: BLE001 - a crashing check is a failed check
-                return f"verifier crashed: {_error(exc, issued.secret)}"
-        threshold, expires = self.policy.expiry_threshold, issued.expire_time
-        if threshold is not None and expires is not None and expires.timestamp() - time.time() <= threshold:
-            return f"the new version expires at {expires.isoformat()}, within expiry_threshold"
-        return None
+    # ------------------------------------------------------------------ a rotation
 
     def _rotate(self, state: RuntimeState, *, trigger: str, actor: str, reason: str) -> RotationResult:
-        rid = uuid.uuid4().hex[:12]
+        token = uuid.uuid4().hex
+        record: dict[str, Any] = {"token": token, "step": "create", "trigger": trigger, "reason": reason, "actor": actor}
 
         def log(action: str, outcome: str, **more: Any) -> None:
-            self._log(action=action, outcome=outcome, actor=actor, trigger=trigger, rotation_id=rid, **more)
+            self._log(action=action, outcome=outcome, actor=actor, trigger=trigger, rotation_id=token, **more)
 
-        def failed(step: str, why: str, version: str | None = None) -> RotationResult:
-            log(step, "failed", version=version, detail=why)
-            return self._finish(state, RotationResult(self.name, "failed", trigger, rid, version, reason=why), actor)
+        def failed(step: str, why: str, outcome: str = FAILED_OUTCOME, version: str | None = None) -> RotationResult:
+            log(step, outcome, version=version, detail=why)
+            return self._finish(state, RotationResult(self.name, outcome, trigger, token, version, reason=why))
 
         try:
             info = self.store.describe(self.name)
+        except SecretNotFound:
+            info = SecretInfo(self.name)  # Vault creates a secret with its first version
         except SecretError as exc:
-            return failed("rotate", _error(exc))
+            return failed("rotate", self._error(exc))
         current = info.at(CURRENT)
         log("rotate", "started", version=current.version if current else None, detail=reason or None)
-        stale = info.at(PENDING)
-        if stale is not None:
-            self._discard(stale.version, log)
+        pending = info.at(PENDING)
+        if pending is not None and pending.version != (current.version if current else None):
+            if not self._abandoned(pending.created):
+                return failed("rotate", f"version {pending.version} is pending: another rotation is in progress", CONFLICT)
+            self._discard(pending.version, None, "abandoned by an earlier rotation", log)
 
+        record["expect_current"] = current.version if current else None
+        state.rotation = record
+        state.save(self.state_path)
         try:
             issued = self.issuer.issue(self.name)
         except Exception as exc:  # noqa: BLE001 - issuers are user code and remote systems
-            return failed("generate", _error(exc))
-        fingerprint = issued.secret.fingerprint
-        log("generate", "ok", fingerprint=fingerprint)
+            return failed("generate", self._error(exc))
+        secret = self._seen(issued.secret)
+        record["fingerprint"] = secret.fingerprint
+        state.save(self.state_path)
+        log("generate", "ok", fingerprint=secret.fingerprint)
 
         try:
-            version = self.store.add_version(self.name, issued.secret, stage=PENDING, expire_time=issued.expire_time)
+            version = self.store.add_version(self.name, secret, token=token, expire_time=issued.expire_time)
         except SecretError as exc:
-            self._revoke(issued.secret, log)
-            return failed("add_pending", _error(exc, issued.secret))
-        log("add_pending", "ok", version=version, fingerprint=fingerprint)
+            self._revoke(secret, log)
+            outcome = CONFLICT if isinstance(exc, SecretConflict) else FAILED_OUTCOME
+            return failed("add_pending", self._error(exc), outcome)
+        record.update(version=version, step="created")
+        log("add_pending", "ok", version=version, fingerprint=secret.fingerprint)
+        self._checkpoint(state, "created")
+        return self._advance(state, secret, issued.expire_time, log)
 
-        problem = self._check(issued)
-        if problem is None:
-            log("verify", "ok", version=version, fingerprint=fingerprint)
-            try:
-                previous = self.store.promote(self.name, version)
-            except SecretError as exc:
-                problem = f"promotion failed: {_error(exc)}"
-        else:
-            log("verify", "failed", version=version, fingerprint=fingerprint, detail=problem)
-        if problem is not None:
-            self._rollback(version, issued.secret, problem, log)
-            result = RotationResult(self.name, "rolled_back", trigger, rid, version, reason=problem)
-            return self._finish(state, result, actor, fingerprint)
+    def _abandoned(self, created: datetime | None) -> bool:
+        return created is not None and time.time() - created.timestamp() > self.policy.rotation_timeout
 
-        log("promote", "ok", version=version, fingerprint=fingerprint, detail=f"previous={previous}")
+    def _advance(self, state: RuntimeState, secret: Secret, expires: datetime | None, log: Any) -> RotationResult:
+        """Verify (if not yet), promote, finish: the steps after ``created``, also on resume."""
+        record = state.rotation
+        assert record is not None
+        token, version, trigger = record["token"], record["version"], record["trigger"]
+        if record["step"] == "created":
+            problem = self._check(secret, expires)
+            if problem is not None:
+                log("verify", "failed", version=version, fingerprint=secret.fingerprint, detail=problem)
+                return self._roll_back(state, secret, problem, ROLLED_BACK_OUTCOME, log)
+            record["step"] = "verified"
+            log("verify", "ok", version=version, fingerprint=secret.fingerprint)
+            self._checkpoint(state, "verified")
+        try:
+            previous = self._promote(version, record["expect_current"])
+            crash_point("promoted")  # promoted in the store, not yet in the state: resume redoes it
+        except SecretConflict as exc:
+            return self._roll_back(state, secret, f"promotion refused: {self._error(exc)}", CONFLICT, log)
+        except SecretError as exc:
+            return self._roll_back(state, secret, f"promotion failed: {self._error(exc)}", ROLLED_BACK_OUTCOME, log)
+        log("promote", "ok", version=version, fingerprint=secret.fingerprint, detail=f"previous={previous}")
         now = time.time()
         if previous is not None:
             assert self.policy.overlap is not None  # resolved by the policy
@@ -276,61 +375,196 @@ class RotationEngine:
             )
         state.last_rotation = now
         state.last_failure = None
-        why = reason or trigger
-        result = RotationResult(self.name, "rotated", trigger, rid, version, previous, why)
-        return self._finish(state, result, actor, fingerprint)
+        why = record["reason"] or trigger
+        result = RotationResult(self.name, ROTATED_OUTCOME, trigger, token, version, previous, why)
+        return self._finish(state, result, secret.fingerprint)
 
-    def _revoke(self, secret: Secret, log: Any) -> None:
+    def _promote(self, version: str, expect_current: str | None) -> str | None:
+        """The store's compare-and-set promotion; idempotent when a crash came right after it
+        (``current`` is already ours and ``pending`` gone)."""
+        info = self.store.describe(self.name)
+        if info.stages.get(CURRENT) == version and info.stages.get(PENDING) != version:
+            return expect_current
+        return self.store.promote(self.name, version, expect_current=expect_current)
+
+    def _check(self, secret: Secret, expires: datetime | None) -> str | None:
+        """Why the new value must not become current, or None."""
+        if self.verifier is not None:
+            try:
+                self.verifier.verify(self.name, secret)
+            except VerificationFailed as exc:
+                return self._redact(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a crashing check is a failed check
+                return f"verifier crashed: {self._error(exc)}"
+        threshold = self.policy.expiry_threshold
+        if threshold is not None and expires is not None and expires.timestamp() - time.time() <= threshold:
+            return f"the new version expires at {expires.isoformat()}, within expiry_threshold"
+        return None
+
+    def _roll_back(self, state: RuntimeState, secret: Secret, problem: str, outcome: str, log: Any) -> RotationResult:
+        record = state.rotation
+        assert record is not None
+        self._discard(record["version"], secret, problem, log, action="rollback", outcome=outcome)
+        result = RotationResult(self.name, outcome, record["trigger"], record["token"], record["version"], reason=problem)
+        return self._finish(state, result, secret.fingerprint)
+
+    def _discard(
+        self,
+        version: str,
+        secret: Secret | None,
+        why: str,
+        log: Any,
+        *,
+        action: str = "discard_pending",
+        outcome: str = "ok",
+    ) -> None:
+        """Take ``pending`` off a version that was never promoted (compare-and-set), then
+        disable and destroy it and revoke its value. If the pointer had already moved, the
+        version belongs to whoever moved it and is left alone."""
+        if secret is None:
+            try:
+                secret = self._seen(self.store.access(self.name, version).secret)
+            except SecretError:
+                secret = None
+        try:
+            cleared = self.store.clear_stage(self.name, PENDING, version)
+            info = self.store.describe(self.name)
+            if cleared or (info.stages.get(CURRENT) != version and version not in info.stages.values()):
+                self.store.disable(self.name, version)
+                self._destroy(version)
+                if secret is not None:
+                    self._revoke(secret, log)
+            else:
+                why = f"{why}; version {version} moved on meanwhile and was left alone"
+        except SecretError as exc:
+            why = f"{why}; cleanup failed: {self._error(exc)}"
+        log(action, outcome, version=version, fingerprint=secret.fingerprint if secret else None, detail=why)
+
+    def _destroy(self, version: str) -> None:
+        """A never-promoted value has no use: destroy it where the store can (AWS cannot; its
+        label-less versions are deprecated and deleted by AWS)."""
+        with contextlib.suppress(SecretError):
+            self.store.destroy(self.name, version)
+
+    def _revoke(self, secret: Secret, log: Any) -> bool:
         try:
             self.issuer.revoke(self.name, secret)
         except Exception as exc:  # noqa: BLE001 - reported, the rotation goes on
-            log("revoke", "failed", fingerprint=secret.fingerprint, detail=_error(exc, secret))
+            log("revoke", "failed", fingerprint=secret.fingerprint, detail=self._error(exc))
+            return False
+        return True
 
-    def _rollback(self, version: str, secret: Secret, problem: str, log: Any) -> None:
+    # ------------------------------------------------------------------ resuming
+
+    def _resume(self, state: RuntimeState, actor: str) -> RotationResult | None:
+        """Finish (or cleanly roll back) the rotation an interrupted process left in the state."""
+        record = state.rotation
+        if record is None:
+            return None
+        token, trigger = record["token"], record["trigger"]
+
+        def log(action: str, outcome: str, **more: Any) -> None:
+            self._log(action=action, outcome=outcome, actor=actor, trigger=trigger, rotation_id=token, **more)
+
+        log("resume", "started", version=record.get("version"), detail=f"interrupted at step {record['step']}")
+        version = record.get("version")
         try:
-            self.store.clear_stage(self.name, PENDING, version)
-            self.store.disable(self.name, version)
+            info = self.store.describe(self.name)
+            if version is None:
+                return self._resume_create(state, info, log)
+            if version not in (info.stages.get(PENDING), info.stages.get(CURRENT)):
+                why = f"version {version} was discarded by another rotation meanwhile"
+                log("resume", CONFLICT, version=version, detail=why)
+                return self._finish(state, RotationResult(self.name, CONFLICT, trigger, token, version, reason=why))
+            secret = self._seen(self.store.access(self.name, version).secret)
+        except SecretNotFound:
+            why = "the interrupted rotation left nothing in the store"
+            log("resume", ROLLED_BACK_OUTCOME, detail=why)
+            return self._finish(state, RotationResult(self.name, ROLLED_BACK_OUTCOME, trigger, token, reason=why))
         except SecretError as exc:
-            problem = f"{problem}; cleanup failed: {_error(exc)}"
-        self._revoke(secret, log)
-        log("rollback", "rolled_back", version=version, fingerprint=secret.fingerprint, detail=problem)
+            why = f"cannot resume yet: {self._error(exc)}"
+            log("resume", FAILED_OUTCOME, detail=why)
+            return RotationResult(self.name, FAILED_OUTCOME, trigger, token, version, reason=why)
+        found = info.version(version)
+        return self._advance(state, secret, found.expire_time if found else None, log)
 
-    def _discard(self, version: str, log: Any) -> None:
-        """A pending version left by an interrupted rotation: it was never verified."""
-        try:
-            leftover = self.store.access(self.name, version).secret
-        except SecretError:
-            leftover = None
-        if leftover is not None:
-            self._revoke(leftover, log)
-        self.store.clear_stage(self.name, PENDING, version)
-        self.store.disable(self.name, version)
-        log("discard_pending", "ok", version=version, fingerprint=leftover.fingerprint if leftover else None)
+    def _resume_create(self, state: RuntimeState, info: SecretInfo, log: Any) -> RotationResult:
+        """Killed between issuing a value and recording its version: find the version by the
+        recorded fingerprint (only ours can match) and discard it; it was never verified."""
+        record = state.rotation
+        assert record is not None
+        fingerprint = record.get("fingerprint")
+        current = info.at(CURRENT)
+        found = None
+        if fingerprint is not None:
+            for candidate in info.versions:
+                newer = current is None or (candidate.created or datetime.min.replace(tzinfo=timezone.utc)) >= (
+                    current.created or datetime.min.replace(tzinfo=timezone.utc)
+                )
+                if candidate.state != ENABLED or not newer or candidate.stages - {PENDING}:
+                    continue
+                try:
+                    value = self.store.access(self.name, candidate.version).secret
+                except SecretError:
+                    continue
+                if value.fingerprint == fingerprint:
+                    found = candidate.version
+                    self._discard(found, self._seen(value), "interrupted before its version was recorded", log)
+                    break
+        why = "interrupted while creating the new version; rolled back"
+        result = RotationResult(self.name, ROLLED_BACK_OUTCOME, record["trigger"], record["token"], found, reason=why)
+        return self._finish(state, result, fingerprint)
 
-    def _retire(self, state: RuntimeState, now: float, actor: str) -> None:
+    # ------------------------------------------------------------------ retiring
+
+    def _retire(self, state: RuntimeState, now: float, actor: str) -> list[RotationResult]:
+        """Revoke and disable each version whose overlap ended: ``previous`` is taken off it,
+        the value revoked at its issuer, then the version disabled. A failure keeps the version
+        on the list (retried every refresh interval), is notified once, and is returned as a
+        ``failed`` result so ``run --once`` exits non-zero. While revocation fails the version
+        stays enabled but unstaged: disabling it would destroy the only copy of the value the
+        issuer needs to revoke it, leaving it valid there for good."""
+        failures = []
         for version, when in sorted(state.retiring.items(), key=lambda kv: kv[1]):
             if when > now:
                 continue
             entry: dict[str, Any] = {"action": "disable_previous", "actor": actor, "version": version}
+            old: Secret | None = None
             try:
-                if self.store.stages(self.name).current == version:
+                stages = self.store.describe(self.name).stages
+                if stages.get(CURRENT) == version:
                     del state.retiring[version]
+                    state.save(self.state_path)
                     self._log(**entry, outcome="skipped", detail="the version is current again")
                     continue
                 try:
-                    old: Secret | None = self.store.access(self.name, version).secret
+                    old = self._seen(self.store.access(self.name, version).secret)
                 except SecretError:
-                    old = None  # already disabled elsewhere: nothing left to read
+                    old = None  # already disabled (after its revocation) by an earlier attempt
+                self.store.clear_stage(self.name, PREVIOUS, version)  # consumers stop falling back to it
                 if old is not None:
                     self.issuer.revoke(self.name, old)
-                self.store.clear_stage(self.name, PREVIOUS, version)
+                crash_point("disable")
                 self.store.disable(self.name, version)
             except Exception as exc:  # noqa: BLE001 - retried after one refresh interval
+                why = f"{self._error(exc)}; retrying"
                 state.retiring[version] = now + self.policy.refresh_interval
-                self._log(**entry, outcome="failed", detail=f"{_error(exc)}; retrying")
+                self._log(**entry, outcome="failed", fingerprint=old.fingerprint if old else None, detail=why)
+                result = RotationResult(self.name, FAILED_OUTCOME, RETIRE, f"retire-{version}", version, reason=why)
+                if version not in state.alerted:
+                    state.alerted.append(version)
+                    self._queue(state, result, old.fingerprint if old else None)
+                state.save(self.state_path)
+                failures.append(result)
                 continue
             del state.retiring[version]
+            if version in state.alerted:
+                state.alerted.remove(version)
+            state.save(self.state_path)
             self._log(**entry, outcome="ok", fingerprint=old.fingerprint if old else None)
+        return failures
+
+    # ------------------------------------------------------------------ triggers
 
     def _due(self, state: RuntimeState, now: float, actor: str) -> tuple[str, str] | None:
         trigger = None
@@ -340,6 +574,7 @@ class RotationEngine:
             elif now >= state.next_run:
                 trigger = (SCHEDULED, f"cron {self.policy.schedule} at {_iso(state.next_run)}")
                 state.next_run = self.policy.next_run(datetime.fromtimestamp(now, timezone.utc)).timestamp()
+            state.save(self.state_path)
         if trigger is None and self.policy.expiry_threshold is not None:
             trigger = self._expiring(now)
         if trigger is not None and self._backing_off(state, now):
@@ -365,7 +600,7 @@ class RotationEngine:
 
     def _reactive(self, state: RuntimeState, failure: AuthFailure, actor: str) -> RotationResult | None:
         entry = {"actor": failure.actor, "version": failure.version, "fingerprint": failure.fingerprint}
-        self._log(action="auth_failure", outcome="reported", detail=failure.detail or None, **entry)
+        self._log(action="auth_failure", outcome="reported", detail=self._redact(failure.detail) or None, **entry)
 
         def checked(outcome: str, detail: str) -> None:
             self._log(action="refresh_check", outcome=outcome, trigger=REACTIVE, detail=detail, **entry)
@@ -376,26 +611,35 @@ class RotationEngine:
         try:
             current = self.store.access(self.name, CURRENT)
         except SecretError as exc:
-            checked("failed", _error(exc))
+            checked("failed", self._error(exc))
             return None
+        self._seen(current.secret)
         if current.version != failure.version:
             checked("stale", f"current is version {current.version}; the consumer's next refresh fixes it")
+            return None
+        if current.secret.fingerprint != failure.fingerprint:
+            checked("ignored", "the report's fingerprint is not the current version's: not from a consumer of it")
             return None
         if self.verifier is not None:
             try:
                 self.verifier.verify(self.name, current.secret)
             except VerificationFailed as exc:
-                problem = scrub(str(exc), [current.secret])
+                problem = self._redact(str(exc))
             except Exception as exc:  # noqa: BLE001 - a crashing check cannot confirm a failure
-                checked("failed", f"verifier crashed: {_error(exc, current.secret)}")
+                checked("failed", f"verifier crashed: {self._error(exc)}")
                 return None
             else:
                 checked("current_valid", "the protected system accepts current; no rotation")
                 return None
         else:
             problem = "no verifier configured; trusting the consumer's report"
-        if self._backing_off(state, time.time()):
+        now = time.time()
+        if state.last_reactive is not None and now - state.last_reactive < self.policy.min_interval:
+            checked("skipped", f"{problem}; a reactive rotation ran less than min_interval ago")
+            return None
+        if self._backing_off(state, now):
             checked("skipped", f"{problem}; failure backoff")
             return None
         checked("current_rejected", problem)
+        state.last_reactive = now
         return self._rotate(state, trigger=REACTIVE, actor=actor, reason=f"{failure.actor}: {problem}")

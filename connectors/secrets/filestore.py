@@ -7,8 +7,14 @@ the CLI and the pipeline work on a laptop exactly as against Secret Manager. Lay
     <path>/<name>/index.json     versions, states, stages, annotations (no values)
     <path>/<name>/versions/<n>   one value per file, mode 0600
 
-Every change takes an exclusive ``flock`` and replaces ``index.json`` atomically, so a CLI
-rotation and a running pipeline on the same machine never see a half-written index.
+Every change takes an exclusive ``flock``, checks its precondition against the index it read
+under that lock (the compare-and-set the rotation engine relies on: ``pending`` must be free to
+add, must still name the version to promote, ``current`` must be the one the rotation started
+from), bumps the index ``generation`` and replaces ``index.json`` atomically, so two rotation
+services and a running pipeline on one machine (or one NFS-locked volume) never see a
+half-written index nor overwrite each other. Directories are 0700 and files 0600; values are
+not encrypted at rest, so the store's directory must be protected like ``~/.ssh``.
+A destroyed version's file is deleted.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +40,7 @@ from connectors.secrets.model import (
     PENDING,
     PREVIOUS,
     STAGES,
+    SecretConflict,
     SecretInfo,
     SecretNotFound,
     StageView,
@@ -44,6 +51,7 @@ from connectors.secrets.model import (
     expiry_key,
 )
 from connectors.secrets.registry import config_from_dict
+from connectors.secrets.state import private_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -76,10 +84,11 @@ class FileStore:
     def _locked(self, name: str, exclusive: bool) -> Iterator[Path]:
         folder = self._dir(name)
         if exclusive:
-            (folder / "versions").mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(folder / "versions")
         elif not folder.is_dir():
             raise SecretNotFound(f"secret {name!r} not found in file store {self.root}")
-        with open(folder / ".lock", "a+b") as lock:
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield folder
 
@@ -88,13 +97,12 @@ class FileStore:
         try:
             return json.loads((folder / "index.json").read_text())
         except FileNotFoundError:
-            return {"next": 1, "versions": {}, "stages": {}, "annotations": {}}
+            return {"next": 1, "generation": 0, "versions": {}, "stages": {}, "annotations": {}}
 
     @staticmethod
     def _save(folder: Path, index: dict[str, Any]) -> None:
-        tmp = folder / f".index.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-        os.replace(tmp, folder / "index.json")
+        index["generation"] = index.get("generation", 0) + 1
+        write_private(folder / "index.json", json.dumps(index, indent=1, sort_keys=True))
 
     def _update(self, name: str, change: Callable[[Path, dict[str, Any]], Any]) -> Any:
         with self._locked(name, exclusive=True) as folder:
@@ -169,49 +177,64 @@ class FileStore:
     def ensure(self, name: str) -> None:
         self._update(name, lambda folder, index: None)
 
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Nothing to set: the file store has no rotation schedule of its own."""
+
     def add_version(
-        self, name: str, secret: Secret, *, stage: str = PENDING, expire_time: datetime | None = None
+        self, name: str, secret: Secret, *, token: str | None = None, expire_time: datetime | None = None
     ) -> str:
         def add(folder: Path, index: dict[str, Any]) -> str:
+            if PENDING in index["stages"]:
+                raise SecretConflict(f"secret {name!r}: version {index['stages'][PENDING]} is already pending")
             version = str(index["next"])
             index["next"] += 1
             fd = os.open(folder / "versions" / version, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(secret.reveal())
-            index["versions"][version] = {"state": ENABLED, "created": _now()}
-            index["stages"][stage] = version
+            index["versions"][version] = {"state": ENABLED, "created": _now(), "token": token}
+            index["stages"][PENDING] = version
             if expire_time is not None:
                 index["annotations"][expiry_key(version)] = expire_time.isoformat()
             return version
 
         return self._update(name, add)
 
-    def promote(self, name: str, version: str) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
         def promote(folder: Path, index: dict[str, Any]) -> str | None:
-            self._version(index, name, version)
             stages = index["stages"]
-            old = stages.get(CURRENT)
+            if stages.get(PENDING) != version or stages.get(CURRENT) != expect_current:
+                raise SecretConflict(
+                    f"secret {name!r}: cannot promote version {version}: pending is "
+                    f"{stages.get(PENDING)}, current is {stages.get(CURRENT)} (expected {expect_current})"
+                )
+            if self._version(index, name, version)["state"] != ENABLED:
+                raise SecretConflict(f"secret {name!r}: version {version} is not enabled")
+            del stages[PENDING]
             stages[CURRENT] = version
-            if old is not None and old != version:
-                stages[PREVIOUS] = old
-            if stages.get(PENDING) == version:
-                del stages[PENDING]
-            return old if old != version else None
+            if expect_current is not None:
+                stages[PREVIOUS] = expect_current
+            return expect_current
 
         return self._update(name, promote)
 
-    def clear_stage(self, name: str, stage: str, version: str) -> None:
-        def clear(folder: Path, index: dict[str, Any]) -> None:
-            if index["stages"].get(stage) == version:
-                del index["stages"][stage]
+    def clear_stage(self, name: str, stage: str, version: str) -> bool:
+        def clear(folder: Path, index: dict[str, Any]) -> bool:
+            if index["stages"].get(stage) != version:
+                return False
+            del index["stages"][stage]
+            return True
 
-        self._update(name, clear)
+        return self._update(name, clear)
 
     def _set_state(self, name: str, version: str, state: str) -> None:
         def change(folder: Path, index: dict[str, Any]) -> None:
             meta = self._version(index, name, version)
             if meta["state"] == DESTROYED:
                 raise SecretError(f"version {version} of secret {name!r} is destroyed")
+            if state != ENABLED and index["stages"].get(CURRENT) == version:
+                raise SecretConflict(f"version {version} of secret {name!r} is current")
             meta["state"] = state
             if state == DESTROYED:
                 (folder / "versions" / version).unlink(missing_ok=True)

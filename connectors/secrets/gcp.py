@@ -15,7 +15,7 @@ within one refresh, not a minute later. Payloads carry a CRC32C checksum both wa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -29,6 +29,7 @@ from connectors.secrets.model import (
     PENDING,
     PREVIOUS,
     STAGES,
+    SecretConflict,
     SecretInfo,
     SecretNotFound,
     SecretUnavailable,
@@ -38,6 +39,7 @@ from connectors.secrets.model import (
     check_name,
     expiries,
     expiry_key,
+    retry_conflicts,
 )
 from connectors.secrets.registry import config_from_dict
 
@@ -119,8 +121,16 @@ class GcpSecretManager:
             transport = SecretManagerServiceGrpcTransport(channel=channel)
             self.client = secretmanager_v1.SecretManagerServiceClient(transport=transport)
         else:
+            from google.auth.exceptions import DefaultCredentialsError
+
             self._channel = None
-            self.client = secretmanager_v1.SecretManagerServiceClient()
+            try:
+                self.client = secretmanager_v1.SecretManagerServiceClient()
+            except DefaultCredentialsError:
+                raise SecretError(
+                    "Secret Manager: no Google credentials found (run 'gcloud auth application-default "
+                    "login', set GOOGLE_APPLICATION_CREDENTIALS, or use a service account)"
+                ) from None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -137,6 +147,8 @@ class GcpSecretManager:
             return method(**request, retry=None, timeout=self.config.timeout)
         except gexc.NotFound:
             raise SecretNotFound(f"{what}: not found in Secret Manager project {self.config.project}") from None
+        except (gexc.Aborted, gexc.FailedPrecondition) as exc:
+            raise SecretConflict(f"{what}: the secret changed meanwhile ({exc.message})") from None
         except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as exc:
             raise SecretUnavailable(f"{what}: Secret Manager unavailable ({type(exc).__name__})") from None
         except gexc.GoogleAPICallError as exc:
@@ -145,11 +157,12 @@ class GcpSecretManager:
     def _get(self, name: str) -> Any:
         return self._call(f"secret {name!r}", self.client.get_secret, name=self._secret_path(name))
 
-    def _update(self, name: str, change: Callable[[Any], None]) -> None:
-        """Read the secret, let ``change`` edit its aliases/annotations, write both back under
-        the etag read (a concurrent writer makes this fail instead of being overwritten)."""
+    def _update(self, name: str, change: Callable[[Any], Any]) -> Any:
+        """Read the secret, let ``change`` edit its aliases/annotations (or raise to refuse),
+        write both back under the etag read: a concurrent writer makes this fail with
+        :class:`SecretConflict` instead of being overwritten. Returns what ``change`` returned."""
         secret = self._get(name)
-        change(secret)
+        result = change(secret)
         update = self._types.Secret(
             name=secret.name,
             version_aliases=dict(secret.version_aliases),
@@ -162,6 +175,7 @@ class GcpSecretManager:
             secret=update,
             update_mask={"paths": ["version_aliases", "annotations"]},
         )
+        return result
 
     # ------------------------------------------------------------------ reading
 
@@ -227,10 +241,42 @@ class GcpSecretManager:
         except (gexc.ServiceUnavailable, gexc.DeadlineExceeded) as exc:
             raise SecretUnavailable(f"secret {name!r}: Secret Manager unavailable ({type(exc).__name__})") from None
 
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Set ``rotation.next_rotation_time``/``rotation_period`` and ``topics`` so Secret Manager
+        publishes ``SECRET_ROTATE`` messages on the policy's schedule. Secret Manager refuses a
+        rotation without a topic, so without topics nothing is set (the service's own schedule
+        still rotates)."""
+        if not topics:
+            return
+        from google.protobuf import duration_pb2
+
+        update = self._types.Secret(
+            name=self._secret_path(name),
+            topics=[self._types.Topic(name=t) for t in topics],
+            rotation=self._types.Rotation(
+                next_rotation_time=next_time, rotation_period=duration_pb2.Duration(seconds=int(period))
+            ),
+        )
+        self._call(
+            f"secret {name!r}",
+            self.client.update_secret,
+            secret=update,
+            update_mask={"paths": ["topics", "rotation"]},
+        )
+
     def add_version(
-        self, name: str, secret: Secret, *, stage: str = PENDING, expire_time: datetime | None = None
+        self, name: str, secret: Secret, *, token: str | None = None, expire_time: datetime | None = None
     ) -> str:
+        """AddSecretVersion, then point the ``pending`` alias at it under the etag, only if no
+        alias ``pending`` exists. A refused claim disables the new version at once (nothing
+        points at it, so nobody else can promote it); a crash in between leaves an enabled
+        version with no alias, which the engine finds by fingerprint and discards."""
         data = secret.reveal()
+        pending = self._get(name).version_aliases.get(PENDING)
+        if pending is not None:
+            raise SecretConflict(f"secret {name!r}: version {pending} is already pending")
         created = self._call(
             f"secret {name!r}",
             self.client.add_secret_version,
@@ -240,37 +286,59 @@ class GcpSecretManager:
         version = created.name.rsplit("/", 1)[1]
 
         def point(s: Any) -> None:
-            s.version_aliases[stage] = int(version)
+            if PENDING in s.version_aliases:
+                raise SecretConflict(f"secret {name!r}: version {s.version_aliases[PENDING]} is already pending")
+            s.version_aliases[PENDING] = int(version)
             if expire_time is not None:
                 s.annotations[expiry_key(version)] = expire_time.isoformat()
 
-        self._update(name, point)
+        try:
+            self._update(name, point)
+        except SecretConflict:
+            self.disable(name, version)
+            raise
         return version
 
-    def promote(self, name: str, version: str) -> str | None:
-        old: list[str | None] = [None]
+    def _check_enabled(self, name: str, version: str) -> None:
+        found = self._call(
+            f"secret {name!r} version {version}",
+            self.client.get_secret_version,
+            name=self._version_path(name, version),
+        )
+        if _STATES.get(int(found.state)) != ENABLED:
+            raise SecretConflict(f"secret {name!r}: version {version} is not enabled")
 
-        def promote(s: Any) -> None:
+    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+        self._check_enabled(name, version)
+
+        def promote(s: Any) -> str | None:
             aliases = s.version_aliases
             current = aliases.get(CURRENT)
-            if current is not None and current != int(version):
-                aliases[PREVIOUS] = current
-                old[0] = str(current)
+            if aliases.get(PENDING) != int(version) or current != (None if expect_current is None else int(expect_current)):
+                raise SecretConflict(
+                    f"secret {name!r}: cannot promote version {version}: pending is {aliases.get(PENDING)}, "
+                    f"current is {current} (expected {expect_current})"
+                )
+            del aliases[PENDING]
             aliases[CURRENT] = int(version)
-            if aliases.get(PENDING) == int(version):
-                del aliases[PENDING]
+            if expect_current is not None:
+                aliases[PREVIOUS] = int(expect_current)
+            return expect_current
 
-        self._update(name, promote)
-        return old[0]
+        return self._update(name, promote)
 
-    def clear_stage(self, name: str, stage: str, version: str) -> None:
-        def clear(s: Any) -> None:
-            if s.version_aliases.get(stage) == int(version):
-                del s.version_aliases[stage]
+    def clear_stage(self, name: str, stage: str, version: str) -> bool:
+        def clear(s: Any) -> bool:
+            if s.version_aliases.get(stage) != int(version):
+                return False
+            del s.version_aliases[stage]
+            return True
 
-        self._update(name, clear)
+        return retry_conflicts(lambda: self._update(name, clear))
 
     def disable(self, name: str, version: str) -> None:
+        if self._get(name).version_aliases.get(CURRENT) == int(version):
+            raise SecretConflict(f"secret {name!r}: version {version} is current")
         self._call(
             f"secret {name!r} version {version}",
             self.client.disable_secret_version,

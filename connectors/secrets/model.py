@@ -13,12 +13,14 @@ Metadata types here never hold a value; only :class:`VersionedSecret` does, thro
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from connectors.secrets import Secret, SecretError
+
+T = TypeVar("T")
 
 CURRENT, PREVIOUS, PENDING = "current", "previous", "pending"
 STAGES = (CURRENT, PREVIOUS, PENDING)
@@ -39,6 +41,12 @@ class SecretNotFound(SecretError):
     """The provider does not hold this name, version or stage; a chain tries the next one."""
 
 
+class SecretConflict(SecretError):
+    """The store changed under us: another rotation holds ``pending``, moved ``current``, or
+    the compare-and-set of a stage pointer failed. Nothing was changed by the refused call;
+    the caller reports the conflict instead of overwriting someone else's rotation."""
+
+
 class SecretUnavailable(SecretError):
     """The store could not be reached or did not answer in time.
 
@@ -46,6 +54,18 @@ class SecretUnavailable(SecretError):
     last-known-good value, and never fall through to a lower-priority provider that may hold
     a stale or unrelated value of the same name.
     """
+
+
+def retry_conflicts(update: Callable[[], T], attempts: int = 5) -> T:
+    """``update()`` again while it fails with :class:`SecretConflict`: for compare-and-set
+    writes whose own precondition is re-checked inside ``update`` (a conflict then only means
+    an unrelated field of the same document changed between the read and the write)."""
+    for _ in range(attempts - 1):
+        try:
+            return update()
+        except SecretConflict:
+            continue
+    return update()
 
 
 def check_name(name: str) -> str:
@@ -147,23 +167,42 @@ class RotatableStore(SecretSource, Protocol):
 
     def describe(self, name: str) -> SecretInfo: ...
 
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Tell the store when rotations are due, where it has such a setting (Secret Manager's
+        ``rotation`` and ``topics``, so it publishes ``SECRET_ROTATE``); elsewhere a no-op."""
+        ...
+
     def add_version(
-        self, name: str, secret: Secret, *, stage: str = PENDING, expire_time: datetime | None = None
+        self,
+        name: str,
+        secret: Secret,
+        *,
+        token: str,
+        expire_time: datetime | None = None,
     ) -> str:
-        """Store a new version, point ``stage`` at it, record its expiry; its version id."""
+        """Store a new version and point ``pending`` at it, only if no other version is
+        pending (compare-and-set); its version id. ``token`` names the rotation: stores that
+        take a client token (AWS ``ClientRequestToken``) make a retry with it idempotent.
+        Raises :class:`SecretConflict` when another version is pending."""
         ...
 
-    def promote(self, name: str, version: str) -> str | None:
-        """In one store update where the store allows it: ``version`` becomes current, the old
-        current becomes previous, ``pending`` is cleared if it pointed at ``version``.
-        Returns the version that became previous."""
+    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+        """In one compare-and-set: if ``pending`` is ``version`` and ``current`` is still
+        ``expect_current``, ``version`` becomes current, the old current becomes previous and
+        ``pending`` is cleared. Returns the version that became previous; raises
+        :class:`SecretConflict` (and changes nothing) otherwise."""
         ...
 
-    def clear_stage(self, name: str, stage: str, version: str) -> None:
-        """Remove ``stage`` if it still points at ``version`` (else leave it alone)."""
+    def clear_stage(self, name: str, stage: str, version: str) -> bool:
+        """Remove ``stage`` if it still points at ``version`` (compare-and-set); True if it did.
+        A version is disabled only after this succeeded, so nobody can promote it meanwhile."""
         ...
 
-    def disable(self, name: str, version: str) -> None: ...
+    def disable(self, name: str, version: str) -> None:
+        """Make ``version`` unreadable; refused with :class:`SecretConflict` if it is current."""
+        ...
 
     def enable(self, name: str, version: str) -> None: ...
 

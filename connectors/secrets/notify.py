@@ -1,10 +1,15 @@
 """Tell people when a credential rotated, failed to, or was rolled back: webhooks and e-mail.
 
-A notification carries names, versions, fingerprints and the reason, never a value. Webhook
-bodies are signed with HMAC-SHA256 over ``"<timestamp>.<body>"`` (header
-``X-Beamwright-Signature: sha256=<hex>``, timestamp in ``X-Beamwright-Timestamp``) so a
-receiver can reject forged and replayed calls; :func:`verify_signature` is the receiver's side.
-Signing keys and SMTP passwords are secret references, resolved at send time.
+A notification carries names, versions, fingerprints and the reason (already through the
+one redaction path), never a value. Webhook bodies are signed with HMAC-SHA256 over
+``"<timestamp>.<nonce>.<body>"`` (header ``X-Beamwright-Signature: sha256=<hex>``, timestamp
+in ``X-Beamwright-Timestamp``, a fresh random nonce per delivery in ``X-Beamwright-Nonce``).
+:func:`verify_signature` is the receiver's side: it rejects forgeries, signatures older than
+the tolerance, and, given a :class:`ReplayGuard`, any nonce it has already accepted, so a
+captured request cannot be replayed even within the tolerance. Notifications are delivered
+at least once (from the rotation service's outbox); ``rotation_id`` + ``event`` identify
+duplicates. Signing keys and SMTP passwords are secret references, resolved at send time;
+URLs are shown with their credentials redacted.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import smtplib
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -21,12 +28,14 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 from connectors.secrets import SecretError, SecretRef
+from connectors.secrets.audit import redact_urls
 from connectors.secrets.refs import secret_ref
 
 ROTATED, ROLLED_BACK, FAILED = "rotated", "rolled_back", "failed"
 EVENTS = (ROTATED, ROLLED_BACK, FAILED)
 SIGNATURE_HEADER = "X-Beamwright-Signature"
 TIMESTAMP_HEADER = "X-Beamwright-Timestamp"
+NONCE_HEADER = "X-Beamwright-Nonce"
 
 
 @dataclass(frozen=True)
@@ -59,22 +68,52 @@ class Notifier(Protocol):
     def send(self, note: Notification) -> None: ...
 
 
-def sign(key: bytes, timestamp: str, body: bytes) -> str:
-    """The signature header value for ``body`` sent at ``timestamp``."""
-    digest = hmac.new(key, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+def sign(key: bytes, timestamp: str, nonce: str, body: bytes) -> str:
+    """The signature header value for ``body`` sent at ``timestamp`` with ``nonce``."""
+    message = timestamp.encode("ascii") + b"." + nonce.encode("ascii") + b"." + body
+    return "sha256=" + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+class ReplayGuard:
+    """The nonces a receiver accepted within the tolerance window: a second use is a replay.
+    Thread-safe (receivers are usually threaded HTTP servers); entries expire with the window."""
+
+    def __init__(self, tolerance: float = 300.0) -> None:
+        self.tolerance = tolerance
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, nonce: str) -> bool:
+        """True the first time ``nonce`` is seen within the window, False after."""
+        now = time.time()
+        with self._lock:
+            for old in [n for n, t in self._seen.items() if now - t > 2 * self.tolerance]:
+                del self._seen[old]
+            if not nonce or nonce in self._seen:
+                return False
+            self._seen[nonce] = now
+            return True
 
 
 def verify_signature(
-    key: bytes, timestamp: str, body: bytes, signature: str, *, tolerance: float = 300.0
+    key: bytes,
+    timestamp: str,
+    nonce: str,
+    body: bytes,
+    signature: str,
+    *,
+    guard: ReplayGuard | None = None,
+    tolerance: float = 300.0,
 ) -> bool:
-    """True if ``signature`` is ours for ``body`` and ``timestamp`` is within ``tolerance``
-    seconds of now (older signatures are replays)."""
+    """True if ``signature`` is ours for ``body``, ``timestamp`` is within ``tolerance`` seconds
+    of now and (given a ``guard``) ``nonce`` was not accepted before."""
     try:
         fresh = abs(time.time() - float(timestamp)) <= tolerance
     except ValueError:
         return False
-    return fresh and hmac.compare_digest(sign(key, timestamp, body), signature)
+    if not fresh or not hmac.compare_digest(sign(key, timestamp, nonce, body), signature):
+        return False
+    return guard is None or guard.first_use(nonce)
 
 
 @dataclass(frozen=True)
@@ -88,7 +127,7 @@ class WebhookNotifier:
 
     def send(self, note: Notification) -> None:
         body = json.dumps(note.to_json(), sort_keys=True).encode("utf-8")
-        timestamp = str(int(time.time()))
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
         request = urllib.request.Request(
             self.url,
             data=body,
@@ -96,7 +135,8 @@ class WebhookNotifier:
             headers={
                 "Content-Type": "application/json",
                 TIMESTAMP_HEADER: timestamp,
-                SIGNATURE_HEADER: sign(self.key.resolve().reveal(), timestamp, body),
+                NONCE_HEADER: nonce,
+                SIGNATURE_HEADER: sign(self.key.resolve().reveal(), timestamp, nonce, body),
             },
         )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -104,7 +144,7 @@ class WebhookNotifier:
                 raise OSError(f"webhook answered HTTP {response.status}")
 
     def __str__(self) -> str:
-        return f"webhook {self.url}"
+        return f"webhook {redact_urls(self.url)}"
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,15 @@ def parse_duration(value: float | int | str) -> float:
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
-_DURATIONS = ("refresh_interval", "longest_bundle", "overlap", "expiry_threshold", "failure_backoff")
+_DURATIONS = (
+    "refresh_interval",
+    "longest_bundle",
+    "overlap",
+    "expiry_threshold",
+    "failure_backoff",
+    "min_interval",
+    "rotation_timeout",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,14 @@ class RotationPolicy:
     verifier: the check a new value must pass (see :func:`~connectors.secrets.verifiers.build_verifier`).
     notify: notifier configs (see :func:`connectors.secrets.notify.build_notifier`).
     failure_backoff: after a failed rotation, automatic triggers wait this long.
+    min_interval: at most one reactive rotation per this many seconds (default 10 min): a
+        report is a request, and a flood of them must not turn into a flood of rotations.
+    rotation_timeout: a ``pending`` version older than this whose rotation is not ours is
+        taken for abandoned (its rotation service died) and discarded; younger, it belongs to a
+        rotation in progress elsewhere and a new rotation reports a conflict instead.
+    topics: Pub/Sub topics Secret Manager notifies (``projects/P/topics/T``); with a schedule,
+        Secret Manager also gets ``rotation.next_rotation_time``/``rotation_period`` and
+        publishes ``SECRET_ROTATE`` messages there.
     """
 
     secret: str
@@ -70,6 +86,9 @@ class RotationPolicy:
     verifier: Mapping[str, Any] | None = None
     notify: tuple[Mapping[str, Any], ...] = ()
     failure_backoff: float = 300.0
+    min_interval: float = 600.0
+    rotation_timeout: float = 900.0
+    topics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.secret)
@@ -103,6 +122,7 @@ class RotationPolicy:
                 "every new version would be due for rotation at once"
             )
         object.__setattr__(self, "notify", tuple(self.notify))
+        object.__setattr__(self, "topics", tuple(self.topics))
 
     @property
     def minimum_overlap(self) -> float:
@@ -128,6 +148,7 @@ class RotationPolicy:
             if values.get(name) is not None:
                 values[name] = parse_duration(values[name])
         values["notify"] = tuple(values.get("notify", ()))
+        values["topics"] = tuple(values.get("topics", ()))
         try:
             return cls(**values)
         except TypeError as exc:
@@ -138,4 +159,5 @@ class RotationPolicy:
         data["store"] = dict(self.store)
         data["issuer"] = dict(self.issuer)
         data["notify"] = [dict(n) for n in self.notify]
+        data["topics"] = list(self.topics)
         return data

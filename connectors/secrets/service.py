@@ -1,16 +1,21 @@
 """The rotation service: the Python API behind ``beamwright secrets start|status|rotate|audit|stop|run``.
 
-Everything lives under one home directory, so the CLI, a long-running ``run`` loop and a
-pipeline's failure reports meet there without a server::
+Everything lives under one home directory (default ``$XDG_STATE_HOME/beamwright``; files
+0600, directories 0700), so the CLI, a long-running ``run`` loop and a pipeline's failure
+reports meet there without a server::
 
     <home>/policies/<name>.json   the registered policy and whether it is active
-    <home>/state/<name>.json      overlap deadlines, next scheduled run, last failure
+    <home>/state/<name>.json      the rotation in flight, overlap deadlines, the notification
+                                  outbox, next scheduled run, last failure
     <home>/audit.jsonl            the audit log
-    <home>/inbox.jsonl            consumers' authentication-failure reports
+    <home>/inbox.jsonl            consumers' signed authentication-failure reports
+    <home>/report.key             the key those reports are signed with (workers only)
 
-``tick`` does one round of work (drain reports, retire versions whose overlap ended, rotate
-what is due); ``run`` repeats it. Stopping a policy stops new rotations but still disables the
-versions already scheduled, so no demoted credential stays valid forever.
+``tick`` does one round of work (drain reports, finish interrupted rotations, retire versions
+whose overlap ended, rotate what is due, deliver queued notifications); ``run`` repeats it.
+Stopping a policy stops new rotations but still disables the versions already scheduled, so no
+demoted credential stays valid forever. ``start`` on a name that already has a different
+policy is refused with the difference unless ``replace`` is given.
 """
 
 from __future__ import annotations
@@ -25,13 +30,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from connectors.secrets import SecretError
-from connectors.secrets.audit import AuditLog, utc_now
-from connectors.secrets.engine import RotationEngine, RotationResult
+from connectors.secrets import FileSecret, SecretError
+from connectors.secrets.audit import AuditLog, redact_urls, utc_now
+from connectors.secrets.engine import FAILED_OUTCOME, RotationEngine, RotationResult
 from connectors.secrets.model import CURRENT, PENDING, PREVIOUS, SecretNotFound, VersionInfo
-from connectors.secrets.policy import RotationPolicy
+from connectors.secrets.policy import PolicyError, RotationPolicy
 from connectors.secrets.reporting import InboxReporter, read_inbox
-from connectors.secrets.state import locked
+from connectors.secrets.state import locked, write_private
 
 
 def default_actor() -> str:
@@ -61,13 +66,24 @@ class SecretStatus:
     secret_expire_time: str | None = None
     """When the store deletes the whole secret (Secret Manager's ``expire_time``), if set."""
 
+    @property
+    def expired(self) -> bool:
+        """True when ``current`` has passed its expiry: consumers refuse it unless allowed."""
+        return _expired(self.current)
+
     def to_json(self) -> dict[str, Any]:
         def version(v: VersionInfo | None) -> dict[str, Any] | None:
             if v is None:
                 return None
             expiry = v.expire_time.isoformat() if v.expire_time else None
             created = v.created.isoformat() if v.created else None
-            return {"version": v.version, "state": v.state, "created": created, "expire_time": expiry}
+            return {
+                "version": v.version,
+                "state": v.state,
+                "created": created,
+                "expire_time": expiry,
+                "expired": _expired(v),
+            }
 
         return {
             "name": self.name,
@@ -85,6 +101,25 @@ class SecretStatus:
         }
 
 
+def _expired(version: VersionInfo | None) -> bool:
+    return bool(version and version.expire_time and version.expire_time <= datetime.now(timezone.utc))
+
+
+def policy_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``field: old -> new`` for every field that differs (URL credentials redacted)."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            before = json.dumps(old.get(key), sort_keys=True)
+            after = json.dumps(new.get(key), sort_keys=True)
+            lines.append(redact_urls(f"{key}: {before} -> {after}"))
+    return lines
+
+
+class PolicyChange(PolicyError):
+    """``start`` on a name whose registered policy differs; the message is the diff."""
+
+
 def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
@@ -97,6 +132,7 @@ class RotationService:
         self.actor = actor or default_actor()
         self.audit = AuditLog(self.home / "audit.jsonl")
         self.inbox = self.home / "inbox.jsonl"
+        self.report_key = FileSecret(str(self.home / "report.key"))
         self._policies = self.home / "policies"
         self._state = self.home / "state"
         self._engines: dict[str, tuple[RotationPolicy, RotationEngine]] = {}
@@ -114,11 +150,7 @@ class RotationService:
             raise SecretError(f"no rotation policy for secret {name!r}; start one first") from None
 
     def _write_record(self, name: str, record: dict[str, Any]) -> None:
-        self._policies.mkdir(parents=True, exist_ok=True)
-        path = self._record_path(name)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        write_private(self._record_path(name), json.dumps(record, indent=2, sort_keys=True))
 
     def names(self) -> list[str]:
         """Every secret with a registered policy, active or stopped."""
@@ -141,15 +173,31 @@ class RotationService:
             return engine
 
     def reporter(self) -> InboxReporter:
-        """Where consumers (pipeline workers) report rejected credentials."""
-        return InboxReporter(str(self.inbox))
+        """Where consumers (pipeline workers) report rejected credentials, with the reference
+        to the key they sign reports with (created 0600 on first use)."""
+        self.report_key.create_if_missing()
+        return InboxReporter(str(self.inbox), self.report_key)
 
     # ------------------------------------------------------------------ operations
 
-    def start(self, policy: RotationPolicy, *, actor: str | None = None) -> RotationResult | None:
-        """Register (or replace) ``policy`` and make sure its secret has a current version.
-        Returns the initial rotation, if one was needed."""
+    def start(
+        self, policy: RotationPolicy, *, actor: str | None = None, replace: bool = False
+    ) -> RotationResult | None:
+        """Register ``policy`` and make sure its secret has a current version (finishing an
+        interrupted rotation first). A different policy already registered under the name is
+        replaced only with ``replace``; otherwise :class:`PolicyChange` lists the difference.
+        Returns the initial (or resumed) rotation, if there was one."""
         actor = actor or self.actor
+        try:
+            registered = self._record(policy.secret)["policy"]
+        except SecretError:
+            registered = None
+        changes = policy_diff(registered, policy.to_dict()) if registered is not None else []
+        if changes and not replace:
+            raise PolicyChange(
+                f"secret {policy.secret!r} already has a different rotation policy; use --replace to apply:\n  "
+                + "\n  ".join(changes)
+            )
         self._write_record(policy.secret, {"policy": policy.to_dict(), "active": True, "since": utc_now()})
         self.audit.record(
             action="start",
@@ -157,7 +205,8 @@ class RotationService:
             outcome="ok",
             actor=actor,
             detail=f"store={policy.store['type']} overlap={policy.overlap:g}s schedule={policy.schedule} "
-            f"expiry_threshold={policy.expiry_threshold} reactive={policy.reactive}",
+            f"expiry_threshold={policy.expiry_threshold} reactive={policy.reactive}"
+            + (f"; replaced: {'; '.join(changes)}" if changes else ""),
         )
         return self.engine(policy.secret).bootstrap(actor=actor)
 
@@ -221,7 +270,19 @@ class RotationService:
             reports, offset = read_inbox(self.inbox, offset)
             offset_path.write_text(str(offset))
         known = set(self.names())
+        key = self.report_key.resolve().reveal() if Path(self.report_key.path).exists() else None
         for report in reports:
+            if key is None or not report.authentic(key):
+                self.audit.record(
+                    action="auth_failure",
+                    secret=report.secret,
+                    outcome="rejected",
+                    actor=report.actor,
+                    version=report.version,
+                    fingerprint=report.fingerprint,
+                    detail="unsigned or forged report (not signed with the report key)",
+                )
+                continue
             if report.secret not in known:
                 self.audit.record(
                     action="auth_failure",
@@ -239,11 +300,18 @@ class RotationService:
         return results
 
     def tick(self) -> list[RotationResult]:
-        """One round: reports, then every policy's disables and due rotations."""
+        """One round: reports, then every policy's resumes, disables and due rotations. A
+        store that cannot be reached fails that secret's round (a ``failed`` result naming
+        the store error), never the others'."""
         results = self.drain_reports()
         for name in self.names():
             active = bool(self._record(name)["active"])
-            results.extend(self.engine(name).tick(actor=self.actor, active=active))
+            try:
+                results.extend(self.engine(name).tick(actor=self.actor, active=active))
+            except SecretError as exc:
+                why = f"{type(exc).__name__}: {redact_urls(str(exc))}"
+                self.audit.record(action="tick", secret=name, outcome="failed", actor=self.actor, detail=why)
+                results.append(RotationResult(name, FAILED_OUTCOME, "tick", "-", reason=why))
         return results
 
     def run(self, stop: threading.Event, *, interval: float = 1.0) -> None:
@@ -254,7 +322,7 @@ class RotationService:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - keep serving; the next tick retries
                 self.audit.record(
-                    action="tick", secret="*", outcome="failed", actor=self.actor, detail=f"{type(exc).__name__}: {exc}"
+                    action="tick", secret="*", outcome="failed", actor=self.actor, detail=f"{type(exc).__name__}: {exc}",
                 )
             stop.wait(interval)
 

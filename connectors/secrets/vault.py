@@ -1,9 +1,13 @@
 """HashiCorp Vault's KV version 2 engine through hvac.
 
 KV v2 numbers versions and can soft-delete (``disable``), undelete (``enable``) and destroy
-them, but has no aliases, so the stage pointers live in the secret's ``custom_metadata``
-(``bw-stage-current: "7"``), next to per-version expiry (``bw-expire-7``). Values are stored
-as text under one field (``value`` by default), the shape other Vault clients expect.
+them, but has no aliases, and its metadata endpoint has no check-and-set. So the stage
+pointers live in a companion KV v2 secret ``<name>/_stages`` (``{"current": "7", "previous":
+"6", "bw-expire-7": "..."}``; user names cannot contain ``/``, so it never clashes), and every
+change to it is written with Vault's ``cas`` option set to the companion version it read: two
+rotation services can never both move a pointer from the same state, the loser gets a
+:class:`SecretConflict`. Values are stored as text under one field (``value`` by default), the
+shape other Vault clients expect.
 
 The Vault token is a reference (an environment variable or a file, e.g. Vault Agent's sink),
 never part of the config, so the config can travel to pipeline workers and policy files.
@@ -12,7 +16,7 @@ never part of the config, so the config can travel to pipeline workers and polic
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +31,7 @@ from connectors.secrets.model import (
     PENDING,
     PREVIOUS,
     STAGES,
+    SecretConflict,
     SecretInfo,
     SecretNotFound,
     SecretUnavailable,
@@ -36,10 +41,11 @@ from connectors.secrets.model import (
     check_name,
     expiries,
     expiry_key,
+    retry_conflicts,
 )
 from connectors.secrets.registry import config_from_dict
 
-STAGE_KEY_PREFIX = "bw-stage-"
+STAGES_SUFFIX = "/_stages"
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,10 @@ class VaultKv2:
             if metadata.get("deletion_time") or metadata.get("destroyed"):
                 raise SecretError(f"{what}: the version is disabled or destroyed") from None
             raise SecretNotFound(f"{what}: not found in Vault mount {self.config.mount!r}") from None
+        except hexc.InvalidRequest as exc:
+            if "check-and-set" in str(exc):
+                raise SecretConflict(f"{what}: the stage pointers changed meanwhile (cas)") from None
+            raise SecretError(f"{what}: Vault refused (InvalidRequest)") from None
         except (hexc.Forbidden, hexc.Unauthorized):
             raise SecretError(f"{what}: Vault denied the request (check the token's policy)") from None
         except (hexc.VaultDown, hexc.BadGateway, requests.ConnectionError, requests.Timeout) as exc:
@@ -112,31 +122,42 @@ class VaultKv2:
     def _metadata(self, name: str) -> dict[str, Any]:
         return self._call(f"secret {name!r}", self.kv.read_secret_metadata, self._path(name))["data"]
 
-    @staticmethod
-    def _stages(metadata: dict[str, Any]) -> dict[str, str]:
-        custom = metadata.get("custom_metadata") or {}
-        return {
-            key[len(STAGE_KEY_PREFIX) :]: value
-            for key, value in custom.items()
-            if key.startswith(STAGE_KEY_PREFIX) and value
-        }
+    def _pointers(self, name: str) -> tuple[dict[str, str], int]:
+        """The companion document (stages and expiries) and its version (0 if none yet)."""
+        try:
+            read = self._call(
+                f"secret {name!r} stages",
+                self.kv.read_secret_version,
+                self._path(name) + STAGES_SUFFIX,
+                raise_on_deleted_version=True,
+            )["data"]
+        except SecretNotFound:
+            return {}, 0
+        return dict(read.get("data") or {}), int(read["metadata"]["version"])
 
-    def _edit_custom(self, name: str, change: Callable[[dict[str, str]], None]) -> None:
-        """Read-modify-write custom metadata (Vault replaces the whole map on write)."""
-        custom = dict(self._metadata(name).get("custom_metadata") or {})
-        change(custom)
+    def _cas(self, name: str, change: Callable[[dict[str, str]], Any]) -> Any:
+        """Read the pointers, let ``change`` edit them (or raise to refuse), write them back
+        with ``cas`` = the version read; returns what ``change`` returned."""
+        pointers, version = self._pointers(name)
+        result = change(pointers)
         self._call(
-            f"secret {name!r}",
-            self.kv.update_metadata,
-            self._path(name),
-            custom_metadata=custom,
+            f"secret {name!r} stages",
+            self.kv.create_or_update_secret,
+            self._path(name) + STAGES_SUFFIX,
+            secret=pointers,
+            cas=version,
         )
+        return result
+
+    @staticmethod
+    def _stages(pointers: dict[str, str]) -> dict[str, str]:
+        return {stage: pointers[stage] for stage in STAGES if pointers.get(stage)}
 
     # ------------------------------------------------------------------ reading
 
     def access(self, name: str, ref: str = CURRENT) -> VersionedSecret:
         if ref in STAGES:
-            version: str | None = self._stages(self._metadata(name)).get(ref)
+            version: str | None = self._stages(self._pointers(name)[0]).get(ref)
             if version is None:
                 raise SecretNotFound(f"secret {name!r} has no {ref} version")
         elif ref == LATEST:
@@ -156,7 +177,7 @@ class VaultKv2:
         return VersionedSecret(name, str(read["metadata"]["version"]), Secret(value.encode("utf-8")))
 
     def stages(self, name: str) -> StageView:
-        stages = self._stages(self._metadata(name))
+        stages = self._stages(self._pointers(name)[0])
         if CURRENT not in stages:
             raise SecretNotFound(f"secret {name!r} has no current version")
         return StageView(name, stages[CURRENT], stages.get(PREVIOUS), time.time())
@@ -164,8 +185,9 @@ class VaultKv2:
     def describe(self, name: str) -> SecretInfo:
         metadata = self._metadata(name)
         custom = dict(metadata.get("custom_metadata") or {})
-        stages = self._stages(metadata)
-        expiry = expiries(custom)
+        pointers = self._pointers(name)[0]
+        stages = self._stages(pointers)
+        expiry = expiries(pointers)
         versions = []
         for version, meta in sorted(metadata.get("versions", {}).items(), key=lambda kv: int(kv[0])):
             state = DESTROYED if meta.get("destroyed") else DISABLED if meta.get("deletion_time") else ENABLED
@@ -185,13 +207,21 @@ class VaultKv2:
     def ensure(self, name: str) -> None:
         """Nothing to do: KV v2 creates a secret with its first version."""
 
+    def schedule_rotation(
+        self, name: str, *, next_time: datetime, period: float, topics: Sequence[str]
+    ) -> None:
+        """Nothing to set: Vault KV v2 has no rotation schedule."""
+
     def add_version(
-        self, name: str, secret: Secret, *, stage: str = PENDING, expire_time: datetime | None = None
+        self, name: str, secret: Secret, *, token: str | None = None, expire_time: datetime | None = None
     ) -> str:
         try:
             text = secret.reveal().decode("utf-8")
         except UnicodeDecodeError:
             raise SecretError("Vault KV stores text: the value is not valid UTF-8") from None
+        pending = self._pointers(name)[0].get(PENDING)
+        if pending:
+            raise SecretConflict(f"secret {name!r}: version {pending} is already pending")
         written = self._call(
             f"secret {name!r}",
             self.kv.create_or_update_secret,
@@ -200,38 +230,51 @@ class VaultKv2:
         )
         version = str(written["data"]["version"])
 
-        def point(custom: dict[str, str]) -> None:
-            custom[STAGE_KEY_PREFIX + stage] = version
+        def point(pointers: dict[str, str]) -> None:
+            if pointers.get(PENDING):
+                raise SecretConflict(f"secret {name!r}: version {pointers[PENDING]} is already pending")
+            pointers[PENDING] = version
             if expire_time is not None:
-                custom[expiry_key(version)] = expire_time.isoformat()
+                pointers[expiry_key(version)] = expire_time.isoformat()
 
-        self._edit_custom(name, point)
+        try:
+            self._cas(name, point)
+        except SecretConflict:
+            self.disable(name, version)  # nothing points at it: nobody can promote it
+            raise
         return version
 
-    def promote(self, name: str, version: str) -> str | None:
-        old: list[str | None] = [None]
+    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+        def promote(pointers: dict[str, str]) -> str | None:
+            if pointers.get(PENDING) != version or pointers.get(CURRENT) != expect_current:
+                raise SecretConflict(
+                    f"secret {name!r}: cannot promote version {version}: pending is {pointers.get(PENDING)}, "
+                    f"current is {pointers.get(CURRENT)} (expected {expect_current})"
+                )
+            del pointers[PENDING]
+            pointers[CURRENT] = version
+            if expect_current is not None:
+                pointers[PREVIOUS] = expect_current
+            return expect_current
 
-        def promote(custom: dict[str, str]) -> None:
-            current = custom.get(STAGE_KEY_PREFIX + CURRENT)
-            if current and current != version:
-                custom[STAGE_KEY_PREFIX + PREVIOUS] = current
-                old[0] = current
-            custom[STAGE_KEY_PREFIX + CURRENT] = version
-            if custom.get(STAGE_KEY_PREFIX + PENDING) == version:
-                del custom[STAGE_KEY_PREFIX + PENDING]
+        found = self.describe(name).version(version)
+        if found is None or found.state != ENABLED:
+            raise SecretConflict(f"secret {name!r}: version {version} is not enabled")
+        return self._cas(name, promote)
 
-        self._edit_custom(name, promote)
-        return old[0]
+    def clear_stage(self, name: str, stage: str, version: str) -> bool:
+        def clear(pointers: dict[str, str]) -> bool:
+            if pointers.get(stage) != version:
+                return False
+            del pointers[stage]
+            return True
 
-    def clear_stage(self, name: str, stage: str, version: str) -> None:
-        def clear(custom: dict[str, str]) -> None:
-            if custom.get(STAGE_KEY_PREFIX + stage) == version:
-                del custom[STAGE_KEY_PREFIX + stage]
-
-        self._edit_custom(name, clear)
+        return retry_conflicts(lambda: self._cas(name, clear))
 
     def disable(self, name: str, version: str) -> None:
-        """Soft-delete: the data stays, reads fail until ``enable``."""
+        """Soft-delete: the data stays, reads fail until ``enable``. Refused for current."""
+        if self._pointers(name)[0].get(CURRENT) == version:
+            raise SecretConflict(f"secret {name!r}: version {version} is current")
         self._call(f"secret {name!r}", self.kv.delete_secret_versions, self._path(name), versions=[int(version)])
 
     def enable(self, name: str, version: str) -> None:
@@ -240,12 +283,12 @@ class VaultKv2:
     def destroy(self, name: str, version: str) -> None:
         self._call(f"secret {name!r}", self.kv.destroy_secret_versions, self._path(name), versions=[int(version)])
 
-        def forget(custom: dict[str, str]) -> None:
-            custom.pop(expiry_key(version), None)
-            for key in [k for k, v in custom.items() if k.startswith(STAGE_KEY_PREFIX) and v == version]:
-                del custom[key]
+        def forget(pointers: dict[str, str]) -> None:
+            pointers.pop(expiry_key(version), None)
+            for stage in [s for s in STAGES if pointers.get(s) == version]:
+                del pointers[stage]
 
-        self._edit_custom(name, forget)
+        self._cas(name, forget)
 
     def close(self) -> None:
         self.client.adapter.close()

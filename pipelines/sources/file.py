@@ -133,4 +133,12 @@ def paths(node: FileSourceSpec) -> list[tuple[str, str, bool]]:
     return [("path", node.path, False)]
 
 
-KIND = Kind("source", FileSourceSpec, build, known_fields=known_fields, paths=paths)
+def origins(node: FileSourceSpec, dataset: Any, path: str) -> tuple[dict, dict]:
+    from connectors.originals import file_origins
+
+    return file_origins(dataset.files, node.format, node.options), {}
+
+
+KIND = Kind(
+    "source", FileSourceSpec, build, known_fields=known_fields, paths=paths, origins=origins
+)

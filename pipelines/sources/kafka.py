@@ -83,4 +83,14 @@ def build(node: KafkaSourceSpec, ctx: Any, path: str) -> None:
         )
 
 
-KIND = Kind("source", KafkaSourceSpec, build, unbounded=True)
+def origins(node: KafkaSourceSpec, dataset: Any, path: str) -> tuple[dict, dict]:
+    from connectors.originals import KafkaOrigin
+    from pipelines.build import client_config
+
+    config = client_config(node.consumer_config, f"{path}.consumer_config")
+    origin = KafkaOrigin(node.bootstrap_servers, config, node.value_format)
+    topics = [node.topics] if isinstance(node.topics, str) else node.topics
+    return {}, dict.fromkeys(topics, origin)
+
+
+KIND = Kind("source", KafkaSourceSpec, build, unbounded=True, origins=origins)
