@@ -14,8 +14,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from apache_beam.metrics import Metrics
-
 METRIC_NAMESPACE = "beamwright"
 ROWS_IN, ROWS_OUT, ROWS_DEAD, ROWS_FILTERED, ROWS_WRITTEN = (
     "rows_in",
@@ -58,6 +56,8 @@ class NodeCounters:
         if n:
             counter = self._counters.get(what)
             if counter is None:
+                from apache_beam.metrics import Metrics  # imported by workers, not by the CLI
+
                 counter = Metrics.counter(METRIC_NAMESPACE, metric_name(self.node, what))
                 self._counters[what] = counter
             counter.inc(n)

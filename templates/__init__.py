@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from pipelines.spec import closest
+from connectors.errors import closest
 
 _MODULES = {"data_processing": "templates.data_processing"}
 
