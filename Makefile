@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/beamwright run data_processing --summary-json beamwright-output/data_processing/summary.json
 
 test: $(STAMP) browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "slow or not slow" -q
 
 # The lineage graph is checked in a real headless Chromium (Debian's package). Installed when
@@ -37,6 +38,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf beamwright-output

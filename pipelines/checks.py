@@ -27,13 +27,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.errors import closest
+from connectors.files.registry import head_schema
 from pipelines import registry
 from pipelines import spec as s
-from pipelines.sources.file import MAX_FILES_READ, head_schema
-
-_HIDDEN_PREFIX = "_bw_"
-
+from pipelines.column_lineage import unknown_field
+from pipelines.sources.file import MAX_FILES_READ
 
 # --------------------------------------------------------------------------- static checks
 
@@ -80,22 +78,6 @@ def field_problems(
             if problem not in problems:
                 problems.append(problem)
     return problems
-
-
-def unknown_field(path: str, name: str, available: frozenset[str] | list[str]) -> str:
-    """``path: unknown field 'x'; did you mean 'y'?`` (internal columns never suggested)."""
-    visible = sorted(f for f in available if not f.startswith(_HIDDEN_PREFIX))
-    top = name.split(".")[0]
-    if top.startswith(_HIDDEN_PREFIX):
-        return f"{path}: '{name}' is an internal column, not a field of the data"
-    guess = closest(top, visible)
-    if guess:
-        hint = f"did you mean '{guess}'?"
-    elif visible:
-        hint = "fields here: " + ", ".join(visible[:20]) + (", ..." if len(visible) > 20 else "")
-    else:
-        hint = "the rows have no fields here"
-    return f"{path}: unknown field '{name}'; {hint}"
 
 
 def static_problems(spec: s.PipelineSpec) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from connectors.errors import closest
 from lineage.columns import FieldRead, FieldState, Origin, dead_letters, union
 from pipelines import registry
 from pipelines import spec as s
@@ -77,3 +78,22 @@ def sink_lineage(
     states = walk(spec, source_fields).states
     names = [s.DEAD_LETTERS_INPUT, *(sink.name for sink in spec.sinks)]
     return {name: states[name] for name in names}
+
+
+_HIDDEN_PREFIX = "_bw_"  # position columns: never shown to users as fields
+
+
+def unknown_field(path: str, name: str, available: frozenset[str] | list[str]) -> str:
+    """``path: unknown field 'x'; did you mean 'y'?`` (internal columns never suggested)."""
+    visible = sorted(f for f in available if not f.startswith(_HIDDEN_PREFIX))
+    top = name.split(".")[0]
+    if top.startswith(_HIDDEN_PREFIX):
+        return f"{path}: '{name}' is an internal column, not a field of the data"
+    guess = closest(top, visible)
+    if guess:
+        hint = f"did you mean '{guess}'?"
+    elif visible:
+        hint = "fields here: " + ", ".join(visible[:20]) + (", ..." if len(visible) > 20 else "")
+    else:
+        hint = "the rows have no fields here"
+    return f"{path}: unknown field '{name}'; {hint}"

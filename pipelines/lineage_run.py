@@ -12,7 +12,6 @@ import json
 import logging
 import shutil
 import subprocess
-import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,22 +30,15 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 
 
-def profile_dir(spec: s.PipelineSpec, run_id: str) -> str:
-    base = spec.run.temp_location or str(Path(tempfile.gettempdir()) / "beamwright-runs")
-    return f"{base.rstrip('/')}/{run_id}/profiles"
-
-
 def read_schema(path: str, fmt: str) -> Any:
-    """The Arrow schema of a data file (position columns dropped), from its first rows."""
-    from connectors.files.registry import make_format
-    from connectors.records import strip_positions
+    """The Arrow schema of a data file (position columns dropped), from its first rows, or
+    None (logged): lineage is best effort, the run itself decides success."""
+    from connectors.files.registry import head_schema
 
-    try:
-        for chunk in make_format(fmt).read(path, 256):
-            return strip_positions(chunk.rows).schema
-    except Exception as exc:  # lineage is best effort; the run itself decides success
-        log.warning("could not read the schema of %s: %s", path, exc)
-    return None
+    schema = head_schema(path, fmt)
+    if schema is None:
+        log.warning("could not read the schema of %s", path)
+    return schema
 
 
 def _git_location(spec_path: str | None) -> Any:
@@ -89,7 +81,7 @@ class RunLineageFacts:
             for f in d.files:
                 self.input_schemas[f] = read_schema(f, d.format)
         if self.spec.template:
-            from pipelines.run import new_run_id
+            from pipelines.ids import new_run_id
 
             self.parent_run_id = new_run_id()
 
@@ -292,7 +284,7 @@ def read_profiles(spec: s.PipelineSpec, run_id: str) -> dict[str, dict]:
     from connectors.fileio import match_files
     from transforms.profile import merge_profiles
 
-    folder = profile_dir(spec, run_id)
+    folder = spec.run.profile_dir(run_id)
     out: dict[str, dict] = {}
     for src in spec.sources:
         partials = []

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pipelines.ids import new_run_id
 from pipelines.spec import PipelineSpec
 from pipelines.summary import RunSummary, counts_from_metrics, counts_seen
 
@@ -34,13 +35,6 @@ class RunFailed(RuntimeError):
     def __init__(self, message: str, summary: RunSummary) -> None:
         super().__init__(message)
         self.summary = summary
-
-
-def new_run_id() -> str:
-    """A UUIDv7 (time-ordered), as OpenLineage recommends for run ids."""
-    from openlineage.client.uuid import generate_new_uuid
-
-    return str(generate_new_uuid())
 
 
 _USER_ERRORS = (

@@ -75,6 +75,14 @@ class RunSettings(SpecModel):
         "Use a gs:// path on Dataflow.",
     )
 
+    def profile_dir(self, run_id: str) -> str:
+        """Where the run's partial column profiles go (read back by lineage after the run)."""
+        import tempfile
+        from pathlib import Path
+
+        base = self.temp_location or str(Path(tempfile.gettempdir()) / "beamwright-runs")
+        return f"{base.rstrip('/')}/{run_id}/profiles"
+
 
 class GovernanceSpec(SpecModel):
     """What the data is and which rules apply; carried into lineage events and reports."""
@@ -164,11 +172,6 @@ class PipelineSpec(SpecModel):
         data["steps"].insert(index, new)
         return PipelineSpec.model_validate(data)
 
-    def run_pipeline(self, **kwargs: Any) -> Any:
-        """Run this spec (imports Beam); see :func:`pipelines.run.run_spec`."""
-        from pipelines.run import run_spec
-
-        return run_spec(self, **kwargs)
 
 
 def _rebuild_unions() -> None:

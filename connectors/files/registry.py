@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from typing import Any
 
 from connectors.files.avro import AvroFormat
 from connectors.files.base import FileFormat
@@ -43,3 +45,18 @@ def infer_format(path: str) -> str:
             return name
     known = ", ".join(ext for fmt in FORMATS.values() for ext in fmt.extensions)
     raise ValueError(f"cannot tell the file format of {path!r}; known extensions: {known}")
+
+
+def head_schema(path: str, fmt: str, options: dict[str, Any] | None = None) -> Any:
+    """The Arrow schema of a file's first rows (position columns dropped), or None when it
+    cannot be read (empty, corrupt, unreadable: building the source reports those)."""
+    from connectors.records import strip_positions
+
+    try:
+        chunks = make_format(fmt, **(options or {})).read(path, 1)
+        with contextlib.closing(chunks):
+            for chunk in chunks:
+                return strip_positions(chunk.rows).schema
+    except Exception:  # noqa: BLE001 - any failure only means "schema unknown" here
+        return None
+    return None

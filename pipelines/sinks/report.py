@@ -73,7 +73,7 @@ def paths(node: ReportSinkSpec) -> list[tuple[str, str, bool]]:
 
 def dry_run(node: ReportSinkSpec, table: Any) -> list[str]:
     """Aggregate ``table`` (empty, with the real input schema) as the run would."""
-    from pipelines.checks import unknown_field
+    from pipelines.column_lineage import unknown_field
     from transforms.aggregate import GroupAggregate, ReportFieldError
 
     try:

@@ -8,7 +8,6 @@ about the next one, so JSONL fields are unknown.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import itertools
 from typing import Any, Literal
@@ -78,36 +77,19 @@ def build(node: FileSourceSpec, ctx: Any, path: str) -> None:
     ctx.outputs[node.name] = outputs.rows
     ctx.dead_letters.append(outputs.dead_letters)
     if ctx.spec.lineage.enabled:
-        from pipelines.lineage_run import profile_dir
         from transforms.profile import WriteProfile
 
-        folder = profile_dir(ctx.spec, ctx.run_id)
+        folder = ctx.spec.run.profile_dir(ctx.run_id)
         ensure_directory(folder)
         outputs.rows | f"{node.name}/Profile" >> WriteProfile(folder, node.name)
     fmt = node.format or (infer_format(files[0]) if files else "jsonl")
     ctx.inputs.append(ctx.dataset(node.name, "source", node.path, fmt, files))
 
 
-def head_schema(path: str, fmt: str, options: dict[str, Any] | None = None) -> Any:
-    """The Arrow schema of a file's first rows (position columns dropped), or None when it
-    cannot be read (empty, corrupt, unreadable: building the source reports those)."""
-    from connectors.files.registry import make_format
-    from connectors.records import strip_positions
-
-    try:
-        chunks = make_format(fmt, **(options or {})).read(path, 1)
-        with contextlib.closing(chunks):
-            for chunk in chunks:
-                return strip_positions(chunk.rows).schema
-    except Exception:  # noqa: BLE001 - any failure only means "schema unknown" here
-        return None
-    return None
-
-
 def known_fields(node: FileSourceSpec) -> list[str] | None:
     """The field names every matching local file has in its header, else None."""
     from connectors.files.base import is_remote
-    from connectors.files.registry import infer_format
+    from connectors.files.registry import head_schema, infer_format
 
     if is_remote(node.path):
         return None
