@@ -304,10 +304,26 @@ def spec_from_data(
     except SpecError as exc:
         raise SpecError(exc.problems, origin) from None
     body["parameters"] = raw_params
+    _load_plugins(body.get("plugins"), origin)
     try:
         return PipelineSpec.model_validate(body)
     except ValidationError as exc:
         raise SpecError(validation_problems(exc), origin) from None
+
+
+def _load_plugins(plugins: Any, origin: str) -> None:
+    """Register the kinds of the modules a spec names in ``plugins`` before validating it."""
+    from pipelines.registry import KindError, load_plugin
+
+    if plugins is None:
+        return
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise SpecError(["plugins: must be a list of module names, e.g. [mypkg.kinds]"], origin)
+    for i, module in enumerate(plugins):
+        try:
+            load_plugin(module)
+        except KindError as exc:
+            raise SpecError([f"plugins[{i}]: {exc}"], origin) from None
 
 
 def load_spec(path: str | Path, params: Mapping[str, Any] | None = None) -> PipelineSpec:

@@ -131,6 +131,11 @@ class PipelineSpec(SpecModel):
     owner: str | None = None
     template: str | None = Field(default=None, description="Template that produced this spec.")
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Modules defining extra source/step/sink kinds (a module-level KIND or "
+        "KINDS), imported before the rest of the spec is read.",
+    )
     run: RunSettings = Field(default_factory=RunSettings)
     sources: list[_union("source")] = Field(min_length=1)  # type: ignore[valid-type]
     steps: list[_union("step")] = Field(default_factory=list)  # type: ignore[valid-type]

@@ -1,0 +1,1 @@
+"""Kinds defined outside the product, the way a plugin package defines them."""
