@@ -248,21 +248,28 @@ def test_fetch_records_by_offset_dense_sparse_and_missing(kafka_broker, topic):
     )
     groups_before = _groups(kafka_broker)
 
-    wanted = list(range(100, 1100)) + [5, 1500, 1999, 2000, 9999, 5]  # dense, sparse, missing
+    # one dense range (5, 100..599), then sparse offsets (a seek each), then past the end
+    wanted = list(range(100, 600)) + [5, 1200, 1999, 2000, 9999, 5]
     found = fetch_records(servers, {}, name, 0, wanted)
     assert sorted(found) == sorted(set(wanted) - {2000, 9999})  # past the end: absent
-    record = found[1500]  # partition 0 holds messages 0, 2, 4, ...
+    record = found[1200]  # partition 0 holds messages 0, 2, 4, ...
     assert record == KafkaRecord(
-        b'{"id": 3000}',
-        b"k3000",
-        [("trace", b"t3000"), ("bin", b"\x00\x81")],
-        1_700_000_003_000,
+        b'{"id": 2400}',
+        b"k2400",
+        [("trace", b"t2400"), ("bin", b"\x00\x81")],
+        1_700_000_002_400,
         name,
         0,
-        1500,
+        1200,
     )
     assert all(found[o].value == b'{"id": %d}' % (2 * o) for o in found)
     assert fetch_records(servers, {}, name, 1, []) == {}
+    assert (
+        fetch_records(servers, {}, name, 1, [2000])
+        == {}
+        == fetch_records(servers, {}, name, 1, [9999])
+    )
+    assert fetch_records(servers, {}, name, 1, [1999])[1999].value == b'{"id": 3999}'
 
     attributes = attributes_of(fetch_records(servers, {}, name, 0, [5])[5])
     assert attributes == [
