@@ -407,7 +407,10 @@ def test_a_canary_value_never_leaves_through_any_error_path(
         "provider": make_policy("p", {"type": "vault", "url": f"http://user:{CANARY}@127.0.0.1:9", "token_env": "BW_TEST_CANARY", "timeout": 1}, notify=[good_hook]),
         # retire: the canary value's revocation fails after the overlap
         "retire": make_policy("r", store, issuer=canary_issuer, overlap=0.3, notify=[good_hook]),
+        # a webhook whose URL carries a credential, given as a reference: works, never written
+        "url-reference": make_policy("h", store, notify=[{**good_hook, "url": {"env": "BW_TEST_HOOK_URL"}}]),
     }
+    monkeypatch.setenv("BW_TEST_HOOK_URL", f"{webhook.url}?token={CANARY}")
     for case, policy in cases.items():
         assert main(["secrets", "--home", str(home), "start", policy.secret, "--policy", str(_write(tmp_path, case, policy))]) in (0, 1)
     assert main(["secrets", "--home", str(home), "rotate", "r"]) == 0  # the canary value becomes previous
@@ -419,6 +422,8 @@ def test_a_canary_value_never_leaves_through_any_error_path(
     out = capsys.readouterr()
     audit = (home / "audit.jsonl").read_text()
     assert "[redacted]" in audit
+    assert any(json.loads(r["body"])["secret"] == "h" for r in webhook.received if r["valid"])
+    assert CANARY not in (home / "policies" / "h.json").read_text()
     for where, text in {
         "stdout": out.out,
         "stderr": out.err,

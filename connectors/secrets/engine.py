@@ -33,7 +33,7 @@ rotation token as ``rotation_id``; values appear only as fingerprints, and every
 goes through :func:`connectors.secrets.audit.scrub` with every value this engine has touched.
 
 For the crash-matrix tests, ``BEAMWRIGHT_SECRETS_CRASH_AT=<step>`` makes the process SIGKILL
-itself at that recorded step (``created``, ``verified``, ``promoted``, ``notify``, ``disable``):
+itself at that step (``added``, ``created``, ``verified``, ``promoted``, ``notify``, ``disable``):
 a real process death, which no ``finally`` block or exception handler can soften.
 """
 
@@ -62,6 +62,7 @@ from connectors.secrets.model import (
     SecretConflict,
     SecretInfo,
     SecretNotFound,
+    VersionInfo,
 )
 from connectors.secrets.notify import (
     FAILED,
@@ -78,7 +79,7 @@ from connectors.secrets.state import RuntimeState, locked
 from connectors.secrets.verifiers import VerificationFailed, Verifier, build_verifier
 
 MANUAL, INITIAL, SCHEDULED, PROACTIVE, REACTIVE = "manual", "initial", "scheduled", "proactive", "reactive"
-RESUMED, RETIRE = "resumed", "retire"
+RETIRE = "retire"
 ROTATED_OUTCOME, ROLLED_BACK_OUTCOME, CONFLICT, FAILED_OUTCOME = "rotated", "rolled_back", "conflict", "failed"
 CRASH_ENV = "BEAMWRIGHT_SECRETS_CRASH_AT"
 MAX_DELIVERIES = 20
@@ -100,6 +101,13 @@ class RotationResult:
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+def _newer(version: VersionInfo, current: VersionInfo | None) -> bool:
+    """True if ``version`` may have been created after ``current`` (so it was never promoted)."""
+    if current is None or version.created is None or current.created is None:
+        return True
+    return version.created >= current.created
 
 
 def crash_point(step: str) -> None:
@@ -334,6 +342,7 @@ class RotationEngine:
             self._revoke(secret, log)
             outcome = CONFLICT if isinstance(exc, SecretConflict) else FAILED_OUTCOME
             return failed("add_pending", self._error(exc), outcome)
+        crash_point("added")  # stored, but its id not yet recorded: resume finds it by fingerprint
         record.update(version=version, step="created")
         log("add_pending", "ok", version=version, fingerprint=secret.fingerprint)
         self._checkpoint(state, "created")
@@ -498,10 +507,7 @@ class RotationEngine:
         found = None
         if fingerprint is not None:
             for candidate in info.versions:
-                newer = current is None or (candidate.created or datetime.min.replace(tzinfo=timezone.utc)) >= (
-                    current.created or datetime.min.replace(tzinfo=timezone.utc)
-                )
-                if candidate.state != ENABLED or not newer or candidate.stages - {PENDING}:
+                if candidate.state != ENABLED or candidate.stages - {PENDING} or not _newer(candidate, current):
                     continue
                 try:
                     value = self.store.access(self.name, candidate.version).secret
