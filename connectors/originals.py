@@ -66,6 +66,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -241,21 +242,32 @@ def _pending(table: pa.Table) -> np.ndarray:
 
 
 def _fetch(source: str, offsets: list[int], steps: list[str], origins: Origins) -> Found:
-    """The originals at ``offsets`` of ``source``; a failure makes them all unavailable."""
+    """The originals at ``offsets`` of ``source`` (read by ``steps``)."""
+    origin = origins.files.get(source)
+    if origin is not None and origin.format_name == "parquet":
+        # rows straight from the source already are the stored rows (module doc)
+        pairs = zip(offsets, steps, strict=True)
+        as_read: Found = {o: _AS_STORED for o, s in pairs if s in origins.rows_as_read}
+        offsets = [o for o in offsets if o not in as_read]
+        if not offsets:
+            return as_read
+        return {**as_read, **_guarded(partial(_file_originals, source, origin, offsets), offsets)}
+    return _guarded(partial(_read, source, offsets, origins), offsets)
+
+
+def _read(source: str, offsets: list[int], origins: Origins) -> Found:
+    if source in origins.files:
+        return _file_originals(source, origins.files[source], offsets)
+    topic, _, partition = source.rpartition("/")
+    if topic in origins.topics and partition.isdigit():
+        return _kafka_originals(origins.topics[topic], topic, int(partition), offsets)
+    raise _Unavailable(f"{source} is not an input of this pipeline")
+
+
+def _guarded(read: Callable[[], Found], offsets: list[int]) -> Found:
+    """``read()``, or, if it fails, every offset unavailable with the reason."""
     try:
-        if source in origins.files:
-            origin = origins.files[source]
-            if origin.format_name == "parquet":
-                # rows straight from the source already are the stored rows (module doc)
-                pairs = list(zip(offsets, steps, strict=True))
-                as_read = {o: _AS_STORED for o, s in pairs if s in origins.rows_as_read}
-                offsets = [o for o, s in pairs if s not in origins.rows_as_read]
-                return {**as_read, **(_file_originals(source, origin, offsets) if offsets else {})}
-            return _file_originals(source, origin, offsets)
-        topic, _, partition = source.rpartition("/")
-        if topic in origins.topics and partition.isdigit():
-            return _kafka_originals(origins.topics[topic], topic, int(partition), offsets)
-        raise _Unavailable(f"{source} is not an input of this pipeline")
+        return read()
     except Exception as exc:  # recovery must never fail the run: the dead letter says why
         reason = str(exc) if isinstance(exc, _Unavailable) else f"{type(exc).__name__}: {exc}"
         return dict.fromkeys(offsets, reason[:300])
@@ -583,8 +595,6 @@ class _ParquetRows:
 def _parquet(path: str, origin: FileOrigin, offsets: list[int]) -> Found:
     """Rows as stored, as strict JSON; decoded row groups are cached (dead letters of one
     group usually come in several batches)."""
-    from functools import partial
-
     from connectors.files.jsonencode import json_objects
 
     rows = _cached("parquet", path, origin, lambda: _ParquetRows(path))
