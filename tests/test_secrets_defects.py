@@ -474,18 +474,27 @@ def test_last_known_good_has_a_maximum_staleness(servers: StoreServers) -> None:
     store.close()
 
 
-def test_status_flags_an_expired_current(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    home = tmp_path / "home"
-    policy = make_policy("exp", {"type": "file", "path": str(tmp_path / "s")}, issuer={"type": "random", "ttl": 0.2})
-    RotationService(home).start(policy)
-    time.sleep(0.3)
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_an_expired_current_is_flagged_and_refused_unless_allowed(
+    kind: str, servers: StoreServers, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transforms.credentials import Credentials, CredentialUnavailable
+
+    home, name = tmp_path / "home", fresh()
+    config = servers.config(kind, str(tmp_path / "s"), f"exp{uuid.uuid4().hex[:8]}")
+    RotationService(home).start(make_policy(name, config, issuer={"type": "random", "ttl": 0.5}))
+    fresh_creds = Credentials(config, name, refresh_interval=0.1)
+    assert fresh_creds.current().expire_time is not None  # the store reports the expiry
+    time.sleep(0.6)
     capsys.readouterr()
-    assert main(["secrets", "--home", str(home), "status", "exp"]) == 0
+    assert main(["secrets", "--home", str(home), "status", name]) == 0
     assert "EXPIRED" in capsys.readouterr().out
-    assert main(["secrets", "--home", str(home), "status", "exp", "--json"]) == 0
+    assert main(["secrets", "--home", str(home), "status", name, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["current"]["expired"] is True
-    info = open_store(policy.store).describe("exp")
-    assert info.at(CURRENT).state == ENABLED and PENDING not in info.stages
+    with pytest.raises(CredentialUnavailable, match="expired"):
+        Credentials(config, name, refresh_interval=0.1).current()
+    value = Credentials(config, name, refresh_interval=0.1, allow_expired=True).current()
+    assert value.version == open_store(config).stages(name).current
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)

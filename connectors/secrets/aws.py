@@ -145,7 +145,8 @@ class AwsSecretsManager:
             request["VersionId"] = ref
         got = self._call(f"secret {name!r} at {ref!r}", self.client.get_secret_value, **request)
         data = got["SecretBinary"] if "SecretBinary" in got else got["SecretString"].encode("utf-8")
-        return VersionedSecret(name, got["VersionId"], Secret(data))
+        tags = {t["Key"]: t["Value"] for t in self._describe(name).get("Tags", [])}  # per-version expiry
+        return VersionedSecret(name, got["VersionId"], Secret(data), expiries(tags).get(got["VersionId"]))
 
     def stages(self, name: str) -> StageView:
         described = self._describe(name)

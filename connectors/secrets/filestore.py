@@ -144,7 +144,8 @@ class FileStore:
             if state != ENABLED:
                 raise SecretError(f"version {version} of secret {name!r} is {state}")
             data = (folder / "versions" / version).read_bytes()
-        return VersionedSecret(name, version, Secret(data))
+            expires = expiries(index["annotations"]).get(version)
+        return VersionedSecret(name, version, Secret(data), expires)
 
     def stages(self, name: str) -> StageView:
         with self._locked(name, exclusive=False) as folder:

@@ -188,7 +188,9 @@ class GcpSecretManager:
         data = response.payload.data
         if "data_crc32c" in response.payload and crc32c(data) != response.payload.data_crc32c:
             raise SecretError(f"secret {name!r} at {ref!r}: payload checksum mismatch")
-        return VersionedSecret(name, response.name.rsplit("/", 1)[1], Secret(data))
+        version = response.name.rsplit("/", 1)[1]
+        expires = expiries(dict(self._get(name).annotations)).get(version)  # one metadata read
+        return VersionedSecret(name, version, Secret(data), expires)
 
     def stages(self, name: str) -> StageView:
         aliases = self._get(name).version_aliases

@@ -137,11 +137,13 @@ class StageView:
 
 @dataclass(frozen=True)
 class VersionedSecret:
-    """A value and the version it came from."""
+    """A value, the version it came from, and when that version expires (if the store says):
+    consumers refuse an expired value unless allowed, rather than serving it silently."""
 
     name: str
     version: str
     secret: Secret
+    expire_time: datetime | None = None
 
 
 class SecretSource(Protocol):
