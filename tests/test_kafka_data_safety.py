@@ -4,8 +4,9 @@
   key, headers and position, the run completes, commits, and its re-run sends nothing again;
 - ``start`` places only partitions the group has no committed offset for: ``--follow`` cycles
   and re-runs write each message once, for every kind of ``start``;
-- a broker killed mid-read fails the read within seconds with "broker unreachable", naming
-  the bootstrap servers, with the rows read until then in the local tally;
+- a broker lost mid-read (killed, or frozen) fails the read within seconds with "broker
+  unreachable", naming the bootstrap servers, with the rows read until then in the local
+  tally; a broker down when the read starts fails it as quickly;
 - :func:`connectors.kafka.fetch.fetch_records` reads records back by offset.
 """
 
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.kafka import EmbeddedBroker, ReadKafka, Timing, committed_offsets
+from connectors.kafka.embedded import free_port
 from connectors.kafka.fetch import KafkaRecord, attributes_of, fetch_records
 from connectors.metrics import TALLY
 from pipelines.loading import spec_from_data
@@ -232,6 +234,19 @@ def test_a_lost_broker_fails_the_read_quickly_naming_it_and_the_rows_read_are_ta
     assert failed - killed[0] < 10
     assert 0 < PauseAfterFirst.rows < 100_000
     assert TALLY.snapshot()["lost"] == PauseAfterFirst.rows  # what the run summary can report
+
+
+def test_a_broker_down_when_the_read_starts_fails_it_quickly_naming_it():
+    servers = f"127.0.0.1:{free_port()}"  # nothing listens there
+    began = time.monotonic()
+    with pytest.raises(Exception) as failure:  # noqa: PT011 - the runner wraps it
+        run_pipeline(
+            lambda p: p | ReadKafka(servers, "orders", source_name="down", group_id=unique_group())
+        )
+    assert time.monotonic() - began < 10
+    message = readable_error(failure.value)
+    assert message.startswith("BrokerUnreachable: Kafka broker unreachable: " + servers)
+    assert "planning the read of orders" in message
 
 
 # --------------------------------------------------------------------------- fetch by offset
