@@ -240,7 +240,7 @@ class AwsSecretsManager:
             return False
         return True
 
-    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         described = self._describe(name)
         current = self._holder(described, LABELS[CURRENT])
         if self._holder(described, LABELS[PENDING]) != version:

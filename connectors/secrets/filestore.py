@@ -202,7 +202,7 @@ class FileStore:
 
         return self._update(name, add)
 
-    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         def promote(folder: Path, index: dict[str, Any]) -> str | None:
             stages = index["stages"]
             if stages.get(PENDING) != version or stages.get(CURRENT) != expect_current:

@@ -310,7 +310,7 @@ class GcpSecretManager:
         if _STATES.get(int(found.state)) != ENABLED:
             raise SecretConflict(f"secret {name!r}: version {version} is not enabled")
 
-    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         self._check_enabled(name, version)
 
         def promote(s: Any) -> str | None:

@@ -246,7 +246,7 @@ class VaultKv2:
             raise
         return version
 
-    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         def promote(pointers: dict[str, str]) -> str | None:
             if pointers.get(PENDING) != version or pointers.get(CURRENT) != expect_current:
                 raise SecretConflict(
