@@ -44,6 +44,7 @@ import os
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -82,6 +83,7 @@ MANUAL, INITIAL, SCHEDULED, PROACTIVE, REACTIVE = "manual", "initial", "schedule
 RETIRE = "retire"
 ROTATED_OUTCOME, ROLLED_BACK_OUTCOME, CONFLICT, FAILED_OUTCOME = "rotated", "rolled_back", "conflict", "failed"
 CRASH_ENV = "BEAMWRIGHT_SECRETS_CRASH_AT"
+VALUES_KEPT = 32
 MAX_DELIVERIES = 20
 """Attempts per notification and notifier before the outbox gives up (and audits it)."""
 
@@ -139,7 +141,9 @@ class RotationEngine:
         self.notifiers = list(notifiers)
         self.state_path = Path(state_dir) / f"{policy.secret}.json"
         self.lock_path = Path(state_dir) / f"{policy.secret}.lock"
-        self._values: list[Secret] = []  # every value touched: scrubbed from every error text
+        # the values touched lately, scrubbed from every error text; bounded, so a long-running
+        # service does not keep every value it ever rotated in memory
+        self._values: deque[Secret] = deque(maxlen=VALUES_KEPT)
 
     @classmethod
     def build(cls, policy: RotationPolicy, *, audit: AuditLog, state_dir: Path) -> RotationEngine:
@@ -255,7 +259,7 @@ class RotationEngine:
 
     def _deliver(self, state: RuntimeState, actor: str) -> None:
         """Send what the outbox holds; each delivery is recorded before the next, so a crash
-        resends at most the one in flight (receivers drop it by its nonce/rotation id)."""
+        resends at most the one in flight (receivers recognise it by ``rotation_id`` + ``event``)."""
         for item in list(state.outbox):
             note = Notification(**item["note"])
             item["attempts"] += 1
