@@ -24,10 +24,11 @@ dead-letter sink), reads the record at that position again:
   text (``json``, ``string``; Avro and bytes values keep the row's JSON); attributes = topic,
   partition, offset, timestamp, key and headers (:mod:`connectors.kafka.fetch`).
 
-Every dead letter this looks at gets the attribute ``original``: ``recovered``, or
-``unavailable (<reason>)`` (file changed or gone, broker unreachable, record deleted by
-retention), in which case the row's JSON payload is kept. Recovery never fails the run and
-never drops a dead letter; both outcomes are counted (``dead_letters/originals_recovered``,
+A record that cannot be found again (file changed or gone, broker unreachable, record deleted
+by retention) keeps the row's JSON payload, and its dead letter gets the attribute
+``original: unavailable (<reason>)``; a recovered one gets no such marker (the attribute costs
+the dead-letter writer a nested value per row). Recovery never fails the run and never drops a
+dead letter; both outcomes are counted (``dead_letters/originals_recovered``,
 ``dead_letters/originals_unavailable``).
 
 It looks at the dead letters that have a source position, no ``payloadBytes`` and no
@@ -66,6 +67,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -77,8 +79,7 @@ from connectors.metrics import NodeCounters
 from connectors.records import DEAD_LETTER_SCHEMA
 
 ORIGINAL = "original"
-"""The attribute saying whether the payload is the record as read."""
-RECOVERED = "recovered"
+"""The attribute saying why a dead letter's payload is not the record as read."""
 COUNTER_NODE = "dead_letters"
 MAX_CACHED_BYTES = 512 << 20
 """Bound on the per-process cache of file indexes and decoded Parquet row groups."""
@@ -192,8 +193,7 @@ def recover_originals(table: pa.Table, origins: Origins) -> tuple[pa.Table, int,
                 pairs[row] = ((ORIGINAL, f"unavailable ({original})"),)
                 continue
             recovered += 1
-            payloads[row], texts[row] = original.payload, original.text
-            pairs[row] = (*original.attributes, (ORIGINAL, RECOVERED))
+            payloads[row], texts[row], pairs[row] = original
     kept_texts = table.column("payloadString").take(index)
     columns = {
         "payloadString": pc.coalesce(pa.array(texts, pa.string()), kept_texts),
@@ -209,8 +209,12 @@ def recover_originals(table: pa.Table, origins: Origins) -> tuple[pa.Table, int,
 
 
 def _attributes(pairs: list[tuple[tuple[str, str | None], ...]]) -> pa.Array:
-    """An ``attributes`` column from each row's ``(key, value)`` pairs."""
-    ends = np.cumsum([0, *map(len, pairs)], dtype=np.int32)
+    """An ``attributes`` column from each row's ``(key, value)`` pairs; null where there are
+    none (writers encode nested values one by one, so an empty list is not free)."""
+    lengths = np.fromiter(map(len, pairs), np.int32, len(pairs))
+    if not lengths.any():
+        return pa.nulls(len(pairs), _ATTRIBUTES.type)
+    ends = np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)])
     entries = pa.StructArray.from_arrays(
         [
             pa.array([key for row in pairs for key, _ in row], pa.string()),
@@ -218,7 +222,9 @@ def _attributes(pairs: list[tuple[tuple[str, str | None], ...]]) -> pa.Array:
         ],
         fields=list(_ATTRIBUTES.type.value_type),
     )
-    return pa.ListArray.from_arrays(pa.array(ends), entries, type=_ATTRIBUTES.type)
+    return pa.ListArray.from_arrays(
+        pa.array(ends, pa.int32()), entries, type=_ATTRIBUTES.type, mask=pa.array(lengths == 0)
+    )
 
 
 def _scatter(column: pa.ChunkedArray, rows: np.ndarray, values: pa.Array) -> pa.Array:
@@ -241,21 +247,32 @@ def _pending(table: pa.Table) -> np.ndarray:
 
 
 def _fetch(source: str, offsets: list[int], steps: list[str], origins: Origins) -> Found:
-    """The originals at ``offsets`` of ``source``; a failure makes them all unavailable."""
+    """The originals at ``offsets`` of ``source`` (read by ``steps``)."""
+    origin = origins.files.get(source)
+    if origin is not None and origin.format_name == "parquet":
+        # rows straight from the source already are the stored rows (module doc)
+        pairs = zip(offsets, steps, strict=True)
+        as_read: Found = {o: _AS_STORED for o, s in pairs if s in origins.rows_as_read}
+        offsets = [o for o in offsets if o not in as_read]
+        if not offsets:
+            return as_read
+        return {**as_read, **_guarded(partial(_file_originals, source, origin, offsets), offsets)}
+    return _guarded(partial(_read, source, offsets, origins), offsets)
+
+
+def _read(source: str, offsets: list[int], origins: Origins) -> Found:
+    if source in origins.files:
+        return _file_originals(source, origins.files[source], offsets)
+    topic, _, partition = source.rpartition("/")
+    if topic in origins.topics and partition.isdigit():
+        return _kafka_originals(origins.topics[topic], topic, int(partition), offsets)
+    raise _Unavailable(f"{source} is not an input of this pipeline")
+
+
+def _guarded(read: Callable[[], Found], offsets: list[int]) -> Found:
+    """``read()``, or, if it fails, every offset unavailable with the reason."""
     try:
-        if source in origins.files:
-            origin = origins.files[source]
-            if origin.format_name == "parquet":
-                # rows straight from the source already are the stored rows (module doc)
-                pairs = list(zip(offsets, steps, strict=True))
-                as_read = {o: _AS_STORED for o, s in pairs if s in origins.rows_as_read}
-                offsets = [o for o, s in pairs if s not in origins.rows_as_read]
-                return {**as_read, **(_file_originals(source, origin, offsets) if offsets else {})}
-            return _file_originals(source, origin, offsets)
-        topic, _, partition = source.rpartition("/")
-        if topic in origins.topics and partition.isdigit():
-            return _kafka_originals(origins.topics[topic], topic, int(partition), offsets)
-        raise _Unavailable(f"{source} is not an input of this pipeline")
+        return read()
     except Exception as exc:  # recovery must never fail the run: the dead letter says why
         reason = str(exc) if isinstance(exc, _Unavailable) else f"{type(exc).__name__}: {exc}"
         return dict.fromkeys(offsets, reason[:300])
@@ -583,8 +600,6 @@ class _ParquetRows:
 def _parquet(path: str, origin: FileOrigin, offsets: list[int]) -> Found:
     """Rows as stored, as strict JSON; decoded row groups are cached (dead letters of one
     group usually come in several batches)."""
-    from functools import partial
-
     from connectors.files.jsonencode import json_objects
 
     rows = _cached("parquet", path, origin, lambda: _ParquetRows(path))

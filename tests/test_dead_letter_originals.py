@@ -33,6 +33,7 @@ from connectors.originals import Origins, RecoverOriginals, file_origins, recove
 from pipelines.loading import spec_from_data
 from pipelines.run import run_spec
 from tests import kafka_broker as fixtures
+from transforms.redact import redact_table
 
 kafka_broker, topic = fixtures.kafka_broker, fixtures.topic
 
@@ -115,7 +116,7 @@ def test_jsonl_dead_letters_hold_the_line_exactly_as_read(tmp_path):
         expected = JSONL_LINES[line - 1].removeprefix(b"\xef\xbb\xbf")
         assert letter["payloadBytes"] == expected
         assert letter["payloadString"] == expected.decode("utf-8")
-        assert letter["attributes"]["original"] == "recovered"
+        assert "original" not in letter["attributes"]  # only set when unavailable
     assert rejected[2]["payloadString"] == "{}"
     assert rejected[3]["payloadString"] == '{"id": 3, "amount": 1e400, "email": "big@number.io"}'
     [parse] = [d for d in letters if d["step"] == "src"]  # sources keep raw bytes already
@@ -225,7 +226,7 @@ def test_parquet_dead_letters_hold_the_row_as_stored(tmp_path, renamed_first):
     for offset, letter in rejected.items():
         assert letter["payloadBytes"] is None  # Parquet has no per-record bytes
         assert strict(letter["payloadString"]) == _stored_json(offset - 1)
-        assert letter["attributes"]["original"] == "recovered"
+        assert "original" not in letter["attributes"]  # only set when unavailable
 
 
 # --------------------------------------------------------------------------- Avro
@@ -307,7 +308,7 @@ def test_kafka_dead_letters_hold_the_value_key_and_headers(tmp_path, kafka_broke
         assert letter["payloadString"] == KAFKA_VALUES[offset].decode()
         assert attributes["topic"] == name and attributes["partition"] == "0"
         assert attributes["offset"] == str(offset) and int(attributes["timestamp"]) > 0
-        assert attributes["original"] == "recovered"
+        assert "original" not in attributes
     assert rejected[1]["attributes"]["key"] == "k1"
     assert rejected[1]["attributes"]["header.trace"] == "t-1"
     assert rejected[2]["attributes"]["key"] == base64.b64encode(b"\xff\xfe").decode()
@@ -422,3 +423,19 @@ def test_an_offset_past_the_end_is_unavailable(tmp_path):
     assert (recovered, unavailable) == (1, 1)
     why = [a["value"] for a in out.column("attributes")[1].as_py()]
     assert why == ["unavailable (offset 5 is past the end of the file (1))"]
+
+
+def test_csv_without_header_in_another_dialect_is_recovered_and_redacted(tmp_path):
+    path = tmp_path / "in.tsv"
+    path.write_bytes(b"1\tok@fine.io\n2\t'" + CANARY.encode() + b"\r'\n3\tx@y.io\n")
+    options = {"delimiter": "\t", "quote_char": "'", "header": False}
+    origins = Origins(files=file_origins([str(path)], "csv", options))
+    letters, recovered, _ = recover_originals(_letters_for(path, [2]), origins)
+    assert recovered == 1
+    [letter] = letters.to_pylist()
+    assert letter["payloadBytes"] == b"2\t'" + CANARY.encode() + b"\r'"  # quoted bare \r kept
+    attributes = {a["key"]: a["value"] for a in letter["attributes"]}
+    assert "csv.header" not in attributes
+    assert json.loads(attributes["csv.dialect"]) == {"delimiter": "\t", "quote_char": "'"}
+    [redacted] = redact_table(letters, {"f1"}).to_pylist()
+    assert redacted["payloadString"] == "2\t[REDACTED]" and redacted["payloadBytes"] is None

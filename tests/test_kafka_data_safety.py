@@ -4,8 +4,9 @@
   key, headers and position, the run completes, commits, and its re-run sends nothing again;
 - ``start`` places only partitions the group has no committed offset for: ``--follow`` cycles
   and re-runs write each message once, for every kind of ``start``;
-- a broker killed mid-read fails the read within seconds with "broker unreachable", naming
-  the bootstrap servers, with the rows read until then in the local tally;
+- a broker lost mid-read (killed, or frozen) fails the read within seconds with "broker
+  unreachable", naming the bootstrap servers, with the rows read until then in the local
+  tally; a broker down when the read starts fails it as quickly;
 - :func:`connectors.kafka.fetch.fetch_records` reads records back by offset.
 """
 
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.kafka import EmbeddedBroker, ReadKafka, Timing, committed_offsets
+from connectors.kafka.embedded import free_port
 from connectors.kafka.fetch import KafkaRecord, attributes_of, fetch_records
 from connectors.metrics import TALLY
 from pipelines.loading import spec_from_data
@@ -234,6 +236,19 @@ def test_a_lost_broker_fails_the_read_quickly_naming_it_and_the_rows_read_are_ta
     assert TALLY.snapshot()["lost"] == PauseAfterFirst.rows  # what the run summary can report
 
 
+def test_a_broker_down_when_the_read_starts_fails_it_quickly_naming_it():
+    servers = f"127.0.0.1:{free_port()}"  # nothing listens there
+    began = time.monotonic()
+    with pytest.raises(Exception) as failure:  # noqa: PT011 - the runner wraps it
+        run_pipeline(
+            lambda p: p | ReadKafka(servers, "orders", source_name="down", group_id=unique_group())
+        )
+    assert time.monotonic() - began < 10
+    message = readable_error(failure.value)
+    assert message.startswith("BrokerUnreachable: Kafka broker unreachable: " + servers)
+    assert "planning the read of orders" in message
+
+
 # --------------------------------------------------------------------------- fetch by offset
 
 
@@ -248,21 +263,28 @@ def test_fetch_records_by_offset_dense_sparse_and_missing(kafka_broker, topic):
     )
     groups_before = _groups(kafka_broker)
 
-    wanted = list(range(100, 1100)) + [5, 1500, 1999, 2000, 9999, 5]  # dense, sparse, missing
+    # one dense range (5, 100..599), then sparse offsets (a seek each), then past the end
+    wanted = list(range(100, 600)) + [5, 1200, 1999, 2000, 9999, 5]
     found = fetch_records(servers, {}, name, 0, wanted)
     assert sorted(found) == sorted(set(wanted) - {2000, 9999})  # past the end: absent
-    record = found[1500]  # partition 0 holds messages 0, 2, 4, ...
+    record = found[1200]  # partition 0 holds messages 0, 2, 4, ...
     assert record == KafkaRecord(
-        b'{"id": 3000}',
-        b"k3000",
-        [("trace", b"t3000"), ("bin", b"\x00\x81")],
-        1_700_000_003_000,
+        b'{"id": 2400}',
+        b"k2400",
+        [("trace", b"t2400"), ("bin", b"\x00\x81")],
+        1_700_000_002_400,
         name,
         0,
-        1500,
+        1200,
     )
     assert all(found[o].value == b'{"id": %d}' % (2 * o) for o in found)
     assert fetch_records(servers, {}, name, 1, []) == {}
+    assert (
+        fetch_records(servers, {}, name, 1, [2000])
+        == {}
+        == fetch_records(servers, {}, name, 1, [9999])
+    )
+    assert fetch_records(servers, {}, name, 1, [1999])[1999].value == b'{"id": 3999}'
 
     attributes = attributes_of(fetch_records(servers, {}, name, 0, [5])[5])
     assert attributes == [

@@ -407,7 +407,10 @@ def test_a_canary_value_never_leaves_through_any_error_path(
         "provider": make_policy("p", {"type": "vault", "url": f"http://user:{CANARY}@127.0.0.1:9", "token_env": "BW_TEST_CANARY", "timeout": 1}, notify=[good_hook]),
         # retire: the canary value's revocation fails after the overlap
         "retire": make_policy("r", store, issuer=canary_issuer, overlap=0.3, notify=[good_hook]),
+        # a webhook whose URL carries a credential, given as a reference: works, never written
+        "url-reference": make_policy("h", store, notify=[{**good_hook, "url": {"env": "BW_TEST_HOOK_URL"}}]),
     }
+    monkeypatch.setenv("BW_TEST_HOOK_URL", f"{webhook.url}?token={CANARY}")
     for case, policy in cases.items():
         assert main(["secrets", "--home", str(home), "start", policy.secret, "--policy", str(_write(tmp_path, case, policy))]) in (0, 1)
     assert main(["secrets", "--home", str(home), "rotate", "r"]) == 0  # the canary value becomes previous
@@ -419,6 +422,8 @@ def test_a_canary_value_never_leaves_through_any_error_path(
     out = capsys.readouterr()
     audit = (home / "audit.jsonl").read_text()
     assert "[redacted]" in audit
+    assert any(json.loads(r["body"])["secret"] == "h" for r in webhook.received if r["valid"])
+    assert CANARY not in (home / "policies" / "h.json").read_text()
     for where, text in {
         "stdout": out.out,
         "stderr": out.err,
@@ -446,13 +451,13 @@ def test_last_known_good_has_a_maximum_staleness(servers: StoreServers) -> None:
     store = open_store(config)
     store.ensure(name)
     store.promote(name, store.add_version(name, Secret(b"lkg-value")), expect_current=None)
-    creds = Credentials(config, name, refresh_interval=0.1, max_staleness=0.5)
+    creds = Credentials(config, name, refresh_interval=0.1, max_staleness=1.0)
     assert creds.current().secret.reveal() == b"lkg-value"
     servers.gsm.stop()
     try:
         time.sleep(0.2)
         assert creds.current().secret.reveal() == b"lkg-value"  # within max_staleness
-        time.sleep(0.5)
+        time.sleep(1.0)
         with pytest.raises(CredentialUnavailable, match="max_staleness"):
             creds.current()
     finally:
@@ -469,18 +474,27 @@ def test_last_known_good_has_a_maximum_staleness(servers: StoreServers) -> None:
     store.close()
 
 
-def test_status_flags_an_expired_current(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    home = tmp_path / "home"
-    policy = make_policy("exp", {"type": "file", "path": str(tmp_path / "s")}, issuer={"type": "random", "ttl": 0.2})
-    RotationService(home).start(policy)
-    time.sleep(0.3)
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_an_expired_current_is_flagged_and_refused_unless_allowed(
+    kind: str, servers: StoreServers, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transforms.credentials import Credentials, CredentialUnavailable
+
+    home, name = tmp_path / "home", fresh()
+    config = servers.config(kind, str(tmp_path / "s"), f"exp{uuid.uuid4().hex[:8]}")
+    RotationService(home).start(make_policy(name, config, issuer={"type": "random", "ttl": 1.5}))
+    expires = Credentials(config, name, refresh_interval=0.1).current().expire_time
+    assert expires is not None  # the store reports the expiry
+    time.sleep(max(0.0, expires.timestamp() - time.time()) + 0.05)
     capsys.readouterr()
-    assert main(["secrets", "--home", str(home), "status", "exp"]) == 0
+    assert main(["secrets", "--home", str(home), "status", name]) == 0
     assert "EXPIRED" in capsys.readouterr().out
-    assert main(["secrets", "--home", str(home), "status", "exp", "--json"]) == 0
+    assert main(["secrets", "--home", str(home), "status", name, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["current"]["expired"] is True
-    info = open_store(policy.store).describe("exp")
-    assert info.at(CURRENT).state == ENABLED and PENDING not in info.stages
+    with pytest.raises(CredentialUnavailable, match="expired"):
+        Credentials(config, name, refresh_interval=0.1).current()
+    value = Credentials(config, name, refresh_interval=0.1, allow_expired=True).current()
+    assert value.version == open_store(config).stages(name).current
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)

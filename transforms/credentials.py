@@ -273,6 +273,8 @@ class Credentials:
         auth_wait: how long :meth:`call` keeps retrying when every known version is rejected.
         max_staleness: the longest a last-known-good value is used without the store
             confirming it (seconds, default 24 h).
+        allow_expired: use a version past its expiry (as the store records it); by default
+            such a version is skipped, and if nothing else is known the call fails.
     """
 
     def __init__(
@@ -284,12 +286,14 @@ class Credentials:
         reporter: FailureReporter | None = None,
         auth_wait: float | None = None,
         max_staleness: float = 86400.0,
+        allow_expired: bool = False,
     ) -> None:
         if refresh_interval <= 0:
             raise ValueError("refresh_interval must be positive")
         if max_staleness < refresh_interval:
             raise ValueError("max_staleness must be at least one refresh_interval")
         self.max_staleness = max_staleness
+        self.allow_expired = allow_expired
         self.source_json = json.dumps(source, sort_keys=True)
         self.name = name
         self.refresh_interval = refresh_interval
@@ -397,8 +401,9 @@ class Credentials:
             shared.install(found)
 
     def _known(self) -> list[VersionedSecret]:
-        """Current and previous as held now; if none yet, after any read in flight finishes.
-        Raises :class:`CredentialUnavailable` once they are older than ``max_staleness``."""
+        """Current and previous as held now, without expired ones unless allowed; if none yet,
+        after any read in flight finishes. Raises :class:`CredentialUnavailable` once they are
+        older than ``max_staleness``, or when every one of them has expired."""
         shared = self.shared
         with shared.lock:
             found = shared.candidates()
@@ -407,13 +412,20 @@ class Credentials:
                 pass
             with shared.lock:
                 found = shared.candidates()
-        age = time.time() - shared.confirmed_at
+        now = time.time()
+        age = now - shared.confirmed_at
         if found and age > self.max_staleness:
             raise CredentialUnavailable(
                 f"secret {self.name!r}: the store has not confirmed the last-known-good value for "
                 f"{age:.0f}s (max_staleness {self.max_staleness:g}s)"
             )
-        return found
+        usable = [c for c in found if self.allow_expired or c.expire_time is None or c.expire_time.timestamp() > now]
+        if found and not usable:
+            raise CredentialUnavailable(
+                f"secret {self.name!r}: every known version has expired (version {found[0].version}); "
+                "rotate it, or set allow_expired"
+            )
+        return usable
 
     def current(self, view: StageView | None = None) -> VersionedSecret:
         """The current value after a (rate-limited) refresh; for steps that just need a key."""

@@ -11,7 +11,8 @@ nothing, so a reader sees the same thing as a quiet partition. Two signals tell 
   a network partition) produces no error until librdkafka's 60 s socket timeout.
 
 Either signal is then checked with a metadata request bounded by ``confirm_s``; if that fails too
-the read fails with :class:`BrokerUnreachable`. A broker that is back (a restart, an idle
+the read fails with :class:`BrokerUnreachable`. Planning a read first waits for the broker the
+same way (:meth:`BrokerWatch.reach`), so a broker down at the start fails it as quickly. A broker that is back (a restart, an idle
 connection the broker closed) answers it and the read goes on. With the reader's defaults
 (:class:`connectors.kafka.reader.Timing`) a lost broker fails the read about 4 s after the loss
 when librdkafka reports it, 8 s when it does not.
@@ -24,6 +25,7 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 _LOST = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE)
+_REACH_STEP_S = 1.0
 
 
 class BrokerUnreachable(ConnectionError):
@@ -66,8 +68,31 @@ class BrokerWatch:
         try:
             consumer.list_topics(timeout=self._confirm_s)
         except KafkaException as exc:
-            raise BrokerUnreachable(
-                f"Kafka broker unreachable: {self._servers}, while reading {context}: {reason}; "
-                f"no answer to a metadata request within {self._confirm_s:g}s "
-                f"({exc.args[0].str()})"
-            ) from None
+            raise self._unreachable(f"reading {context}", reason, exc) from None
+
+    def reach(self, consumer: Consumer, *, within_s: float, context: str) -> None:
+        """Return once the broker answers a metadata request; raise :class:`BrokerUnreachable`
+        when it has not within ``within_s``, or within ``confirm_s`` once librdkafka reported
+        every connection failed (a refused connection fails in seconds, not ``within_s``).
+
+        ``consumer.list_topics`` blocks for its whole timeout when no broker is up and serves no
+        callbacks meanwhile, so it is asked in short steps, serving them in between.
+        """
+        began = time.monotonic()
+        while True:
+            try:
+                consumer.list_topics(timeout=_REACH_STEP_S)
+                self._error = None
+                return
+            except KafkaException as exc:
+                consumer.poll(0)  # serves error_cb
+                waited = time.monotonic() - began
+                if waited >= within_s or (self._error is not None and waited >= self._confirm_s):
+                    reason = self._error or f"no answer for {waited:.0f}s"
+                    raise self._unreachable(context, reason, exc) from None
+
+    def _unreachable(self, context: str, reason: str, exc: KafkaException) -> BrokerUnreachable:
+        return BrokerUnreachable(
+            f"Kafka broker unreachable: {self._servers}, while {context}: {reason}; no answer "
+            f"to a metadata request within {self._confirm_s:g}s ({exc.args[0].str()})"
+        )

@@ -96,16 +96,23 @@ class Decoding:
 class PlanFn(beam.DoFn):
     """Resolves the partitions and their offsets when the run starts."""
 
-    def __init__(self, config: ClientConfig, plan: ReadPlan) -> None:
+    def __init__(self, config: ClientConfig, plan: ReadPlan, timing: Timing) -> None:
         self._config = config
         self._plan = plan
+        self._timing = timing
 
     def setup(self) -> None:
-        self._client = self._config.resolve(**PROBE_CONSUMER)
+        self._watch = _watch(self._config, self._timing)
+        self._client = {**self._config.resolve(**PROBE_CONSUMER), "error_cb": self._watch.on_error}
 
     def process(self, _impulse: bytes) -> Iterator[PartitionRead]:
         consumer = Consumer(self._client)
         try:
+            self._watch.reach(
+                consumer,
+                within_s=self._plan.timeout_s,
+                context=f"planning the read of {', '.join(self._plan.topics)}",
+            )
             reset = self._config.get("auto.offset.reset", "earliest")
             reads = plan_reads(consumer, self._plan, reset=reset, now=time.time())
         finally:
@@ -136,11 +143,7 @@ class ReadPartitionFn(beam.DoFn):
         self._timing = timing
 
     def setup(self) -> None:
-        self._watch = BrokerWatch(
-            self._config.bootstrap_servers,
-            self._timing.broker_silence_s,
-            self._timing.broker_confirm_s,
-        )
+        self._watch = _watch(self._config, self._timing)
         self._client = {
             **READER_DEFAULTS,
             **self._config.resolve(),
@@ -340,6 +343,10 @@ class UnboundedReadPartitionFn(ReadPartitionFn):
         watermark: Any = WATERMARK_PARAM,
     ) -> Iterator[Any]:
         yield from self._read(read, tracker, watermark, finalizer)
+
+
+def _watch(config: ClientConfig, timing: Timing) -> BrokerWatch:
+    return BrokerWatch(config.bootstrap_servers, timing.broker_silence_s, timing.broker_confirm_s)
 
 
 def _claim(tracker: Any, messages: Sequence[Message]) -> int:

@@ -163,14 +163,10 @@ class ReadKafka(beam.PTransform):
         )
         decoding = Decoding(value_format, schema, schema_registry_url, schema_registry_auth)
         reader = UnboundedReadPartitionFn if self._plan.unbounded else ReadPartitionFn
-        self._planner = PlanFn(config, self._plan)
+        timing = timing or Timing()
+        self._planner = PlanFn(config, self._plan, timing)
         self._reader = reader(
-            config,
-            settings,
-            decoding,
-            batch_size=batch_size,
-            commit=commit,
-            timing=timing or Timing(),
+            config, settings, decoding, batch_size=batch_size, commit=commit, timing=timing
         )
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:

@@ -145,7 +145,8 @@ class AwsSecretsManager:
             request["VersionId"] = ref
         got = self._call(f"secret {name!r} at {ref!r}", self.client.get_secret_value, **request)
         data = got["SecretBinary"] if "SecretBinary" in got else got["SecretString"].encode("utf-8")
-        return VersionedSecret(name, got["VersionId"], Secret(data))
+        tags = {t["Key"]: t["Value"] for t in self._describe(name).get("Tags", [])}  # per-version expiry
+        return VersionedSecret(name, got["VersionId"], Secret(data), expiries(tags).get(got["VersionId"]))
 
     def stages(self, name: str) -> StageView:
         described = self._describe(name)
@@ -239,7 +240,7 @@ class AwsSecretsManager:
             return False
         return True
 
-    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         described = self._describe(name)
         current = self._holder(described, LABELS[CURRENT])
         if self._holder(described, LABELS[PENDING]) != version:

@@ -33,7 +33,7 @@ rotation token as ``rotation_id``; values appear only as fingerprints, and every
 goes through :func:`connectors.secrets.audit.scrub` with every value this engine has touched.
 
 For the crash-matrix tests, ``BEAMWRIGHT_SECRETS_CRASH_AT=<step>`` makes the process SIGKILL
-itself at that recorded step (``created``, ``verified``, ``promoted``, ``notify``, ``disable``):
+itself at that step (``added``, ``created``, ``verified``, ``promoted``, ``notify``, ``disable``):
 a real process death, which no ``finally`` block or exception handler can soften.
 """
 
@@ -44,6 +44,7 @@ import os
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -62,6 +63,7 @@ from connectors.secrets.model import (
     SecretConflict,
     SecretInfo,
     SecretNotFound,
+    VersionInfo,
 )
 from connectors.secrets.notify import (
     FAILED,
@@ -78,9 +80,10 @@ from connectors.secrets.state import RuntimeState, locked
 from connectors.secrets.verifiers import VerificationFailed, Verifier, build_verifier
 
 MANUAL, INITIAL, SCHEDULED, PROACTIVE, REACTIVE = "manual", "initial", "scheduled", "proactive", "reactive"
-RESUMED, RETIRE = "resumed", "retire"
+RETIRE = "retire"
 ROTATED_OUTCOME, ROLLED_BACK_OUTCOME, CONFLICT, FAILED_OUTCOME = "rotated", "rolled_back", "conflict", "failed"
 CRASH_ENV = "BEAMWRIGHT_SECRETS_CRASH_AT"
+VALUES_KEPT = 32
 MAX_DELIVERIES = 20
 """Attempts per notification and notifier before the outbox gives up (and audits it)."""
 
@@ -100,6 +103,13 @@ class RotationResult:
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+def _newer(version: VersionInfo, current: VersionInfo | None) -> bool:
+    """True if ``version`` may have been created after ``current`` (so it was never promoted)."""
+    if current is None or version.created is None or current.created is None:
+        return True
+    return version.created >= current.created
 
 
 def crash_point(step: str) -> None:
@@ -131,7 +141,9 @@ class RotationEngine:
         self.notifiers = list(notifiers)
         self.state_path = Path(state_dir) / f"{policy.secret}.json"
         self.lock_path = Path(state_dir) / f"{policy.secret}.lock"
-        self._values: list[Secret] = []  # every value touched: scrubbed from every error text
+        # the values touched lately, scrubbed from every error text; bounded, so a long-running
+        # service does not keep every value it ever rotated in memory
+        self._values: deque[Secret] = deque(maxlen=VALUES_KEPT)
 
     @classmethod
     def build(cls, policy: RotationPolicy, *, audit: AuditLog, state_dir: Path) -> RotationEngine:
@@ -247,7 +259,7 @@ class RotationEngine:
 
     def _deliver(self, state: RuntimeState, actor: str) -> None:
         """Send what the outbox holds; each delivery is recorded before the next, so a crash
-        resends at most the one in flight (receivers drop it by its nonce/rotation id)."""
+        resends at most the one in flight (receivers recognise it by ``rotation_id`` + ``event``)."""
         for item in list(state.outbox):
             note = Notification(**item["note"])
             item["attempts"] += 1
@@ -334,6 +346,7 @@ class RotationEngine:
             self._revoke(secret, log)
             outcome = CONFLICT if isinstance(exc, SecretConflict) else FAILED_OUTCOME
             return failed("add_pending", self._error(exc), outcome)
+        crash_point("added")  # stored, but its id not yet recorded: resume finds it by fingerprint
         record.update(version=version, step="created")
         log("add_pending", "ok", version=version, fingerprint=secret.fingerprint)
         self._checkpoint(state, "created")
@@ -498,10 +511,7 @@ class RotationEngine:
         found = None
         if fingerprint is not None:
             for candidate in info.versions:
-                newer = current is None or (candidate.created or datetime.min.replace(tzinfo=timezone.utc)) >= (
-                    current.created or datetime.min.replace(tzinfo=timezone.utc)
-                )
-                if candidate.state != ENABLED or not newer or candidate.stages - {PENDING}:
+                if candidate.state != ENABLED or candidate.stages - {PENDING} or not _newer(candidate, current):
                     continue
                 try:
                     value = self.store.access(self.name, candidate.version).secret

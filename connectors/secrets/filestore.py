@@ -144,7 +144,8 @@ class FileStore:
             if state != ENABLED:
                 raise SecretError(f"version {version} of secret {name!r} is {state}")
             data = (folder / "versions" / version).read_bytes()
-        return VersionedSecret(name, version, Secret(data))
+            expires = expiries(index["annotations"]).get(version)
+        return VersionedSecret(name, version, Secret(data), expires)
 
     def stages(self, name: str) -> StageView:
         with self._locked(name, exclusive=False) as folder:
@@ -201,7 +202,7 @@ class FileStore:
 
         return self._update(name, add)
 
-    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         def promote(folder: Path, index: dict[str, Any]) -> str | None:
             stages = index["stages"]
             if stages.get(PENDING) != version or stages.get(CURRENT) != expect_current:

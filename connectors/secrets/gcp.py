@@ -188,7 +188,9 @@ class GcpSecretManager:
         data = response.payload.data
         if "data_crc32c" in response.payload and crc32c(data) != response.payload.data_crc32c:
             raise SecretError(f"secret {name!r} at {ref!r}: payload checksum mismatch")
-        return VersionedSecret(name, response.name.rsplit("/", 1)[1], Secret(data))
+        version = response.name.rsplit("/", 1)[1]
+        expires = expiries(dict(self._get(name).annotations)).get(version)  # one metadata read
+        return VersionedSecret(name, version, Secret(data), expires)
 
     def stages(self, name: str) -> StageView:
         aliases = self._get(name).version_aliases
@@ -308,7 +310,7 @@ class GcpSecretManager:
         if _STATES.get(int(found.state)) != ENABLED:
             raise SecretConflict(f"secret {name!r}: version {version} is not enabled")
 
-    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         self._check_enabled(name, version)
 
         def promote(s: Any) -> str | None:

@@ -4,7 +4,8 @@ A random token is enough when the protected system checks the store itself. When
 issues its own keys (an API's key endpoint, a database user), the rotation must *mint* the key
 there and *revoke* the old one there once the overlap window ends; disabling the store
 version alone would leave the old key working. :class:`HttpIssuer` does both over HTTP
-(revocation in RFC 7009's form), :class:`CallableIssuer` calls user code for anything else.
+(revocation in RFC 7009's form; its URLs may be secret references when they carry a
+credential), :class:`CallableIssuer` calls user code for anything else.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 from connectors.secrets import Secret, SecretError, SecretRef
 from connectors.secrets.callables import load_callable
-from connectors.secrets.refs import secret_ref
+from connectors.secrets.refs import Url, resolve_url, secret_ref, show_url, url_setting
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ class RandomToken:
         """Nothing to revoke: the token exists only in the store, where it is disabled."""
 
 
-def _post(url: str, body: bytes, content_type: str, admin: SecretRef, timeout: float) -> bytes:
+def _post(url: Url, body: bytes, content_type: str, admin: SecretRef, timeout: float) -> bytes:
     request = urllib.request.Request(
-        url,
+        resolve_url(url),
         data=body,
         method="POST",
         headers={
@@ -76,9 +77,9 @@ def _post(url: str, body: bytes, content_type: str, admin: SecretRef, timeout: f
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read()
     except urllib.error.HTTPError as exc:
-        raise SecretError(f"{url} answered HTTP {exc.code}") from None
+        raise SecretError(f"{show_url(url)} answered HTTP {exc.code}") from None
     except OSError as exc:
-        raise SecretError(f"{url} unreachable ({type(exc).__name__})") from None
+        raise SecretError(f"{show_url(url)} unreachable ({type(exc).__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,8 @@ class HttpIssuer:
     optionally ``expiry_field`` out); revoke with ``POST revoke_url`` (form ``token=...``).
     Both authenticate with the admin credential ``admin`` refers to."""
 
-    mint_url: str
-    revoke_url: str
+    mint_url: Url
+    revoke_url: Url
     admin: SecretRef
     token_field: str = "token"
     expiry_field: str = "expire_time"
@@ -100,7 +101,7 @@ class HttpIssuer:
             answer = json.loads(body)
             token = answer[self.token_field]
         except (ValueError, KeyError, TypeError):
-            raise SecretError(f"{self.mint_url} did not answer JSON with a {self.token_field!r} field") from None
+            raise SecretError(f"{show_url(self.mint_url)} did not answer JSON with a {self.token_field!r} field") from None
         expiry = answer.get(self.expiry_field)
         return Issued(Secret(token.encode("utf-8")), datetime.fromisoformat(expiry) if expiry else None)
 
@@ -144,8 +145,8 @@ def build_issuer(config: Mapping[str, Any]) -> Issuer:
             return RandomToken(int(config.get("bytes", 32)), str(config.get("prefix", "")), None if ttl is None else float(ttl))
         if kind == "http":
             return HttpIssuer(
-                mint_url=config["mint_url"],
-                revoke_url=config["revoke_url"],
+                mint_url=url_setting(config["mint_url"]),
+                revoke_url=url_setting(config["revoke_url"]),
                 admin=secret_ref(config["admin"]),
                 token_field=config.get("token_field", "token"),
                 expiry_field=config.get("expiry_field", "expire_time"),

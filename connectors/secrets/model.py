@@ -137,11 +137,13 @@ class StageView:
 
 @dataclass(frozen=True)
 class VersionedSecret:
-    """A value and the version it came from."""
+    """A value, the version it came from, and when that version expires (if the store says):
+    consumers refuse an expired value unless allowed, rather than serving it silently."""
 
     name: str
     version: str
     secret: Secret
+    expire_time: datetime | None = None
 
 
 class SecretSource(Protocol):
@@ -188,11 +190,13 @@ class RotatableStore(SecretSource, Protocol):
         Raises :class:`SecretConflict` when another version is pending."""
         ...
 
-    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         """In one compare-and-set: if ``pending`` is ``version`` and ``current`` is still
         ``expect_current``, ``version`` becomes current, the old current becomes previous and
         ``pending`` is cleared. Returns the version that became previous; raises
-        :class:`SecretConflict` (and changes nothing) otherwise."""
+        :class:`SecretConflict` (and changes nothing) otherwise. The default ``None`` expects
+        no current version, so a first promotion needs no argument and any later one must say
+        which current it replaces."""
         ...
 
     def clear_stage(self, name: str, stage: str, version: str) -> bool:

@@ -28,8 +28,7 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 from connectors.secrets import SecretError, SecretRef
-from connectors.secrets.audit import redact_urls
-from connectors.secrets.refs import secret_ref
+from connectors.secrets.refs import Url, resolve_url, secret_ref, show_url, url_setting
 
 ROTATED, ROLLED_BACK, FAILED = "rotated", "rolled_back", "failed"
 EVENTS = (ROTATED, ROLLED_BACK, FAILED)
@@ -118,9 +117,10 @@ def verify_signature(
 
 @dataclass(frozen=True)
 class WebhookNotifier:
-    """POST the notification as JSON to ``url``, signed with the key ``key`` refers to."""
+    """POST the notification as JSON to ``url`` (a URL, or a reference to one when it carries
+    a credential), signed with the key ``key`` refers to."""
 
-    url: str
+    url: Url
     key: SecretRef
     events: Sequence[str] = EVENTS
     timeout: float = 10.0
@@ -129,7 +129,7 @@ class WebhookNotifier:
         body = json.dumps(note.to_json(), sort_keys=True).encode("utf-8")
         timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
         request = urllib.request.Request(
-            self.url,
+            resolve_url(self.url),
             data=body,
             method="POST",
             headers={
@@ -144,7 +144,7 @@ class WebhookNotifier:
                 raise OSError(f"webhook answered HTTP {response.status}")
 
     def __str__(self) -> str:
-        return f"webhook {redact_urls(self.url)}"
+        return f"webhook {show_url(self.url)}"
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def build_notifier(config: Mapping[str, Any]) -> Notifier:
     try:
         if kind == "webhook":
             return WebhookNotifier(
-                url=config["url"],
+                url=url_setting(config["url"]),
                 key=secret_ref(config["key"]),
                 events=_events(config),
                 timeout=float(config.get("timeout", 10.0)),

@@ -59,3 +59,25 @@ def secret_ref(config: Mapping[str, Any]) -> SecretRef:
     raise SecretError(
         "a secret reference needs 'env', 'file', or 'store' + 'name'; never the value itself"
     )
+
+
+Url = str | SecretRef
+"""An endpoint: a plain URL, or a secret reference holding one (for URLs that carry a
+credential, e.g. ``?token=`` webhooks), so the credential never sits in a policy file."""
+
+
+def url_setting(value: str | Mapping[str, Any]) -> Url:
+    """A URL as configured: a string, or ``{"env": ...}``/``{"file": ...}``/``{"store": ...}``."""
+    return secret_ref(value) if isinstance(value, Mapping) else str(value)
+
+
+def resolve_url(url: Url) -> str:
+    """The URL to call (a reference is resolved now, at use)."""
+    return url if isinstance(url, str) else url.resolve().reveal().decode("utf-8")
+
+
+def show_url(url: Url) -> str:
+    """The URL as it may be printed: credentials redacted, or the reference, never its value."""
+    from connectors.secrets.audit import redact_urls
+
+    return redact_urls(url) if isinstance(url, str) else f"<url from {url!r}>"

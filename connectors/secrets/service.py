@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.secrets import FileSecret, SecretError
-from connectors.secrets.audit import AuditLog, redact_urls, utc_now
+from connectors.secrets.audit import AuditLog, redact_urls, scrub, utc_now
 from connectors.secrets.engine import FAILED_OUTCOME, RotationEngine, RotationResult
 from connectors.secrets.model import CURRENT, PENDING, PREVIOUS, SecretNotFound, VersionInfo
 from connectors.secrets.policy import PolicyError, RotationPolicy
@@ -309,7 +309,7 @@ class RotationService:
             try:
                 results.extend(self.engine(name).tick(actor=self.actor, active=active))
             except SecretError as exc:
-                why = f"{type(exc).__name__}: {redact_urls(str(exc))}"
+                why = scrub(f"{type(exc).__name__}: {exc}")
                 self.audit.record(action="tick", secret=name, outcome="failed", actor=self.actor, detail=why)
                 results.append(RotationResult(name, FAILED_OUTCOME, "tick", "-", reason=why))
         return results

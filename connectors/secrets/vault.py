@@ -156,8 +156,9 @@ class VaultKv2:
     # ------------------------------------------------------------------ reading
 
     def access(self, name: str, ref: str = CURRENT) -> VersionedSecret:
+        pointers = self._pointers(name)[0]
         if ref in STAGES:
-            version: str | None = self._stages(self._pointers(name)[0]).get(ref)
+            version: str | None = self._stages(pointers).get(ref)
             if version is None:
                 raise SecretNotFound(f"secret {name!r} has no {ref} version")
         elif ref == LATEST:
@@ -174,7 +175,8 @@ class VaultKv2:
         value = (read.get("data") or {}).get(self.config.field)
         if value is None:
             raise SecretError(f"secret {name!r} at {ref!r} has no field {self.config.field!r}")
-        return VersionedSecret(name, str(read["metadata"]["version"]), Secret(value.encode("utf-8")))
+        number = str(read["metadata"]["version"])
+        return VersionedSecret(name, number, Secret(value.encode("utf-8")), expiries(pointers).get(number))
 
     def stages(self, name: str) -> StageView:
         stages = self._stages(self._pointers(name)[0])
@@ -244,7 +246,7 @@ class VaultKv2:
             raise
         return version
 
-    def promote(self, name: str, version: str, *, expect_current: str | None) -> str | None:
+    def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         def promote(pointers: dict[str, str]) -> str | None:
             if pointers.get(PENDING) != version or pointers.get(CURRENT) != expect_current:
                 raise SecretConflict(

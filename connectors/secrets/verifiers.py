@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from connectors.secrets import Secret, SecretError
 from connectors.secrets.callables import load_callable
+from connectors.secrets.refs import Url, resolve_url, show_url, url_setting
 
 
 class VerificationFailed(Exception):
@@ -28,9 +29,10 @@ class Verifier(Protocol):
 
 @dataclass(frozen=True)
 class HttpVerifier:
-    """Call ``url`` with the value in ``header`` (``scheme`` + value); pass on ``expect``."""
+    """Call ``url`` (or the URL a reference holds) with the value in ``header`` (``scheme`` +
+    value); pass on ``expect``."""
 
-    url: str
+    url: Url
     method: str = "GET"
     header: str = "Authorization"
     scheme: str = "Bearer"
@@ -40,16 +42,16 @@ class HttpVerifier:
     def verify(self, name: str, secret: Secret) -> None:
         credential = secret.reveal().decode("utf-8")
         value = f"{self.scheme} {credential}" if self.scheme else credential
-        request = urllib.request.Request(self.url, method=self.method, headers={self.header: value})
+        request = urllib.request.Request(resolve_url(self.url), method=self.method, headers={self.header: value})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 status = response.status
         except urllib.error.HTTPError as exc:
             status = exc.code
         except OSError as exc:
-            raise VerificationFailed(f"{self.method} {self.url} unreachable ({type(exc).__name__})") from None
+            raise VerificationFailed(f"{self.method} {show_url(self.url)} unreachable ({type(exc).__name__})") from None
         if status not in self.expect:
-            raise VerificationFailed(f"{self.method} {self.url} answered HTTP {status} with the new value")
+            raise VerificationFailed(f"{self.method} {show_url(self.url)} answered HTTP {status} with the new value")
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def build_verifier(config: Mapping[str, Any] | None) -> Verifier | None:
     try:
         if kind == "http":
             return HttpVerifier(
-                url=config["url"],
+                url=url_setting(config["url"]),
                 method=config.get("method", "GET"),
                 header=config.get("header", "Authorization"),
                 scheme=config.get("scheme", "Bearer"),
