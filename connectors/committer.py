@@ -48,6 +48,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.errors import BeamwrightError
 from connectors.failpoints import failpoint
 from connectors.files.base import is_remote
 
@@ -61,15 +62,11 @@ _CONTROL = {MANIFEST, JOURNAL, LOCK}
 _RUN_AND_WRITE = r"[0-9a-fA-F-]+-[0-9a-f]+"  # <run id>-<write id> ending a staging dir's name
 
 
-class OutputConflict(Exception):
+class OutputConflict(BeamwrightError):
     """A sink may not write where it was told to: the message says why and what to do."""
 
     def __init__(self, where: str, problem: str, hint: str) -> None:
-        super().__init__(where, problem, hint)  # picklable across Beam workers
-        self.where, self.problem, self.hint = where, problem, hint
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.problem}; {self.hint}"
+        super().__init__(problem, where=where, hint=hint)
 
 
 # --------------------------------------------------------------------------- file system

@@ -1,36 +1,69 @@
 """The one error base of beamwright, and the one way to suggest a fix.
 
-Every error a user can act on is a :class:`BeamwrightError`: it names *where* (a spec path, a
-file, a secret), *what* is wrong, and a *hint*. Its class says what the CLI's exit code is, so
-nothing guesses from messages. It lives in ``connectors``, the lowest layer, so that every
-package can raise it.
+Every error a user can act on is a :class:`BeamwrightError`: it can name *where* (a spec path,
+a file, a secret), says *what* is wrong, and may give a *hint*. Its class says what the CLI's
+exit code is (``exit_code``), so nothing guesses from messages or class names. It lives in
+``connectors``, the lowest layer, so that every package can raise it; subclasses keep the
+builtin base they always had (``ValueError``, ``RuntimeError``, ...) for callers that catch
+those.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
-EXIT_RUN_FAILED = 1
-EXIT_INVALID = 2
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1  # the input was fine, running it failed (data, a server, a threshold)
+EXIT_INVALID = 2  # the input was wrong: nothing ran
 
 
 class BeamwrightError(Exception):
-    """An error with a place, a problem and a hint; ``exit_code`` tells the CLI what it means.
+    """An error with a problem, and where it is and a hint when known.
 
-    ``exit_code`` 2 (the default) means the input was wrong and nothing ran; subclasses for
-    failures while running set 1.
+    ``exit_code`` is :data:`EXIT_INVALID` unless a subclass says the failure happened while
+    running (:data:`EXIT_RUN_FAILED`).
     """
 
     exit_code = EXIT_INVALID
 
-    def __init__(self, where: str, problem: str, hint: str = "") -> None:
-        super().__init__(where, problem, hint)  # picklable: Beam ships errors between processes
-        self.where, self.problem, self.hint = where, problem, hint
+    def __init__(self, problem: str = "", *, where: str = "", hint: str = "") -> None:
+        super().__init__(problem)
+        self.problem, self.where, self.hint = problem, where, hint
 
     def __str__(self) -> str:
         text = f"{self.where}: {self.problem}" if self.where else self.problem
         return f"{text}; {self.hint}" if self.hint else text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Beam ships errors between processes: rebuild any subclass whatever its __init__.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> BeamwrightError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class RunError(BeamwrightError):
+    """Something failed while running (a server, the data, a threshold): exit code 1."""
+
+    exit_code = EXIT_RUN_FAILED
+
+
+def error_classes() -> list[type[BeamwrightError]]:
+    """Every BeamwrightError class imported so far (to recognise them in runner messages,
+    where remote workers hand errors back as text)."""
+    found: list[type[BeamwrightError]] = []
+    todo: list[type[BeamwrightError]] = [BeamwrightError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
 
 
 def closest(word: str, choices: Iterable[str]) -> str | None:

@@ -32,7 +32,16 @@ from connectors.committer import OutputTarget
 from connectors.failpoints import failpoint
 from connectors.files.base import open_output
 from connectors.files.registry import infer_format, make_format
-from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, ROWS_WRITTEN, TALLY, NodeCounters
+from connectors.metrics import (
+    BYTES,
+    FILES,
+    ROWS_DEAD,
+    ROWS_IN,
+    ROWS_OUT,
+    ROWS_WRITTEN,
+    TALLY,
+    NodeCounters,
+)
 from connectors.records import dead_letters_for_rejects, plain_positions
 
 DEAD_LETTERS = "dead_letters"
@@ -117,7 +126,7 @@ class _ReadFn(beam.DoFn):
     def process(self, task: ReadTask) -> Iterable[Any]:
         fmt = make_format(self._format_name or infer_format(task.path), **self._options)
         if task.row_groups is None or task.row_groups[0] == 0:
-            self._counters.inc("files")
+            self._counters.inc(FILES)
             FileSystems.report_source_lineage(task.path)  # Beam's own Lineage metric
         if task.row_groups is not None:
             chunks = fmt.read(task.path, self._batch_size, row_groups=task.row_groups)
@@ -316,8 +325,8 @@ class _FinalizeFn(beam.DoFn):
         total_bytes = sum(f["bytes"] for f in listing["files"])
         counters = NodeCounters(target.sink)
         counters.inc(ROWS_WRITTEN, rows)
-        counters.inc("files", len(files))
-        counters.inc("bytes", total_bytes)
+        counters.inc(FILES, len(files))
+        counters.inc(BYTES, total_bytes)
         yield {"sink": target.sink, "files": files, "rows": rows, "bytes": total_bytes}
 
 

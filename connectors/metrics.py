@@ -22,6 +22,7 @@ ROWS_IN, ROWS_OUT, ROWS_DEAD, ROWS_FILTERED, ROWS_WRITTEN = (
     "rows_filtered",
     "rows_written",
 )
+FILES, BYTES = "files", "bytes"  # files read (sources) or published (sinks), bytes written
 
 
 def metric_name(node: str, what: str) -> str:

@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from connectors.committer import OutputTarget
 from connectors.fileio import ensure_directory
 from connectors.files.base import open_output
-from connectors.metrics import ROWS_WRITTEN, NodeCounters
+from connectors.metrics import BYTES, FILES, ROWS_WRITTEN, NodeCounters
 
 
 def report_bytes(table: pa.Table, path: str) -> bytes:
@@ -57,8 +57,8 @@ class _WriteReportFn(beam.DoFn):
         FileSystems.report_sink_lineage(path)  # Beam's own Lineage metric
         counters = NodeCounters(target.sink)
         counters.inc(ROWS_WRITTEN, table.num_rows)
-        counters.inc("files", 1)
-        counters.inc("bytes", len(data))
+        counters.inc(FILES, 1)
+        counters.inc(BYTES, len(data))
         yield {"sink": target.sink, "files": [path], "rows": table.num_rows, "bytes": len(data)}
 
 

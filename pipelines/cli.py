@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+from connectors.errors import EXIT_INVALID, EXIT_OK, BeamwrightError
 
 
 def _params(pairs: Sequence[str]) -> dict[str, str]:
@@ -68,8 +68,6 @@ def _load_or_report(args: argparse.Namespace) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from pipelines.loading import SpecError
-
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
     spec = _load_or_report(args)
     if spec is None:
@@ -80,7 +78,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec.run.runner = args.runner
     from pipelines.display import LiveProgress, render_summary
     from pipelines.run import ProgressPoller, RunFailed, run_spec
-    from pipelines.runners import RunnerConfigError
 
     nodes = [s.name for s in spec.sources] + [s.name for s in spec.steps]
     spec_path = args.target if _is_spec_file(args.target) else None
@@ -94,12 +91,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             with LiveProgress(console, nodes) as live, ProgressPoller(live.update):
                 summary = run_spec(spec, spec_path=spec_path)
-    except (SpecError, RunnerConfigError) as exc:
-        _stderr(f"beamwright: {exc}")
-        return EXIT_INVALID
     except RunFailed as exc:
         summary = exc.summary
-        code = EXIT_FAILED
+        code = exc.exit_code
     except KeyboardInterrupt:
         _stderr("beamwright: interrupted; the run was aborted")
         return 130
@@ -304,7 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a failing DoFn is reported once, readably, by the run summary; Beam's own
         # multi-page traceback is available with --verbose
         logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BeamwrightError as exc:  # the class says what the exit code is
+        _stderr(f"beamwright: {exc}")
+        return exc.exit_code
 
 
 if __name__ == "__main__":

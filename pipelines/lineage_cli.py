@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FINDINGS, EXIT_INVALID = 0, 1, 2
+from connectors.errors import EXIT_INVALID, EXIT_OK
+
+EXIT_FINDINGS = 1  # a report found problems (compliance findings, access anomalies)
 
 
 def _time(text: str) -> dt.datetime:

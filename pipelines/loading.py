@@ -17,21 +17,21 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from connectors.errors import closest
+from connectors.errors import BeamwrightError, closest
 from pipelines.spec import ParameterSpec, PipelineSpec
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class SpecError(ValueError):
+class SpecError(BeamwrightError, ValueError):
     """A spec or its parameters are invalid. Each problem names its path, what is wrong and a fix."""
 
     def __init__(self, problems: list[str], origin: str = "spec") -> None:
-        self.problems = problems
-        self.origin = origin
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{origin} is invalid ({len(problems)} problem(s)):\n{lines}")
+        self.problems = problems
+        self.origin = origin
 
 
 def format_path(loc: tuple[Any, ...]) -> str:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_args
 
+from connectors.errors import BeamwrightError
+
 ROLES = ("source", "step", "sink")
 ENTRY_POINT_GROUPS = {role: f"beamwright.{role}s" for role in ROLES}
 
@@ -117,7 +119,7 @@ class Kind:
         return value
 
 
-class KindError(ValueError):
+class KindError(BeamwrightError, ValueError):
     """A kind module or plugin that cannot be registered; the message says which and why."""
 
 

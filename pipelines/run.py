@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from connectors.errors import BeamwrightError, RunError, error_classes
 from pipelines.ids import new_run_id
 from pipelines.spec import PipelineSpec
 from pipelines.summary import RunSummary, counts_from_metrics, counts_seen
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_EVENT_LOG = "beamwright-output/lineage/events.jsonl"
 
 
-class RunFailed(RuntimeError):
+class RunFailed(RunError, RuntimeError):
     """The run did not complete; ``summary`` holds what is known."""
 
     def __init__(self, message: str, summary: RunSummary) -> None:
@@ -37,33 +38,26 @@ class RunFailed(RuntimeError):
         self.summary = summary
 
 
-_USER_ERRORS = (
-    r"CorruptFileError: (.+)",
-    r"ExpressionError: (.+)",
-    r"MaskError: (.+)",
-    r"SecretError: (.+)",
-    r"FileExistsError: (.+)",
-    r"KeyError: ['\"](.+)['\"]",
-    r"ValueError: (.+)",
-)
-
-
 def readable_error(exc: BaseException) -> str:
     """The user-facing cause of a failure: runners wrap a DoFn's exception in pages of
-    context; find the innermost error of ours and show its message."""
+    context; show the innermost BeamwrightError in the exception chain or, when a runner
+    handed it back as text (remote workers), the last one named in that text."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in chain:
         chain.append(current)
         current = current.__cause__ or current.__context__
     for err in reversed(chain):
-        if type(err).__module__.split(".")[0] in ("connectors", "transforms", "pipelines"):
+        if isinstance(err, BeamwrightError):
             return f"{type(err).__name__}: {err}"
     text = str(exc)
-    for pattern in _USER_ERRORS:
-        matches = re.findall(pattern, text)
-        if matches:
-            return pattern.split(":")[0] + ": " + matches[-1].split(" [while running")[0].strip()
+    names = "|".join(sorted({cls.__name__ for cls in error_classes()}))
+    ours = re.findall(rf"\b({names}): (.+)", text)
+    anything = re.findall(r"\b(\w+(?:Error|Exception)): (.+)", text)
+    for found in (ours, anything):
+        if found:
+            name, message = found[-1]
+            return f"{name}: {message.split(' [while running')[0].strip()}"
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 

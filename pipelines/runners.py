@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.errors import BeamwrightError
 from pipelines.spec import RunSettings
 
 REQUIRED = {
@@ -27,7 +28,7 @@ _RUNNER_CLASS = {
 }
 
 
-class RunnerConfigError(ValueError):
+class RunnerConfigError(BeamwrightError, ValueError):
     """A runner profile lacks an option it needs."""
 
 

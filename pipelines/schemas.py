@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from connectors.errors import BeamwrightError
+
 _JSON_TYPES = {"string": "string", "integer": "int64", "number": "float64", "boolean": "bool"}
 _JSON_FORMATS = {"date": "date", "date-time": "timestamp"}
 
 
-class SchemaFileError(ValueError):
+class SchemaFileError(BeamwrightError, ValueError):
     """A schema file is missing or not a schema we can read; the message says which and why."""
 
 

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+from connectors.errors import EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED
+
 HOME_ENV = "BEAMWRIGHT_SECRETS_HOME"
 
 
@@ -115,7 +116,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     )
     if initial is not None:
         print(_result_line(initial))
-        return EXIT_OK if initial.outcome == "rotated" else EXIT_FAILED
+        return EXIT_OK if initial.outcome == "rotated" else EXIT_RUN_FAILED
     return EXIT_OK
 
 
@@ -163,7 +164,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     finally:
         service.close()
     print(_result_line(result))
-    return EXIT_OK if result.outcome == "rotated" else EXIT_FAILED
+    return EXIT_OK if result.outcome == "rotated" else EXIT_RUN_FAILED
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -205,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             results = service.tick()
             for result in results:
                 print(_result_line(result))
-            return EXIT_FAILED if any(r.outcome != "rotated" for r in results) else EXIT_OK
+            return EXIT_RUN_FAILED if any(r.outcome != "rotated" for r in results) else EXIT_OK
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -229,7 +230,7 @@ def _guarded(handler: Any) -> Any:
             return handler(args)
         except SecretUnavailable as exc:
             print(f"beamwright secrets: the store is unavailable: {scrub(str(exc))}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_RUN_FAILED
         except (SecretError, ValueError, OSError) as exc:
             print(f"beamwright secrets: {scrub(str(exc))}", file=sys.stderr)
             return EXIT_INVALID

@@ -11,7 +11,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connectors.metrics import parse_rule_counter
+from connectors.metrics import (
+    BYTES,
+    FILES,
+    ROWS_DEAD,
+    ROWS_FILTERED,
+    ROWS_IN,
+    ROWS_OUT,
+    ROWS_WRITTEN,
+    metric_name,
+    parse_rule_counter,
+)
 from lineage.datasets import Dataset
 
 
@@ -123,19 +133,19 @@ def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) 
     """Per-node counts from ``{"<node>/<what>": value}`` Beam counters."""
     nodes = []
     for kind, name in order:
-        get = lambda what, name=name: counters.get(f"{name}/{what}", 0)  # noqa: E731
+        get = lambda what, name=name: counters.get(metric_name(name, what), 0)  # noqa: E731
         node = NodeCounts(kind=kind, name=name)
         if kind == "sink":
-            node.rows_out = get("rows_written")
-            node.rows_dead_lettered = get("rows_dead_lettered")
-            node.rows_in = get("rows_in") or node.rows_out + node.rows_dead_lettered
-            node.files, node.bytes = get("files"), get("bytes")
+            node.rows_out = get(ROWS_WRITTEN)
+            node.rows_dead_lettered = get(ROWS_DEAD)
+            node.rows_in = get(ROWS_IN) or node.rows_out + node.rows_dead_lettered
+            node.files, node.bytes = get(FILES), get(BYTES)
         else:
-            node.rows_in, node.rows_out = get("rows_in"), get("rows_out")
-            node.rows_dead_lettered = get("rows_dead_lettered")
-            node.rows_filtered = get("rows_filtered")
+            node.rows_in, node.rows_out = get(ROWS_IN), get(ROWS_OUT)
+            node.rows_dead_lettered = get(ROWS_DEAD)
+            node.rows_filtered = get(ROWS_FILTERED)
             if kind == "source":
-                node.files = get("files")
+                node.files = get(FILES)
             for key, value in counters.items():
                 node_name, _, what = key.partition("/")
                 parsed = parse_rule_counter(what) if node_name == name else None

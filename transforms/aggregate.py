@@ -16,18 +16,21 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.errors import BeamwrightError
+
 METRIC = re.compile(r"^(count|(sum|min|max|mean|count_distinct)\(([A-Za-z_][\w.]*)\))$")
 
 
-class ReportFieldError(ValueError):
+class ReportFieldError(BeamwrightError, ValueError):
     """A report names a field its rows do not have: says where, which, and what there is."""
 
     def __init__(self, where: str, field: str, available: Sequence[str]) -> None:
         visible = [c for c in available if not c.startswith("_bw_")]
         super().__init__(
-            f"{where}: unknown field '{field}'; the rows have: {', '.join(visible) or 'none'}"
+            f"unknown field '{field}'",
+            where=where,
+            hint=f"the rows have: {', '.join(visible) or 'none'}",
         )
-        self.where = where
         self.field = field
         self.available = visible
 

@@ -31,7 +31,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 
 from connectors.arrow_coder import ArrowTableCoder
-from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
+from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters, rule_counter
 from connectors.records import dead_letters_for_rows
 from transforms.step import DEAD_LETTERS, ROWS
 from transforms.windowing import MISSING_FIELD, beam_key
@@ -73,7 +73,7 @@ class _SplitByKeyFn(beam.DoFn):
         if missing:
             error = f"key field(s) {', '.join(missing)} missing from this batch"
             counters.inc(ROWS_DEAD, n)
-            counters.inc(f"rule/{MISSING_FIELD}", n)
+            counters.inc(rule_counter(MISSING_FIELD), n)
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTERS,
                 dead_letters_for_rows(

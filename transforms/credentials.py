@@ -51,6 +51,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms import combiners, trigger, window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
+from connectors.errors import EXIT_RUN_FAILED, RunError
 from connectors.metrics import METRIC_NAMESPACE
 from connectors.secrets import Secret, SecretError
 from connectors.secrets.audit import scrub
@@ -64,12 +65,14 @@ log = logging.getLogger(__name__)
 MAX_TIMESTAMP = 2**62 / 1e6  # seconds: PeriodicImpulse's "never stop"
 
 
-class AuthenticationFailed(Exception):
+class AuthenticationFailed(RunError):
     """Raised by a consumer's call when the protected system rejects the credential (401/403)."""
 
 
 class CredentialUnavailable(SecretError):
     """No value has ever been read on this worker and the store cannot be read now."""
+
+    exit_code = EXIT_RUN_FAILED
 
 
 class AccessLog:

@@ -53,6 +53,7 @@ from typing import Any
 import pyarrow as pa
 
 from connectors import records
+from connectors.errors import BeamwrightError
 
 _DOMAIN_KWARGS = ("column", "column_A", "column_B", "column_list")
 
@@ -76,12 +77,12 @@ _RESULT_FORMAT: dict[str, Any] = {
 _MAX_VALUE_CHARS = 60
 
 
-class ExpectationSuiteError(ValueError):
+class ExpectationSuiteError(BeamwrightError, ValueError):
     """A suite that cannot be used: says which file, which expectation and what to change."""
 
     def __init__(self, origin: str, problem: str, *, index: int | None = None) -> None:
         where = origin if index is None else f"{origin}: expectations[{index}]"
-        super().__init__(f"{where}: {problem}")
+        super().__init__(problem, where=where)
         self.origin = origin
         self.index = index
 

@@ -57,6 +57,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.errors import BeamwrightError
 from connectors.records import POSITION_COLUMNS
 from transforms.expression_functions import (
     BINARY_OPERATORS,
@@ -77,7 +78,7 @@ _INT64_MAX = 2**63 - 1
 _EMPTY = pa.table({})
 
 
-class ExpressionError(ValueError):
+class ExpressionError(BeamwrightError, ValueError):
     """Raised for syntax errors, unknown functions/fields, wrong arity, and type errors.
 
     The message names the problem, the 1-based column in the expression text, and a hint where
@@ -87,12 +88,15 @@ class ExpressionError(ValueError):
     """
 
     def __init__(self, problem: str, source: str, column: int, hint: str | None = None) -> None:
+        message = f"{problem} at column {column} of {source!r}"
+        super().__init__(f"{message}; {hint}" if hint else message)
         self.problem = problem
         self.source = source
         self.column = column
         self.hint = hint
-        message = f"{problem} at column {column} of {source!r}"
-        super().__init__(f"{message}; {hint}" if hint else message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
     def __reduce__(self) -> tuple[type[ExpressionError], tuple[str, str, int, str | None]]:
         # Beam ships exceptions between workers; keep all four parts across pickling.

@@ -52,6 +52,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.errors import BeamwrightError
 from connectors.records import POSITION_COLUMNS
 
 Values: TypeAlias = pa.Array | pa.ChunkedArray
@@ -111,7 +112,7 @@ _UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
 """Human units for generated bucket labels, largest first."""
 
 
-class MaskError(ValueError):
+class MaskError(BeamwrightError, ValueError):
     """A masking rule cannot be applied: bad options, unknown field or unsuitable column type.
 
     Messages name the option or field and say how to fix it; they never contain secrets.

@@ -22,7 +22,7 @@ import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import PaneInfoTiming, WindowedValue
 
-from connectors.metrics import METRIC_NAMESPACE, metric_name
+from connectors.metrics import NodeCounters
 from transforms.aggregate import Metric
 
 WINDOW_START, WINDOW_END, PANE_TIMING, PANE_INDEX = (
@@ -172,12 +172,10 @@ class FormatPanes(beam.DoFn):
 
     def __init__(self, step: str) -> None:
         self._step = step
-        self._counter: Any = None
+        self._counters: NodeCounters | None = None
 
     def setup(self) -> None:
-        self._counter = beam.metrics.Metrics.counter(
-            METRIC_NAMESPACE, metric_name(self._step, AGGREGATES_OUT)
-        )
+        self._counters = NodeCounters(self._step)
 
     def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         _, table = element
@@ -195,7 +193,8 @@ class FormatPanes(beam.DoFn):
         }
         for i, (name, column) in enumerate(front.items()):
             table = table.add_column(i, name, column)
-        self._counter.inc(n)
+        assert self._counters is not None
+        self._counters.inc(AGGREGATES_OUT, n)
         yield table
 
 

@@ -82,7 +82,7 @@ from apache_beam.transforms.window import (
 )
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
 
-from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
+from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters, rule_counter
 from connectors.records import dead_letters_for_rows
 from transforms.aggregate import GroupAggregate
 from transforms.step import DEAD_LETTERS, ROWS
@@ -463,7 +463,7 @@ class _Emitter:
         TALLY.add(self._step, rows_in)
         for table in letters:
             counters.inc(ROWS_DEAD, table.num_rows)
-            counters.inc(f"rule/{table.column('rule')[0].as_py()}", table.num_rows)
+            counters.inc(rule_counter(table.column("rule")[0].as_py()), table.num_rows)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, table)
         yield from self._splitter.elements(rows, micros)
 

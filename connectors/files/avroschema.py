@@ -29,6 +29,7 @@ from typing import Any
 import fastavro
 import pyarrow as pa
 
+from connectors.errors import BeamwrightError
 from connectors.files.base import open_input
 
 AvroType = Any  # a type in Avro's JSON form: a name, a dict or a list (union)
@@ -60,7 +61,7 @@ _MAX_DECIMAL128_DIGITS = 38
 _UNION_TEXT = pa.string()
 
 
-class InvalidAvroSchema(ValueError):
+class InvalidAvroSchema(BeamwrightError, ValueError):
     """An Avro schema that is malformed or that Arrow cannot represent."""
 
 

@@ -27,22 +27,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors import records
+from connectors.errors import RunError
 from connectors.records import Reject
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _LOCAL_BUFFER_BYTES = 1 << 20  # big reads: the readers are throughput-bound
 
 
-class CorruptFileError(Exception):
+class CorruptFileError(RunError):
     """A file whose structure is broken, so its records cannot be read one by one."""
 
     def __init__(self, path: str, detail: str) -> None:
-        super().__init__(path, detail)  # keeps the error picklable across Beam workers
+        super().__init__(f"cannot read {path}: {detail}")
         self.path = path
         self.detail = detail
-
-    def __str__(self) -> str:
-        return f"cannot read {self.path}: {self.detail}"
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from connectors.errors import BeamwrightError
 from connectors.secrets import Secret
 
 SENSITIVE_PROPERTIES = frozenset(
@@ -39,7 +40,7 @@ _CONSUMER_RESERVED = ("bootstrap.servers", "group.id")
 _PRODUCER_RESERVED = ("bootstrap.servers",)
 
 
-class KafkaConfigError(ValueError):
+class KafkaConfigError(BeamwrightError, ValueError):
     """A client configuration the connector cannot honour its guarantees with."""
 
 

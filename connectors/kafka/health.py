@@ -24,11 +24,13 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
+from connectors.errors import RunError
+
 _LOST = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE)
 _REACH_STEP_S = 1.0
 
 
-class BrokerUnreachable(ConnectionError):
+class BrokerUnreachable(RunError, ConnectionError):
     """The Kafka broker (every bootstrap server) stopped answering during a read."""
 
 

@@ -23,20 +23,21 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from connectors.errors import BeamwrightError, RunError
 from connectors.secrets import Secret, SecretRef
 
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
-class SchemaRegistryError(RuntimeError):
+class SchemaRegistryError(RunError, RuntimeError):
     """The registry could not be asked (unreachable, error status, malformed reply)."""
 
 
-class UnknownSchemaError(LookupError):
+class UnknownSchemaError(RunError, LookupError):
     """The registry has no schema with this id."""
 
 
-class UnsupportedSchemaError(ValueError):
+class UnsupportedSchemaError(BeamwrightError, ValueError):
     """The registry's schema for this id is not an Avro schema."""
 
 

@@ -31,6 +31,7 @@ from confluent_kafka import KafkaException, Producer
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
 from connectors import records
+from connectors.errors import RunError
 from connectors.kafka import config as kafka_config
 from connectors.kafka.config import ClientConfig, check_secret_ref
 from connectors.kafka.deadletters import kafka_attributes, with_attributes
@@ -54,7 +55,7 @@ _FLUSH_STEP_S = 1.0
 _QUEUE_FULL_WAIT_S = 0.1
 
 
-class DeliveryFailedError(RuntimeError):
+class DeliveryFailedError(RunError, RuntimeError):
     """Rows could not be delivered and the sink was told to fail rather than dead-letter."""
 
 

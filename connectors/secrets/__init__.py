@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from connectors.errors import BeamwrightError
 
-class SecretError(RuntimeError):
+
+class SecretError(BeamwrightError, RuntimeError):
     """A secret could not be resolved. The message names the reference, never a value."""
 
 

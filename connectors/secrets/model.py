@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
 
+from connectors.errors import EXIT_RUN_FAILED
 from connectors.secrets import Secret, SecretError
 
 T = TypeVar("T")
@@ -48,6 +49,8 @@ class SecretConflict(SecretError):
 
 
 class SecretUnavailable(SecretError):
+    exit_code = EXIT_RUN_FAILED  # an outage, not a mistake in the input
+
     """The store could not be reached or did not answer in time.
 
     Distinct from :class:`SecretNotFound` because the right reaction differs: keep using the

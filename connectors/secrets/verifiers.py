@@ -14,12 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from connectors.errors import RunError
 from connectors.secrets import Secret, SecretError
 from connectors.secrets.callables import load_callable
 from connectors.secrets.refs import Url, resolve_url, show_url, url_setting
 
 
-class VerificationFailed(Exception):
+class VerificationFailed(RunError):
     """The protected system did not accept the value; the message says why, without it."""
 
 

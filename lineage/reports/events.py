@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from connectors.errors import BeamwrightError
 from lineage.naming import strip_credentials
 
 TERMINAL_STATES = ("COMPLETE", "FAIL", "ABORT")
@@ -43,7 +44,7 @@ MARQUEZ_PAGE_SIZE = 200
 Facets = dict[str, Any]
 
 
-class EventLogError(Exception):
+class EventLogError(BeamwrightError):
     """The event source cannot be read (missing file, HTTP error, not OpenLineage events)."""
 
 
