@@ -31,7 +31,14 @@ from connectors.metrics import TALLY
 from pipelines.loading import spec_from_data
 from pipelines.run import follow_spec, readable_error, run_spec
 from tests import kafka_broker as fixtures
-from tests.kafka_broker import consume_all, produce, run_pipeline, unique_group
+from tests.kafka_broker import (
+    Collect,
+    collected,
+    consume_all,
+    produce,
+    run_pipeline,
+    unique_group,
+)
 
 kafka_broker, topic = fixtures.kafka_broker, fixtures.topic
 
@@ -166,6 +173,26 @@ def test_follow_cycles_and_reruns_write_each_message_once_whatever_start_says(
     assert run_spec(spec).node("orders").rows_in == 0
     assert lake_ids(tmp_path) == list(range(first, 400))
     assert committed_offsets(servers, group, src) == {f"{src}/0": 200, f"{src}/1": 200}
+
+
+def test_latest_commits_the_log_end_in_bundle_mode_so_the_next_run_misses_nothing(
+    kafka_broker, topic
+):
+    servers, name, group = kafka_broker.bootstrap_servers, topic(2), unique_group()
+    produce(servers, name, orders(0, 10), partitions=2)
+
+    def read(tag: str) -> list[int]:
+        def build(p: beam.Pipeline) -> None:
+            out = p | ReadKafka(servers, name, source_name=tag, group_id=group, start="latest")
+            out.rows | beam.ParDo(Collect(tag))
+
+        run_pipeline(build)
+        return sorted(i for table in collected(tag) for i in table.column("id").to_pylist())
+
+    assert read("first") == []  # placed at the log end: nothing to read yet, but committed
+    assert committed_offsets(servers, group, name) == {f"{name}/0": 5, f"{name}/1": 5}
+    produce(servers, name, orders(10, 10), partitions=2)
+    assert read("second") == list(range(10, 20))
 
 
 # --------------------------------------------------------------------------- broker loss
