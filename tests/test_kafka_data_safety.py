@@ -216,7 +216,7 @@ class PauseAfterFirst(beam.DoFn):
 def test_a_lost_broker_fails_the_read_quickly_naming_it_and_the_rows_read_are_tallied(lost):
     """Killed: its connections reset and librdkafka reports it. Frozen (SIGSTOP, like a host
     gone or a network partition): nothing is reported, only the due records stop coming."""
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker() as broker:  # its own broker: the module's must outlive this test
         servers = broker.bootstrap_servers
         name = broker.create_topic(f"lost-{uuid.uuid4().hex[:8]}", 1)
         produce(servers, name, orders(0, 100_000), partitions=1)
@@ -240,7 +240,7 @@ def test_a_lost_broker_fails_the_read_quickly_naming_it_and_the_rows_read_are_ta
                     "queued.max.messages.kbytes": 64,
                     "max.partition.fetch.bytes": 65536,
                 },
-                timing=Timing(stall_timeout_s=60),
+                timing=Timing(stall_timeout_s=60),  # what reported a lost broker before
             )
             read.rows | beam.ParDo(PauseAfterFirst())
 
