@@ -445,3 +445,26 @@ def test_csv_without_header_in_another_dialect_is_recovered_and_redacted(tmp_pat
     assert json.loads(attributes["csv.dialect"]) == {"delimiter": "\t", "quote_char": "'"}
     [redacted] = redact_table(letters, {"f1"}).to_pylist()
     assert redacted["payloadString"] == "2\t[REDACTED]" and redacted["payloadBytes"] is None
+
+
+def test_an_unreachable_broker_makes_originals_unavailable_once_per_minute():
+    from connectors.kafka.embedded import free_port
+    from connectors.originals import KafkaOrigin
+
+    servers = f"127.0.0.1:{free_port()}"  # nothing listens there
+    origins = Origins(topics={"orders": KafkaOrigin(servers, {})})
+    rows = records.with_positions(pa.table({"id": [1, 2]}), "orders/0", [5, 6])
+    letters = records.dead_letters_for_rows(
+        rows, errors=["e", "e"], rules=["r", "r"], step="check", run_id="r"
+    )
+    started = time.perf_counter()
+    out, recovered, unavailable = recover_originals(letters, origins)
+    first = time.perf_counter() - started
+    assert (recovered, unavailable) == (0, 2) and first < 30
+    [why] = {a["value"] for row in out.column("attributes").to_pylist() for a in row}
+    assert why.startswith("unavailable (") and out.column("payloadString").equals(
+        letters.column("payloadString")
+    )
+    started = time.perf_counter()
+    _, _, again = recover_originals(letters, origins)  # the next batch does not wait again
+    assert again == 2 and time.perf_counter() - started < 1
