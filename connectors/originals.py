@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import mmap
 import os
 import shutil
@@ -89,6 +90,7 @@ _SCAN_BYTES = 4 << 20  # numpy scans files in blocks of this size (measured fast
 _BOM = b"\xef\xbb\xbf"
 _NEWLINE, _CR = 10, 13
 _ATTRIBUTES = DEAD_LETTER_SCHEMA.field("attributes")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,7 @@ def recover_originals(table: pa.Table, origins: Origins) -> tuple[pa.Table, int,
                 continue
             recovered += 1
             payloads[row], texts[row], pairs[row] = original
-    kept_texts = table.column("payloadString").take(index)
+    kept_texts = table.column("payloadString").take(index).combine_chunks()
     columns = {
         "payloadString": pc.coalesce(pa.array(texts, pa.string()), kept_texts),
         "payloadBytes": pa.array(payloads, pa.binary()),
@@ -287,10 +289,14 @@ class _RecoverFn(beam.DoFn):
         self._counters = NodeCounters(COUNTER_NODE)
 
     def process(self, table: pa.Table) -> Iterable[pa.Table]:
-        table, recovered, unavailable = recover_originals(table, self._origins)
+        try:
+            recovered_table, recovered, unavailable = recover_originals(table, self._origins)
+        except Exception:  # a bug here must not cost the run or its dead letters
+            log.warning("dead letters kept without their originals", exc_info=True)
+            recovered_table, recovered, unavailable = table, 0, len(_pending(table))
         self._counters.inc("originals_recovered", recovered)
         self._counters.inc("originals_unavailable", unavailable)
-        yield table
+        yield recovered_table
 
 
 class RecoverOriginals(beam.PTransform):

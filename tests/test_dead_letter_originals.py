@@ -415,14 +415,20 @@ def test_a_changed_or_deleted_file_keeps_the_json_payload_and_says_why(tmp_path)
     assert sum(c.committed for c in counters["counters"]) == 3
 
 
-def test_an_offset_past_the_end_is_unavailable(tmp_path):
+def test_an_offset_past_the_end_is_unavailable_and_other_letters_are_untouched(tmp_path):
     path = tmp_path / "short.jsonl"
     path.write_text('{"id": 1}\n')
     origins = Origins(files=file_origins([str(path)], None, {}))
-    out, recovered, unavailable = recover_originals(_letters_for(path, [1, 5]), origins)
+    reject = records.Reject(str(path), 9, b"raw", "bad", "parse")
+    source_letter = records.dead_letters_for_rejects([reject], step="src", run_id="r")
+    mixed = pa.concat_tables([_letters_for(path, [1]), source_letter, _letters_for(path, [5])])
+    out, recovered, unavailable = recover_originals(mixed, origins)
     assert (recovered, unavailable) == (1, 1)
-    why = [a["value"] for a in out.column("attributes")[1].as_py()]
+    assert out.column("payloadBytes").to_pylist() == [b'{"id": 1}', b"raw", None]
+    assert out.slice(1, 1).equals(source_letter)  # a source's own reject is left alone
+    why = [a["value"] for a in out.column("attributes")[2].as_py()]
     assert why == ["unavailable (offset 5 is past the end of the file (1))"]
+    assert out.column("attributes")[0].as_py() is None  # recovered: no marker
 
 
 def test_csv_without_header_in_another_dialect_is_recovered_and_redacted(tmp_path):
@@ -439,3 +445,26 @@ def test_csv_without_header_in_another_dialect_is_recovered_and_redacted(tmp_pat
     assert json.loads(attributes["csv.dialect"]) == {"delimiter": "\t", "quote_char": "'"}
     [redacted] = redact_table(letters, {"f1"}).to_pylist()
     assert redacted["payloadString"] == "2\t[REDACTED]" and redacted["payloadBytes"] is None
+
+
+def test_an_unreachable_broker_makes_originals_unavailable_once_per_minute():
+    from connectors.kafka.embedded import free_port
+    from connectors.originals import KafkaOrigin
+
+    servers = f"127.0.0.1:{free_port()}"  # nothing listens there
+    origins = Origins(topics={"orders": KafkaOrigin(servers, {})})
+    rows = records.with_positions(pa.table({"id": [1, 2]}), "orders/0", [5, 6])
+    letters = records.dead_letters_for_rows(
+        rows, errors=["e", "e"], rules=["r", "r"], step="check", run_id="r"
+    )
+    started = time.perf_counter()
+    out, recovered, unavailable = recover_originals(letters, origins)
+    first = time.perf_counter() - started
+    assert (recovered, unavailable) == (0, 2) and first < 30
+    [why] = {a["value"] for row in out.column("attributes").to_pylist() for a in row}
+    assert why.startswith("unavailable (") and out.column("payloadString").equals(
+        letters.column("payloadString")
+    )
+    started = time.perf_counter()
+    _, _, again = recover_originals(letters, origins)  # the next batch does not wait again
+    assert again == 2 and time.perf_counter() - started < 1

@@ -31,7 +31,14 @@ from connectors.metrics import TALLY
 from pipelines.loading import spec_from_data
 from pipelines.run import follow_spec, readable_error, run_spec
 from tests import kafka_broker as fixtures
-from tests.kafka_broker import consume_all, produce, run_pipeline, unique_group
+from tests.kafka_broker import (
+    Collect,
+    collected,
+    consume_all,
+    produce,
+    run_pipeline,
+    unique_group,
+)
 
 kafka_broker, topic = fixtures.kafka_broker, fixtures.topic
 
@@ -168,6 +175,26 @@ def test_follow_cycles_and_reruns_write_each_message_once_whatever_start_says(
     assert committed_offsets(servers, group, src) == {f"{src}/0": 200, f"{src}/1": 200}
 
 
+def test_latest_commits_the_log_end_in_bundle_mode_so_the_next_run_misses_nothing(
+    kafka_broker, topic
+):
+    servers, name, group = kafka_broker.bootstrap_servers, topic(2), unique_group()
+    produce(servers, name, orders(0, 10), partitions=2)
+
+    def read(tag: str) -> list[int]:
+        def build(p: beam.Pipeline) -> None:
+            out = p | ReadKafka(servers, name, source_name=tag, group_id=group, start="latest")
+            out.rows | beam.ParDo(Collect(tag))
+
+        run_pipeline(build)
+        return sorted(i for table in collected(tag) for i in table.column("id").to_pylist())
+
+    assert read("first") == []  # placed at the log end: nothing to read yet, but committed
+    assert committed_offsets(servers, group, name) == {f"{name}/0": 5, f"{name}/1": 5}
+    produce(servers, name, orders(10, 10), partitions=2)
+    assert read("second") == list(range(10, 20))
+
+
 # --------------------------------------------------------------------------- broker loss
 
 
@@ -189,7 +216,7 @@ class PauseAfterFirst(beam.DoFn):
 def test_a_lost_broker_fails_the_read_quickly_naming_it_and_the_rows_read_are_tallied(lost):
     """Killed: its connections reset and librdkafka reports it. Frozen (SIGSTOP, like a host
     gone or a network partition): nothing is reported, only the due records stop coming."""
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker() as broker:  # its own broker: the module's must outlive this test
         servers = broker.bootstrap_servers
         name = broker.create_topic(f"lost-{uuid.uuid4().hex[:8]}", 1)
         produce(servers, name, orders(0, 100_000), partitions=1)
@@ -213,7 +240,7 @@ def test_a_lost_broker_fails_the_read_quickly_naming_it_and_the_rows_read_are_ta
                     "queued.max.messages.kbytes": 64,
                     "max.partition.fetch.bytes": 65536,
                 },
-                timing=Timing(stall_timeout_s=60),
+                timing=Timing(stall_timeout_s=60),  # what reported a lost broker before
             )
             read.rows | beam.ParDo(PauseAfterFirst())
 

@@ -26,9 +26,9 @@ from connectors.kafka import config as kafka_config
 from connectors.kafka.deadletters import Attribute, kafka_attributes
 
 DENSE_GAP = 500
-"""Wanted offsets less than this far apart are read as one range (consuming the records in
-between costs less than a seek, which drops the prefetched data and waits for a new fetch);
-farther apart, the consumer seeks to the next wanted offset."""
+"""Wanted offsets less than this far apart are read as one range: the records in between
+mostly come in the fetches already under way, while a seek discards them and waits for a new
+fetch. Farther apart, the consumer seeks to the next wanted offset."""
 
 _FETCH_CONSUMER = {"fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"}
 """Quick fetch answers (a range ending at the log end must not wait for new records); an offset

@@ -152,7 +152,7 @@ class ReadPartitionFn(beam.DoFn):
         self._live_consumer: Consumer | None = None
         self._converter = BatchConverter(self._settings, self._decoding.decoder())
         self._counters = NodeCounters(self._settings.source_name)
-        self._commits_registered: dict[str, int] = {}
+        self._recorded: dict[str, int] = {}
 
     def teardown(self) -> None:
         if getattr(self, "_live_consumer", None) is not None:
@@ -185,7 +185,10 @@ class ReadPartitionFn(beam.DoFn):
             except BrokerUnreachable:
                 self.teardown()  # a consumer left open would retry the lost broker forever
                 raise
-        if done_upto > start or read.commit_start:
+        # A partition placed at the log end records its start even if nothing was read, once
+        # per instance: an idle partition resumes every second with nothing new.
+        if done_upto > start or (read.commit_start and self._recorded.get(read.key) != start):
+            self._recorded[read.key] = done_upto
             self._record_position(read, done_upto, finalizer)
 
     def _consume(
@@ -249,12 +252,11 @@ class ReadPartitionFn(beam.DoFn):
     def _record_position(self, read: PartitionRead, next_offset: int, finalizer: Any) -> None:
         """Make ``next_offset`` the partition's position to commit: in the run's metrics (a
         driver commits them after the run) and, with ``commit="bundle"``, in the bundle's
-        finalization (once per offset: an idle partition resumes every second)."""
+        finalization."""
         Metrics.distribution(
             METRIC_NAMESPACE, next_offset_metric(self._settings.source_name, read.key)
         ).update(next_offset)
-        if self._commit == "bundle" and self._commits_registered.get(read.key) != next_offset:
-            self._commits_registered[read.key] = next_offset
+        if self._commit == "bundle":
             finalizer.register(
                 functools.partial(self._commit_offset, read.topic, read.partition, next_offset)
             )

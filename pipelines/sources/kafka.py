@@ -24,7 +24,13 @@ class KafkaSourceSpec(SpecModel):
     value_format: Literal["json", "avro", "confluent_avro", "bytes", "string"] = "json"
     avro_schema: str | None = Field(default=None, description="Path of an .avsc file.")
     schema_registry_url: str | None = None
-    start: Literal["committed", "earliest", "latest"] | dict[str, Any] = "committed"
+    start: Literal["committed", "earliest", "latest"] | dict[str, Any] = Field(
+        default="committed",
+        description="Where partitions the group has no committed offset for begin (Kafka's "
+        "auto.offset.reset): committed (= consumer_config auto.offset.reset, earliest by "
+        "default), earliest, latest, {timestamp_ms: ...} or {offsets: {'topic/partition': n}}. "
+        "Partitions with a committed offset always continue from it.",
+    )
     bounded: Literal["end_offsets"] | None = Field(
         default="end_offsets",
         description="end_offsets: stop at the end offsets seen at start (local runs, --follow "
