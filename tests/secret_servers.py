@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import socket
 import threading
 import time
 import urllib.parse
@@ -37,14 +36,9 @@ from connectors.secrets.notify import (
     ReplayGuard,
     verify_signature,
 )
+from pipelines.dev.kafka_broker import free_port
 
 LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 def _now() -> datetime:

@@ -448,8 +448,8 @@ def test_csv_without_header_in_another_dialect_is_recovered_and_redacted(tmp_pat
 
 
 def test_an_unreachable_broker_makes_originals_unavailable_once_per_minute():
-    from connectors.kafka.embedded import free_port
     from connectors.originals import KafkaOrigin
+    from pipelines.dev.kafka_broker import free_port
 
     servers = f"127.0.0.1:{free_port()}"  # nothing listens there
     origins = Origins(topics={"orders": KafkaOrigin(servers, {})})

@@ -24,10 +24,10 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.kafka import EmbeddedBroker, ReadKafka, Timing, committed_offsets
-from connectors.kafka.embedded import free_port
+from connectors.kafka import ReadKafka, Timing, committed_offsets
 from connectors.kafka.fetch import KafkaRecord, attributes_of, fetch_records
 from connectors.metrics import TALLY
+from pipelines.dev.kafka_broker import EmbeddedBroker, free_port
 from pipelines.loading import spec_from_data
 from pipelines.run import follow_spec, readable_error, run_spec
 from tests import kafka_broker as fixtures

@@ -13,8 +13,8 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from connectors import records
 from connectors.kafka import KafkaConfigError, ReadKafka, WriteKafka
-from connectors.kafka.embedded import EmbeddedBroker
 from connectors.kafka.sink import DeliveryFailedError
+from pipelines.dev.kafka_broker import EmbeddedBroker
 from tests import kafka_broker as fixtures
 from tests.kafka_broker import Collect, collected, consume_all, run_pipeline, unique_group
 

@@ -16,11 +16,11 @@ from connectors.kafka import KafkaConfigError, ReadKafka
 from connectors.kafka.config import consumer_config, producer_config
 from connectors.kafka.deadletters import kafka_attributes
 from connectors.kafka.decode import AvroDecoder, ConfluentAvroDecoder, JsonDecoder, StringDecoder
-from connectors.kafka.embedded import free_port
 from connectors.kafka.eventtime import field_millis
 from connectors.kafka.offsets import allocate_records, check_start, split_partition_key
 from connectors.kafka.schema_registry import SchemaRegistry, SchemaRegistryError, UnknownSchemaError
 from connectors.secrets import EnvSecret, Secret
+from pipelines.dev.kafka_broker import free_port
 from tests import kafka_broker as fixtures
 
 schema_registry = fixtures.schema_registry  # a pytest fixture, taken by name

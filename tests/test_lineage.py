@@ -14,9 +14,9 @@ import pytest
 
 from lineage.emitter import EVENT_OBSERVERS, BackgroundSender
 from lineage.naming import dataset_name, strip_credentials
-from pipelines import datagen
 from pipelines.cli import load_target
 from pipelines.column_lineage import sink_lineage
+from pipelines.dev import datagen
 from pipelines.loading import spec_from_data
 from pipelines.run import RunFailed, run_spec
 from tests import openlineage_schema

@@ -359,7 +359,7 @@ def test_rule_repr_hides_salt_and_key_but_shows_other_options():
     for rule in rules:
         for text in (repr(rule), str(rule), repr(pickle.loads(pickle.dumps(rule)))):
             assert "s3cr3t" not in text
-            assert "Secret('***')" in text
+            assert "HiddenOption('***')" in text
     assert "'algorithm': 'sha512'" in repr(rules[0])
     assert "'length': 16" in repr(rules[1])
 

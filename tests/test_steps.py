@@ -12,9 +12,10 @@ from connectors.records import with_positions
 from connectors.secrets import EnvSecret, Secret
 from transforms import rules as r
 from transforms.aggregate import GroupAggregate
+from transforms.filter import Filterer, FilterRows
 from transforms.lookup import Joiner, Lookup
+from transforms.map import MapRows, Reshaper
 from transforms.mask import Mask, Masker
-from transforms.reshape import Filterer, FilterRows, MapRows, Reshaper
 from transforms.validate import Validate
 
 

@@ -31,7 +31,7 @@ Common behaviour, whatever the strategy:
   is both cheaper and keeps the column compact.
 * Problems with options or column types raise :class:`MaskError`; values never do, so one odd
   row cannot stop a pipeline.
-* Secret options (``salt``, ``key``) are wrapped in :class:`Secret` so they never show in the
+* Secret options (``salt``, ``key``) are wrapped in :class:`HiddenOption` so they never show in the
   repr of a rule, a log line or an error message.
 
 The row-position columns of :mod:`connectors.records` are never masked: dead letters need them
@@ -119,26 +119,29 @@ class MaskError(BeamwrightError, ValueError):
     """
 
 
-class Secret:
-    """An option value (salt, key) that must not appear in reprs, logs or error messages.
+class HiddenOption:
+    """A mask option's value (salt, key, ...) that must not appear in reprs, logs or errors.
 
-    Pickles with its value, because pipeline workers need it; only its text forms are hidden.
+    Not a :class:`connectors.secrets.Secret` (which refuses to be pickled): a mask rule built
+    from literal options in plain Beam code travels to the workers with its values; only the
+    text forms are hidden. Specs never hold literal salts or keys (they are secret references,
+    resolved on the worker).
     """
 
     __slots__ = ("_value",)
 
     def __init__(self, value: object) -> None:
-        self._value = value.reveal() if isinstance(value, Secret) else value
+        self._value = value.reveal() if isinstance(value, HiddenOption) else value
 
     def reveal(self) -> object:
         """The wrapped value, for the code that actually uses it."""
         return self._value
 
     def __repr__(self) -> str:
-        return "Secret('***')"
+        return "HiddenOption('***')"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and self._value == other._value
+        return isinstance(other, HiddenOption) and self._value == other._value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +151,7 @@ class MaskRule:
     ``field`` is a column name, or a dotted path to a field inside struct columns
     (``"customer.email"``); a column whose name itself contains dots is matched first.
     ``options`` are the strategy's options (see :func:`mask_array`). Values of ``salt`` and
-    ``key`` and of any option name not known to be harmless are wrapped in :class:`Secret`, so
+    ``key`` and of any option name not known to be harmless are wrapped in :class:`HiddenOption`, so
     ``repr(rule)`` is safe to log. Options are validated by :func:`check_rule`, not here, so a
     spec validator can collect every problem at once.
     """
@@ -164,7 +167,7 @@ class MaskRule:
                 f"value, got {type(self.options).__name__}"
             )
         hidden = {
-            name: value if name in _PUBLIC_OPTIONS else Secret(value)
+            name: value if name in _PUBLIC_OPTIONS else HiddenOption(value)
             for name, value in self.options.items()
         }
         object.__setattr__(self, "options", hidden)
@@ -278,7 +281,7 @@ def _check_count(strategy: str, name: str, value: object) -> int:
 
 def _secret_bytes(strategy: str, name: str, value: object, minimum: int) -> bytes:
     """The bytes of a salt or key; messages give its type and size, never its content."""
-    raw = value.reveal() if isinstance(value, Secret) else value
+    raw = value.reveal() if isinstance(value, HiddenOption) else value
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
     if not isinstance(raw, bytes | bytearray | memoryview):

@@ -9,12 +9,10 @@
 - :class:`BrokerUnreachable`: the read failed because the broker stopped answering.
 - :func:`connectors.kafka.fetch.fetch_records`: records read back by offset (for dead letters
   that keep the original record), with :func:`~connectors.kafka.fetch.attributes_of`.
-- :class:`EmbeddedBroker`: a memory-only Tansu broker on 127.0.0.1, for tests and local runs
   without bootstrap servers.
 """
 
 from connectors.kafka.config import KafkaConfigError
-from connectors.kafka.embedded import EmbeddedBroker
 from connectors.kafka.health import BrokerUnreachable
 from connectors.kafka.offsets import commit_offsets, committed_offsets, consumed_offsets
 from connectors.kafka.plan import PartitionRead
@@ -25,7 +23,6 @@ from connectors.kafka.source import ReadKafka
 
 __all__ = [
     "BrokerUnreachable",
-    "EmbeddedBroker",
     "KafkaConfigError",
     "PartitionRead",
     "ReadKafka",

@@ -30,9 +30,9 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from lineage.facets import GOVERNANCE_FACET
 from lineage.reports.events import DatasetId, DatasetUse, EventLog, JobId, Run, iso
 
-GOVERNANCE_FACET = "beamwright_governance"
 PERSONAL_CLASSES = frozenset({"PII", "PHI", "SPI", "PCI"})
 
 

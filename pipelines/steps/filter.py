@@ -21,7 +21,7 @@ class FilterStepSpec(StepBase):
 
 
 def build(node: FilterStepSpec, ctx: Any, path: str, rows: Any) -> Any:
-    from transforms.reshape import FilterRows
+    from transforms.filter import FilterRows
 
     ctx.check_expression(node.where, f"{path}.where")
     return rows | node.name >> FilterRows(where=node.where, step_name=node.name)

@@ -30,7 +30,7 @@ class MapStepSpec(StepBase):
 
 
 def build(node: MapStepSpec, ctx: Any, path: str, rows: Any) -> Any:
-    from transforms.reshape import MapRows
+    from transforms.map import MapRows
 
     for name, text in node.derive.items():
         ctx.check_expression(text, f"{path}.derive.{name}")

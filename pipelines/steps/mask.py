@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from lineage.columns import FieldState, Step
 from pipelines.registry import Kind
-from pipelines.spec_base import SecretRef, SpecModel, StepBase
+from pipelines.spec_base import SecretSpec, SpecModel, StepBase
 
 
 class MaskFieldSpec(SpecModel):
@@ -22,8 +22,8 @@ class MaskFieldSpec(SpecModel):
     keep_last: int | None = Field(default=None, ge=0)
     keep_first: int | None = Field(default=None, ge=0)
     mask_char: str | None = Field(default=None, min_length=1, max_length=1)
-    salt: SecretRef | None = None
-    key: SecretRef | None = None
+    salt: SecretSpec | None = None
+    key: SecretSpec | None = None
     length: int | None = Field(default=None, ge=16, le=64)
     boundaries: list[float] | None = None
     labels: list[str] | None = None
@@ -73,7 +73,7 @@ def lineage(node: MaskStepSpec, state: FieldState, walk: Any, path: str) -> Fiel
     out = state.copy()
     for j, m in enumerate(node.fields):
         walk.read(f"{path}.fields[{j}].field", [m.field], state)
-        step = Step("DIRECT", "TRANSFORMATION", f"masked: {m.strategy}", masking=True)
+        step = Step("DIRECT", "TRANSFORMATION", f"masked: {m.strategy}", True, m.strategy)
         top = m.field.split(".")[0]
         out.fields[top] = [o.then(step) for o in out.fields.get(top, [])]
     return out

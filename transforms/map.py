@@ -1,9 +1,7 @@
-"""The ``map`` and ``filter`` steps: reshape rows and keep some of them, with safe expressions.
+"""The ``map`` step: reshape rows with safe expressions.
 
-``map`` applies, in this order: rename, cast, derive (expressions compiled to
-pyarrow.compute), drop, select. A value that cannot be cast rejects its row to the dead
-letters. ``filter`` keeps rows whose predicate is true; the rest are counted as filtered,
-not rejected (filtering is intent, not a data error).
+It applies, in this order: rename, cast, derive (expressions compiled to pyarrow.compute),
+drop, select. A value that cannot be cast rejects its row to the dead letters.
 """
 
 from __future__ import annotations
@@ -107,21 +105,6 @@ def _insert_before_positions(table: pa.Table, name: str, values: Any) -> pa.Tabl
     return table.add_column(index, name, values)
 
 
-class Filterer:
-    """Batch processor for :class:`FilterRows`."""
-
-    def __init__(self, *, where: str) -> None:
-        self.where = parse(where)
-
-    def setup(self) -> None:
-        """The predicate is parsed at construction; nothing else to prepare."""
-
-    def process(self, table: pa.Table, *side_inputs: Any) -> StepResult:
-        keep = self.where.evaluate_predicate(table)
-        kept = table.filter(keep)
-        return StepResult(rows=kept, filtered=table.num_rows - kept.num_rows)
-
-
 class MapRows(ArrowStep):
     """Rename, cast, derive, drop and select fields of Arrow batches.
 
@@ -136,10 +119,3 @@ class MapRows(ArrowStep):
 
     def __init__(self, *, step_name: str = "map", **options: Any) -> None:
         super().__init__(Reshaper(step_name=step_name, **options), step_name=step_name)
-
-
-class FilterRows(ArrowStep):
-    """Keep the rows where ``where`` (a safe expression) is true; count the rest as filtered."""
-
-    def __init__(self, *, where: str, step_name: str = "filter") -> None:
-        super().__init__(Filterer(where=where), step_name=step_name)

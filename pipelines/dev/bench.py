@@ -104,7 +104,7 @@ def _bench_spec(
 
 
 def _generate(workdir: Path, rows: int) -> dict[str, Path]:
-    from pipelines import datagen
+    from pipelines.dev import datagen
 
     paths = {"parquet": workdir / "orders.parquet", "jsonl": workdir / "orders.jsonl"}
     if all(p.exists() for p in paths.values()) and (workdir / f"rows-{rows}").exists():
@@ -469,8 +469,8 @@ def _kafka_spec(servers: str, topic: str, out: Path, batch_size: int) -> Any:
 def kafka_bench(messages: int, repeat: int, batch_size: int) -> dict[str, Any]:
     """Kafka -> validate -> Parquet through a spec, against a raw consume-and-parse loop over
     the same topic on an embedded Tansu broker. Best of ``repeat`` for each."""
-    from connectors.kafka import EmbeddedBroker
-    from connectors.kafka.bench import PARTITIONS, produce, raw_loop
+    from pipelines.dev.kafka_bench import PARTITIONS, produce, raw_loop
+    from pipelines.dev.kafka_broker import EmbeddedBroker
     from pipelines.run import run_spec
 
     out = Path(tempfile.mkdtemp(prefix="beamwright-bench-kafka-"))

@@ -186,7 +186,7 @@ def write_avro(table: pa.Table, path: Path) -> None:
 
 def write_sample_data(directory: Path) -> None:
     """The sample dataset shipped in ``templates/sample_data`` (regenerate with
-    ``python -m pipelines.datagen templates/sample_data``)."""
+    ``python -m pipelines.dev.datagen templates/sample_data``)."""
     directory.mkdir(parents=True, exist_ok=True)
     write_csv(customers(), directory / "customers.csv")
     parts = [orders(500, seed=i, id_prefix=f"O{i}-") for i in (1, 2, 3, 4)]

@@ -1,6 +1,6 @@
 """Benchmark: ReadKafka (Kafka -> Arrow on the FnApiRunner) against a raw confluent-kafka loop.
 
-``python -m connectors.kafka.bench [--messages 1000000] [--bootstrap-servers HOST:PORT]``
+``python -m pipelines.dev.kafka_bench [--messages 1000000] [--bootstrap-servers HOST:PORT]``
 
 Produces small JSON messages over 4 partitions (into an embedded Tansu broker unless servers
 are given), then reads the same topic, alternately, with
@@ -30,9 +30,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.kafka.batch import BatchConverter, BatchSettings
 from connectors.kafka.decode import JsonDecoder
-from connectors.kafka.embedded import EmbeddedBroker
 from connectors.kafka.reader import READER_DEFAULTS
 from connectors.kafka.source import ReadKafka
+from pipelines.dev.kafka_broker import EmbeddedBroker
 
 PARTITIONS = 4
 
