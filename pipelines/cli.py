@@ -307,5 +307,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
 
+def run() -> None:
+    """The ``beamwright`` command: :func:`main`, then exit without a final garbage collection.
+
+    A run leaves ~175k objects (Beam's graph, protos, pyarrow); the interpreter's collections
+    at exit walked them all for ~0.3 s of a 2.5 s demo. ``gc.freeze`` moves them out of the
+    collector's sight; files are closed and events sent by then, so nothing is lost.
+    """
+    import gc
+
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
