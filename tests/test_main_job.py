@@ -113,10 +113,18 @@ def test_main_job_dead_letters_say_why_and_where(main_job):
         wrong_columns["payloadString"].startswith("[REDACTED")
         and wrong_columns["payloadBytes"] is None
     )
-    typed = next(d for d in letters if d["rule"] == "type:amount")
-    payload = json.loads(typed["payloadString"])
+    # the record as it arrived (JSON from the JSONL file, the CSV record from the CSV file),
+    # with the classified fields redacted
+    typed = [d for d in letters if d["rule"] == "type:amount"]
+    from_jsonl = next(d for d in typed if d["source"].endswith(".jsonl"))
+    payload = json.loads(from_jsonl["payloadString"])
     assert payload["amount"] == "n/a" and payload["email"] == "[REDACTED]"
     assert payload["card_number"] == "[REDACTED]" and payload["status"] != "[REDACTED]"
+    from_csv = next(d for d in typed if d["source"].endswith(".csv"))
+    fields = from_csv["payloadString"].split(",")
+    assert (
+        "n/a" in fields and fields.count("[REDACTED]") >= 2 and "@" not in from_csv["payloadString"]
+    )
     assert all(d["run_id"] == letters[0]["run_id"] for d in letters)
     alerts = (out / "rejections_by_rule.csv").read_text()
     assert '"validate","type:amount"' in alerts
