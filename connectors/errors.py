@@ -66,9 +66,14 @@ def error_classes() -> list[type[BeamwrightError]]:
     return found
 
 
+def close_matches(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """Up to ``n`` of ``choices`` similar to ``word``, most similar first."""
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+
+
 def closest(word: str, choices: Iterable[str]) -> str | None:
     """The most similar of ``choices`` to ``word``, for "did you mean" hints."""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    match = close_matches(word, choices, n=1)
     return match[0] if match else None
 
 
@@ -77,3 +82,18 @@ def did_you_mean(word: str, choices: Iterable[str], *, listing: str = "valid") -
     names = sorted(choices)
     guess = closest(word, names)
     return f"did you mean '{guess}'?" if guess else f"{listing}: {', '.join(names)}"
+
+
+def suggest(name: str, candidates: Iterable[str], label: str, *, always: bool) -> str | None:
+    """'did you mean ...?' naming every candidate about as close as the best one (an
+    expression's unknown function or field may have two equally likely fixes); the full
+    list too, as ``label: a, b, ...``, when ``always`` or when nothing is close."""
+    names = sorted(set(candidates))
+    scored = sorted((-difflib.SequenceMatcher(None, name, c).ratio(), c) for c in names)
+    best = -scored[0][0] if scored else 0.0
+    close = [c for score, c in scored[:3] if -score >= max(0.7, best - 0.05)]
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    if names and (always or not close):
+        listed = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        hint = f"{hint} {label}: {listed}".strip()
+    return hint or None

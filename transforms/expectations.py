@@ -40,7 +40,6 @@ once when the pipeline is built, and each worker builds its GX objects once, on 
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import logging
 import os
@@ -53,7 +52,7 @@ from typing import Any
 import pyarrow as pa
 
 from connectors import records
-from connectors.errors import BeamwrightError
+from connectors.errors import BeamwrightError, close_matches
 
 _DOMAIN_KWARGS = ("column", "column_A", "column_B", "column_list")
 
@@ -318,7 +317,7 @@ class ExpectationSuite:
                 for name in list_registered_expectation_implementations()
                 if name.startswith("expect_")
             ]
-            close = difflib.get_close_matches(exp.type, known, n=3, cutoff=0.6)
+            close = close_matches(exp.type, known)
             hint = (
                 f"did you mean {', '.join(close)}?"
                 if close
@@ -494,7 +493,7 @@ def _describe_validation_error(exc: Any, fields: list[str]) -> str:
             continue  # a Union-typed kwarg reports one error per alternative
         message = error["msg"]
         if error["type"] == "value_error.extra":
-            close = difflib.get_close_matches(key, fields, n=1)
+            close = close_matches(key, fields, n=1)
             message = "unknown kwarg" + (f" (did you mean {close[0]!r}?)" if close else "")
         elif key == "__root__":
             problems[key] = message

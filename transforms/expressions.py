@@ -47,7 +47,6 @@ Grammar (loosest binding first; keywords and function names are case-insensitive
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import re
 from collections.abc import Collection, Iterator, Sequence
@@ -57,7 +56,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.errors import BeamwrightError
+from connectors.errors import BeamwrightError, suggest
 from connectors.records import POSITION_COLUMNS
 from transforms.expression_functions import (
     BINARY_OPERATORS,
@@ -101,20 +100,6 @@ class ExpressionError(BeamwrightError, ValueError):
     def __reduce__(self) -> tuple[type[ExpressionError], tuple[str, str, int, str | None]]:
         # Beam ships exceptions between workers; keep all four parts across pickling.
         return (type(self), (self.problem, self.source, self.column, self.hint))
-
-
-def _suggest(name: str, candidates: Collection[str], label: str, *, always: bool) -> str | None:
-    """'did you mean ...?' naming the closest candidates (as close as the best one); the full
-    list too when ``always`` or when nothing is close."""
-    scored = sorted((-difflib.SequenceMatcher(None, name, c).ratio(), c) for c in candidates)
-    best = -scored[0][0] if scored else 0.0
-    close = [c for score, c in scored[:3] if -score >= max(0.7, best - 0.05)]
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    names = sorted(candidates)
-    if names and (always or not close):
-        listed = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-        hint = f"{hint} {label}: {listed}".strip()
-    return hint or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,7 +474,7 @@ class _Parser:
         name = token.text.lower()
         spec = FUNCTIONS.get(name)
         if spec is None:
-            hint = _suggest(name, FUNCTIONS, "functions", always=False)
+            hint = suggest(name, FUNCTIONS, "functions", always=False)
             raise self.error(token.pos, f"unknown function {token.text!r}", hint)
         opening = self.advance()
         args: list[Node] = []
@@ -624,7 +609,7 @@ class _Evaluator:
         columns = self.table.column_names
         if name not in columns:
             visible = [c for c in columns if c not in POSITION_COLUMNS]
-            hint = _suggest(name, visible, "available columns", always=True)
+            hint = suggest(name, visible, "available columns", always=True)
             raise self.error(node, f"unknown field {name!r}", hint)
         value = self.table.column(name)
         for depth, child in enumerate(node.path[1:], start=1):
@@ -635,7 +620,7 @@ class _Evaluator:
             index = value.type.get_field_index(child)
             if index < 0:
                 children = [value.type.field(i).name for i in range(value.type.num_fields)]
-                hint = _suggest(child, children, "its fields", always=True)
+                hint = suggest(child, children, "its fields", always=True)
                 raise self.error(node, f"unknown field {child!r} in {parent!r}", hint)
             value = pc.struct_field(value, [index])
         # Readers hand text over dictionary-encoded (Parquet), as large_string or string_view
@@ -740,7 +725,7 @@ def parse(text: str, *, known_fields: Collection[str] | None = None) -> Expressi
         known = set(known_fields)
         for ref in _field_refs(expression.root):
             if not _is_known(ref.path, known):
-                hint = _suggest(ref.name, known, "known fields", always=True)
+                hint = suggest(ref.name, known, "known fields", always=True)
                 raise ExpressionError(f"unknown field {ref.name!r}", text, ref.span.pos + 1, hint)
     return expression
 
