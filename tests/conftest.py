@@ -7,6 +7,8 @@ import pytest
 
 from tests import openlineage_schema
 
+pytest_plugins = ["tests.secret_fixtures"]
+
 CAPTURED: list[dict] = []
 
 

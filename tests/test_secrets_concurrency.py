@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,13 +25,6 @@ from connectors.secrets.service import RotationService
 from tests.secret_servers import PROVIDERS, StoreServers
 
 ROUNDS = 50
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[StoreServers]:
-    rig = StoreServers()
-    yield rig
-    rig.close()
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)

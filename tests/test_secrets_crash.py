@@ -37,20 +37,6 @@ OVERLAP = 0.6
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[StoreServers]:
-    rig = StoreServers()
-    yield rig
-    rig.close()
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[ProtectedApi]:
-    server = ProtectedApi()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def webhook() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver(WEBHOOK_KEY)
     yield receiver

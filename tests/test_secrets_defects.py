@@ -20,7 +20,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +37,6 @@ from tests.secret_servers import PROVIDERS, ProtectedApi, StoreServers, WebhookR
 ROOT = Path(__file__).parent.parent
 WEBHOOK_KEY = b"defects-webhook-key-0123456789ab"
 CANARY = "CANARY-" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[StoreServers]:
-    rig = StoreServers()
-    yield rig
-    rig.close()
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[ProtectedApi]:
-    server = ProtectedApi()
-    yield server
-    server.close()
 
 
 @pytest.fixture

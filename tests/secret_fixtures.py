@@ -1,0 +1,27 @@
+"""Fixtures the credential-service tests share: the four secret stores and the protected API,
+each started once per test module on 127.0.0.1 (``pytest_plugins`` in ``tests/conftest.py``).
+A module that needs another shape (an API with a long token lifetime) defines its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.secret_servers import ProtectedApi, StoreServers
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[StoreServers]:
+    """Moto (AWS), Vault KV v2, the Secret Manager gRPC server and a file store."""
+    rig = StoreServers()
+    yield rig
+    rig.close()
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[ProtectedApi]:
+    """An API that accepts only the credential currently issued to it."""
+    server = ProtectedApi()
+    yield server
+    server.close()
