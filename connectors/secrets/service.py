@@ -273,25 +273,20 @@ class RotationService:
         key = self.report_key.resolve().reveal() if Path(self.report_key.path).exists() else None
         for report in reports:
             if key is None or not report.authentic(key):
+                refused = ("rejected", "unsigned or forged report (not signed with the report key)")
+            elif report.secret not in known:
+                refused = ("ignored", "no rotation policy for this secret")
+            else:
+                refused = None
+            if refused is not None:
                 self.audit.record(
                     action="auth_failure",
                     secret=report.secret,
-                    outcome="rejected",
+                    outcome=refused[0],
                     actor=report.actor,
                     version=report.version,
                     fingerprint=report.fingerprint,
-                    detail="unsigned or forged report (not signed with the report key)",
-                )
-                continue
-            if report.secret not in known:
-                self.audit.record(
-                    action="auth_failure",
-                    secret=report.secret,
-                    outcome="ignored",
-                    actor=report.actor,
-                    version=report.version,
-                    fingerprint=report.fingerprint,
-                    detail="no rotation policy for this secret",
+                    detail=refused[1],
                 )
                 continue
             result = self.engine(report.secret).handle_auth_failure(report, actor=self.actor)
