@@ -7,7 +7,7 @@ import pytest
 
 from tests import openlineage_schema
 
-pytest_plugins = ["tests.secret_fixtures"]
+pytest_plugins = ["tests.secret_fixtures", "tests.kafka_fixtures"]
 
 CAPTURED: list[dict] = []
 

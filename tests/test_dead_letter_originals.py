@@ -35,8 +35,6 @@ from pipelines.run import run_spec
 from tests import kafka_broker as fixtures
 from transforms.redact import redact_table
 
-kafka_broker, topic = fixtures.kafka_broker, fixtures.topic
-
 CANARY = "canary.pii.7f3a@example.org"
 CHECKS = {
     "fields": {

@@ -26,12 +26,9 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests import kafka_broker as fixtures
 from tests.kafka_broker import consume_all, produce, unique_group
 
 # pytest fixtures, taken by name
-kafka_broker = fixtures.kafka_broker
-topic = fixtures.topic
 
 
 ROOT = Path(__file__).resolve().parents[1]

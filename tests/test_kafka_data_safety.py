@@ -30,7 +30,6 @@ from connectors.metrics import TALLY
 from pipelines.dev.kafka_broker import EmbeddedBroker, free_port
 from pipelines.loading import spec_from_data
 from pipelines.run import follow_spec, readable_error, run_spec
-from tests import kafka_broker as fixtures
 from tests.kafka_broker import (
     Collect,
     collected,
@@ -39,8 +38,6 @@ from tests.kafka_broker import (
     run_pipeline,
     unique_group,
 )
-
-kafka_broker, topic = fixtures.kafka_broker, fixtures.topic
 
 
 def spec_for(tmp_path, servers: str, src: str, group: str, start, out_topic: str | None = None):

@@ -14,8 +14,6 @@ from pipelines.run import follow_spec, run_spec
 from tests import kafka_broker as fixtures
 from tests import openlineage_schema
 
-kafka_broker, topic = fixtures.kafka_broker, fixtures.topic
-
 
 def orders(start: int, n: int, bad_every: int = 10) -> list[bytes]:
     out = []

@@ -17,8 +17,6 @@ from pipelines.loading import spec_from_data
 from pipelines.run import run_spec
 from tests import kafka_broker as fixtures
 
-kafka_broker, topic = fixtures.kafka_broker, fixtures.topic
-
 MESSAGES = 1_000_000
 SCHEMA = {
     "type": "record",

@@ -15,13 +15,9 @@ from connectors import records
 from connectors.kafka import KafkaConfigError, ReadKafka, WriteKafka
 from connectors.kafka.sink import DeliveryFailedError
 from pipelines.dev.kafka_broker import EmbeddedBroker
-from tests import kafka_broker as fixtures
 from tests.kafka_broker import Collect, collected, consume_all, run_pipeline, unique_group
 
 # pytest fixtures, taken by name
-kafka_broker = fixtures.kafka_broker
-topic = fixtures.topic
-schema_registry = fixtures.schema_registry
 
 
 SCHEMA = {

@@ -30,13 +30,9 @@ from connectors.kafka import (
     consumed_offsets,
 )
 from connectors.kafka.restriction import UNBOUNDED, PartitionTracker, PartitionWatermark
-from tests import kafka_broker as fixtures
 from tests.kafka_broker import Collect, collected, produce, run_pipeline, unique_group
 
 # pytest fixtures, taken by name
-kafka_broker = fixtures.kafka_broker
-topic = fixtures.topic
-schema_registry = fixtures.schema_registry
 
 
 AVRO_SCHEMA = {

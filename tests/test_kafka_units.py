@@ -21,10 +21,6 @@ from connectors.kafka.offsets import allocate_records, check_start, split_partit
 from connectors.kafka.schema_registry import SchemaRegistry, SchemaRegistryError, UnknownSchemaError
 from connectors.secrets import EnvSecret, Secret
 from pipelines.dev.kafka_broker import free_port
-from tests import kafka_broker as fixtures
-
-schema_registry = fixtures.schema_registry  # a pytest fixture, taken by name
-
 
 SCHEMA = {"type": "record", "name": "R", "fields": [{"name": "id", "type": "long"}]}
 

@@ -28,7 +28,9 @@ from connectors.secrets.policy import RotationPolicy
 from connectors.secrets.registry import open_store
 from connectors.secrets.service import RotationService
 from pipelines.secrets_cli import main
-from tests.secret_servers import PROVIDERS, ProtectedApi, StoreServers, WebhookReceiver
+from tests.secret_servers import PROVIDERS, StoreServers
+from tests.servers.api import ProtectedApi
+from tests.servers.notify import WebhookReceiver
 
 ROOT = Path(__file__).parent.parent
 WEBHOOK_KEY = b"crash-matrix-webhook-key-0123456"

@@ -20,7 +20,7 @@ from connectors.secrets import FileSecret, Secret
 from connectors.secrets.model import StageView
 from connectors.secrets.registry import open_store
 from connectors.secrets.reporting import InboxReporter, read_inbox
-from tests.secret_servers import FakeSecretManager
+from tests.servers.gsm import FakeSecretManager
 from transforms.credentials import (
     ACCESSES,
     AuthenticationFailed,
@@ -29,13 +29,6 @@ from transforms.credentials import (
     ReadSecretVersions,
     side_input,
 )
-
-
-@pytest.fixture
-def gsm() -> Iterator[FakeSecretManager]:
-    server = FakeSecretManager().start()
-    yield server
-    server.stop()
 
 
 def fresh(prefix: str) -> str:

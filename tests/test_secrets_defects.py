@@ -32,7 +32,9 @@ from connectors.secrets.registry import open_store
 from connectors.secrets.reporting import AuthFailure, InboxReporter
 from connectors.secrets.service import RotationService
 from pipelines.secrets_cli import main
-from tests.secret_servers import PROVIDERS, ProtectedApi, StoreServers, WebhookReceiver
+from tests.secret_servers import PROVIDERS, StoreServers
+from tests.servers.api import ProtectedApi
+from tests.servers.notify import WebhookReceiver
 
 ROOT = Path(__file__).parent.parent
 WEBHOOK_KEY = b"defects-webhook-key-0123456789ab"

@@ -37,7 +37,9 @@ from connectors.secrets.policy import RotationPolicy
 from connectors.secrets.refs import StoredSecret
 from connectors.secrets.registry import open_store
 from connectors.secrets.service import RotationService
-from tests.secret_servers import FakeSecretManager, ProtectedApi, SmtpSink, WebhookReceiver
+from tests.servers.api import ProtectedApi
+from tests.servers.gsm import FakeSecretManager
+from tests.servers.notify import SmtpSink, WebhookReceiver
 from transforms.credentials import (
     ACCESSES,
     AuthenticationFailed,

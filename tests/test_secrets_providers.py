@@ -22,14 +22,9 @@ from connectors.secrets.model import (
 )
 from connectors.secrets.refs import StoredSecret, secret_ref
 from connectors.secrets.registry import create_provider, open_source, open_store
-from tests.secret_servers import FakeSecretManager, VaultServer, moto_endpoint
-
-
-@pytest.fixture(scope="module")
-def gsm() -> Iterator[FakeSecretManager]:
-    server = FakeSecretManager().start()
-    yield server
-    server.stop()
+from tests.servers.gsm import FakeSecretManager
+from tests.servers.moto import moto_endpoint
+from tests.servers.vault import VaultServer
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from connectors.secrets.policy import PolicyError, RotationPolicy, parse_duratio
 from connectors.secrets.registry import open_store
 from connectors.secrets.reporting import AuthFailure
 from connectors.secrets.service import RotationService
-from tests.secret_servers import ProtectedApi, SmtpSink, WebhookReceiver
+from tests.servers.api import ProtectedApi
+from tests.servers.notify import SmtpSink, WebhookReceiver
 
 WEBHOOK_KEY = b"webhook-signing-key-0123456789"
 
