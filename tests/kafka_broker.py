@@ -11,13 +11,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import apache_beam as beam
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.kafka.offsets import list_partitions, partition_key, probe_watermarks
+from tests.servers.http import QuietHTTPServer
 
 
 def unique_group() -> str:
@@ -186,7 +187,7 @@ class SchemaRegistryServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True

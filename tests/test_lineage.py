@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from pipelines.dev import datagen
 from pipelines.loading import spec_from_data
 from pipelines.run import RunFailed, run_spec
 from tests import openlineage_schema
+from tests.servers.http import QuietHTTPServer
 
 ORDER_FIELDS = datagen.orders(1).column_names
 CUSTOMER_FIELDS = datagen.customers(1).column_names
@@ -201,7 +202,7 @@ class Backend:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -18,7 +18,7 @@ import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from lineage.reports.render import access_text, compliance_sections, to_markdown
 from lineage.reports.svg import render_graph_html, render_svg
 from pipelines.lineage_cli import add_parser
 from tests import openlineage_schema
+from tests.servers.http import QuietHTTPServer
 
 DATA = Path(__file__).parent / "data" / "lineage"
 EVENTS = DATA / "events.jsonl"
@@ -509,7 +510,7 @@ def marquez() -> Iterator[tuple[FakeMarquez, str]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,13 +16,24 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server on loopback for tests. A client that gives up mid-request
+    (the code under test timing out, by design) is not an error worth a traceback on stderr:
+    printed from a server thread, it lands in whatever test captures stderr at that moment."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LoopbackServer:
     """A ThreadingHTTPServer on loopback running ``handler`` in a daemon thread."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], owner: Any) -> None:
         handler.owner = owner  # type: ignore[attr-defined]
-        self.httpd = ThreadingHTTPServer((LOOPBACK, 0), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = QuietHTTPServer((LOOPBACK, 0), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
