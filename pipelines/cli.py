@@ -50,6 +50,15 @@ def load_target(target: str, params: dict[str, str]) -> Any:
         raise SpecError([str(exc)], f"template {target}") from None
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for (not on every start)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from pipelines.ids import beamwright_version
+
+        parser.exit(message=f"beamwright {beamwright_version()}\n")
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -219,9 +228,7 @@ def parser() -> argparse.ArgumentParser:
         prog="beamwright",
         description="Governed, declarative data pipelines on Apache Beam.",
     )
-    from pipelines import __version__
-
-    p.add_argument("--version", action="version", version=f"beamwright {__version__}")
+    p.add_argument("--version", action=_VersionAction, nargs=0, help="print the version")
     p.add_argument("--verbose", "-v", action="store_true", help="show Beam's own log messages")
     sub = p.add_subparsers(dest="command", required=True)
 

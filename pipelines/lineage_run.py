@@ -21,9 +21,10 @@ from lineage import facets
 from lineage.columns import FieldState
 from lineage.datasets import Dataset
 from lineage.naming import dataset_name, strip_credentials
-from pipelines import __version__, registry
+from pipelines import registry
 from pipelines import spec as s
 from pipelines.column_lineage import sink_lineage
+from pipelines.ids import beamwright_version
 from pipelines.summary import RunSummary
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,9 @@ class RunLineageFacts:
         import apache_beam
 
         out: dict[str, Any] = {
-            "processing_engine": facets.processing_engine(apache_beam.__version__, __version__),
+            "processing_engine": facets.processing_engine(
+                apache_beam.__version__, beamwright_version()
+            ),
             "tags": facets.tags(
                 {"runner": self.spec.run.runner, "pipeline": self.spec.name}
                 | ({"template": self.spec.template} if self.spec.template else {})
