@@ -197,12 +197,7 @@ def run_spec(
         spec_path: the spec file, for the job's sourceCodeLocation facet.
     """
     run_id = run_id or new_run_id()
-    built = _build(spec, run_id)
-    try:
-        lineage = _lineage_session(spec, built, run_id, event_log, spec_path)
-    except BaseException:
-        _abort(built, _new_summary(spec, run_id, built))
-        raise
+    built, lineage = _start(spec, run_id, event_log, spec_path)
     summary = _new_summary(spec, run_id, built)
     error: BaseException | None = None
     beam_seen: set[str] | None = None
@@ -234,6 +229,19 @@ def _run_cycle(built: Any, summary: RunSummary) -> tuple[str | None, set[str]]:
         _publish(built, summary)
         _commit_kafka(built, result)
     return problem, beam_seen
+
+
+def _start(
+    spec: PipelineSpec, run_id: str, event_log: str | None, spec_path: str | None
+) -> tuple[Any, Any]:
+    """Build (claiming every output) and open the run's lineage (emits START); if lineage
+    cannot start, the claims are given back before the error goes on."""
+    built = _build(spec, run_id)
+    try:
+        return built, _lineage_session(spec, built, run_id, event_log, spec_path)
+    except BaseException:
+        _abort(built, _new_summary(spec, run_id, built))
+        raise
 
 
 def _lineage_session(
@@ -292,12 +300,7 @@ def follow_spec(
     """
     run_id = new_run_id()
     stop = stop or threading.Event()
-    built = _build(spec, run_id)
-    try:
-        lineage = _lineage_session(spec, built, run_id, event_log, spec_path)
-    except BaseException:
-        _abort(built, _new_summary(spec, run_id, built))
-        raise
+    built, lineage = _start(spec, run_id, event_log, spec_path)
     total = _new_summary(spec, run_id, built)
     cycle = 0
     problem: str | None = None
