@@ -83,17 +83,10 @@ class BuildContext:
         except ExpressionError as exc:
             raise self.fail(path, str(exc)) from None
 
-    def secret(self, ref: Any, path: str) -> Any:
-        """A spec ``SecretSpec`` as a connectors secret, resolved once now to fail early (the
-        value is dropped at once; workers resolve it again in ``setup``)."""
-        return resolve_secret_ref(ref, path)
-
-    def client_config(self, config: dict[str, Any], path: str) -> dict[str, Any]:
-        return client_config(config, path)
-
 
 def client_config(config: dict[str, Any], path: str) -> dict[str, Any]:
-    """Client properties (librdkafka, ...) with secret references turned into secrets."""
+    """Client properties (librdkafka, ...) with spec secret references turned into
+    :class:`connectors.secrets.SecretRef` objects (see :func:`resolve_secret_ref`)."""
     return {
         key: resolve_secret_ref(value, f"{path}.{key}") if isinstance(value, SecretSpec) else value
         for key, value in config.items()

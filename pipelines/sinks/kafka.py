@@ -30,6 +30,7 @@ class KafkaSinkSpec(SinkBase):
 
 def build(node: KafkaSinkSpec, ctx: Any, path: str, rows: Any) -> None:
     from connectors.kafka import KafkaConfigError, WriteKafka
+    from pipelines.build import client_config
 
     try:
         write = WriteKafka(
@@ -41,7 +42,7 @@ def build(node: KafkaSinkSpec, ctx: Any, path: str, rows: Any) -> None:
             avro_schema=node.avro_schema,
             schema_registry_url=node.schema_registry_url,
             on_delivery_failure=node.on_delivery_failure,
-            producer_config=ctx.client_config(node.producer_config, f"{path}.producer_config"),
+            producer_config=client_config(node.producer_config, f"{path}.producer_config"),
             run_id=ctx.run_id,
         )
         outputs = rows | node.name >> write

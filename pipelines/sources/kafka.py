@@ -49,6 +49,7 @@ class KafkaSourceSpec(SpecModel):
 
 def build(node: KafkaSourceSpec, ctx: Any, path: str) -> None:
     from connectors.kafka import KafkaConfigError, ReadKafka
+    from pipelines.build import client_config
 
     topics = [node.topics] if isinstance(node.topics, str) else list(node.topics)
     unbounded = node.bounded is None
@@ -69,7 +70,7 @@ def build(node: KafkaSourceSpec, ctx: Any, path: str) -> None:
             max_records=node.max_records,
             max_duration_s=node.max_duration_s,
             batch_size=ctx.spec.run.batch_size,
-            consumer_config=ctx.client_config(node.consumer_config, f"{path}.consumer_config"),
+            consumer_config=client_config(node.consumer_config, f"{path}.consumer_config"),
             event_time=node.event_time,
             commit=commit,
             run_id=ctx.run_id,

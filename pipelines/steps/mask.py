@@ -50,13 +50,14 @@ class MaskStepSpec(StepBase):
 
 
 def build(node: MaskStepSpec, ctx: Any, path: str, rows: Any) -> Any:
+    from pipelines.build import resolve_secret_ref
     from transforms.mask import Mask
 
     fields = []
     for i, f in enumerate(node.fields):
         options = f.model_dump(exclude_none=True, exclude={"salt", "key"})
         for secret in ("salt", "key"):
-            ref = ctx.secret(getattr(f, secret), f"{path}.fields[{i}].{secret}")
+            ref = resolve_secret_ref(getattr(f, secret), f"{path}.fields[{i}].{secret}")
             if ref is not None:
                 options[secret] = ref
         fields.append(options)
