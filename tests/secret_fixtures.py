@@ -4,7 +4,9 @@ A module that needs another shape (an API with a long token lifetime) defines it
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,25 @@ def gsm() -> Iterator[FakeSecretManager]:
     server = FakeSecretManager().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def webhook_key() -> bytes:
+    """The key webhooks are signed with; a module may give its own."""
+    return b"shared-test-webhook-key-01234567"
+
+
+@pytest.fixture
+def env(
+    monkeypatch: pytest.MonkeyPatch, api: ProtectedApi, servers: StoreServers, webhook_key: bytes
+) -> dict[str, str]:
+    """The environment this process and a CLI subprocess share: the secrets the policies name
+    by ``env`` reference (configs never hold values) and the stores' credentials."""
+    variables = {
+        "BW_TEST_ADMIN_TOKEN": api.admin_token,
+        "BW_TEST_WEBHOOK_KEY": webhook_key.decode(),
+    }
+    variables.update(servers.environment())
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    return {**os.environ, **variables, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}

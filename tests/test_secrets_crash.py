@@ -11,7 +11,6 @@ itself SIGKILL at that step, so no ``finally`` block or handler runs, exactly as
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -46,13 +45,8 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, api: ProtectedApi, servers: StoreServers) -> dict[str, str]:
-    """The environment the CLI subprocess and this process share (no values in configs)."""
-    variables = {"BW_TEST_ADMIN_TOKEN": api.admin_token, "BW_TEST_WEBHOOK_KEY": WEBHOOK_KEY.decode()}
-    variables.update(servers.environment())
-    for key, value in variables.items():
-        monkeypatch.setenv(key, value)
-    return {**os.environ, **variables, "PYTHONPATH": str(ROOT)}
+def webhook_key() -> bytes:
+    return WEBHOOK_KEY
 
 
 def policy(name: str, store: dict[str, Any], api: ProtectedApi, webhook: WebhookReceiver) -> RotationPolicy:
@@ -63,13 +57,8 @@ def policy(name: str, store: dict[str, Any], api: ProtectedApi, webhook: Webhook
             "refresh_interval": 0.15,
             "longest_bundle": 0.2,
             "overlap": OVERLAP,
-            "issuer": {
-                "type": "http",
-                "mint_url": api.url + "/admin/tokens",
-                "revoke_url": api.url + "/admin/revoke",
-                "admin": {"env": "BW_TEST_ADMIN_TOKEN"},
-            },
-            "verifier": {"type": "http", "url": api.url + "/health"},
+            "issuer": api.issuer_config(),
+            "verifier": api.verifier_config(),
             "notify": [{"type": "webhook", "url": webhook.url, "key": {"env": "BW_TEST_WEBHOOK_KEY"}}],
         }
     )

@@ -42,21 +42,8 @@ CANARY = "CANARY-" + uuid.uuid4().hex
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, api: ProtectedApi, servers: StoreServers) -> dict[str, str]:
-    variables = {"BW_TEST_ADMIN_TOKEN": api.admin_token, "BW_TEST_WEBHOOK_KEY": WEBHOOK_KEY.decode()}
-    variables.update(servers.environment())
-    for key, value in variables.items():
-        monkeypatch.setenv(key, value)
-    return {**os.environ, **variables, "PYTHONPATH": str(ROOT)}
-
-
-def http_issuer(api: ProtectedApi) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "mint_url": api.url + "/admin/tokens",
-        "revoke_url": api.url + "/admin/revoke",
-        "admin": {"env": "BW_TEST_ADMIN_TOKEN"},
-    }
+def webhook_key() -> bytes:
+    return WEBHOOK_KEY
 
 
 def make_policy(name: str, store: dict[str, Any], **fields: Any) -> RotationPolicy:
@@ -117,7 +104,7 @@ def test_kill_during_a_slow_webhook_still_disables_previous(
         name,
         config,
         overlap=0.5,
-        issuer=http_issuer(api),
+        issuer=api.issuer_config(),
         notify=[{"type": "webhook", "url": slow.url, "key": {"env": "BW_TEST_WEBHOOK_KEY"}, "timeout": 60}],
     )
     service = RotationService(home, actor="tester")
@@ -250,7 +237,7 @@ def test_reactive_reports_are_authenticated_checked_and_rate_limited(
     config = {"type": "file", "path": str(tmp_path / "store")}
     service = RotationService(tmp_path / "home", actor="tester")
     service.start(
-        make_policy(name, config, issuer=http_issuer(api), verifier={"type": "http", "url": api.url + "/health"})
+        make_policy(name, config, issuer=api.issuer_config(), verifier=api.verifier_config())
     )
     store = open_store(config)
     current = store.access(name, CURRENT)

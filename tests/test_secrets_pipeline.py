@@ -200,13 +200,8 @@ class Rig:
             "refresh_interval": 0.25,
             "longest_bundle": 0.5,
             "overlap": 1.5,
-            "issuer": {
-                "type": "http",
-                "mint_url": self.api.url + "/admin/tokens",
-                "revoke_url": self.api.url + "/admin/revoke",
-                "admin": {"env": "BW_TEST_ADMIN_TOKEN"},
-            },
-            "verifier": {"type": "http", "url": self.api.url + "/health"},
+            "issuer": self.api.issuer_config(),
+            "verifier": self.api.verifier_config(),
             "notify": [
                 {"type": "webhook", "url": self.webhook.url, "key": {"env": "BW_TEST_WEBHOOK_KEY"}},
                 {

@@ -79,13 +79,8 @@ def policy_for(
         "store": {"type": "file", "path": str(tmp_path / "store")},
         "refresh_interval": 0.2,
         "longest_bundle": 0.2,
-        "issuer": {
-            "type": "http",
-            "mint_url": api.url + "/admin/tokens",
-            "revoke_url": api.url + "/admin/revoke",
-            "admin": {"env": "BW_TEST_ADMIN_TOKEN"},
-        },
-        "verifier": {"type": "http", "url": api.url + "/health"},
+        "issuer": api.issuer_config(),
+        "verifier": api.verifier_config(),
         "notify": notify,
         "failure_backoff": 60,
     }

@@ -9,6 +9,7 @@ import time
 import urllib.parse
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 from connectors.secrets import Secret
 from tests.servers.http import JsonHandler, LoopbackServer, utc_now
@@ -78,6 +79,20 @@ class ProtectedApi:
         self.rejected_by_token: Counter[str] = Counter()
         self.gates: list[tuple[int, threading.Event]] = []
         self._server = LoopbackServer(_ApiHandler, self)
+
+    def issuer_config(self) -> dict[str, Any]:
+        """The rotation policy's ``issuer`` minting and revoking tokens here; the admin token
+        comes from ``BW_TEST_ADMIN_TOKEN`` (the ``env`` fixture sets it)."""
+        return {
+            "type": "http",
+            "mint_url": self.url + "/admin/tokens",
+            "revoke_url": self.url + "/admin/revoke",
+            "admin": {"env": "BW_TEST_ADMIN_TOKEN"},
+        }
+
+    def verifier_config(self) -> dict[str, Any]:
+        """The rotation policy's ``verifier`` checking a token here."""
+        return {"type": "http", "url": self.url + "/health"}
 
     @property
     def url(self) -> str:
