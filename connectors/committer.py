@@ -174,10 +174,20 @@ def _size(path: str) -> int:
 
 
 def make_dirs(path: str) -> None:
-    """Create ``path`` (and parents) if missing; a no-op on object stores."""
-    if is_remote(path):
+    """Create ``path`` (and parents) if missing, locally or through Beam's FileSystems (a
+    no-op on object stores, which have no directories); losing a race with another worker
+    that created it is fine."""
+    if not is_remote(path):
+        os.makedirs(path, exist_ok=True)
         return
-    os.makedirs(path, exist_ok=True)
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.exists(path):
+        try:
+            FileSystems.mkdirs(path)
+        except OSError:
+            if not FileSystems.exists(path):
+                raise
 
 
 def _now() -> str:

@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
-from connectors.committer import OutputTarget
+from connectors.committer import OutputTarget, make_dirs
 from connectors.failpoints import failpoint
 from connectors.files.base import open_output
 from connectors.files.registry import infer_format, make_format
@@ -47,16 +47,6 @@ from connectors.records import dead_letters_for_rejects, plain_positions
 DEAD_LETTERS = "dead_letters"
 ROWS = "rows"
 WRITE_MODES = ("overwrite", "append", "error_if_exists")
-
-
-def ensure_directory(path: str) -> None:
-    """Create ``path`` if missing (a no-op on object stores, which have no directories)."""
-    if not FileSystems.exists(path):
-        try:
-            FileSystems.mkdirs(path)
-        except OSError:
-            if not FileSystems.exists(path):  # lost a race with another worker: fine
-                raise
 
 
 @dataclass(frozen=True)
@@ -281,7 +271,7 @@ class _WriteBundleFn(beam.DoFn):
 
     def setup(self) -> None:
         self._format = make_format(self._format_name, **self._options)
-        ensure_directory(self._temp_dir)
+        make_dirs(self._temp_dir)
 
     def start_bundle(self) -> None:
         self._writer: _BackgroundFileWriter | None = None
@@ -302,32 +292,46 @@ class _WriteBundleFn(beam.DoFn):
             self._writer = None
 
 
+def finish_staging(
+    target: OutputTarget, staged: list[tuple[str, int]], *, publish: bool, lineage_path: str
+) -> dict[str, Any]:
+    """After every bundle of a write: record what was staged, publish it when the write is
+    used on its own (beamwright's runs publish from the driver), count it, and say what it is.
+
+    ``staged`` holds (staging file, rows); ``lineage_path`` is what Beam's own Lineage metric
+    names (the directory of a file sink, the file of a report).
+    """
+    from connectors.committer import OutputCommitter, write_staged_listing
+
+    listing = write_staged_listing(target, staged)
+    failpoint("stage:listed")
+    files = [f"{target.directory}/{f['final']}" for f in listing["files"]]
+    if publish:
+        committer = OutputCommitter(target)
+        committer.claim()
+        files = committer.publish()
+    FileSystems.report_sink_lineage(lineage_path)
+    rows = sum(f["rows"] for f in listing["files"])
+    total_bytes = sum(f["bytes"] for f in listing["files"])
+    counters = NodeCounters(target.sink)
+    counters.inc(ROWS_WRITTEN, rows)
+    counters.inc(FILES, len(files))
+    counters.inc(BYTES, total_bytes)
+    return {"sink": target.sink, "files": files, "rows": rows, "bytes": total_bytes}
+
+
 class _FinalizeFn(beam.DoFn):
-    """Records what every bundle staged and counts it; publishes too when used on its own."""
+    """Records what every bundle staged (and publishes it when used on its own)."""
 
     def __init__(self, target: OutputTarget, publish: bool) -> None:
         self._target = target
         self._publish = publish
 
     def process(self, written: list[WrittenFile]) -> Iterable[dict[str, Any]]:
-        from connectors.committer import OutputCommitter, write_staged_listing
-
-        target = self._target
-        listing = write_staged_listing(target, [(w.temp_path, w.rows) for w in written])
-        failpoint("stage:listed")
-        files = [f"{target.directory}/{f['final']}" for f in listing["files"]]
-        if self._publish:
-            committer = OutputCommitter(target)
-            committer.claim()
-            files = committer.publish()
-        FileSystems.report_sink_lineage(target.directory)  # Beam's own Lineage metric
-        rows = sum(f["rows"] for f in listing["files"])
-        total_bytes = sum(f["bytes"] for f in listing["files"])
-        counters = NodeCounters(target.sink)
-        counters.inc(ROWS_WRITTEN, rows)
-        counters.inc(FILES, len(files))
-        counters.inc(BYTES, total_bytes)
-        yield {"sink": target.sink, "files": files, "rows": rows, "bytes": total_bytes}
+        staged = [(w.temp_path, w.rows) for w in written]
+        yield finish_staging(
+            self._target, staged, publish=self._publish, lineage_path=self._target.directory
+        )
 
 
 class WriteFiles(beam.PTransform):

@@ -16,12 +16,10 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from apache_beam.io.filesystems import FileSystems
 
-from connectors.committer import OutputTarget
-from connectors.fileio import ensure_directory
+from connectors.committer import OutputTarget, make_dirs
+from connectors.fileio import finish_staging
 from connectors.files.base import open_output
-from connectors.metrics import BYTES, FILES, ROWS_WRITTEN, NodeCounters
 
 
 def report_bytes(table: pa.Table, path: str) -> bytes:
@@ -40,26 +38,15 @@ class _WriteReportFn(beam.DoFn):
         self._publish = publish
 
     def process(self, table: pa.Table) -> Iterable[dict[str, Any]]:
-        from connectors.committer import OutputCommitter, write_staged_listing
-
         target = self._target
-        data = report_bytes(table, target.name or "")
-        ensure_directory(target.staging_dir)
+        make_dirs(target.staging_dir)
         staged = f"{target.staging_dir}/{target.name}"
         with open_output(staged) as out:
-            out.write(data)
-        write_staged_listing(target, [(staged, table.num_rows)])
+            out.write(report_bytes(table, target.name or ""))
         path = f"{target.directory}/{target.name}"
-        if self._publish:
-            committer = OutputCommitter(target)
-            committer.claim()
-            committer.publish()
-        FileSystems.report_sink_lineage(path)  # Beam's own Lineage metric
-        counters = NodeCounters(target.sink)
-        counters.inc(ROWS_WRITTEN, table.num_rows)
-        counters.inc(FILES, 1)
-        counters.inc(BYTES, len(data))
-        yield {"sink": target.sink, "files": [path], "rows": table.num_rows, "bytes": len(data)}
+        yield finish_staging(
+            target, [(staged, table.num_rows)], publish=self._publish, lineage_path=path
+        )
 
 
 class WriteReport(beam.PTransform):

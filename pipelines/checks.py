@@ -63,9 +63,7 @@ def known_source_fields(spec: s.PipelineSpec) -> dict[str, list[str] | None]:
     return {src.name: registry.kind_of(src).known_fields(src) for src in spec.sources}
 
 
-def field_problems(
-    spec: s.PipelineSpec, source_fields: dict[str, list[str] | None]
-) -> list[str]:
+def field_problems(spec: s.PipelineSpec, source_fields: dict[str, list[str] | None]) -> list[str]:
     """One problem per field named where the rows certainly do not have it."""
     from pipelines.column_lineage import walk
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, get_args
 
 from connectors.errors import BeamwrightError
@@ -194,10 +195,8 @@ def _entry_point_kinds() -> Iterable[Kind]:
 
     for role, group in ENTRY_POINT_GROUPS.items():
         for point in entry_points(group=group):
-            value = point.load()
-            found = value if isinstance(value, (list, tuple)) else [value]
-            if hasattr(value, "__name__") and not isinstance(value, Kind):  # a module
-                found = _module_kinds(value.__name__)
+            value = point.load()  # a kind module, or "module:KIND" naming a Kind
+            found = _module_kinds(value.__name__) if isinstance(value, ModuleType) else [value]
             for kind in found:
                 if not isinstance(kind, Kind) or kind.role != role:
                     raise KindError(

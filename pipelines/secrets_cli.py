@@ -229,7 +229,9 @@ def _guarded(handler: Any) -> Any:
         try:
             return handler(args)
         except SecretUnavailable as exc:
-            print(f"beamwright secrets: the store is unavailable: {scrub(str(exc))}", file=sys.stderr)
+            print(
+                f"beamwright secrets: the store is unavailable: {scrub(str(exc))}", file=sys.stderr
+            )
             return EXIT_RUN_FAILED
         except (SecretError, ValueError, OSError) as exc:
             print(f"beamwright secrets: {scrub(str(exc))}", file=sys.stderr)

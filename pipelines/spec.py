@@ -178,7 +178,6 @@ class PipelineSpec(SpecModel):
         return PipelineSpec.model_validate(data)
 
 
-
 def _rebuild_unions() -> None:
     """A kind was registered: let specs use it (the unions are rebuilt from the registry)."""
     for name, role in (("sources", "source"), ("steps", "step"), ("sinks", "sink")):

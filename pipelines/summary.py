@@ -45,7 +45,14 @@ class NodeCounts:
 
     def add(self, other: NodeCounts) -> None:
         """Add another cycle's counts of the same node (``--follow`` totals)."""
-        for name in ("rows_in", "rows_out", "rows_dead_lettered", "rows_filtered", "files", "bytes"):
+        for name in (
+            "rows_in",
+            "rows_out",
+            "rows_dead_lettered",
+            "rows_filtered",
+            "files",
+            "bytes",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         _add_rules(self.rules, other.rules)
         for source, rules in other.rules_by_source.items():

@@ -42,7 +42,8 @@ class FileSourceSpec(SpecModel):
 
 
 def build(node: FileSourceSpec, ctx: Any, path: str) -> None:
-    from connectors.fileio import ReadFiles, ensure_directory, match_files, plan_reads
+    from connectors.committer import make_dirs
+    from connectors.fileio import ReadFiles, match_files, plan_reads
     from connectors.files.base import CorruptFileError
     from connectors.files.registry import infer_format, make_format
 
@@ -80,7 +81,7 @@ def build(node: FileSourceSpec, ctx: Any, path: str) -> None:
         from transforms.profile import WriteProfile
 
         folder = ctx.spec.run.profile_dir(ctx.run_id)
-        ensure_directory(folder)
+        make_dirs(folder)
         outputs.rows | f"{node.name}/Profile" >> WriteProfile(folder, node.name)
     fmt = node.format or (infer_format(files[0]) if files else "jsonl")
     ctx.inputs.append(ctx.dataset(node.name, "source", node.path, fmt, files))
