@@ -80,6 +80,11 @@ def _checksums(root: Path) -> dict[str, str]:
     }
 
 
+def _good_outputs(checksums: dict[str, str]) -> dict[str, str]:
+    """The checksums of every output but the dead letters (a failed run adds its own)."""
+    return {name: digest for name, digest in checksums.items() if not name.startswith("dead/")}
+
+
 def _cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     """``beamwright ARGS`` in a separate process (text output)."""
     return subprocess.run(
@@ -283,9 +288,7 @@ def test_a_run_failing_the_threshold_leaves_every_output_as_it_was(tmp_path):
     assert summary.status == "FAILED" and not summary.published
     after = _checksums(out)
     # the good outputs are byte-identical; the failed run's dead letters were added beside
-    assert {k: v for k, v in after.items() if not k.startswith("dead/")} == {
-        k: v for k, v in before.items() if not k.startswith("dead/")
-    }
+    assert _good_outputs(after) == _good_outputs(before)
     for name, digest in before.items():
         if name.startswith("dead/part-"):
             assert after[name] == digest
@@ -333,9 +336,7 @@ def test_a_run_that_raises_publishes_nothing_and_says_how_far_it_got(tmp_path):
     assert "not published: the previous output is unchanged" in done.stdout
     assert str(out / "lake") in done.stdout
     after = _checksums(out)
-    assert {k: v for k, v in after.items() if not k.startswith("dead/")} == {
-        k: v for k, v in before.items() if not k.startswith("dead/")
-    }
+    assert _good_outputs(after) == _good_outputs(before)
     assert not list(out.rglob(f"{STAGING_PREFIX}*"))
 
 
