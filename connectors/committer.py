@@ -294,6 +294,7 @@ class OutputTarget:
     name: str | None = None
     force: bool = False
     where: str = ""  # the spec path, for messages
+    stem: str | None = None  # names files <stem>-part-...; streaming panes (connectors.panes)
 
     @property
     def staging_dir(self) -> str:
@@ -328,7 +329,10 @@ class OutputTarget:
     def final_names(self, count: int) -> list[str]:
         if self.name is not None:
             return [self.name]
-        stem = "part" if self.mode != "append" else f"part-{self.write_id}"
+        if self.stem is not None:
+            stem = f"{self.stem}-part"
+        else:
+            stem = "part" if self.mode != "append" else f"part-{self.write_id}"
         return [f"{stem}-{i:05d}-of-{count:05d}{self.extension}" for i in range(count)]
 
 

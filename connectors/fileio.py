@@ -10,7 +10,8 @@ Writing: each bundle writes its own file(s) into the sink's staging directory
 records what was staged. Publishing (final names ``part-00000-of-00003.parquet``, the ownership
 manifest, replacing the sink's previous files) is :mod:`connectors.committer`'s job: done by
 the driver after the run's checks passed, or, for a ``WriteFiles`` used on its own in a Beam
-pipeline, by the finalizing step itself.
+pipeline, by the finalizing step itself. Unbounded input is written per window and pane
+instead, each pane published as it fires: :mod:`connectors.panes`.
 """
 
 from __future__ import annotations
@@ -356,6 +357,10 @@ class WriteFiles(beam.PTransform):
         publish: publish at the end of the pipeline (default, for use in any Beam pipeline);
             beamwright's runs pass False and publish from the driver once the run's checks
             passed (:attr:`target` says what to publish).
+        triggering_frequency: on unbounded input, seconds between the processing-time panes
+            of rows in the global window. Unbounded input is written per window and pane, each
+            pane published on its own (:mod:`connectors.panes`); ``publish`` and ``mode`` then
+            do not apply.
     """
 
     def __init__(
@@ -373,6 +378,7 @@ class WriteFiles(beam.PTransform):
         keep_positions: bool = False,
         publish: bool = True,
         where: str = "",
+        triggering_frequency: float = 60.0,
     ) -> None:
         super().__init__()
         if mode not in WRITE_MODES:
@@ -400,8 +406,19 @@ class WriteFiles(beam.PTransform):
             keep_positions,
         )
         self._finalize = _FinalizeFn(self.target, publish)
+        self._panes = {
+            "format_name": format_name,
+            "options": dict(options or {}),
+            "max_rows": max_rows_per_file,
+            "keep_positions": keep_positions,
+            "frequency": triggering_frequency,
+        }
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
+        from connectors.panes import WritePanes, is_streaming
+
+        if is_streaming(tables):
+            return tables | "WritePanes" >> WritePanes(self.target, **self._panes)
         return (
             tables
             | "WriteTemp" >> beam.ParDo(self._write)

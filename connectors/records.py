@@ -90,6 +90,14 @@ def plain_positions(table: pa.Table) -> pa.Table:
     return table.set_column(i, SOURCE_COLUMN, table.column(i).cast(pa.string()))
 
 
+def with_envelope_positions(letters: pa.Table) -> pa.Table:
+    """Dead letters with their ``source``/``offset`` also as the position columns, so a sink
+    that sends positions (the Kafka sink's headers and keys) sends where each record was read."""
+    return letters.append_column(SOURCE_COLUMN, letters.column("source")).append_column(
+        OFFSET_COLUMN, letters.column("offset")
+    )
+
+
 def empty_dead_letters() -> pa.Table:
     return DEAD_LETTER_SCHEMA.empty_table()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from lineage.datasets import Dataset
 from pipelines import registry
@@ -159,7 +160,7 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
         rows = ctx.input_of(names, sink.name)
         registry.kind_of(sink).build(sink, ctx, f"sinks[{i}]", rows)
         order.append(("sink", sink.name))
-    dead = tuple(ctx.dead_letters) | "DeadLetters/Union" >> beam.Flatten()
+    dead = _union_dead_letters(ctx.dead_letters)
     from connectors.originals import RecoverOriginals
 
     dead = dead | "DeadLetters/Originals" >> RecoverOriginals(_origins(spec, ctx, rows_as_read))
@@ -195,9 +196,27 @@ def _origins(spec: s.PipelineSpec, ctx: BuildContext, rows_as_read: set[str]) ->
     return Origins(files, topics, frozenset(rows_as_read))
 
 
+def _union_dead_letters(parts: list[beam.PCollection]) -> beam.PCollection:
+    """Every node's dead letters as one collection. In a streaming graph they are first put in
+    the global window: a step after a window step rejects rows in event-time windows, and
+    Flatten needs one windowing (the dead-letter sink cuts its own processing-time panes)."""
+    from connectors.panes import is_streaming
+
+    if any(is_streaming(part) for part in parts):
+        parts = [
+            part | f"DeadLetters/Rewindow{i}" >> beam.WindowInto(GlobalWindows())
+            for i, part in enumerate(parts)
+        ]
+    return tuple(parts) | "DeadLetters/Union" >> beam.Flatten()
+
+
 def _build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
+    if node.type == "kafka":
+        _build_dead_letter_topic(node, ctx)
+        return
     from connectors.fileio import WriteFiles
 
+    assert node.path is not None  # DeadLetterSpec requires it for files
     write = WriteFiles(
         node.path,
         sink_name=s.DEAD_LETTERS_INPUT,
@@ -208,8 +227,45 @@ def _build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
         force=node.force,
         publish=False,
         where="dead_letter.path",
+        triggering_frequency=ctx.spec.run.triggering_frequency,
     )
     dataset = Dataset(s.DEAD_LETTERS_INPUT, "dead_letter", node.path, node.format)
     ctx.own_output(dataset, write.target, "dead_letter.path", dead_letters=True)
     ctx.outputs[s.DEAD_LETTERS_INPUT] | "DeadLetters" >> write
     ctx.datasets_out.append(dataset)
+
+
+def _build_dead_letter_topic(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
+    """Dead letters as JSON messages (the record envelope) keyed by source position, with the
+    position in the ``_bw_source``/``_bw_offset`` headers. A dead letter that cannot be
+    delivered fails the run: there is nowhere further to put it."""
+    from connectors.kafka import KafkaConfigError, WriteKafka
+    from connectors.kafka.sink import POSITION_KEY
+    from connectors.records import with_envelope_positions
+
+    assert node.bootstrap_servers is not None and node.topic is not None
+    try:
+        write = WriteKafka(
+            node.bootstrap_servers,
+            node.topic,
+            sink_name=s.DEAD_LETTERS_INPUT,
+            key_field=POSITION_KEY,
+            on_delivery_failure="fail",
+            producer_config=client_config(node.producer_config, "dead_letter.producer_config"),
+            run_id=ctx.run_id,
+        )
+    except (KafkaConfigError, ValueError) as exc:
+        raise ctx.fail("dead_letter", str(exc)) from None
+    (
+        ctx.outputs[s.DEAD_LETTERS_INPUT]
+        | "DeadLetters/Positions" >> beam.Map(with_envelope_positions)
+        | "DeadLetters" >> write
+    )
+    ctx.datasets_out.append(
+        Dataset(
+            s.DEAD_LETTERS_INPUT,
+            "dead_letter",
+            f"kafka://{node.bootstrap_servers}/{node.topic}",
+            "kafka",
+        )
+    )

@@ -13,7 +13,8 @@ Static checks (plain ``validate``; no Beam, no data read beyond file headers):
   that declares its fields and drops or rejects the others, a map ``select`` or a window.
   Where it is unknown nothing is guessed and nothing fails.
 
-Deep checks (``validate --deep``) build the Beam graph, report any build error as a spec path
+Deep checks (``validate --deep``) build the Beam graph (and, when a source can be unbounded,
+the streaming graph as Flink or Dataflow would run it), report any build error as a spec path
 and the problem (never a traceback), then push an empty table with each input file's real
 Arrow schema through the steps' own batch processors and the report aggregations: type errors
 such as ``amount * 2`` on a CSV column of text, which only the data's types reveal, fail then
@@ -91,6 +92,52 @@ def static_problems(spec: s.PipelineSpec) -> list[str]:
 
 
 # --------------------------------------------------------------------------- deep checks
+
+
+def deep_problems(spec: s.PipelineSpec) -> list[str]:
+    """Build the Beam graph (and, for a spec whose sources can be unbounded, the streaming
+    graph too), then try each step on an empty batch: ``validate --deep``."""
+    from pipelines.loading import SpecError
+
+    graphs = [("", False)]
+    if s.unbounded_sources(spec):
+        graphs.append(("streaming (sources unbounded): ", True))
+    for prefix, streaming in graphs:
+        try:
+            built = build_graph(spec, streaming=streaming)
+        except SpecError as exc:
+            return [prefix + problem for problem in exc.problems]
+        except Exception as exc:  # noqa: BLE001 - reported as path + problem, never a traceback
+            return [prefix + build_problem(exc)]
+        if not streaming:
+            problems = dry_run_problems(spec, built.pipeline, built.inputs)
+            if problems:
+                return problems
+    return []
+
+
+def build_graph(spec: s.PipelineSpec, *, streaming: bool) -> Any:
+    """The spec's Beam graph on the local runner, not run; ``streaming`` builds it with every
+    source that can be unbounded made unbounded (``bounded: null``) and Beam's ``streaming``
+    option set, as Flink and Dataflow would run it. Raises what the builders raise."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.build import build_pipeline
+
+    if streaming:
+        spec = unbounded_variant(spec)
+    pipeline = beam.Pipeline(runner="FnApiRunner", options=PipelineOptions(streaming=streaming))
+    return build_pipeline(spec, pipeline, "validate")
+
+
+def unbounded_variant(spec: s.PipelineSpec) -> s.PipelineSpec:
+    """``spec`` with each source that can be unbounded (Kafka) set to ``bounded: null``."""
+    variant = spec.model_copy(deep=True)
+    for source in variant.sources:
+        if registry.kind_of(source).unbounded and hasattr(source, "bounded"):
+            source.bounded = None
+    return variant
 
 
 def build_problem(exc: BaseException) -> str:

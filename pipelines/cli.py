@@ -150,14 +150,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check a spec without running it: its shape, expressions and field references (no
     Beam imported); with ``--deep`` also build the graph and try each step on an empty batch
     of each input's real schema. Every problem is reported as path + problem + hint."""
-    from pipelines.checks import static_problems
+    from pipelines.checks import deep_problems, static_problems
 
     spec = _load_or_report(args)
     if spec is None:
         return EXIT_INVALID
     problems = static_problems(spec)
     if not problems and args.deep:
-        problems = _deep_problems(spec)
+        problems = deep_problems(spec)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         _stderr(f"beamwright: {args.target} is invalid ({len(problems)} problem(s)):\n{lines}")
@@ -167,23 +167,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{len(spec.sinks)} sink(s))"
     )
     return EXIT_OK
-
-
-def _deep_problems(spec: Any) -> list[str]:
-    import apache_beam as beam
-
-    from pipelines.build import build_pipeline
-    from pipelines.checks import build_problem, dry_run_problems
-    from pipelines.loading import SpecError
-
-    pipeline = beam.Pipeline(runner="FnApiRunner")
-    try:
-        built = build_pipeline(spec, pipeline, "validate")
-    except SpecError as exc:
-        return exc.problems
-    except Exception as exc:  # noqa: BLE001 - reported as path + problem, never a traceback
-        return [build_problem(exc)]
-    return dry_run_problems(spec, pipeline, built.inputs)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

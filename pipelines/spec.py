@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from connectors.errors import did_you_mean
 from pipelines import registry
-from pipelines.spec_base import DEAD_LETTERS_INPUT, Name, SpecModel
+from pipelines.spec_base import DEAD_LETTERS_INPUT, ConfigValue, Name, SpecModel
 
 
 class ParameterSpec(SpecModel):
@@ -34,7 +34,16 @@ class ParameterSpec(SpecModel):
 
 
 class DeadLetterSpec(SpecModel):
-    path: str = Field(description="Directory for dead-letter files.")
+    """Where rejected rows go: a directory of files the run owns (default), or a Kafka topic.
+
+    The Kafka form (``type: kafka``) sends each dead letter as one JSON message (the record
+    envelope of :mod:`connectors.records`) keyed by its source position, as Google's Kafka
+    templates' dead-letter topics do; it suits streaming pipelines, where rejections should be
+    consumable as they happen.
+    """
+
+    type: Literal["file", "kafka"] = "file"
+    path: str | None = Field(default=None, description="Directory for dead-letter files.")
     format: Literal["jsonl", "parquet", "avro"] = "jsonl"
     mode: Literal["append", "overwrite"] = Field(
         default="append",
@@ -51,6 +60,27 @@ class DeadLetterSpec(SpecModel):
         description="Replace the values of classified fields (governance.fields and validate "
         "field classifications) in payloads with [REDACTED]; raw payload bytes are dropped.",
     )
+    bootstrap_servers: str | None = Field(default=None, description="Kafka: host:port[,...].")
+    topic: str | None = Field(default=None, description="Kafka: the dead-letter topic.")
+    producer_config: dict[str, ConfigValue] = Field(
+        default_factory=dict, description="Kafka: librdkafka properties (secrets as references)."
+    )
+
+    @model_validator(mode="after")
+    def _destination(self) -> DeadLetterSpec:
+        if self.type == "file":
+            if not self.path:
+                raise ValueError("dead_letter needs a 'path' (or type: kafka with a topic)")
+            if self.topic or self.bootstrap_servers or self.producer_config:
+                raise ValueError(
+                    "topic, bootstrap_servers and producer_config are for type: kafka"
+                )
+        else:
+            if not (self.topic and self.bootstrap_servers):
+                raise ValueError("a kafka dead_letter needs 'bootstrap_servers' and 'topic'")
+            if self.path:
+                raise ValueError("a kafka dead_letter writes to its topic; remove 'path'")
+        return self
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -68,6 +98,13 @@ class RunSettings(SpecModel):
     direct_num_workers: int = Field(default=1, ge=1)
     runner_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra Beam pipeline options, e.g. {project: my-proj}."
+    )
+    triggering_frequency: float = Field(
+        default=60.0,
+        gt=0,
+        description="Streaming only: seconds between the panes in which file sinks, reports and "
+        "dead letters write rows that no window step placed in event-time windows (Beam's "
+        "WriteToFiles triggering_frequency).",
     )
     temp_location: str | None = Field(
         default=None,
@@ -287,7 +324,8 @@ def check_outputs(spec: PipelineSpec) -> None:
                     inputs.append((where, path))
                 else:
                     outputs.append(Output(where, f"sink '{node.name}'", path, is_file))
-    outputs.append(Output("dead_letter.path", "the dead letters", spec.dead_letter.path, False))
+    if spec.dead_letter.path:
+        outputs.append(Output("dead_letter.path", "the dead letters", spec.dead_letter.path, False))
     problems = list(overlaps(outputs, inputs))
     if problems:
         raise ValueError(problems[0])
@@ -296,6 +334,16 @@ def check_outputs(spec: PipelineSpec) -> None:
 def unbounded_sources(spec: PipelineSpec) -> list[str]:
     """Sources that can be unbounded (Kafka): sinks adapt to them (see Kind.settle)."""
     return [src.name for src in spec.sources if registry.kind_of(src).unbounded]
+
+
+def streaming_sources(spec: PipelineSpec) -> list[str]:
+    """Sources that *are* unbounded in this spec (Kafka with ``bounded: null``): the graph is
+    then a streaming one, whose sinks write per window and pane."""
+    return [
+        src.name
+        for src in spec.sources
+        if registry.kind_of(src).unbounded and getattr(src, "bounded", None) is None
+    ]
 
 
 def _unknown_ref(path: str, ref: str, available: set[str]) -> str:

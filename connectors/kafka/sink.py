@@ -51,6 +51,9 @@ DEAD_LETTERS = "dead_letters"
 WRITTEN = "written"
 FAILURE_MODES = ("dead_letter", "fail")
 RUN_ID_HEADER, SOURCE_HEADER, OFFSET_HEADER = "_bw_run_id", "_bw_source", "_bw_offset"
+POSITION_KEY = "_bw_position"
+"""``key_field`` value that keys each message by its row's source position, ``<source>@<offset>``
+(e.g. ``orders/2@1234``): what the dead-letter topic is keyed by."""
 _FLUSH_STEP_S = 1.0
 _QUEUE_FULL_WAIT_S = 0.1
 
@@ -221,6 +224,8 @@ class _WriteFn(beam.DoFn):
         return with_attributes(table, attributes)
 
     def _keys(self, table: pa.Table) -> list[bytes | None]:
+        if self._key_field == POSITION_KEY:
+            return [None if s is None else f"{s}@{o}".encode() for s, o in _positions(table)]
         if self._key_field is None:
             return [None] * table.num_rows
         column = table.column(self._key_field)
@@ -235,15 +240,13 @@ class _WriteFn(beam.DoFn):
         names = table.column_names
         if records.SOURCE_COLUMN not in names or records.OFFSET_COLUMN not in names:
             return [list(common) for _ in range(table.num_rows)]
-        sources = table.column(records.SOURCE_COLUMN).cast(pa.string()).to_pylist()
-        offsets = table.column(records.OFFSET_COLUMN).cast(pa.string()).to_pylist()
         return [
             [
                 *common,
                 (SOURCE_HEADER, (source or "").encode()),
-                (OFFSET_HEADER, (offset or "").encode()),
+                (OFFSET_HEADER, ("" if offset is None else str(offset)).encode()),
             ]
-            for source, offset in zip(sources, offsets, strict=True)
+            for source, offset in _positions(table)
         ]
 
 
@@ -255,7 +258,8 @@ class WriteKafka(beam.PTransform):
         topic: the topic to write to.
         sink_name: names the counters (``<sink>/rows_in``, ``rows_written``,
             ``rows_dead_lettered``) and the dead letters' step.
-        key_field: the column whose value (as text, or raw bytes for binary columns) is the key.
+        key_field: the column whose value (as text, or raw bytes for binary columns) is the key;
+            :data:`POSITION_KEY` keys by the row's source position.
         value_format: json, avro (``avro_schema`` required) or confluent_avro (``avro_schema``
             and either ``schema_id`` or ``schema_registry_url`` to register it under
             ``<topic>-value``).
@@ -314,6 +318,14 @@ class WriteKafka(beam.PTransform):
         )
         outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise
         return outputs
+
+
+def _positions(table: pa.Table) -> list[tuple[str | None, int | None]]:
+    names = table.column_names
+    if records.SOURCE_COLUMN not in names or records.OFFSET_COLUMN not in names:
+        return [(None, None)] * table.num_rows
+    sources = table.column(records.SOURCE_COLUMN).cast(pa.string()).to_pylist()
+    return list(zip(sources, table.column(records.OFFSET_COLUMN).to_pylist(), strict=True))
 
 
 def _error_text(exc: KafkaException) -> str:

@@ -1,5 +1,7 @@
 """The ``file`` sink: a directory of ``part-NNNNN-of-MMMMM`` files the sink owns, staged during
 the run and published by the driver once the run's checks passed (:mod:`connectors.committer`).
+On unbounded input: a directory per window, each pane's files published as the pane fires
+(:mod:`connectors.panes`).
 Column lineage: the rows as they arrive (a pass-through).
 """
 
@@ -55,6 +57,7 @@ def build(node: FileSinkSpec, ctx: Any, path: str, rows: Any) -> None:
             keep_positions=node.keep_positions,
             publish=False,
             where=f"{path}.path",
+            triggering_frequency=ctx.spec.run.triggering_frequency,
         )
     except (ValueError, TypeError) as exc:
         raise ctx.fail(f"{path}.options", str(exc)) from None

@@ -1,5 +1,6 @@
 """The ``report`` sink: an aggregate of its input (one row per group) written as one JSON or
-CSV file the sink owns, published only when the run succeeded.
+CSV file the sink owns, published only when the run succeeded. On unbounded input: one report
+per window, republished with each pane (:class:`connectors.report.WriteReport`).
 
 Column lineage: group keys (IDENTITY, plus a GROUP_BY dependency) and metrics (AGGREGATION).
 """
@@ -41,6 +42,7 @@ class ReportSinkSpec(SinkBase):
 def build(node: ReportSinkSpec, ctx: Any, path: str, rows: Any) -> None:
     import apache_beam as beam
 
+    from connectors.panes import into_panes, is_streaming
     from connectors.report import WriteReport
     from transforms.aggregate import GroupAggregate
 
@@ -54,12 +56,12 @@ def build(node: ReportSinkSpec, ctx: Any, path: str, rows: Any) -> None:
     )
     dataset = ctx.dataset(node.name, "sink", node.path, node.path.rsplit(".", 1)[-1])
     ctx.own_output(dataset, write.target, f"{path}.path")
-    (
-        rows
-        | f"{node.name}/Aggregate"
-        >> beam.CombineGlobally(GroupAggregate(node.group_by, node.metrics))
-        | node.name >> write
-    )
+    aggregate = beam.CombineGlobally(GroupAggregate(node.group_by, node.metrics))
+    if is_streaming(rows):  # one report per window, republished with each pane
+        frequency = ctx.spec.run.triggering_frequency
+        rows = into_panes(rows, frequency, accumulating=True, label=f"{node.name}/Panes")
+        aggregate = aggregate.without_defaults()
+    rows | f"{node.name}/Aggregate" >> aggregate | node.name >> write
     ctx.datasets_out.append(dataset)
 
 
