@@ -1,6 +1,7 @@
 """Helpers for the Kafka tests: producing, consuming, running a small pipeline, and a Schema
-Registry server on 127.0.0.1 speaking the two Confluent calls the connector uses
-(``GET /schemas/ids/{id}``, ``POST /subjects/{s}/versions``). The fixtures that start a broker
+Registry server on 127.0.0.1 speaking the three Confluent calls the connector uses
+(``GET /schemas/ids/{id}``, ``GET /subjects/{s}/versions/latest``, ``POST
+/subjects/{s}/versions``). The fixtures that start a broker
 are in :mod:`tests.kafka_fixtures`."""
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ class SchemaRegistryServer:
                         )
                         return self._reply(200, reply)
                     return self._reply(404, {"error_code": 40403, "message": "Schema not found"})
+                if parts[:1] + parts[2:] == ["subjects", "versions", "latest"]:
+                    return self._latest(parts[1])  # GET /subjects/{subject}/versions/latest
                 return self._reply(404, {"error_code": 404, "message": "not found"})
 
             def do_POST(self) -> None:  # noqa: N802
@@ -175,6 +178,17 @@ class SchemaRegistryServer:
                     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                     return self._reply(200, {"id": registry.add(body["schema"], parts[1])})
                 return self._reply(404, {"error_code": 404, "message": "not found"})
+
+            def _latest(self, subject: str) -> None:
+                versions = registry.subjects.get(subject)
+                if not versions:
+                    return self._reply(404, {"error_code": 40401, "message": "Subject not found"})
+                text, kind = registry.schemas[versions[-1]]
+                reply = {"subject": subject, "version": len(versions), "id": versions[-1]}
+                reply["schema"] = text
+                if kind != "AVRO":
+                    reply["schemaType"] = kind
+                return self._reply(200, reply)
 
             def _reply(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()

@@ -1,4 +1,5 @@
-"""A small Confluent Schema Registry client: schema lookup by id (cached) and registration.
+"""A small Confluent Schema Registry client: schema lookup by id (cached), the latest schema
+of a subject (for lineage), and registration.
 
 Confluent's wire format puts a magic byte ``0`` and a 4-byte big-endian schema id before each
 Avro payload. Readers look the id up once per process (``GET /schemas/ids/{id}``); ids are
@@ -102,6 +103,24 @@ class SchemaRegistry:
             self._schemas[schema_id] = schema
         return schema
 
+    def latest(self, subject: str) -> dict:
+        """The Avro schema of the latest version registered under ``subject`` (parsed JSON).
+
+        Not cached: a subject's latest version changes whenever a schema is registered.
+
+        Raises:
+            UnknownSchemaError: the registry has no such subject.
+            UnsupportedSchemaError: the latest version is a JSON Schema or Protobuf schema.
+            SchemaRegistryError: the registry could not be asked.
+        """
+        path = f"/subjects/{urllib.parse.quote(subject, safe='')}/versions/latest"
+        try:
+            reply = self._request("GET", path)
+        except UnknownSchemaError:
+            raise UnknownSchemaError(f"subject {subject!r} is not in the registry") from None
+        schema_id = reply.get("id") if isinstance(reply, dict) else None
+        return _avro_schema(reply, schema_id)
+
     def register(self, subject: str, schema: dict) -> int:
         """Register ``schema`` under ``subject`` (idempotent in the registry); its id."""
         body = {"schema": json.dumps(schema, separators=(",", ":"))}
@@ -152,7 +171,7 @@ class SchemaRegistry:
             ) from None
 
 
-def _avro_schema(reply: Any, schema_id: int) -> dict:
+def _avro_schema(reply: Any, schema_id: int | None) -> dict:
     if not isinstance(reply, dict) or not isinstance(reply.get("schema"), str):
         raise SchemaRegistryError(f"schema id {schema_id}: reply has no schema: {reply!r}")
     kind = reply.get("schemaType", "AVRO")
