@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -11,10 +13,15 @@ class Dataset:
 
     ``files`` are the input files a glob matched (known when the graph is built) or the files
     an output published (known after the run; empty when the run failed and published none).
+
+    ``schema`` is set by kinds whose datasets are not files (a Kafka topic): called when
+    lineage asks, it returns the dataset's Arrow schema (from an Avro schema file, a schema
+    registry) or None, and never raises. Files have none: their schema is read from them.
     """
 
     node: str
     kind: str  # "source" | "sink" | "dead_letter"
-    uri: str  # a directory, file, pattern or kafka:// address
+    uri: str  # a directory, file, pattern or kafka://host:port/topic address
     format: str
     files: list[str] = field(default_factory=list)
+    schema: Callable[[], Any] | None = None

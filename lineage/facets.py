@@ -83,6 +83,15 @@ def schema(arrow_schema: pa.Schema) -> schema_dataset.SchemaDatasetFacet:
     return schema_dataset.SchemaDatasetFacet(fields=_schema_fields(arrow_schema), producer=PRODUCER)
 
 
+def named_fields(names: Iterable[str]) -> schema_dataset.SchemaDatasetFacet:
+    """A schema known by field names only: the fields the rows carry to an output whose
+    written schema cannot be read back (a Kafka topic written as JSON)."""
+    return schema_dataset.SchemaDatasetFacet(
+        fields=[schema_dataset.SchemaDatasetFacetFields(name=n) for n in names],
+        producer=PRODUCER,
+    )
+
+
 def data_source(namespace: str) -> datasource_dataset.DatasourceDatasetFacet:
     uri = namespace if "://" in namespace else f"{namespace}://"
     return datasource_dataset.DatasourceDatasetFacet(name=namespace, uri=uri, producer=PRODUCER)

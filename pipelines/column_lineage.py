@@ -80,6 +80,18 @@ def sink_lineage(
     return {name: states[name] for name in names}
 
 
+def declared_fields(spec: s.PipelineSpec, source: str) -> dict[str, str]:
+    """Field -> type that the steps reading ``source`` directly declare (a validate step's
+    ``fields``): how lineage describes a source whose own schema is unknown (a JSON Kafka
+    topic). The first step declaring a field gives its type."""
+    declared: dict[str, str] = {}
+    for _, step, names in s.step_inputs(spec):
+        if source in names:
+            for name, type_name in registry.kind_of(step).declared_fields(step).items():
+                declared.setdefault(name, type_name)
+    return declared
+
+
 _HIDDEN_PREFIX = "_bw_"  # position columns: never shown to users as fields
 
 

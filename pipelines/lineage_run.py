@@ -23,7 +23,7 @@ from lineage.datasets import Dataset
 from lineage.naming import dataset_name, strip_credentials
 from pipelines import registry
 from pipelines import spec as s
-from pipelines.column_lineage import sink_lineage
+from pipelines.column_lineage import declared_fields, sink_lineage
 from pipelines.ids import beamwright_version
 from pipelines.summary import RunSummary
 
@@ -39,6 +39,17 @@ def read_schema(path: str, fmt: str) -> Any:
     if schema is None:
         log.warning("could not read the schema of %s", path)
     return schema
+
+
+def declared_schema(spec: s.PipelineSpec, source: str) -> Any:
+    """The Arrow schema the steps reading ``source`` directly declare (a validate step's typed
+    ``fields``), or None: the schema lineage gives a source that has none of its own."""
+    import pyarrow as pa
+
+    from transforms.coerce import ARROW_TYPES
+
+    declared = declared_fields(spec, source)
+    return pa.schema([(n, ARROW_TYPES[t]) for n, t in declared.items()]) if declared else None
 
 
 def _git_location(spec_path: str | None) -> Any:
@@ -73,26 +84,29 @@ class RunLineageFacts:
     inputs: list[Dataset]
     outputs: list[Dataset]
     spec_path: str | None = None
-    input_schemas: dict[str, Any] = field(default_factory=dict)  # file path -> schema
+    input_schemas: dict[str, Any] = field(default_factory=dict)  # file path or uri -> schema
     parent_run_id: str | None = None
 
     def __post_init__(self) -> None:
         for d in self.inputs:
             for f in d.files:
                 self.input_schemas[f] = read_schema(f, d.format)
+            if d.schema is not None:  # not files: a Kafka topic
+                self.input_schemas[d.uri] = d.schema() or declared_schema(self.spec, d.node)
         if self.spec.template:
             from pipelines.ids import new_run_id
 
             self.parent_run_id = new_run_id()
 
-    def field_names(self, dataset: Dataset) -> list[str]:
-        """The fields of an input as read (all its files' schemas together)."""
-        names: set[str] = set()
-        for path in dataset.files:
-            schema = self.input_schemas.get(path)
-            if schema is not None:
-                names.update(schema.names)
-        return sorted(names)
+    def source_fields(self) -> dict[str, list[str]]:
+        """Source node -> the fields of its inputs as read (all its files' or topics' schemas
+        together)."""
+        names: dict[str, set[str]] = {}
+        for d in self.inputs:
+            for path in d.files or [d.uri]:
+                schema = self.input_schemas.get(path)
+                names.setdefault(d.node, set()).update(schema.names if schema is not None else ())
+        return {node: sorted(fields) for node, fields in names.items()}
 
     # -- classification ---------------------------------------------------------------
     def classifications(self) -> dict[str, str]:
@@ -106,7 +120,11 @@ class RunLineageFacts:
 
     # -- datasets ---------------------------------------------------------------------
     def _source_datasets(self) -> dict[str, list[tuple[str, str]]]:
-        return {d.node: [dataset_name(f) for f in (d.files or [d.uri])] for d in self.inputs}
+        """Source node -> its datasets (a glob's files, a source's topics)."""
+        datasets: dict[str, list[tuple[str, str]]] = {}
+        for d in self.inputs:
+            datasets.setdefault(d.node, []).extend(dataset_name(f) for f in d.files or [d.uri])
+        return datasets
 
     def input_datasets(
         self, *, profiles: dict[str, dict] | None = None, assertions: dict[str, list] | None = None
@@ -147,8 +165,7 @@ class RunLineageFacts:
 
         lineage_states: dict[str, FieldState] = {}
         if summary is not None:
-            source_fields = {d.node: self.field_names(d) for d in self.inputs}
-            lineage_states = sink_lineage(self.spec, source_fields)
+            lineage_states = sink_lineage(self.spec, self.source_fields())
         out = []
         for d in self.outputs:
             namespace, name = dataset_name(d.uri)
@@ -168,15 +185,20 @@ class RunLineageFacts:
             output_facets: dict[str, Any] = {}
             if summary is not None and published:
                 files = d.files  # what this run published
-                schema = read_schema(files[0], d.format) if files else None
+                if d.schema is not None:  # not files: a Kafka topic
+                    schema = d.schema()
+                else:
+                    schema = read_schema(files[0], d.format) if files else None
+                key = s.DEAD_LETTERS_INPUT if d.kind == "dead_letter" else d.node
+                state = lineage_states.get(key)
                 if schema is not None:
                     ds_facets["schema"] = facets.schema(schema)
+                elif d.schema is not None and state is not None and state.fields:
+                    ds_facets["schema"] = facets.named_fields(state.fields)  # the rows' fields
                 node = summary.node(d.node)
                 output_facets["outputStatistics"] = facets.output_statistics(
                     node.rows_out, node.bytes, node.files
                 )
-                key = s.DEAD_LETTERS_INPUT if d.kind == "dead_letter" else d.node
-                state = lineage_states.get(key)
                 if state is not None:
                     names = schema.names if schema is not None else None
                     ds_facets["columnLineage"] = facets.column_lineage(

@@ -46,6 +46,10 @@ def _no_classifications(node: Any) -> dict[str, str]:
     return {}
 
 
+def _nothing_declared(node: Any) -> dict[str, str]:
+    return {}
+
+
 def _unknown_fields(node: Any) -> None:
     return None
 
@@ -80,6 +84,9 @@ class Kind:
             :mod:`pipelines.column_lineage`); records every field the node names in
             ``walk.reads``. Default: a pass-through that names no field.
         known_fields: sources: the field names known without reading the data, or None.
+        declared_fields: steps: field -> type of the fields the node declares its rows have
+            (validate's ``fields`` and schema file). Lineage describes a source the node reads
+            directly by them when the source's own schema is unknown (a JSON Kafka topic).
         expressions: ``(path below the node, text)`` of every expression the node holds.
         side_inputs: names of sources the node reads as side inputs (a lookup's table): they
             are not main inputs of the first step.
@@ -104,6 +111,7 @@ class Kind:
     build: Callable[..., Any]
     lineage: Callable[..., Any] = _pass_through
     known_fields: Callable[[Any], list[str] | None] = _unknown_fields
+    declared_fields: Callable[[Any], Mapping[str, str]] = _nothing_declared
     expressions: Callable[[Any], Iterable[tuple[str, str]]] = _nothing
     side_inputs: Callable[[Any], Iterable[str]] = _nothing
     classifications: Callable[[Any], Mapping[str, str]] = _no_classifications

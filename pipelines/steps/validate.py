@@ -280,6 +280,7 @@ KIND = Kind(
     ValidateStepSpec,
     build,
     lineage=lineage,
+    declared_fields=declared_types,
     expressions=expressions,
     classifications=classifications,
     assertions=assertions,
