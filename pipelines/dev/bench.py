@@ -10,6 +10,11 @@ Cases, each run in its own process so peak memory (max RSS) is per case:
   dict rows, a per-element DoFn, ``WriteToParquet`` and JSON dead letters.
 - ``demo``: the whole ``beamwright run data_processing`` process (``make demo``), start to
   exit: what a user waits for, imports included.
+- ``validate_only`` and ``window``: the orders with an event time (``ordered_at``, about 100
+  orders a second) in Parquet -> validate -> Parquet out, against the same validate followed by
+  a ``window`` step (fixed 60 s windows on ``ordered_at``, per ``country``: count, sum and mean
+  of ``amount``) writing the aggregates: what windowing costs on top of reading and checking
+  (target: the window case at half the validate-only case's rows/s or better).
 
 Rows/s is rows read divided by the wall time of the run (Beam's start-up and publishing the
 outputs included, graph construction excluded). These machines are shared: wall time varies
@@ -36,8 +41,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-CASES = ("parquet", "parquet_lineage", "jsonl", "baseline", "demo")
+CASES = ("parquet", "parquet_lineage", "jsonl", "baseline", "demo", "validate_only", "window")
 TARGETS = {"parquet": 1_000_000, "jsonl": 500_000}
+WINDOW_TARGET = 0.5  # window rows/s over validate_only rows/s
 DEMO_TARGET_SECONDS = 2.5
 BAD_FRACTION = 0.02
 PACKAGES = ("apache-beam", "pyarrow", "numpy", "fastavro", "confluent-kafka", "pydantic")
@@ -67,13 +73,40 @@ def _cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _bench_spec(
-    source: str, out: Path, batch_size: int, workers: int, lineage: bool = False
-) -> Any:
+def _bench_spec(case: str, source: str, out: Path, batch_size: int, workers: int) -> Any:
     from pipelines.spec import PipelineSpec
     from templates.data_processing import ORDER_FIELDS, ORDER_RULES
 
-    rules = [*ORDER_RULES, {"rule": "not_null", "field": "email"}]
+    validate = {
+        "name": "validate",
+        "type": "validate",
+        "fields": ORDER_FIELDS,
+        "rules": [*ORDER_RULES, {"rule": "not_null", "field": "email"}],
+    }
+    if case in ("validate_only", "window"):
+        validate["fields"] = {**ORDER_FIELDS, "ordered_at": {"type": "timestamp"}}
+        steps = [validate]
+    else:
+        mask = {
+            "name": "mask",
+            "type": "mask",
+            "fields": [
+                {"field": "email", "strategy": "email_domain"},
+                {"field": "card_number", "strategy": "partial", "keep_last": 4},
+            ],
+        }
+        steps = [validate, mask]
+    if case == "window":
+        steps.append(
+            {
+                "name": "per_minute",
+                "type": "window",
+                "event_time": "ordered_at",
+                "window": {"type": "fixed", "size": 60},
+                "group_by": ["country"],
+                "metrics": {"orders": "count", "revenue": "sum(amount)", "avg": "mean(amount)"},
+            }
+        )
     return PipelineSpec.model_validate(
         {
             "name": "bench",
@@ -83,22 +116,15 @@ def _bench_spec(
                 "direct_num_workers": workers,
             },
             "sources": [{"name": "orders", "type": "file", "path": source}],
-            "steps": [
-                {"name": "validate", "type": "validate", "fields": ORDER_FIELDS, "rules": rules},
-                {
-                    "name": "mask",
-                    "type": "mask",
-                    "fields": [
-                        {"field": "email", "strategy": "email_domain"},
-                        {"field": "card_number", "strategy": "partial", "keep_last": 4},
-                    ],
-                },
-            ],
+            "steps": steps,
             "sinks": [
                 {"name": "out", "type": "file", "path": str(out / "out"), "format": "parquet"}
             ],
             "dead_letter": {"path": str(out / "dead"), "format": "jsonl"},
-            "lineage": {"enabled": lineage, "event_log": str(out / "events.jsonl")},
+            "lineage": {
+                "enabled": case.endswith("_lineage"),
+                "event_log": str(out / "events.jsonl"),
+            },
         }
     )
 
@@ -106,14 +132,29 @@ def _bench_spec(
 def _generate(workdir: Path, rows: int) -> dict[str, Path]:
     from pipelines.dev import datagen
 
-    paths = {"parquet": workdir / "orders.parquet", "jsonl": workdir / "orders.jsonl"}
+    paths = {
+        "parquet": workdir / "orders.parquet",
+        "jsonl": workdir / "orders.jsonl",
+        "events": workdir / "orders_events.parquet",  # the same orders and when they were placed
+    }
     if all(p.exists() for p in paths.values()) and (workdir / f"rows-{rows}").exists():
         return paths
     table = datagen.orders(rows, seed=11, bad_fraction=BAD_FRACTION)
     datagen.write_parquet(table, paths["parquet"], row_group_size=250_000)
     datagen.write_jsonl(table, paths["jsonl"])
+    events = table.append_column("ordered_at", datagen.event_times(rows, seed=11))
+    datagen.write_parquet(events, paths["events"], row_group_size=250_000)
     (workdir / f"rows-{rows}").touch()
     return paths
+
+
+_SOURCES = {
+    "parquet": "parquet",
+    "parquet_lineage": "parquet",
+    "jsonl": "jsonl",
+    "validate_only": "events",
+    "window": "events",
+}
 
 
 def _run_case(
@@ -133,8 +174,7 @@ def _run_case(
         else:
             from pipelines.run import run_spec
 
-            source = str(paths[case.removesuffix("_lineage")])
-            spec = _bench_spec(source, out, batch_size, workers, lineage=case.endswith("_lineage"))
+            spec = _bench_spec(case, str(paths[_SOURCES[case]]), out, batch_size, workers)
             summary = run_spec(spec)
             elapsed, read = summary.elapsed_seconds, summary.rows_read
         cpu.append(_cpu_seconds() - cpu0)
@@ -398,11 +438,18 @@ def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
         report["lineage_overhead"] = round(
             by_case["parquet_lineage"]["seconds"] / by_case["parquet"]["seconds"] - 1, 3
         )
+    if {"validate_only", "window"} <= by_case.keys():
+        plain, windowed = by_case["validate_only"], by_case["window"]
+        report["window_vs_validate_only"] = {
+            "wall": round(windowed["rows_per_second"] / plain["rows_per_second"], 2),
+            "cpu": round(windowed["rows_per_cpu_second"] / plain["rows_per_cpu_second"], 2),
+        }
     report["targets"] = {
         "parquet_rows_per_second": TARGETS["parquet"],
         "jsonl_rows_per_second": TARGETS["jsonl"],
         "speedup": 10,
         "demo_seconds": DEMO_TARGET_SECONDS,
+        "window_vs_validate_only": WINDOW_TARGET,
     }
     met = {}
     for case in ("parquet", "jsonl"):
@@ -412,6 +459,8 @@ def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
         met["speedup"] = report["speedup_vs_baseline"]["parquet"]["wall"] >= 10
     if "demo" in by_case:
         met["demo"] = by_case["demo"]["seconds"] <= DEMO_TARGET_SECONDS
+    if "window_vs_validate_only" in report:
+        met["window"] = report["window_vs_validate_only"]["wall"] >= WINDOW_TARGET
     report["targets_met"] = met
     return report
 
@@ -434,6 +483,8 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"speed-up vs per-element baseline: {report['speedup_vs_baseline']}")
     if "lineage_overhead" in report:
         print(f"lineage overhead: {report['lineage_overhead']:.1%}")
+    if "window_vs_validate_only" in report:
+        print(f"window vs validate only: {report['window_vs_validate_only']}")
     print(f"targets met: {report['targets_met']}")
 
 

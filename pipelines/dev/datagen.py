@@ -133,6 +133,19 @@ def orders(
     return pa.table(data)
 
 
+def event_times(n: int, *, seed: int = 42, per_second: float = 100.0) -> pa.Array:
+    """When ``n`` orders were placed: a stream of about ``per_second`` orders a second from
+    2026-01-01 (exponential gaps), each shifted by up to 2 s so that a few arrive out of order.
+
+    Its own random stream, so adding it to :func:`orders` of the same seed changes no value
+    there. Timestamps in microseconds, UTC.
+    """
+    rng = np.random.default_rng([seed, 1])
+    arrival = np.cumsum(rng.exponential(1e6 / per_second, n)) + rng.uniform(-2e6, 2e6, n)
+    start = np.datetime64("2026-01-01T00:00:00", "us").astype(np.int64)
+    return pa.array(start + arrival.astype(np.int64), pa.timestamp("us", tz="UTC"))
+
+
 def write_jsonl(table: pa.Table, path: Path, extra_lines: dict[int, str] | None = None) -> None:
     """JSON lines; ``extra_lines`` inserts raw (possibly broken) lines before row indexes."""
     extra_lines = extra_lines or {}
