@@ -20,7 +20,8 @@ emitted until then are in the local tally (:data:`connectors.metrics.TALLY`), wh
 run's summary can report (Beam's counters of a failed bundle are lost).
 
 With ``commit="bundle"`` the reader registers a bundle finalization callback committing the
-next offset to read; the runner calls it once the bundle's outputs are durably committed. The
+next offset to read (unless the group already has a later one: a bundle finalized late must not
+move it back); the runner calls it once the bundle's outputs are durably committed. The
 position is also recorded when nothing was read if the partition was placed at the log end
 (``PartitionRead.commit_start``), so the next run continues from there.
 """
@@ -204,6 +205,8 @@ class ReadPartitionFn(beam.DoFn):
         try:
             while True:
                 stop = tracker.current_restriction().stop
+                if done_upto >= stop:  # done, or the runner split the rest off meanwhile
+                    break
                 if read.deadline is not None and time.time() >= read.deadline:
                     tracker.try_claim(stop)  # nothing more is ours: the restriction is done
                     break
@@ -236,8 +239,6 @@ class ReadPartitionFn(beam.DoFn):
                     done_upto = messages[keep - 1].offset() + 1
                 if keep < len(messages):  # the runner split the restriction: the rest is not ours
                     done_upto = tracker.current_restriction().stop
-                    break
-                if done_upto >= stop:
                     break
                 if (
                     read.waits_for_data
@@ -316,11 +317,21 @@ class ReadPartitionFn(beam.DoFn):
             )
 
     def _commit_offset(self, topic: str, partition: int, offset: int) -> None:
-        """Bundle finalization: the bundle's outputs are durable, its offsets may be committed."""
+        """Bundle finalization: the bundle's outputs are durable, its offsets may be committed.
+
+        Never moves the group's offset back. Runners finalize bundles asynchronously, so the
+        bundle of a split's primary can be finalized after the bundle of its residual (on
+        another worker); committing the primary's lower offset then would make the next run
+        read the residual's durable records again.
+        """
+        consumer = self._consumer()
         try:
-            self._consumer().commit(
-                offsets=[TopicPartition(topic, partition, offset)], asynchronous=False
+            [committed] = consumer.committed(
+                [TopicPartition(topic, partition)], timeout=self._timing.broker_confirm_s
             )
+            if committed.offset >= offset:
+                return
+            consumer.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
         except KafkaException as exc:  # the records will be read again: duplicates, not loss
             self._counters.inc("commit_failures")
             log.warning(

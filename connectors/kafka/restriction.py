@@ -29,6 +29,19 @@ class PartitionTracker(OffsetRestrictionTracker):
     def is_bounded(self) -> bool:
         return self.stop_position() != UNBOUNDED
 
+    def try_split(self, fraction_of_remainder: float) -> tuple[OffsetRange, OffsetRange] | None:
+        """Split as Beam's offset tracker does, except that a range with no end is split where
+        a checkpoint would split it, whatever the fraction.
+
+        A fraction of an endless remainder is an offset no partition will reach for ages
+        (about 4.6e18 for 0.5): the primary would then look bounded, so draining would read it
+        forever, its size would be a huge false backlog, and the residual would wait for that
+        offset. Java's ``GrowableOffsetRangeTracker`` without an end estimate splits there too.
+        """
+        if not self.is_bounded():
+            fraction_of_remainder = 0.0
+        return super().try_split(fraction_of_remainder)
+
     def current_progress(self) -> RestrictionProgress:
         if self.is_bounded():
             return super().current_progress()
