@@ -169,6 +169,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Translate for a runner without running or submitting (:mod:`pipelines.plan`); the job
+    JSON goes to ``--out`` (or stdout, with the summary line on stderr)."""
+    spec = _load_or_report(args)
+    if spec is None:
+        return EXIT_INVALID
+    from pipelines.plan import summary, translate
+
+    plan = translate(
+        spec,
+        args.runner,
+        streaming=True if args.streaming else None,
+        options=_params(args.option),
+    )
+    text = json.dumps(plan, indent=2) + "\n"
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"{summary(plan)}; written to {args.out}")
+    else:
+        sys.stdout.write(text)
+        _stderr(summary(plan))
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from pipelines.spec import json_schema
 
@@ -240,6 +265,31 @@ def parser() -> argparse.ArgumentParser:
         help="also build the Beam graph (checks files, schemas, secrets)",
     )
     val.set_defaults(func=cmd_validate)
+
+    plan = sub.add_parser(
+        "plan",
+        help="translate for a runner without running: Dataflow's job (offline), or the "
+        "pipeline proto's transforms for portable/flink",
+    )
+    plan.add_argument("target", help="template name or spec file path")
+    plan.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    plan.add_argument("--runner", choices=["dataflow", "portable", "flink"], default="dataflow")
+    plan.add_argument(
+        "--streaming",
+        action="store_true",
+        help="a streaming job, sources that can be unbounded made unbounded (default: "
+        "streaming only when a source is unbounded in the spec)",
+    )
+    plan.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Beam pipeline option over run.runner_options (e.g. project=my-project); "
+        "Dataflow's project, region and temp_location default to placeholders",
+    )
+    plan.add_argument("--out", metavar="PATH", help="write the JSON here (default: stdout)")
+    plan.set_defaults(func=cmd_plan)
 
     sch = sub.add_parser("schema", help="print the JSON Schema of spec files")
     sch.set_defaults(func=cmd_schema)
