@@ -378,7 +378,7 @@ class WriteFiles(beam.PTransform):
         keep_positions: bool = False,
         publish: bool = True,
         where: str = "",
-        triggering_frequency: float = 60.0,
+        triggering_frequency: int = 60,
     ) -> None:
         super().__init__()
         if mode not in WRITE_MODES:

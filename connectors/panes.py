@@ -49,7 +49,7 @@ from connectors.files.base import open_output
 from connectors.files.registry import make_format
 from connectors.records import OFFSET_COLUMN, SOURCE_COLUMN, plain_positions
 
-DEFAULT_TRIGGERING_FREQUENCY = 60.0
+DEFAULT_TRIGGERING_FREQUENCY = 60
 GLOBAL_LABEL = "global"
 
 
@@ -104,7 +104,7 @@ class KeepWindows(NonMergingWindowFn):
 
 
 def into_panes(
-    pcoll: beam.PCollection, frequency: float, *, accumulating: bool, label: str
+    pcoll: beam.PCollection, frequency: int, *, accumulating: bool, label: str
 ) -> beam.PCollection:
     """``pcoll`` with the panes a streaming sink writes: its own event-time windows and
     trigger when a window step made them (``accumulating``: re-windowed so every pane holds the
@@ -114,7 +114,9 @@ def into_panes(
     if isinstance(windowing.windowfn, GlobalWindows):
         return pcoll | label >> beam.WindowInto(
             GlobalWindows(),
-            trigger=tr.Repeatedly(tr.AfterProcessingTime(frequency)),
+            # at the end of the input too (a drained job, a finished TestStream): the rows that
+            # arrived since the last pane are written then, instead of waiting for a clock
+            trigger=tr.Repeatedly(tr.AfterAny(tr.AfterProcessingTime(frequency), tr.AfterWatermark())),
             accumulation_mode=mode,
         )
     if not accumulating:
@@ -237,7 +239,7 @@ class WritePanes(beam.PTransform):
         options: dict[str, Any],
         max_rows: int | None,
         keep_positions: bool,
-        frequency: float = DEFAULT_TRIGGERING_FREQUENCY,
+        frequency: int = DEFAULT_TRIGGERING_FREQUENCY,
     ) -> None:
         super().__init__()
         self._frequency = frequency

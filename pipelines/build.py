@@ -242,6 +242,7 @@ def _build_dead_letter_topic(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
     from connectors.kafka import KafkaConfigError, WriteKafka
     from connectors.kafka.sink import POSITION_KEY
     from connectors.records import with_envelope_positions
+    from lineage.naming import kafka_uri
 
     assert node.bootstrap_servers is not None and node.topic is not None
     try:
@@ -261,11 +262,5 @@ def _build_dead_letter_topic(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
         | "DeadLetters/Positions" >> beam.Map(with_envelope_positions)
         | "DeadLetters" >> write
     )
-    ctx.datasets_out.append(
-        Dataset(
-            s.DEAD_LETTERS_INPUT,
-            "dead_letter",
-            f"kafka://{node.bootstrap_servers}/{node.topic}",
-            "kafka",
-        )
-    )
+    uri = kafka_uri(node.bootstrap_servers, node.topic)
+    ctx.datasets_out.append(Dataset(s.DEAD_LETTERS_INPUT, "dead_letter", uri, "kafka"))

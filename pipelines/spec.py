@@ -99,12 +99,12 @@ class RunSettings(SpecModel):
     runner_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra Beam pipeline options, e.g. {project: my-proj}."
     )
-    triggering_frequency: float = Field(
-        default=60.0,
-        gt=0,
+    triggering_frequency: int = Field(
+        default=60,
+        ge=1,
         description="Streaming only: seconds between the panes in which file sinks, reports and "
         "dead letters write rows that no window step placed in event-time windows (Beam's "
-        "WriteToFiles triggering_frequency).",
+        "WriteToFiles triggering_frequency; whole seconds, as Beam's trigger protocol carries them).",
     )
     temp_location: str | None = Field(
         default=None,
