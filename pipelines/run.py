@@ -8,6 +8,11 @@ they are published after those checks passed, so a failed run leaves every outpu
 it was. Its dead letters are kept, since they say why: appended to the dead-letter directory
 as usual, or, in ``overwrite`` mode, kept beside it in ``.beamwright-failed-<run>-<write>/``
 (the summary names the place). Kafka sinks cannot be staged: they deliver as the run goes.
+
+A spec with an unbounded source (Kafka with ``bounded: null``) is one streaming job instead
+(:func:`stream_spec`): its sinks publish pane by pane as the job runs, and the driver follows
+the job with lineage events (START when submitted, RUNNING heartbeats, then COMPLETE when it
+was drained, ABORT when cancelled, FAIL when it failed).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 from connectors.errors import BeamwrightError, RunError, error_classes
 from pipelines.ids import new_run_id
-from pipelines.spec import PipelineSpec
+from pipelines.spec import PipelineSpec, streaming_sources
 from pipelines.summary import RunSummary, counts_from_metrics, counts_seen
 
 log = logging.getLogger(__name__)
@@ -107,7 +112,10 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
     from pipelines.loading import SpecError
     from pipelines.runners import pipeline_options
 
-    pipeline = beam.Pipeline(options=pipeline_options(spec.run, job_name(spec)))
+    streaming = bool(streaming_sources(spec))
+    pipeline = beam.Pipeline(
+        options=pipeline_options(spec.run, job_name(spec), streaming=streaming)
+    )
     built = build_pipeline(spec, pipeline, run_id)
     claimed = []
     try:
@@ -196,6 +204,8 @@ def run_spec(
         event_log: JSONL file for lineage events when no OpenLineage transport is configured.
         spec_path: the spec file, for the job's sourceCodeLocation facet.
     """
+    if streaming_sources(spec):
+        return stream_spec(spec, run_id=run_id, event_log=event_log, spec_path=spec_path)
     run_id = run_id or new_run_id()
     built, lineage = _start(spec, run_id, event_log, spec_path)
     summary = _new_summary(spec, run_id, built)
@@ -331,6 +341,135 @@ def follow_spec(
             break
         built = _build(spec, run_id)
     return _conclude(total, lineage, problem, error, None)
+
+
+def stream_spec(
+    spec: PipelineSpec,
+    *,
+    run_id: str | None = None,
+    stop: threading.Event | None = None,
+    event_log: str | None = None,
+    spec_path: str | None = None,
+) -> RunSummary:
+    """Submit an unbounded spec as one streaming job and follow it until it ends.
+
+    Lineage: START when the job is submitted, a RUNNING heartbeat every
+    ``lineage.heartbeat_seconds`` (60 s by default, as in OpenLineage's Flink integration) with
+    input and output statistics polled from the running job's metrics, then COMPLETE when the
+    job ended on its own (drained: its input is finished), ABORT when it was cancelled (``stop``
+    set, or Ctrl-C, cancels it), FAIL when it failed. Sinks publish pane by pane as the job runs
+    (:mod:`connectors.panes`), so nothing is published at the end and nothing is rolled back:
+    the error threshold and the end-of-run reconciliation of bounded runs do not apply; the
+    counts are reported as they are.
+    """
+    from pipelines.loading import SpecError
+    from pipelines.runners import runs_streaming
+
+    if not runs_streaming(spec.run):
+        sources = ", ".join(streaming_sources(spec))
+        raise SpecError(
+            [
+                f"sources: {sources} unbounded (bounded: null), and the local runner cannot "
+                "run an unbounded pipeline (it runs stage by stage: an endless read never "
+                "reaches the sinks); locally use bounded: end_offsets with run --follow, or "
+                "run it on flink, dataflow or portable (beamwright plan shows the graph)"
+            ]
+        )
+    run_id = run_id or new_run_id()
+    stop = stop or threading.Event()
+    built, lineage = _start(spec, run_id, event_log, spec_path)
+    summary = _new_summary(spec, run_id, built)
+    job = _StreamingJob(built, summary)
+    try:
+        state = job.follow(
+            stop, spec.lineage.heartbeat_seconds, lineage.running if lineage else None
+        )
+    except KeyboardInterrupt:
+        job.cancel()
+        state = "ABORT"
+    finally:
+        for staged in built.committers:
+            staged.committer.release()
+    problem = job.error and readable_error(job.error)
+    summary.status = {"COMPLETE": "COMPLETE", "ABORT": "ABORTED"}.get(state, "FAILED")
+    summary.error = problem or ("cancelled" if state == "ABORT" else None)
+    if lineage:
+        summary.lineage = lineage.finish(state, summary, message=summary.error, exc=job.error)
+    if state == "FAIL":
+        raise RunFailed(problem or "the streaming job failed", summary)
+    return summary
+
+
+class _StreamingJob:
+    """A submitted streaming job, waited for on a thread of its own so the driver can send
+    heartbeats and cancel it. Only ``wait_until_finish`` is asked of the runner's result: it
+    is the one call every runner (Dataflow, Flink, portable, the direct runners) implements."""
+
+    def __init__(self, built: Any, summary: RunSummary) -> None:
+        from connectors.metrics import TALLY
+
+        TALLY.reset()
+        self._built = built
+        self._summary = summary
+        self._started = time.perf_counter()
+        self.error: BaseException | None = None
+        self._ended = threading.Event()
+        self._cancelled = False
+        self._result = built.pipeline.run()  # returns once submitted on streaming runners
+        threading.Thread(target=self._wait, daemon=True, name="beamwright-job").start()
+
+    def _wait(self) -> None:
+        try:
+            self._result.wait_until_finish()
+        except BaseException as exc:  # noqa: BLE001 - the driver reports it
+            self.error = exc
+        finally:
+            self._ended.set()
+
+    def follow(
+        self,
+        stop: threading.Event,
+        heartbeat_s: float,
+        on_heartbeat: Callable[[list[Any]], None] | None,
+    ) -> str:
+        """Heartbeats until the job ends or ``stop`` is set; returns the lineage end state."""
+        next_beat = time.monotonic() + heartbeat_s
+        while not self._ended.is_set():
+            if stop.is_set():
+                self.cancel()
+                break
+            if self._ended.wait(0.1):
+                break
+            if time.monotonic() >= next_beat:
+                next_beat += heartbeat_s
+                self._count()
+                if on_heartbeat:
+                    on_heartbeat(self._summary.nodes)
+        self._count()
+        if self._cancelled:
+            return "ABORT"
+        return "FAIL" if self.error is not None else "COMPLETE"
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        try:
+            self._result.cancel()
+        except Exception:  # noqa: BLE001 - a job that already ended cannot be cancelled
+            log.debug("cancel failed", exc_info=True)
+        self._ended.wait(10)
+
+    def _count(self) -> None:
+        """The job's counts so far, from the runner's metrics (committed where it has them)."""
+        try:
+            counters = _read_counters(self._result)
+        except Exception:  # noqa: BLE001 - a runner without live metrics: what was seen
+            from connectors.metrics import TALLY
+
+            self._summary.nodes = counts_seen(TALLY.snapshot(), self._built.node_order)
+            self._summary.partial_counts = True
+        else:
+            self._summary.nodes = counts_from_metrics(counters, self._built.node_order)
+        self._summary.elapsed_seconds = time.perf_counter() - self._started
 
 
 def _add_counts(total: list[Any], cycle: list[Any]) -> list[Any]:

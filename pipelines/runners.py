@@ -33,8 +33,11 @@ class RunnerConfigError(BeamwrightError, ValueError):
     """A runner profile lacks an option it needs."""
 
 
-def option_values(settings: RunSettings, job_name: str) -> dict[str, Any]:
-    """The pipeline options for ``settings`` as a plain dict (no secrets ever go in here)."""
+def option_values(
+    settings: RunSettings, job_name: str, *, streaming: bool = False
+) -> dict[str, Any]:
+    """The pipeline options for ``settings`` as a plain dict (no secrets ever go in here);
+    ``streaming`` for a spec with an unbounded source."""
     missing = [o for o in REQUIRED.get(settings.runner, ()) if o not in settings.runner_options]
     if missing:
         raise RunnerConfigError(
@@ -42,6 +45,8 @@ def option_values(settings: RunSettings, job_name: str) -> dict[str, Any]:
             f"add them, e.g. runner_options: {{{missing[0]}: ...}}"
         )
     values: dict[str, Any] = {"runner": _RUNNER_CLASS[settings.runner], "job_name": job_name}
+    if streaming:
+        values["streaming"] = True
     if settings.runner == "direct":
         values["direct_num_workers"] = settings.direct_num_workers
         values["direct_running_mode"] = (
@@ -53,9 +58,17 @@ def option_values(settings: RunSettings, job_name: str) -> dict[str, Any]:
     return values
 
 
-def pipeline_options(settings: RunSettings, job_name: str) -> Any:
+def pipeline_options(settings: RunSettings, job_name: str, *, streaming: bool = False) -> Any:
     cache_dofn_specs()
-    return _options_class().from_dictionary(dict(option_values(settings, job_name)))
+    values = option_values(settings, job_name, streaming=streaming)
+    return _options_class().from_dictionary(dict(values))
+
+
+def runs_streaming(settings: RunSettings) -> bool:
+    """Whether the configured runner can run an unbounded pipeline to its sinks. The local
+    FnApiRunner cannot: it runs a graph stage by stage, so an endless read never reaches its
+    sinks (``runner_options: {runner: ...}`` names another Beam runner explicitly)."""
+    return settings.runner != "direct" or "runner" in settings.runner_options
 
 
 @functools.cache
