@@ -319,11 +319,13 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--kafka-messages", type=int, default=1_000_000)
     bench.set_defaults(func=cmd_bench)
 
+    from pipelines.dev.sample_stream import add_parser as add_sample_stream
     from pipelines.lineage_cli import add_parser as add_lineage
     from pipelines.secrets_cli import add_parser as add_secrets
 
     add_lineage(sub)
     add_secrets(sub)
+    add_sample_stream(sub)
     return p
 
 
