@@ -24,18 +24,21 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import trigger as tr
 from apache_beam.transforms.window import (
     FixedWindows,
+    GlobalWindow,
     GlobalWindows,
     Sessions,
     SlidingWindows,
     TimestampedValue,
 )
 from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from connectors.arrow_coder import ArrowTableCoder
 from connectors.metrics import METRIC_NAMESPACE
+from connectors.panes import KeepWindows
 from connectors.records import with_positions
 from transforms.aggregate import GroupAggregate
-from transforms.window_aggregate import RowAggregate
+from transforms.window_aggregate import BatchPartials, MergePartials
 from transforms.windowing import (
     Closing,
     GateClock,
@@ -399,6 +402,83 @@ def test_repeated_count_trigger_in_the_global_window_flushes_the_rest_at_the_end
     p.run().wait_until_finish()
 
 
+class InWindow(beam.DoFn):
+    """What a downstream DoFn sees of each aggregate table: its window, pane and timestamp."""
+
+    def process(
+        self,
+        table,
+        window=beam.DoFn.WindowParam,
+        pane=beam.DoFn.PaneInfoParam,
+        timestamp=beam.DoFn.TimestampParam,
+    ):
+        columns = {
+            (s.second, t) for s, t in zip(*table.select([0, 2]).to_pydict().values(), strict=True)
+        }
+        yield (
+            window.start.micros // SECOND,
+            window.end.micros // SECOND,
+            pane.timing,
+            pane.index,
+            timestamp == window.max_timestamp(),
+            sorted(columns),  # the rows' own window and pane: the table's, and only those
+            sorted(table.column("k").to_pylist()),
+        )
+
+
+def test_streaming_aggregates_stay_in_their_window_and_pane():
+    # Sessions of a and b overlap; Sessions would merge them in a downstream GroupByKey, so the
+    # output is windowed by KeepWindows: each table stays in its session, pane by pane.
+    events = (
+        stream()
+        .add_elements(elements(batch([("a", 1, 1), ("b", 5, 1), ("a", 30, 1)], 1)))
+        .advance_watermark_to(20)  # a's [1, 11) and b's [5, 15) fire on time
+        .add_elements(elements(batch([("b", 7, 1)], 4)))  # b: late, within lateness
+        .advance_watermark_to(50)
+        .advance_watermark_to_infinity()
+    )
+    p = TestPipeline(runner="BundleBasedDirectRunner", options=PipelineOptions(streaming=True))
+    out = (
+        p
+        | events
+        | Window(
+            window_fn=Sessions(10),
+            key_fields=["k"],
+            metrics=METRICS,
+            event_time_field="ts",
+            allowed_lateness=30,
+            shards=1,
+        )
+    )
+    assert out.rows.windowing.windowfn == KeepWindows()
+    assert_that(
+        out.rows | "InWindow" >> beam.ParDo(InWindow()),
+        equal_to(
+            [
+                (1, 11, PaneInfoTiming.ON_TIME, 0, True, [(1, "ON_TIME")], ["a"]),
+                (5, 15, PaneInfoTiming.ON_TIME, 0, True, [(5, "ON_TIME")], ["b"]),
+                (5, 17, PaneInfoTiming.LATE, 0, True, [(5, "LATE")], ["b"]),  # merged: [5, 17)
+                (30, 40, PaneInfoTiming.ON_TIME, 0, True, [(30, "ON_TIME")], ["a"]),
+            ]
+        ),
+        label="windows",
+    )
+    grouped = (
+        out.rows
+        | "OneKey" >> beam.Map(lambda table: (0, table.num_rows))
+        | "Group" >> beam.GroupByKey()
+        | "PerWindow"
+        >> beam.MapTuple(
+            lambda _, counts, window=beam.DoFn.WindowParam: (
+                window.start.micros // SECOND,
+                sum(counts),
+            )
+        )
+    )
+    assert_that(grouped, equal_to([(1, 1), (5, 1), (5, 1), (30, 1)]), label="grouped")
+    p.run().wait_until_finish()
+
+
 def test_rows_the_gate_cannot_judge_yet_are_aggregated_not_lost():
     # The first batch arrives long after its window closed, before the gate's ticker has ever
     # fired: the gate lets it through, and the grace period keeps the GroupByKey from
@@ -516,15 +596,50 @@ def test_an_ungrouped_count_per_window_by_default():
             | beam.Create(tables).with_output_types(pa.Table)
             | Window(window_fn=FixedWindows(10), event_time_field="ts")
         )
+        assert out.rows.windowing.windowfn == GlobalWindows()  # batch: as before, global
         assert_that(
             out.rows
             | beam.FlatMap(
-                lambda t: [
-                    (r["window_start"].second, r["pane_timing"], r["rows"]) for r in t.to_pylist()
+                lambda t, window=beam.DoFn.WindowParam: [
+                    (r["window_start"].second, r["pane_timing"], r["rows"], window)
+                    for r in t.to_pylist()
                 ]
             ),
-            equal_to([(0, "ON_TIME", 2), (10, "ON_TIME", 1)]),
+            equal_to([(0, "ON_TIME", 2, GlobalWindow()), (10, "ON_TIME", 1, GlobalWindow())]),
         )
+
+
+def test_sessions_and_sliding_windows_in_batch_merge_partials_across_batches():
+    tables = [
+        batch([("a", 1, 1), ("a", 5, 2), ("b", 2, 4)], 1),
+        batch([("a", 12, 8), ("b", 30, 16)], 4),  # a's 12 joins [1, 15): one session [1, 22)
+    ]
+    with TestPipeline(runner="FnApiRunner") as p:
+        rows = p | beam.Create(tables).with_output_types(pa.Table)
+        for name, window in [("sessions", Sessions(10)), ("sliding", SlidingWindows(10, 5))]:
+            out = rows | name >> Window(
+                window_fn=window, key_fields=["k"], metrics=METRICS, event_time_field="ts"
+            )
+            expected = {
+                "sessions": [
+                    (1, 22, "ON_TIME", 0, "a", 3, 11),
+                    (2, 12, "ON_TIME", 0, "b", 1, 4),
+                    (30, 40, "ON_TIME", 0, "b", 1, 16),
+                ],
+                "sliding": [
+                    (-5, 5, "ON_TIME", 0, "a", 1, 1),
+                    (0, 10, "ON_TIME", 0, "a", 2, 3),
+                    (5, 15, "ON_TIME", 0, "a", 2, 10),
+                    (10, 20, "ON_TIME", 0, "a", 1, 8),
+                    (-5, 5, "ON_TIME", 0, "b", 1, 4),
+                    (0, 10, "ON_TIME", 0, "b", 1, 4),
+                    (25, 35, "ON_TIME", 0, "b", 1, 16),
+                    (30, 40, "ON_TIME", 0, "b", 1, 16),
+                ],
+            }[name]
+            assert_that(
+                out.rows | f"{name}Rows" >> beam.FlatMap(panes), equal_to(expected), label=name
+            )
 
 
 def test_the_gate_runs_on_the_fnapi_runner_and_its_counters_reconcile():
@@ -620,7 +735,7 @@ def test_rows_missing_a_needed_field_are_dead_lettered():
     ]
 
 
-def test_row_aggregate_means_what_the_report_aggregate_means():
+def test_partials_mean_what_the_report_aggregate_means():
     rng = np.random.default_rng(7)
     n = 500
     table = pa.table(
@@ -629,6 +744,7 @@ def test_row_aggregate_means_what_the_report_aggregate_means():
             "v": pa.array([None if x < 0.1 else float(x) for x in rng.random(n)]),
             "u": pa.array([None if x == 0 else int(x) for x in rng.integers(0, 9, n)]),
             "s": pa.array([f"s{x}" for x in rng.integers(0, 4, n)]),
+            "z": pa.nulls(n, pa.int64()),
         }
     )
     metrics = {
@@ -640,21 +756,21 @@ def test_row_aggregate_means_what_the_report_aggregate_means():
         "users": "count_distinct(u)",
         "nothing": "sum(z)",
     }
-    table = table.append_column("z", pa.nulls(n, pa.int64()))
     reference = GroupAggregate(["k"], metrics)
     expected = reference.extract_output(reference.add_input([], table)).to_pylist()
 
-    agg = RowAggregate(table.column_names, ["k"], metrics)
-    rows = list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+    batches = BatchPartials(["k"], metrics)
+    merge = MergePartials(["k"], metrics)
+    micros = np.zeros(n, np.int64)
     parts = []
-    for chunk in (rows[:1], rows[1:200], rows[200:], []):  # split, then merged, like a runner
-        acc = agg.create_accumulator()
-        for row in chunk:
-            acc = agg.add_input(acc, row)
+    for lo, hi in ((0, 1), (1, 200), (200, n), (n, n)):  # batches, merged like a runner
+        acc = merge.create_accumulator()
+        for p in batches.partials(table.slice(lo, hi - lo), micros[lo:hi], None):
+            acc = merge.add_input(acc, (p.start, p.end, p.partial))
         parts.append(acc)
-    (result,) = agg.extract_output(agg.merge_accumulators(parts)).to_pylist()
+    (result,) = merge.extract_output(merge.merge_accumulators(parts)).to_pylist()
     assert result == pytest.approx(expected[0])
-    assert agg.extract_output(agg.create_accumulator()).num_rows == 0
+    assert merge.extract_output(merge.create_accumulator()).num_rows == 0
 
 
 def test_triggers_never_finish_and_one_shot_triggers_are_refused():

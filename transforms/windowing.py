@@ -3,10 +3,30 @@ late rows routed to the dead letters instead of vanishing.
 
 Shape of the step::
 
-    Arrow batches ──▶ (streaming: lateness gate) ──▶ per-row elements, event-time stamped
-        ──▶ WindowInto(window, trigger, accumulation) ──▶ CombinePerKey(RowAggregate)
-        ──▶ one Arrow row per key, window and pane ──▶ Arrow tables (global window)
+    Arrow batches ──▶ (streaming: lateness gate) ──▶ rows and their event times
+        ──▶ per batch: one partial aggregate per key and window (Arrow group_by), an element
+            carrying its window and stamped with its earliest event time
+        ──▶ WindowInto(PresetWindows, trigger, accumulation) ──▶ CombinePerKey(MergePartials)
+        ──▶ one Arrow row per key, window and pane ──▶ Arrow tables:
+              batch: one per bundle, in the global window (as a report's);
+              streaming: one per bundle, window and pane, left in that window and pane
     late rows, rows without a usable event time ──▶ dead letters
+
+Why partials. Beam windows, groups and triggers element by element; with one element per row
+that held the step to a tenth of the speed of reading and validating the rows. Each batch is
+therefore pre-aggregated per key and window first (combiner lifting, see
+:mod:`transforms.window_aggregate`), and Beam sees a few elements per batch. Their windows are
+computed with the rows' (:meth:`Closing.windows`, Beam's own assignment) and kept by
+:class:`PresetWindows`, never re-derived from an element's timestamp. Triggers see partials
+instead of rows, which changes nothing for watermark, processing-time and ``AfterCount(1)``
+triggers; a trigger that counts more than one element means rows, so the step then feeds Beam
+one partial per row (:func:`counts_elements`), at the old per-row speed.
+
+Why the windows stay in streaming. The tables a streaming step emits are in the event-time
+window and pane that produced them, timestamped at the window's end, so a downstream
+GroupByKey (a windowed file sink, a report) groups them per window and fires per pane. Their
+WindowFn is ``KeepWindows``: Sessions would merge the overlapping sessions of different keys
+downstream. In batch they are put in the global window, as before.
 
 Why a gate. Beam's GroupByKey drops a row silently when it arrives after the watermark has
 passed its window's end plus the allowed lateness, and also drops every row of a window whose
@@ -31,10 +51,12 @@ stream costs few timers and the end of a bounded stream (watermark to +inf) term
 end-of-time timer stops it at once where the runner delivers due timers together.
 
 Which window decides. A session row is judged by its own session ``[t, t + gap)`` before
-merging, as Beam's GroupByKey judges it. A sliding row belongs to several windows and is late
-only when the last of them has closed: a row still in time for a later window is aggregated,
-and its earlier, closed windows take it in a LATE pane while they are within ``grace`` (Beam
-alone would leave it out of those), so no window misses a row that arrived in time for it.
+merging, as Beam's GroupByKey judges a row (the GroupByKey now sees the row's proto-session,
+which ends no earlier, so it keeps what the gate let through). A sliding row belongs to
+several windows and is late only when the last of them has closed: a row still in time for a
+later window is aggregated, and its earlier, closed windows take it in a LATE pane while they
+are within ``grace`` (Beam alone would leave it out of those), so no window misses a row that
+arrived in time for it.
 
 Why a grace period. ``F`` can trail the real watermark: before a shard's ticker first fires
 (its first batches pass unjudged), right after a long idle spell (the ticker backed off), or
@@ -66,15 +88,17 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.coders import FastPrimitivesCoder
+from apache_beam.coders import FastPrimitivesCoder, coders
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms import trigger as tr
+from apache_beam.transforms.core import Windowing
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import (
     FixedWindows,
     GlobalWindow,
     GlobalWindows,
+    IntervalWindow,
     Sessions,
     SlidingWindows,
     TimestampedValue,
@@ -83,10 +107,11 @@ from apache_beam.transforms.window import (
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
 
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters, rule_counter
+from connectors.panes import KeepWindows
 from connectors.records import dead_letters_for_rows
 from transforms.aggregate import GroupAggregate
 from transforms.step import DEAD_LETTERS, ROWS
-from transforms.window_aggregate import ConcatInBundle, FormatPanes, RowAggregate
+from transforms.window_aggregate import BatchPartials, ConcatPanes, FormatPanes, MergePartials
 
 LATE, EVENT_TIME, MISSING_FIELD = "late", "event_time", "missing_field"
 """Dead-letter rules of the window step (also counted as ``<step>/rule/<rule>``)."""
@@ -98,7 +123,6 @@ ACCUMULATION = {
 
 _EXACT_IDLE_TICKS = 32  # grid steps the ticker walks with no rows before it backs off
 _END_OF_TIME = GlobalWindow().max_timestamp().micros
-_NO_COLUMNS = "__bw_row"  # stands in for the values of a count-only, ungrouped aggregate
 
 
 # --------------------------------------------------------------------------- configuration
@@ -301,6 +325,24 @@ class Closing:
         start = micros - np.mod(micros - self.offset, self.step)
         return start, start + self.size
 
+    def windows(self, micros: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every window each event time belongs to, as Beam assigns them: ``(row, start,
+        end)``, row by row and, within a row, the latest window first. A session row gets its
+        own ``[t, t + gap)``; sessions are merged later."""
+        if self.kind != "sliding":
+            start, end = self.latest_window(micros)
+            return np.arange(len(micros)), start, end
+        latest, _ = self.latest_window(micros)
+        rows, starts = [], []
+        for k in range(-(-self.size // self.step)):  # windows per row, at most
+            start = latest - k * self.step
+            inside = np.flatnonzero(start + self.size > micros)
+            rows.append(inside)
+            starts.append(start[inside])
+        order = np.argsort(np.concatenate(rows), kind="stable")
+        row, start = np.concatenate(rows)[order], np.concatenate(starts)[order]
+        return row, start, start + self.size
+
     def closes_at(self, micros: np.ndarray) -> np.ndarray:
         return self.latest_window(micros)[1] + self.lateness
 
@@ -348,6 +390,76 @@ class GateClock:
         return self.armed
 
 
+# --------------------------------------------------------------------------- windows
+
+
+class PresetWindows(WindowFn):
+    """Assigns a partial element the window it was computed for, which its value carries.
+
+    ``WindowInto`` with the step's own WindowFn would derive windows from the element's
+    timestamp: a sliding window's partial would be counted in every window its timestamp falls
+    in, and a session's proto-session would shrink to ``[t, t + gap)``. Sessions keep merging,
+    with Sessions' own merge.
+
+    Args:
+        session_gap: for sessions, the gap (µs); ``None`` for fixed and sliding windows.
+    """
+
+    def __init__(self, session_gap: int | None = None) -> None:
+        self._session_gap = session_gap
+        self._sessions = None if session_gap is None else Sessions(Duration(micros=session_gap))
+
+    def assign(self, context: WindowFn.AssignContext) -> list[IntervalWindow]:
+        start, end, _ = context.element[1]
+        return [IntervalWindow(Timestamp(micros=start), Timestamp(micros=end))]
+
+    def merge(self, merge_context: WindowFn.MergeContext) -> None:
+        if self._sessions is not None:
+            self._sessions.merge(merge_context)
+
+    def is_merging(self) -> bool:
+        return self._sessions is not None
+
+    def get_window_coder(self) -> coders.Coder:
+        return coders.IntervalWindowCoder()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PresetWindows) and self._session_gap == other._session_gap
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._session_gap))
+
+
+class _KeepingWindows(beam.ParDo):
+    """A ParDo whose output stays in the windows its elements are in (``KeepWindows``, not
+    merging: Sessions would merge the sessions of different keys in a downstream GroupByKey),
+    with the trigger, lateness and accumulation of its input, which a downstream GroupByKey
+    then uses."""
+
+    def get_windowing(self, inputs: Any) -> Windowing:
+        windowing = inputs[0].windowing
+        return Windowing(
+            KeepWindows(),
+            windowing.triggerfn,
+            windowing.accumulation_mode,
+            windowing.timestamp_combiner,
+            windowing.allowed_lateness,
+        )
+
+
+def counts_elements(trigger: tr.TriggerFn) -> bool:
+    """Whether ``trigger`` fires on a count of more than one element somewhere in it.
+
+    Such a trigger means rows, so the step then feeds Beam one partial per row.
+    ``AfterCount(1)`` means "something arrived", true of a partial exactly when of a row.
+    """
+    if isinstance(trigger, tr.AfterCount):
+        return trigger.count > 1
+    parts = [getattr(trigger, name, None) for name in ("early", "late", "underlying")]
+    parts += getattr(trigger, "triggers", [])
+    return any(counts_elements(part) for part in parts if part is not None)
+
+
 # --------------------------------------------------------------------------- rows
 
 
@@ -359,11 +471,10 @@ def beam_key(values: Sequence[Any]) -> tuple:
 
 
 class RowSplitter:
-    """Turns Arrow batches into the per-row elements Beam's windowing needs.
+    """Finds the rows of a batch that can be windowed, and their event times.
 
-    Rows missing a needed field or a usable event time become dead letters here; the rest become
-    ``TimestampedValue((key, values), event_time)`` where ``values`` holds the key and metric
-    fields (``columns``) in that order.
+    Rows missing a needed field or a usable event time become dead letters here, and so do late
+    rows once the gate has judged them (:meth:`late_letters`).
     """
 
     def __init__(
@@ -375,9 +486,7 @@ class RowSplitter:
         step: str,
         run_id: str,
     ) -> None:
-        self.key_fields = list(key_fields)
         self._fields = list(dict.fromkeys([*key_fields, *metric_fields]))
-        self.columns = self._fields or [_NO_COLUMNS]
         self._event_time_field = event_time_field
         self._step = step
         self._run_id = run_id
@@ -429,24 +538,18 @@ class RowSplitter:
         ]
         return self._letters(rows, errors, LATE)
 
-    def elements(self, rows: pa.Table, micros: np.ndarray) -> Iterator[TimestampedValue]:
-        n = rows.num_rows
-        if not n:
-            return
-        if self._fields:
-            values = list(zip(*(rows.column(c).to_pylist() for c in self._fields), strict=True))
-        else:
-            values = [(None,)] * n
-        width = len(self.key_fields)
-        for row, t in zip(values, micros.tolist(), strict=True):
-            yield TimestampedValue((beam_key(row[:width]), row), Timestamp(micros=t))
-
 
 class _Emitter:
-    """Counts a batch's fate and yields its outputs: per-row elements and dead letters."""
+    """Counts a batch's fate and yields its outputs: partial elements and dead letters.
 
-    def __init__(self, splitter: RowSplitter, step: str) -> None:
-        self._splitter = splitter
+    A partial element is ``TimestampedValue((key, (window start, window end, partial)), t)``:
+    the Beam key of its key values, the window it was computed for (µs; ``None`` in the
+    global window), and ``t``, the earliest event time of its rows (inside its window).
+    """
+
+    def __init__(self, partials: BatchPartials, closing: Closing | None, step: str) -> None:
+        self._partials = partials
+        self._closing = closing
         self._step = step
         self._counters: NodeCounters | None = None
 
@@ -465,17 +568,22 @@ class _Emitter:
             counters.inc(ROWS_DEAD, table.num_rows)
             counters.inc(rule_counter(table.column("rule")[0].as_py()), table.num_rows)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, table)
-        yield from self._splitter.elements(rows, micros)
+        windows = None if self._closing is None else self._closing.windows(micros)
+        for p in self._partials.partials(rows, micros, windows):
+            yield TimestampedValue(
+                (beam_key(p.partial[0]), (p.start, p.end, p.partial)),
+                Timestamp(micros=p.earliest),
+            )
 
 
 # The DoFn methods below carry no annotations on purpose: Beam reads them as type hints.
 
 
-class _ToRowsFn(beam.DoFn):
+class _PartialsFn(beam.DoFn):
     """Batch (or global-window) path: nothing can be late, so no gate."""
 
-    def __init__(self, splitter: RowSplitter, step: str) -> None:
-        self._emitter = _Emitter(splitter, step)
+    def __init__(self, splitter: RowSplitter, emitter: _Emitter) -> None:
+        self._emitter = emitter
         self._splitter = splitter
 
     def setup(self) -> None:
@@ -508,10 +616,10 @@ class _LatenessGateFn(beam.DoFn):
     END = TimerSpec("end", TimeDomain.WATERMARK)
     CLOCK = ReadModifyWriteStateSpec("clock", FastPrimitivesCoder())
 
-    def __init__(self, splitter: RowSplitter, closing: Closing, step: str) -> None:
+    def __init__(self, splitter: RowSplitter, closing: Closing, emitter: _Emitter) -> None:
         self._splitter = splitter
         self._closing = closing
-        self._emitter = _Emitter(splitter, step)
+        self._emitter = emitter
 
     def setup(self) -> None:
         self._emitter.setup()
@@ -593,7 +701,9 @@ class Window(beam.PTransform):
     Returns :class:`WindowOutputs`: ``rows`` holds Arrow tables with ``window_start``,
     ``window_end`` (UTC timestamps; null for the global window), ``pane_timing`` (EARLY,
     ON_TIME, LATE), ``pane_index``, the key fields and the metrics; ``dead_letters`` holds
-    late rows (rule ``late``) and rows without a usable event time or a needed field.
+    late rows (rule ``late``) and rows without a usable event time or a needed field. In
+    batch the tables are in the global window; in streaming (the ``streaming`` option, or
+    unbounded input) each table holds one window's pane and stays in that window and pane.
 
     Args:
         window_fn: ``FixedWindows``, ``SlidingWindows``, ``Sessions`` or ``GlobalWindows``
@@ -613,9 +723,10 @@ class Window(beam.PTransform):
         run_id: written into dead letters.
         grace: seconds the GroupByKey keeps windows beyond ``allowed_lateness``, so that rows
             the gate let through are never dropped there (see the module docstring).
-        shards: keys of the lateness gate. More shards spread its work (splitting batches into
-            rows) over workers; each shard learns the watermark on its own, from its first
-            batch on, so rows reaching a shard before its first tick pass unjudged.
+        shards: keys of the lateness gate. More shards spread its work (judging and
+            pre-aggregating batches) over workers; each shard learns the watermark on its own,
+            from its first batch on, so rows reaching a shard before its first tick pass
+            unjudged.
         session_resolution: for sessions, how finely (seconds) the gate follows the watermark.
     """
 
@@ -646,12 +757,14 @@ class Window(beam.PTransform):
             )
         self._metrics = dict(metrics or {"rows": "count"})
         aggregate = GroupAggregate(key_fields, self._metrics)  # validates the metrics
-        self._window_fn = window_fn
+        self._key_fields = list(key_fields)
         self._closing = (
             None
             if isinstance(window_fn, GlobalWindows)
             else Closing.of(window_fn, _micros(allowed_lateness), _micros(session_resolution))
         )
+        session_gap = window_fn.gap_size.micros if isinstance(window_fn, Sessions) else None
+        self._assign = GlobalWindows() if self._closing is None else PresetWindows(session_gap)
         self._trigger = never_finishing(trigger or tr.DefaultTrigger())
         self._lateness = Duration(micros=_micros(allowed_lateness + grace))
         self._accumulation = ACCUMULATION[accumulation]
@@ -664,14 +777,23 @@ class Window(beam.PTransform):
             step=step_name,
             run_id=run_id,
         )
+        partials = BatchPartials(
+            key_fields,
+            self._metrics,
+            session_gap=session_gap,
+            per_row=counts_elements(self._trigger),
+            step=step_name,
+        )
+        self._emitter = _Emitter(partials, self._closing, step_name)
 
-    def _needs_gate(self, tables: beam.PCollection) -> bool:
-        streaming = tables.pipeline.options.view_as(StandardOptions).streaming
-        return self._closing is not None and (streaming or not tables.is_bounded)
+    def _streaming(self, tables: beam.PCollection) -> bool:
+        return bool(tables.pipeline.options.view_as(StandardOptions).streaming) or (
+            not tables.is_bounded
+        )
 
     def expand(self, tables: beam.PCollection) -> WindowOutputs:
-        if self._needs_gate(tables):
-            assert self._closing is not None
+        streaming = self._streaming(tables)
+        if streaming and self._closing is not None:
             split = (
                 tables
                 | "Global" >> beam.WindowInto(GlobalWindows())
@@ -681,30 +803,29 @@ class Window(beam.PTransform):
                 )
                 | "LatenessGate"
                 >> beam.ParDo(
-                    _LatenessGateFn(self._splitter, self._closing, self._step)
+                    _LatenessGateFn(self._splitter, self._closing, self._emitter)
                 ).with_outputs(DEAD_LETTERS, main=ROWS)
             )
         else:
-            split = tables | "ToRows" >> beam.ParDo(
-                _ToRowsFn(self._splitter, self._step)
+            split = tables | "Partials" >> beam.ParDo(
+                _PartialsFn(self._splitter, self._emitter)
             ).with_outputs(DEAD_LETTERS, main=ROWS)
         dead_letters = split[DEAD_LETTERS]
         dead_letters.element_type = pa.Table
-        aggregates = (
+        panes = (
             split[ROWS]
             | "Window"
             >> beam.WindowInto(
-                self._window_fn,
+                self._assign,
                 trigger=self._trigger,
                 accumulation_mode=self._accumulation,
                 allowed_lateness=self._lateness,
             )
-            | "Aggregate"
-            >> beam.CombinePerKey(
-                RowAggregate(self._splitter.columns, self._splitter.key_fields, self._metrics)
-            )
+            | "Aggregate" >> beam.CombinePerKey(MergePartials(self._key_fields, self._metrics))
             | "Panes" >> beam.ParDo(FormatPanes(self._step)).with_output_types(pa.Table)
-            | "Unwindow" >> beam.WindowInto(GlobalWindows())
-            | "Concat" >> beam.ParDo(ConcatInBundle()).with_output_types(pa.Table)
         )
+        if not streaming:
+            panes = panes | "Unwindow" >> beam.WindowInto(GlobalWindows())
+        concat = _KeepingWindows if streaming and self._closing is not None else beam.ParDo
+        aggregates = panes | "Concat" >> concat(ConcatPanes()).with_output_types(pa.Table)
         return WindowOutputs(aggregates, dead_letters)
