@@ -141,3 +141,29 @@ def test_fields_arrow_cannot_aggregate_fail_naming_the_step():
     aggregate = BatchPartials(["k"], {"top": "max(tags)"}, step="per_minute")
     with pytest.raises(RunError, match="per_minute: cannot group or aggregate"):
         aggregate.partials(table, np.zeros(1, np.int64), None)
+
+
+def test_report_distinct_count_of_an_all_null_json_column():
+    """pyarrow's ``distinct`` crashes the process on a column of type ``null`` (all-null JSON
+    values); the report aggregate counts it as the window step does: zero distinct values."""
+    from transforms.aggregate import GroupAggregate
+
+    report = GroupAggregate(["k"], {"d": "count_distinct(x)", "n": "count"})
+    table = pa.table({"k": ["a", "b", "a"], "x": pa.nulls(3)})
+    out = report.extract_output(report.add_input(report.create_accumulator(), table))
+    assert sorted(out.to_pylist(), key=lambda r: r["k"]) == [
+        {"k": "a", "d": 0, "n": 2},
+        {"k": "b", "d": 0, "n": 1},
+    ]
+
+
+def test_processing_time_delays_are_whole_seconds_and_translate():
+    from apache_beam.runners import pipeline_context
+
+    from transforms.windowing import never_finishing, trigger_from_config
+
+    early = {"type": "watermark", "early": {"type": "processing_time", "delay": 10}}
+    trigger = never_finishing(trigger_from_config(early))
+    assert trigger.to_runner_api(pipeline_context.PipelineContext())  # Flink/Dataflow form
+    with pytest.raises(ValueError, match="whole seconds"):
+        trigger_from_config({"type": "processing_time", "delay": 0.5})

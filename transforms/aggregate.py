@@ -72,6 +72,22 @@ def _aggregation(column: str, agg: str) -> tuple:
     return (column, agg)
 
 
+def groupable(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as Arrow's grouping kernels take it: dictionaries decoded, views as plain
+    strings, and an all-null column of JSON (type ``null``, which ``distinct`` crashes on) as
+    int64 nulls: the same values either way."""
+    kind = column.type
+    if pa.types.is_null(kind):
+        return column.cast(pa.int64())
+    if pa.types.is_dictionary(kind):
+        return column.cast(kind.value_type)
+    if pa.types.is_string_view(kind):
+        return column.cast(pa.string())
+    if pa.types.is_binary_view(kind):
+        return column.cast(pa.binary())
+    return column
+
+
 _MERGE = {"sum": "sum", "count": "sum", "min": "min", "max": "max"}
 
 
@@ -84,6 +100,10 @@ class GroupAggregate(beam.CombineFn):
 
     def partial(self, table: pa.Table) -> pa.Table:
         self._check_fields(table.column_names)
+        for m in self.metrics:
+            if m.kind == "count_distinct" and m.field is not None:
+                i = table.column_names.index(m.field)
+                table = table.set_column(i, m.field, groupable(table.column(i)))
         table = table.append_column("__bw_one", pa.array([1] * table.num_rows, pa.int64()))
         specs = [s for m in self.metrics for s in _partial_specs(m)]
         grouped = table.group_by(self.group_by, use_threads=False).aggregate(

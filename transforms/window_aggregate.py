@@ -42,7 +42,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming, WindowedValue
 
 from connectors.errors import RunError
 from connectors.metrics import NodeCounters
-from transforms.aggregate import Metric, _aggregation
+from transforms.aggregate import Metric, _aggregation, groupable
 
 WINDOW_START, WINDOW_END, PANE_TIMING, PANE_INDEX = (
     "window_start",
@@ -126,22 +126,6 @@ class BatchPartial:
     partial: Partial
 
 
-def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A column as Arrow's grouping kernels take it: dictionaries decoded, views as plain
-    strings, and an all-null column of JSON (type ``null``, which ``distinct`` crashes on) as
-    int64 nulls: the same values either way."""
-    kind = column.type
-    if pa.types.is_null(kind):
-        return column.cast(pa.int64())
-    if pa.types.is_dictionary(kind):
-        return column.cast(kind.value_type)
-    if pa.types.is_string_view(kind):
-        return column.cast(pa.string())
-    if pa.types.is_binary_view(kind):
-        return column.cast(pa.binary())
-    return column
-
-
 def _aggregations(metric: Metric, field: str | None) -> list[tuple[Any, str]]:
     """(column, Arrow function) pairs a metric's partial is built from (``field``: its column
     here)."""
@@ -206,7 +190,7 @@ class BatchPartials:
         columns = {k: rows.column(f) for k, f in zip(self._keys, self._key_fields, strict=True)}
         columns |= {name: rows.column(field) for field, name in self._fields.items()}
         columns["__t"] = pa.array(micros, pa.int64())
-        table = pa.table({name: _plain(column) for name, column in columns.items()})
+        table = pa.table({name: groupable(column) for name, column in columns.items()})
         try:
             grouped = self._group(table, windows)
         except (pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:

@@ -183,7 +183,11 @@ def trigger_from_config(config: Mapping[str, Any] | None) -> tr.TriggerFn:
             late=None if late is None else trigger_from_config(late),
         )
     if kind == "processing_time":
-        return tr.AfterProcessingTime(delay=float(need("delay")))
+        delay = float(need("delay"))
+        if not delay.is_integer() or delay < 0:
+            # Beam's trigger protocol (what Flink and Dataflow receive) carries whole seconds
+            raise ValueError(f"processing_time delay must be whole seconds >= 0, not {delay:g}")
+        return tr.AfterProcessingTime(delay=int(delay))
     if kind == "count":
         return tr.AfterCount(int(need("count")))
     if kind == "repeatedly":
