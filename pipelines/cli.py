@@ -311,7 +311,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--cases",
         help="comma-separated cases to run (default: all): "
-        "parquet, parquet_lineage, jsonl, baseline, demo",
+        "parquet, parquet_lineage, jsonl, baseline, demo, validate_only, window",
     )
     bench.add_argument(
         "--kafka", action="store_true", help="Kafka -> validate -> Parquet vs a raw consumer loop"
