@@ -383,6 +383,8 @@ class WriteFiles(beam.PTransform):
         super().__init__()
         if mode not in WRITE_MODES:
             raise ValueError(f"mode must be one of {WRITE_MODES}, not {mode!r}")
+        from connectors.panes import PaneFiles
+
         # one token per write: a continuous run writes many times under one run id
         write_id = uuid.uuid4().hex[:12]
         fmt = make_format(format_name, **(options or {}))
@@ -406,19 +408,16 @@ class WriteFiles(beam.PTransform):
             keep_positions,
         )
         self._finalize = _FinalizeFn(self.target, publish)
-        self._panes = {
-            "format_name": format_name,
-            "options": dict(options or {}),
-            "max_rows": max_rows_per_file,
-            "keep_positions": keep_positions,
-            "frequency": triggering_frequency,
-        }
+        self._panes = (
+            PaneFiles(format_name, dict(options or {}), max_rows_per_file, keep_positions),
+            triggering_frequency,
+        )
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
         from connectors.panes import WritePanes, is_streaming
 
         if is_streaming(tables):
-            return tables | "WritePanes" >> WritePanes(self.target, **self._panes)
+            return tables | "WritePanes" >> WritePanes(self.target, *self._panes)
         return (
             tables
             | "WriteTemp" >> beam.ParDo(self._write)

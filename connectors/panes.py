@@ -174,25 +174,25 @@ def pane_target(target: OutputTarget, label: str, pane_index: int) -> OutputTarg
 # --------------------------------------------------------------------------- writing
 
 
+@dataclasses.dataclass(frozen=True)
+class PaneFiles:
+    """How a pane's files are written (the ``WriteFiles`` settings that apply to them)."""
+
+    format_name: str
+    options: dict[str, Any]
+    max_rows: int | None
+    keep_positions: bool
+
+
 class _WritePaneFn(beam.DoFn):
     """Writes the rows of one window's pane as files and publishes them (see module doc)."""
 
-    def __init__(
-        self,
-        target: OutputTarget,
-        format_name: str,
-        options: dict[str, Any],
-        max_rows: int | None,
-        keep_positions: bool,
-    ) -> None:
+    def __init__(self, target: OutputTarget, files: PaneFiles) -> None:
         self._target = target
-        self._format_name = format_name
-        self._options = options
-        self._max_rows = max_rows
-        self._keep_positions = keep_positions
+        self._files = files
 
     def setup(self) -> None:
-        self._format = make_format(self._format_name, **self._options)
+        self._format = make_format(self._files.format_name, **self._files.options)
 
     def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         from connectors.fileio import finish_staging
@@ -203,13 +203,13 @@ class _WritePaneFn(beam.DoFn):
         label = window_label(window)
         target = pane_target(self._target, label, pane.index)
         make_dirs(target.staging_dir)
-        step = self._max_rows or table.num_rows
+        step = self._files.max_rows or table.num_rows
         staged = []
         for shard, start in enumerate(range(0, table.num_rows, step)):
             path = f"{target.staging_dir}/{shard:05d}{target.extension}"
             with open_output(path) as sink:
                 writer = self._format.open_writer(sink)
-                writer.keep_positions = self._keep_positions
+                writer.keep_positions = self._files.keep_positions
                 writer.write(table.slice(start, step))
                 writer.close()
             staged.append((path, writer.rows_written))
@@ -227,23 +227,16 @@ class WritePanes(beam.PTransform):
 
     Args:
         target: the sink's output (its directory holds one directory per window).
-        format_name, options, max_rows, keep_positions: as for ``WriteFiles``.
+        files: format, options, roll-over and positions, as given to ``WriteFiles``.
         frequency: seconds between processing-time panes of rows in the global window.
     """
 
     def __init__(
-        self,
-        target: OutputTarget,
-        *,
-        format_name: str,
-        options: dict[str, Any],
-        max_rows: int | None,
-        keep_positions: bool,
-        frequency: int = DEFAULT_TRIGGERING_FREQUENCY,
+        self, target: OutputTarget, files: PaneFiles, frequency: int = DEFAULT_TRIGGERING_FREQUENCY
     ) -> None:
         super().__init__()
         self._frequency = frequency
-        self._write = _WritePaneFn(target, format_name, options, max_rows, keep_positions)
+        self._write = _WritePaneFn(target, files)
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
         return (
