@@ -202,6 +202,13 @@ def test_late_and_invalid_rows_reach_the_dead_letters_and_counts_reconcile(strea
         r["orders"] for f in (streamed / "revenue").rglob("*.parquet") for r in pq.read_table(f).to_pylist()
     )
     assert aggregated == len(valid) - sum(d["rule"] == "late" for d in dead)
+    # and per pane: each processing-time pane of the validate step's input is whole
+    for pane, (ids, rejected) in enumerate([(["a", "b"], [2]), (["d", "e", "f"], [])]):
+        name = f"global/pane-{pane:05d}-part-00000-of-00001.jsonl"
+        assert [json.loads(x)["order_id"] for x in (streamed / "valid" / name).open()] == ids
+        letters = [json.loads(x) for x in (streamed / "dead" / name).open()]
+        assert [d["offset"] for d in letters if d["step"] == "check"] == rejected
+        assert len(ids) + len(rejected) == 3  # each pane's batch: three orders read
 
 
 def test_the_report_is_one_file_per_window_that_says_which(streamed):
