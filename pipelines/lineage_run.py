@@ -173,7 +173,9 @@ class RunLineageFacts:
                 "dataSource": facets.data_source(namespace),
                 "symlinks": facets.symlink(self.spec.name, d.node),
             }
-            if d.kind == "dead_letter":
+            if d.format == "kafka":  # a topic is only ever appended to
+                mode = "append"
+            elif d.kind == "dead_letter":
                 mode = self.spec.dead_letter.mode
             else:
                 sink_spec = next((k for k in self.spec.sinks if k.name == d.node), None)

@@ -391,6 +391,7 @@ def stream_spec(
         for staged in built.committers:
             staged.committer.release()
     problem = job.error and readable_error(job.error)
+    summary.published = True  # pane by pane, as the job ran
     summary.status = {"COMPLETE": "COMPLETE", "ABORT": "ABORTED"}.get(state, "FAILED")
     summary.error = problem or ("cancelled" if state == "ABORT" else None)
     if lineage:

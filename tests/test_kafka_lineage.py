@@ -281,3 +281,26 @@ def test_confluent_avro_topics_described_by_the_latest_registered_schema(
         (namespace, registered, "order_id"),
         (namespace, unregistered, "order_id"),
     }
+
+
+def test_kafka_outputs_are_appended_to_never_overwritten():
+    """A topic only grows: lineage must not mark a Kafka sink (or dead-letter topic) as
+    OVERWRITE, as it does a file sink in overwrite mode."""
+    from lineage.datasets import Dataset
+    from pipelines.lineage_run import RunLineageFacts
+
+    spec = spec_from_data(
+        {
+            "name": "appends",
+            "sources": [{"name": "s", "type": "file", "path": "in.jsonl"}],
+            "sinks": [{"name": "k", "type": "kafka", "bootstrap_servers": "h:9092", "topic": "t"}],
+            "dead_letter": {"type": "kafka", "bootstrap_servers": "h:9092", "topic": "dlq"},
+        }
+    )
+    outputs = [
+        Dataset("k", "sink", "kafka://h:9092/t", "kafka"),
+        Dataset("dead_letters", "dead_letter", "kafka://h:9092/dlq", "kafka"),
+    ]
+    facts = RunLineageFacts(spec, "run", [], outputs)
+    for dataset in facts.output_datasets():
+        assert "lifecycleStateChange" not in (dataset.facets or {}), dataset.name
