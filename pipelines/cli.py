@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec.run.batch_size = args.batch_size
     if args.runner:
         spec.run.runner = args.runner
+    _apply_runner_options(spec, args)
     from pipelines.display import LiveProgress, render_summary
     from pipelines.run import ProgressPoller, RunFailed, run_spec
 
@@ -169,6 +170,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _apply_runner_options(spec: Any, args: argparse.Namespace) -> None:
+    """``--option key=value`` and the Beam flags after ``--`` over ``run.runner_options``."""
+    from pipelines.runners import option_overrides
+
+    spec.run.runner_options.update(option_overrides(args.option, args.beam_flags))
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """Translate for a runner without running or submitting (:mod:`pipelines.plan`); the job
     JSON goes to ``--out`` (or stdout, with the summary line on stderr)."""
@@ -177,12 +185,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     from pipelines.plan import summary, translate
 
-    plan = translate(
-        spec,
-        args.runner,
-        streaming=True if args.streaming else None,
-        options=_params(args.option),
-    )
+    _apply_runner_options(spec, args)
+    plan = translate(spec, args.runner, streaming=True if args.streaming else None)
     text = json.dumps(plan, indent=2) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
@@ -246,6 +250,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
     run.add_argument("--batch-size", type=int, help="rows per Arrow batch (overrides the spec)")
     run.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"])
+    run.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Beam pipeline option over run.runner_options, typed (true, 4, [a, b]); "
+        "standard Beam flags also go after '--', e.g. -- --project=p --region=r",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="no live progress display")
     run.add_argument(
         "--follow",
@@ -332,7 +344,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_flags: list[str] = []
+    if "--" in argv:  # standard Beam options, for run and plan: ... -- --project=p
+        cut = argv.index("--")
+        argv, beam_flags = argv[:cut], argv[cut + 1 :]
     args = parser().parse_args(argv)
+    args.beam_flags = beam_flags
+    if beam_flags and args.command not in ("run", "plan"):
+        _stderr(f"beamwright {args.command}: Beam options after '--' are for run and plan only")
+        return EXIT_INVALID
     # Beam logs optional-dependency notices (GCS, apitools) at import; they are noise here.
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,

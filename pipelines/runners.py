@@ -10,9 +10,10 @@ to Beam's runners; their required options come from ``run.runner_options``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
-from connectors.errors import BeamwrightError
+from connectors.errors import BeamwrightError, closest
 from pipelines.spec import RunSettings
 
 REQUIRED = {
@@ -59,9 +60,58 @@ def option_values(
 
 
 def pipeline_options(settings: RunSettings, job_name: str, *, streaming: bool = False) -> Any:
+    """The one place values become Beam PipelineOptions. They are given typed (as keyword
+    overrides), not turned back into flags: ``from_dictionary`` made ``dry_run: true`` a bare
+    ``--dry_run`` flag, which Beam's argparse refuses."""
     cache_dofn_specs()
     values = option_values(settings, job_name, streaming=streaming)
-    return _options_class().from_dictionary(dict(values))
+    return _options_class()(flags=[], **values)
+
+
+def typed_option(text: str) -> tuple[str, Any]:
+    """``key=value`` from ``--option``, the value typed as YAML reads it: ``true`` is a bool,
+    ``3`` an int, ``[a, b]`` a list, anything else text."""
+    from pipelines.loading import parse_yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise RunnerConfigError(
+            f"--option {text}: expected key=value", hint="e.g. --option max_num_workers=4"
+        )
+    try:
+        value = parse_yaml(raw) if raw.strip() else ""
+    except Exception:  # noqa: BLE001 - not YAML: the text itself
+        value = raw
+    if isinstance(value, (dict, list, str, int, float, bool)):
+        return key.strip(), value
+    return key.strip(), raw
+
+
+def beam_flags(flags: Sequence[str]) -> dict[str, Any]:
+    """Standard Beam options given after ``--`` (``--project=p --streaming``), typed by Beam's
+    own option parsers; a flag no Beam option knows is refused with the closest name."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    known = set(PipelineOptions(flags=[]).get_all_options())
+    for flag in flags:
+        name = flag[2:].split("=", 1)[0] if flag.startswith("--") else ""
+        if flag.startswith("--") and name not in known:
+            guess = closest(name, sorted(known))
+            raise RunnerConfigError(
+                f"{flag}: not a Beam pipeline option",
+                hint=f"did you mean --{guess}?" if guess else "see Beam's pipeline options",
+            )
+    given = PipelineOptions(flags=list(flags)).get_all_options(drop_default=True)
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def option_overrides(options: Sequence[str], flags: Sequence[str]) -> dict[str, Any]:
+    """Runner options from the command line: ``--option key=value`` pairs, then the standard
+    Beam flags after ``--`` (which win). They go over the spec's ``run.runner_options``."""
+    values = dict(typed_option(text) for text in options)
+    if flags:
+        values.update(beam_flags(flags))
+    return values
 
 
 def runs_streaming(settings: RunSettings) -> bool:
