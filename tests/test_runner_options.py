@@ -91,3 +91,37 @@ def test_a_runner_without_its_required_option_says_which(capsys, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     assert main(["run", "data_processing", "--runner", "portable", "-q"]) == 2
     assert "needs job_endpoint" in capsys.readouterr().err
+
+
+def test_the_flink_profile_gives_beams_flink_runner_its_options():
+    """The Flink job-server jar is a download (not reachable here), so the profile is checked
+    by what Beam's FlinkRunner would read from the options."""
+    from apache_beam.options.pipeline_options import (
+        FlinkRunnerOptions,
+        PortableOptions,
+        StandardOptions,
+    )
+
+    settings = RunSettings(
+        runner="flink",
+        runner_options={
+            "flink_master": "flink-jobmanager:8081",
+            "flink_version": "1.18",
+            "flink_submit_uber_jar": True,
+            "parallelism": 4,
+            "environment_type": "EXTERNAL",
+            "environment_config": "localhost:50000",
+        },
+    )
+    options = pipeline_options(settings, "orders")
+    flink = options.view_as(FlinkRunnerOptions)
+    assert options.view_as(StandardOptions).runner == "FlinkRunner"
+    assert (flink.flink_master, flink.flink_version) == ("flink-jobmanager:8081", "1.18")
+    assert flink.flink_submit_uber_jar is True and flink.parallelism == 4
+    portable = options.view_as(PortableOptions)
+    assert (portable.environment_type, portable.environment_config) == (
+        "EXTERNAL",
+        "localhost:50000",
+    )
+    with pytest.raises(RunnerConfigError, match="needs flink_master"):
+        pipeline_options(RunSettings(runner="flink"), "orders")
