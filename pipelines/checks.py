@@ -85,7 +85,9 @@ def static_problems(spec: s.PipelineSpec) -> list[str]:
     Field references are checked only once every expression parses: the walk reads the
     fields each expression names.
     """
-    problems = expression_problems(spec)
+    from pipelines.remote_rules import remote_problems
+
+    problems = expression_problems(spec) or remote_problems(spec)
     if problems:
         return problems
     return field_problems(spec, known_source_fields(spec))

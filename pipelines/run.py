@@ -110,8 +110,12 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
     from connectors.committer import OutputConflict
     from pipelines.build import build_pipeline
     from pipelines.loading import SpecError
+    from pipelines.remote_rules import remote_problems
     from pipelines.runners import pipeline_options
 
+    problems = remote_problems(spec)
+    if problems:  # before anything is claimed or submitted
+        raise SpecError(problems)
     streaming = bool(streaming_sources(spec))
     pipeline = beam.Pipeline(
         options=pipeline_options(spec.run, job_name(spec), streaming=streaming)

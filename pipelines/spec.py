@@ -112,12 +112,23 @@ class RunSettings(SpecModel):
         "Use a gs:// path on Dataflow.",
     )
 
+    allow_local_secrets: bool = Field(
+        default=False,
+        description="Allow env and file secrets on runners whose workers are other processes "
+        "(Flink, Dataflow, portable with workers elsewhere): only when the workers have them too.",
+    )
+
     def profile_dir(self, run_id: str) -> str:
-        """Where the run's partial column profiles go (read back by lineage after the run)."""
+        """Where the run's partial column profiles go (read back by lineage after the run):
+        ``temp_location``, else the runner's ``temp_location`` option, else the system's."""
         import tempfile
         from pathlib import Path
 
-        base = self.temp_location or str(Path(tempfile.gettempdir()) / "beamwright-runs")
+        base = (
+            self.temp_location
+            or self.runner_options.get("temp_location")
+            or str(Path(tempfile.gettempdir()) / "beamwright-runs")
+        )
         return f"{base.rstrip('/')}/{run_id}/profiles"
 
 
