@@ -43,6 +43,7 @@ from connectors.metrics import (
     TALLY,
     NodeCounters,
 )
+from connectors.names import CombineGlobally, labelled_pardo
 from connectors.records import dead_letters_for_rejects, plain_positions
 
 DEAD_LETTERS = "dead_letters"
@@ -165,14 +166,20 @@ class ReadFiles(beam.PTransform):
         self._fn = _ReadFn(source_name, format_name, options or {}, batch_size, run_id)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
-        tasks = pbegin | "Tasks" >> beam.Create(self._tasks)
+        # not beam.Create, whose inner labels are Beam's (connectors.names); its reshuffle of
+        # several elements is the Spread below
+        tasks = pbegin | "Impulse" >> beam.Impulse() | "Tasks" >> beam.FlatMap(_each, self._tasks)
         if len(self._tasks) > 1:
             tasks = tasks | "Spread" >> beam.Reshuffle()
-        outputs = tasks | "Decode" >> beam.ParDo(self._fn).with_output_types(pa.Table).with_outputs(
-            DEAD_LETTERS, main=ROWS
-        )
+        outputs = tasks | labelled_pardo("Decode", self._fn).with_output_types(
+            pa.Table
+        ).with_outputs(DEAD_LETTERS, main=ROWS)
         outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise
         return outputs
+
+
+def _each(_impulse: bytes, tasks: list[ReadTask]) -> list[ReadTask]:
+    return tasks
 
 
 # --------------------------------------------------------------------------- writing
@@ -421,6 +428,6 @@ class WriteFiles(beam.PTransform):
         return (
             tables
             | "WriteTemp" >> beam.ParDo(self._write)
-            | "Collect" >> beam.combiners.ToList()
+            | "Collect" >> CombineGlobally(beam.combiners.ToListCombineFn())
             | "Finalize" >> beam.ParDo(self._finalize)
         )

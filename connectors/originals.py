@@ -308,7 +308,9 @@ class RecoverOriginals(beam.PTransform):
         self._origins = origins
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
-        return tables | beam.ParDo(_RecoverFn(self._origins)).with_output_types(pa.Table)
+        return tables | "Recover" >> beam.ParDo(_RecoverFn(self._origins)).with_output_types(
+            pa.Table
+        )
 
 
 # --------------------------------------------------------------------------- files

@@ -123,4 +123,4 @@ class WriteReport(beam.PTransform):
         from connectors.panes import is_streaming
 
         fn = _WriteReportFn(self.target, self._publish, per_window=is_streaming(tables))
-        return tables | beam.ParDo(fn)
+        return tables | "Write" >> beam.ParDo(fn)

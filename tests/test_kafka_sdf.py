@@ -575,7 +575,7 @@ def test_fn_api_runner_checkpoint_resume_and_finalization(kafka_broker, topic, r
         PROBES[probe].released.set()
 
     source = ReadKafka(bootstrap, name, source_name="fn", group_id=group, batch_size=10)
-    with fn_runner.split_manager("Kafka/Read/ParDo(ReadPartitionFn)", split_manager):
+    with fn_runner.split_manager("Kafka/Read/Read", split_manager):
         if residual_fails:
             with pytest.raises(Exception, match="the bundle holding offset 29"):
                 run_with_probe(source, probe, grpc_runner())

@@ -32,6 +32,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from connectors.arrow_coder import ArrowTableCoder
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters, rule_counter
+from connectors.names import labelled_pardo
 from connectors.records import dead_letters_for_rows
 from transforms.step import DEAD_LETTERS, ROWS
 from transforms.windowing import MISSING_FIELD, beam_key
@@ -255,8 +256,8 @@ class BatchByKey(beam.PTransform):
         self._clock = clock
 
     def expand(self, tables: beam.PCollection) -> BatchOutputs:
-        split = tables | "SplitByKey" >> beam.ParDo(
-            _SplitByKeyFn(self._key_fields, self._step, self._run_id)
+        split = tables | labelled_pardo(
+            "SplitByKey", _SplitByKeyFn(self._key_fields, self._step, self._run_id)
         ).with_outputs(DEAD_LETTERS, main=ROWS)
         dead_letters = split[DEAD_LETTERS]
         dead_letters.element_type = pa.Table

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.names import CombineGlobally
 from connectors.records import POSITION_COLUMNS, dead_letters_for_rows, strip_positions
 from transforms.coerce import ARROW_TYPES, coerce
 from transforms.step import ArrowStep, StepResult
@@ -179,8 +180,6 @@ class Lookup(ArrowStep):
         self._reference_data = reference
 
     def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        collected = self._reference_data | "CollectReference" >> beam.CombineGlobally(
-            ConcatTables()
-        )
+        collected = self._reference_data | "CollectReference" >> CombineGlobally(ConcatTables())
         self._side_inputs = (beam.pvalue.AsSingleton(collected),)
         return super().expand(tables)

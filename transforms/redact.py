@@ -168,4 +168,4 @@ class RedactDeadLetters(beam.PTransform):
         def redact(table: pa.Table) -> Iterable[pa.Table]:
             yield redact_table(table, fields)
 
-        return tables | beam.FlatMap(redact).with_output_types(pa.Table)
+        return tables | "Redact" >> beam.FlatMap(redact).with_output_types(pa.Table)

@@ -29,6 +29,7 @@ from connectors.metrics import (
     NodeCounters,
     rule_counter,
 )
+from connectors.names import labelled_pardo
 from connectors.records import SOURCE_COLUMN, empty_dead_letters
 
 DEAD_LETTERS = "dead_letters"
@@ -154,8 +155,8 @@ class ArrowStep(beam.PTransform):
         return self._processor
 
     def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        outputs = tables | beam.ParDo(
-            _ArrowStepFn(self._step, self._processor), *self._side_inputs
+        outputs = tables | labelled_pardo(
+            "Process", _ArrowStepFn(self._step, self._processor), *self._side_inputs
         ).with_output_types(pa.Table).with_outputs(DEAD_LETTERS, main=ROWS)
         outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise
         return outputs

@@ -107,6 +107,7 @@ from apache_beam.transforms.window import (
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
 
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters, rule_counter
+from connectors.names import labelled_pardo
 from connectors.panes import KeepWindows
 from connectors.records import dead_letters_for_rows
 from transforms.aggregate import GroupAggregate
@@ -813,14 +814,13 @@ class Window(beam.PTransform):
                 >> beam.ParDo(_ShardFn(self._shards)).with_output_types(
                     beam.typehints.Tuple[int, pa.Table]
                 )
-                | "LatenessGate"
-                >> beam.ParDo(
-                    _LatenessGateFn(self._splitter, self._closing, self._emitter)
+                | labelled_pardo(
+                    "LatenessGate", _LatenessGateFn(self._splitter, self._closing, self._emitter)
                 ).with_outputs(DEAD_LETTERS, main=ROWS)
             )
         else:
-            split = tables | "Partials" >> beam.ParDo(
-                _PartialsFn(self._splitter, self._emitter)
+            split = tables | labelled_pardo(
+                "Partials", _PartialsFn(self._splitter, self._emitter)
             ).with_outputs(DEAD_LETTERS, main=ROWS)
         dead_letters = split[DEAD_LETTERS]
         dead_letters.element_type = pa.Table

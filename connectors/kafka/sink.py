@@ -45,6 +45,7 @@ from connectors.kafka.encode import (
 from connectors.kafka.schema_registry import SchemaRegistry
 from connectors.kafka.schemas import record_schema
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_WRITTEN, NodeCounters
+from connectors.names import labelled_pardo
 from connectors.secrets import SecretRef
 
 DEAD_LETTERS = "dead_letters"
@@ -313,7 +314,7 @@ class WriteKafka(beam.PTransform):
         )
 
     def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        outputs = tables | "Produce" >> beam.ParDo(self._fn).with_outputs(
+        outputs = tables | labelled_pardo("Produce", self._fn).with_outputs(
             DEAD_LETTERS, main=WRITTEN
         )
         outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise

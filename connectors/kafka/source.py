@@ -68,6 +68,7 @@ from connectors.kafka.reader import (
     UnboundedReadPartitionFn,
 )
 from connectors.kafka.schemas import record_schema
+from connectors.names import labelled_pardo
 from connectors.secrets import SecretRef
 
 ROWS = "rows"
@@ -177,7 +178,7 @@ class ReadKafka(beam.PTransform):
             | "Plan" >> beam.ParDo(self._planner)
             | "Spread" >> beam.Reshuffle()
         )
-        outputs = reads | "Read" >> beam.ParDo(self._reader).with_output_types(
+        outputs = reads | labelled_pardo("Read", self._reader).with_output_types(
             pa.Table
         ).with_outputs(DEAD_LETTERS, main=ROWS)
         outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise

@@ -40,8 +40,7 @@ class ReportSinkSpec(SinkBase):
 
 
 def build(node: ReportSinkSpec, ctx: Any, path: str, rows: Any) -> None:
-    import apache_beam as beam
-
+    from connectors.names import CombineGlobally
     from connectors.panes import into_panes, is_streaming
     from connectors.report import WriteReport
     from transforms.aggregate import GroupAggregate
@@ -56,11 +55,11 @@ def build(node: ReportSinkSpec, ctx: Any, path: str, rows: Any) -> None:
     )
     dataset = ctx.dataset(node.name, "sink", node.path, node.path.rsplit(".", 1)[-1])
     ctx.own_output(dataset, write.target, f"{path}.path")
-    aggregate = beam.CombineGlobally(GroupAggregate(node.group_by, node.metrics))
-    if is_streaming(rows):  # one report per window, republished with each pane
+    streaming = is_streaming(rows)
+    if streaming:  # one report per window, republished with each pane
         frequency = ctx.spec.run.triggering_frequency
         rows = into_panes(rows, frequency, accumulating=True, label=f"{node.name}/Panes")
-        aggregate = aggregate.without_defaults()
+    aggregate = CombineGlobally(GroupAggregate(node.group_by, node.metrics), defaults=not streaming)
     rows | f"{node.name}/Aggregate" >> aggregate | node.name >> write
     ctx.datasets_out.append(dataset)
 
