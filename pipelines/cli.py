@@ -332,12 +332,14 @@ def parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.dev.sample_stream import add_parser as add_sample_stream
+    from pipelines.flex import add_parser as add_flex
     from pipelines.lineage_cli import add_parser as add_lineage
     from pipelines.secrets_cli import add_parser as add_secrets
 
     add_lineage(sub)
     add_secrets(sub)
     add_sample_stream(sub)
+    add_flex(sub)
     return p
 
 

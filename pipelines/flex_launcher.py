@@ -1,0 +1,144 @@
+"""The program a Dataflow Flex Template launches: ``python main.py --param=value ...``.
+
+Google's Flex launcher runs ``$FLEX_TEMPLATE_PYTHON_PY_FILE`` (the ``main.py`` that
+``beamwright flex build`` writes, which calls :func:`main`) with every template parameter and
+every Beam option as one ``--name=value`` argument, adds ``--setup_file`` from
+``$FLEX_TEMPLATE_PYTHON_SETUP_FILE``, and expects the program to *submit* the job and return:
+it must not wait for the job to finish. So :func:`main`
+
+1. splits the arguments: names the template declares are template parameters (typed and
+   checked by :func:`pipelines.loading.resolve_parameters`, as ``beamwright run -p`` does);
+   everything else goes to Beam's ``PipelineOptions`` unchanged;
+2. expands the template and builds its graph as ``beamwright plan`` does for Dataflow
+   (``pipelines.plan._for_runner``, reused: the remote-runner path of sources and sinks, a streaming
+   job when a source is unbounded);
+3. calls ``pipeline.run()`` and returns, never ``wait_until_finish``.
+
+``--runner`` defaults to ``DataflowRunner``. With ``--dry_run=True`` Beam's DataflowRunner
+translates the job and stops before creating it (what the tests do, offline).
+
+Not done here, because the launcher is gone once the job is submitted: the driver's part of
+``beamwright run`` (claiming outputs, the error threshold and reconciliation, publishing
+staged outputs of a *bounded* job, OpenLineage events). Streaming jobs publish each pane from
+inside the pipeline, so they are complete; a batch job launched this way leaves its file
+outputs staged until a publish step exists for detached runs (issue 12, ``--detach``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from connectors.errors import EXIT_INVALID, EXIT_OK, BeamwrightError
+
+TEMPLATE_ENV = "BEAMWRIGHT_TEMPLATE"  # set in the image by the generated Dockerfile
+
+
+def split_arguments(
+    declared: Mapping[str, Any], argv: Sequence[str]
+) -> tuple[dict[str, str], list[str]]:
+    """``(template parameters, Beam arguments)`` from launcher arguments.
+
+    ``--name=value`` (or ``--name value``) whose name the template declares is a parameter;
+    every other argument is passed to Beam as it came.
+    """
+    params: dict[str, str] = {}
+    beam_args: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if name in declared:
+            if not sep:  # --name value
+                if i + 1 >= len(args):
+                    raise LaunchError(f"--{name} needs a value", where="arguments")
+                i += 1
+                value = args[i]
+            params[name] = value
+        else:
+            beam_args.append(arg)
+        i += 1
+    return params, beam_args
+
+
+class LaunchError(BeamwrightError, ValueError):
+    """The launch arguments are wrong (exit code 2: nothing was submitted)."""
+
+
+def launch(spec: Any, beam_args: Sequence[str]) -> Any:
+    """Build ``spec`` on a pipeline with ``beam_args`` and submit it; the runner's result,
+    not waited for."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import (
+        GoogleCloudOptions,
+        PipelineOptions,
+        StandardOptions,
+    )
+
+    from pipelines.build import build_pipeline
+    from pipelines.ids import new_run_id
+    from pipelines.plan import _for_runner as for_runner
+    from pipelines.run import job_name
+    from pipelines.runners import cache_dofn_specs
+
+    spec, streaming = for_runner(spec, "dataflow", None)
+    cache_dofn_specs()
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "DataflowRunner"
+    if streaming:
+        standard.streaming = True
+    cloud = options.view_as(GoogleCloudOptions)
+    if not cloud.job_name:
+        cloud.job_name = job_name(spec)
+    try:
+        pipeline = beam.Pipeline(options=options)
+    except (ValueError, SystemExit) as exc:  # Beam's validation; argparse exits on bad values
+        raise LaunchError(
+            f"the Beam options are not valid: {' '.join(str(exc).split())}", where="arguments"
+        ) from None
+    build_pipeline(spec, pipeline, new_run_id())
+    return pipeline.run()  # Flex: submit and return; never wait_until_finish
+
+
+def main(argv: Sequence[str] | None = None, template: str | None = None) -> int:
+    """Expand ``template`` (default: ``$BEAMWRIGHT_TEMPLATE``) with the ``--param=value``
+    arguments and submit it with the rest as Beam options. 0 when submitted, 2 when the
+    arguments or the template are wrong (nothing submitted)."""
+    import templates
+    from pipelines.loading import SpecError, resolve_parameters
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = template or os.environ.get(TEMPLATE_ENV)
+    try:
+        if not name:
+            raise LaunchError(
+                "no template to launch", hint=f"set {TEMPLATE_ENV} (the generated image does)"
+            )
+        try:
+            tpl = templates.get_template(name)
+        except KeyError as exc:
+            raise LaunchError(str(exc.args[0]), where=TEMPLATE_ENV) from None
+        params, beam_args = split_arguments(tpl.parameters, argv)
+        values = resolve_parameters(tpl.parameters, params)
+        try:
+            spec = tpl.expand(values)
+        except ValueError as exc:
+            raise SpecError([str(exc)], f"template {name}") from None
+        result = launch(spec, beam_args)
+    except (BeamwrightError, SpecError) as exc:
+        print(f"beamwright flex launcher: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_INVALID)
+    job_id = result.job_id() if hasattr(result, "job_id") else None  # none for a dry run
+    print(f"beamwright flex launcher: submitted {name} ({result.state}); job id: {job_id}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
