@@ -12,14 +12,18 @@ it must not wait for the job to finish. So :func:`main`
 2. expands the template and builds its graph as ``beamwright plan`` does for Dataflow
    (``pipelines.plan._for_runner``, reused: the remote-runner path of sources and sinks, a streaming
    job when a source is unbounded);
-3. calls ``pipeline.run()`` and returns, never ``wait_until_finish``.
+3. refuses what workers elsewhere could not use, as ``run`` does (:mod:`pipelines.remote_rules`:
+   relative paths; env and file secrets unless ``--allow_local_secrets=true``);
+4. calls ``pipeline.run()`` and returns, never ``wait_until_finish``.
 
 ``--runner`` defaults to ``DataflowRunner``. With ``--dry_run=True`` Beam's DataflowRunner
 translates the job and stops before creating it (what the tests do, offline).
 
 Not done here, because the launcher is gone once the job is submitted: the driver's part of
 ``beamwright run`` (claiming outputs, the error threshold and reconciliation, publishing
-staged outputs of a *bounded* job, OpenLineage events). Streaming jobs publish each pane from
+staged outputs of a *bounded* job, OpenLineage events, merging column profiles: the spec's
+``run.temp_location`` is not set from ``--temp_location``, since nothing would read the
+partial profiles). Streaming jobs publish each pane from
 inside the pipeline, so they are complete; a batch job launched this way leaves its file
 outputs staged until a publish step exists for detached runs (issue 12, ``--detach``).
 """
@@ -35,6 +39,9 @@ from typing import Any
 from connectors.errors import EXIT_INVALID, EXIT_OK, BeamwrightError
 
 TEMPLATE_ENV = "BEAMWRIGHT_TEMPLATE"  # set in the image by the generated Dockerfile
+# ``run.allow_local_secrets`` as a launch argument (consumed here, never passed to Beam): env and
+# file secrets are refused on Dataflow unless the workers have them too (pipelines.remote_rules).
+ALLOW_LOCAL_SECRETS = "--allow_local_secrets"
 
 
 def split_arguments(
@@ -71,7 +78,8 @@ class LaunchError(BeamwrightError, ValueError):
 
 def launch(spec: Any, beam_args: Sequence[str]) -> Any:
     """Build ``spec`` on a pipeline with ``beam_args`` and submit it; the runner's result,
-    not waited for."""
+    not waited for. ``--allow_local_secrets=true`` among ``beam_args`` sets
+    ``run.allow_local_secrets``."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import (
         GoogleCloudOptions,
@@ -81,13 +89,23 @@ def launch(spec: Any, beam_args: Sequence[str]) -> Any:
 
     from pipelines.build import build_pipeline
     from pipelines.ids import new_run_id
+    from pipelines.loading import SpecError
     from pipelines.plan import _for_runner as for_runner
+    from pipelines.remote_rules import remote_problems
     from pipelines.run import job_name
     from pipelines.runners import cache_dofn_specs
 
     spec, streaming = for_runner(spec, "dataflow", None)
     cache_dofn_specs()
-    options = PipelineOptions(list(beam_args))
+    beam_args = list(beam_args)
+    for arg in [a for a in beam_args if a.split("=")[0] == ALLOW_LOCAL_SECRETS]:
+        beam_args.remove(arg)
+        value = arg.partition("=")[2].lower()
+        spec.run.allow_local_secrets = value in ("", "true", "1", "yes", "on")
+    options = PipelineOptions(beam_args)
+    problems = remote_problems(spec)  # workers are elsewhere: absolute or remote paths only
+    if problems:
+        raise SpecError(problems)
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = "DataflowRunner"

@@ -223,6 +223,10 @@ def test_the_launcher_translates_the_job_as_the_flex_launcher_runs_it(
         "--job_name=flex-test",
         f"--setup_file={os.environ['FLEX_TEMPLATE_PYTHON_SETUP_FILE']}",
         "--dry_run=True",
+        # data_processing's pseudonym key is always a file secret, refused for workers
+        # elsewhere; a dry run never reaches workers (a real launch needs the template to take
+        # a secret store reference: see the README)
+        "--allow_local_secrets=true",
     ]
     monkeypatch.setattr(sys, "argv", [os.environ["FLEX_TEMPLATE_PYTHON_PY_FILE"], *argv])
     with pytest.raises(SystemExit) as exit_:
@@ -232,6 +236,7 @@ def test_the_launcher_translates_the_job_as_the_flex_launcher_runs_it(
 
     (beam_args, result) = results[0]
     assert not any(a.startswith(("--output_dir", "--batch_size")) for a in beam_args)
+    assert "--allow_local_secrets=true" in beam_args  # the launcher's own: consumed in launch
     job = result.job  # the dry run stops where the job would be created
     assert job.proto.name == "flex-test"
     assert job.proto.type.name == "JOB_TYPE_BATCH"
@@ -249,10 +254,23 @@ def test_invalid_beam_options_exit_2(tmp_path, monkeypatch, capsys):
     NetworkGuard(monkeypatch)
     argv = [f"--output_dir={tmp_path}", f"--pseudonym_key_file={tmp_path / 'k'}"]
     argv += ["--runner=DataflowRunner", "--project=p", "--region=r"]
-    argv += ["--temp_location=gs://my-bucket/tmp", "--dry_run=True"]
+    argv += ["--temp_location=gs://my-bucket/tmp", "--dry_run=True", "--allow_local_secrets"]
     code = flex_launcher.main(argv, "data_processing")
     assert code == 2
     assert "Invalid Project ID (p)" in capsys.readouterr().err
+
+
+def test_relative_paths_are_refused_before_submitting(tmp_path, monkeypatch, capsys):
+    """Workers run elsewhere: the launcher applies run's remote-runner rules."""
+    pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient")
+    NetworkGuard(monkeypatch)
+    argv = ["--output_dir=relative/out", f"--pseudonym_key_file={tmp_path / 'k'}"]
+    argv += ["--runner=DataflowRunner", "--project=my-project", "--region=europe-west1"]
+    argv += ["--temp_location=gs://my-bucket/tmp", "--dry_run=True"]
+    assert flex_launcher.main(argv, "data_processing") == 2
+    err = capsys.readouterr().err
+    assert "relative/out" in err
+    assert "a file secret" in err  # without --allow_local_secrets: the pseudonym key file
 
 
 def test_bad_launch_parameters_exit_2_before_anything_is_built(capsys):
