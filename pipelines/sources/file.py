@@ -44,7 +44,7 @@ class FileSourceSpec(SpecModel):
 def build(node: FileSourceSpec, ctx: Any, path: str) -> None:
     from connectors.committer import make_dirs
     from connectors.fileio import ReadFiles, match_files, plan_reads
-    from connectors.files.base import CorruptFileError
+    from connectors.files.base import CorruptFileError, is_remote
     from connectors.files.registry import infer_format, make_format
 
     try:
@@ -81,7 +81,8 @@ def build(node: FileSourceSpec, ctx: Any, path: str) -> None:
         from transforms.profile import WriteProfile
 
         folder = ctx.spec.run.profile_dir(ctx.run_id)
-        make_dirs(folder)
+        if not is_remote(folder):  # object stores have no directories: nothing to ask them
+            make_dirs(folder)
         outputs.rows | f"{node.name}/Profile" >> WriteProfile(folder, node.name)
     fmt = node.format or (infer_format(files[0]) if files else "jsonl")
     ctx.inputs.append(ctx.dataset(node.name, "source", node.path, fmt, files))
