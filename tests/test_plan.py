@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from pipelines.cli import load_target, main
-from pipelines.loading import spec_from_data
 from pipelines.plan import PlanError, translate
+from tests.stream_specs import orders_stream
 
 pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient")  # the gcp extra
 
@@ -68,65 +68,6 @@ def _node_names(spec) -> list[str]:
 
 def _steps_of(plan, node: str) -> list[dict]:
     return [st for st in plan["steps"] if st["name"].split("/")[0] == node]
-
-
-def _streaming_spec(tmp_path, bounded):
-    """Kafka (unbounded or not) -> validate -> window (fixed 60 s) -> file sink, plus the
-    validated rows to a Kafka topic and the dead letters to a Kafka dead-letter topic."""
-    return spec_from_data(
-        {
-            "name": "orders_stream",
-            "sources": [
-                {
-                    "name": "orders",
-                    "type": "kafka",
-                    "bootstrap_servers": "broker.invalid:9092",
-                    "topics": "orders",
-                    "group_id": "beamwright",
-                    "bounded": bounded,
-                }
-            ],
-            "steps": [
-                {
-                    "name": "typed",
-                    "type": "validate",
-                    "fields": {
-                        "order_id": {"type": "string", "required": True},
-                        "country": {"type": "string"},
-                        "amount": {"type": "float64"},
-                    },
-                },
-                {
-                    "name": "per_minute",
-                    "type": "window",
-                    "window": {"type": "fixed", "size": 60},
-                    "group_by": ["country"],
-                    "metrics": {"orders": "count", "revenue": "sum(amount)"},
-                },
-            ],
-            "sinks": [
-                {
-                    "name": "warehouse",
-                    "type": "file",
-                    "path": str(tmp_path / "warehouse"),
-                    "input": "per_minute",
-                },
-                {
-                    "name": "clean_orders",
-                    "type": "kafka",
-                    "bootstrap_servers": "broker.invalid:9092",
-                    "topic": "orders_clean",
-                    "input": "typed",
-                },
-            ],
-            "dead_letter": {
-                "type": "kafka",
-                "bootstrap_servers": "broker.invalid:9092",
-                "topic": "orders_dead_letters",
-            },
-            "lineage": {"enabled": False},
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +144,7 @@ def test_the_cli_prints_a_summary(main_job, tmp_path, capsys):
 def test_kafka_window_files_spec_translates_to_a_streaming_job(
     tmp_path, offline, bounded, streaming
 ):
-    spec = _streaming_spec(tmp_path, bounded)
+    spec = orders_stream(tmp_path, bounded=bounded)
     plan = translate(spec, "dataflow", streaming=streaming)
     assert offline.attempts == []
     job = plan["job"]
@@ -234,7 +175,7 @@ def test_kafka_window_files_spec_translates_to_a_streaming_job(
 
 
 def test_a_batch_job_of_an_unbounded_spec_is_refused(tmp_path, offline):
-    spec = _streaming_spec(tmp_path, None)
+    spec = orders_stream(tmp_path)
     with pytest.raises(PlanError) as caught:
         translate(spec, "dataflow", streaming=False)
     assert caught.value.where == "sources" and "orders" in caught.value.problem
@@ -248,7 +189,7 @@ def test_translation_makes_no_network_connection(tmp_path, offline):
         socket.create_connection(("192.0.2.1", 9), timeout=1)
     assert offline.attempts
     offline.attempts.clear()
-    translate(_streaming_spec(tmp_path, None), "dataflow")
+    translate(orders_stream(tmp_path), "dataflow")
     assert offline.attempts == []
 
 
@@ -270,5 +211,5 @@ def test_without_the_gcp_extra_the_error_says_what_to_install(tmp_path, monkeypa
     monkeypatch.delattr(internal, "apiclient")
     monkeypatch.setitem(sys.modules, "apache_beam.runners.dataflow.internal.apiclient", None)
     with pytest.raises(PlanError) as caught:
-        translate(_streaming_spec(tmp_path, None), "dataflow")
+        translate(orders_stream(tmp_path), "dataflow")
     assert "pip install 'beamwright[gcp]'" in str(caught.value)

@@ -16,7 +16,7 @@ from connectors.names import CombineGlobally
 from pipelines.build import build_pipeline
 from pipelines.checks import build_graph
 from pipelines.cli import load_target
-from pipelines.loading import spec_from_data
+from tests.stream_specs import orders_stream
 
 GOLDEN = Path(__file__).parent / "data" / "main_job_transform_names.txt"
 UPDATE = "BEAMWRIGHT_UPDATE_GOLDEN"
@@ -67,68 +67,17 @@ def test_main_job_names_are_stable(main_job_names):
 
 
 def _streaming_spec(tmp_path: Path):
-    """Kafka -> validate -> window, to a file sink, a report sink and a Kafka topic, dead
-    letters to a Kafka topic: the transforms only a streaming graph has (panes, lateness
-    gate, Kafka reads and writes)."""
-    kafka = {"bootstrap_servers": "broker.invalid:9092"}
-    return spec_from_data(
-        {
-            "name": "orders_stream",
-            "sources": [
-                {
-                    "name": "orders",
-                    "type": "kafka",
-                    **kafka,
-                    "topics": "orders",
-                    "group_id": "beamwright",
-                    "bounded": None,
-                }
-            ],
-            "steps": [
-                {
-                    "name": "typed",
-                    "type": "validate",
-                    "fields": {
-                        "order_id": {"type": "string", "required": True},
-                        "country": {"type": "string"},
-                        "amount": {"type": "float64"},
-                    },
-                },
-                {
-                    "name": "per_minute",
-                    "type": "window",
-                    "window": {"type": "fixed", "size": 60},
-                    "group_by": ["country"],
-                    "metrics": {"orders": "count", "revenue": "sum(amount)"},
-                },
-            ],
-            "sinks": [
-                {
-                    "name": "warehouse",
-                    "type": "file",
-                    "path": str(tmp_path / "warehouse"),
-                    "input": "per_minute",
-                },
-                {
-                    "name": "totals",
-                    "type": "report",
-                    "path": str(tmp_path / "totals.json"),
-                    "input": "typed",
-                    "group_by": ["country"],
-                    "metrics": {"orders": "count"},
-                },
-                {
-                    "name": "clean_orders",
-                    "type": "kafka",
-                    **kafka,
-                    "topic": "orders_clean",
-                    "input": "typed",
-                },
-            ],
-            "dead_letter": {"type": "kafka", **kafka, "topic": "orders_dead_letters"},
-            "lineage": {"enabled": False},
-        }
-    )
+    """The shared streaming spec plus a report sink: the transforms only a streaming graph
+    has (panes, lateness gate, Kafka reads and writes, per-window reports)."""
+    report = {
+        "name": "totals",
+        "type": "report",
+        "path": str(tmp_path / "totals.json"),
+        "input": "typed",
+        "group_by": ["country"],
+        "metrics": {"orders": "count"},
+    }
+    return orders_stream(tmp_path, extra_sinks=[report])
 
 
 def test_streaming_graph_names_are_stable(tmp_path):
