@@ -415,16 +415,17 @@ class WriteFiles(beam.PTransform):
             keep_positions,
         )
         self._finalize = _FinalizeFn(self.target, publish)
-        self._panes = (
-            PaneFiles(format_name, dict(options or {}), max_rows_per_file, keep_positions),
-            triggering_frequency,
+        self._pane_files = PaneFiles(
+            format_name, dict(options or {}), max_rows_per_file, keep_positions
         )
+        self._triggering_frequency = triggering_frequency
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
         from connectors.panes import WritePanes, is_streaming
 
         if is_streaming(tables):
-            return tables | "WritePanes" >> WritePanes(self.target, *self._panes)
+            panes = WritePanes(self.target, self._pane_files, self._triggering_frequency)
+            return tables | "WritePanes" >> panes
         return (
             tables
             | "WriteTemp" >> beam.ParDo(self._write)

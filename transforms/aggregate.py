@@ -65,7 +65,7 @@ def _partial_specs(metric: Metric) -> list[tuple[str, str, str]]:
     return [(metric.field, metric.kind, f"{o}__{metric.kind}")]
 
 
-def _aggregation(column: str, agg: str) -> tuple:
+def aggregation(column: str, agg: str) -> tuple:
     """An Arrow aggregation; ``distinct`` ignores nulls like SQL's COUNT(DISTINCT)."""
     if agg == "distinct":
         return (column, agg, pc.CountOptions(mode="only_valid"))
@@ -107,7 +107,7 @@ class GroupAggregate(beam.CombineFn):
         table = table.append_column("__bw_one", pa.array([1] * table.num_rows, pa.int64()))
         specs = [s for m in self.metrics for s in _partial_specs(m)]
         grouped = table.group_by(self.group_by, use_threads=False).aggregate(
-            [_aggregation(col, agg) for col, agg, _ in specs]
+            [aggregation(col, agg) for col, agg, _ in specs]
         )
         return grouped.rename_columns(self.group_by + [out for _, _, out in specs])
 
@@ -139,7 +139,7 @@ class GroupAggregate(beam.CombineFn):
         aggs = []
         for m in self.metrics:
             for _, agg, out in _partial_specs(m):
-                aggs.append(_aggregation(out, "distinct" if agg == "distinct" else _MERGE[agg]))
+                aggs.append(aggregation(out, "distinct" if agg == "distinct" else _MERGE[agg]))
         distinct_cols = [
             out for m in self.metrics for _, agg, out in _partial_specs(m) if agg == "distinct"
         ]

@@ -42,7 +42,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming, WindowedValue
 
 from connectors.errors import RunError
 from connectors.metrics import NodeCounters
-from transforms.aggregate import Metric, _aggregation, groupable
+from transforms.aggregate import Metric, aggregation, groupable
 
 WINDOW_START, WINDOW_END, PANE_TIMING, PANE_INDEX = (
     "window_start",
@@ -223,7 +223,7 @@ class BatchPartials:
             by.append("__r")
         for metric in self._metric_aggs:
             aggs += [a for a in metric if a not in aggs]
-        return table.group_by(by, use_threads=False).aggregate([_aggregation(*a) for a in aggs])
+        return table.group_by(by, use_threads=False).aggregate([aggregation(*a) for a in aggs])
 
     def _sessions(self, table: pa.Table) -> np.ndarray:
         """Proto-session of each row: its key's rows in event-time order, cut where the next

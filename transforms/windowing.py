@@ -89,7 +89,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.coders import FastPrimitivesCoder, coders
-from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms import trigger as tr
 from apache_beam.transforms.core import Windowing
 from apache_beam.transforms.timeutil import TimeDomain
@@ -108,7 +107,7 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, 
 
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters, rule_counter
 from connectors.names import labelled_pardo
-from connectors.panes import KeepWindows
+from connectors.panes import KeepWindows, is_streaming
 from connectors.records import dead_letters_for_rows
 from transforms.aggregate import GroupAggregate
 from transforms.step import DEAD_LETTERS, ROWS
@@ -799,13 +798,8 @@ class Window(beam.PTransform):
         )
         self._emitter = _Emitter(partials, self._closing, step_name)
 
-    def _streaming(self, tables: beam.PCollection) -> bool:
-        return bool(tables.pipeline.options.view_as(StandardOptions).streaming) or (
-            not tables.is_bounded
-        )
-
     def expand(self, tables: beam.PCollection) -> WindowOutputs:
-        streaming = self._streaming(tables)
+        streaming = is_streaming(tables)
         if streaming and self._closing is not None:
             split = (
                 tables
