@@ -15,7 +15,7 @@ TEST_VENV ?= .venv-test
 TEST_BIN := $(TEST_VENV)/bin
 TEST_STAMP := $(TEST_VENV)/.installed
 
-.PHONY: demo test test-fast bench lint clean browser
+.PHONY: demo test test-fast bench lint clean browser postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ $(TEST_STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/beamwright run data_processing --summary-json beamwright-output/data_processing/summary.json
 
-test: $(TEST_STAMP) browser
+test: $(TEST_STAMP) browser postgres
 	$(TEST_BIN)/lint-imports
 	$(TEST_BIN)/python -m pytest -m "slow or not slow" -q
 
@@ -42,6 +42,14 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium not installed: the browser rendering test will be skipped"
+
+# The postgres lookup tests start a throw-away PostgreSQL from Debian's server binaries
+# (initdb, postgres). Installed when missing and we are root; otherwise those tests are skipped.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) ; } || \
+	  echo "postgresql not installed: the postgres lookup tests will be skipped"
 
 test-fast: $(TEST_STAMP)
 	$(TEST_BIN)/python -m pytest -q

@@ -20,7 +20,7 @@ class Dataset:
     """
 
     node: str
-    kind: str  # "source" | "sink" | "dead_letter"
+    kind: str  # "source" | "sink" | "dead_letter" | "lookup" (a table a step reads by key)
     uri: str  # a directory, file, pattern or kafka://host:port/topic address
     format: str
     files: list[str] = field(default_factory=list)

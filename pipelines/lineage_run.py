@@ -270,7 +270,7 @@ def assertions_by_dataset(facts: RunLineageFacts, summary: RunSummary) -> dict[s
             continue
         by_source = summary.node(step.name).rules_by_source
         for d in facts.inputs:
-            if d.node in lookups:
+            if d.node in lookups or d.kind == "lookup":
                 continue
             for path in d.files or [d.uri]:
                 counts = _dataset_counts(by_source, d, path)
@@ -398,7 +398,7 @@ class LineageSession:
         counts = {n.name: n for n in nodes}
         inputs = []
         for d in self.facts.inputs:
-            node = counts.get(d.node)
+            node = counts.get(d.node) if d.kind != "lookup" else None  # a step's rows_in
             for path in d.files or [d.uri]:
                 namespace, name = dataset_name(path)
                 extra = (

@@ -121,6 +121,8 @@ class RunSummary:
         data = asdict(self)
         for n, counts in zip(data["nodes"], self.nodes, strict=True):
             n["reconciled"] = counts.reconciled
+        for dataset in data["inputs"] + data["outputs"]:
+            dataset.pop("schema", None)  # a callable (Kafka topics, PostgreSQL tables), not data
         data.update(
             rows_read=self.rows_read,
             rows_dead_lettered=self.rows_dead_lettered,
