@@ -117,3 +117,60 @@ class SinkBase(SpecModel):
 
 # Report and window metrics: ``count``, or ``sum|min|max|mean|count_distinct(field)``.
 METRIC_PATTERN = re.compile(r"^(count|(sum|min|max|mean|count_distinct)\(([A-Za-z_][\w.]*)\))$")
+
+
+class StrategySpec(SpecModel):
+    """How a step paces its calls (see ``transforms/call_strategies.py``, whose plain
+    ``StrategyConfig`` has these fields and refuses the same combinations)."""
+
+    kind: Literal["sequential", "parallel", "adaptive", "streaming", "burst"] = Field(
+        default="parallel",
+        description="sequential: one call in flight per key, in order per key; parallel: up to "
+        "max_concurrency in flight per worker; adaptive: concurrency and bulk batch size adapt "
+        "to latency and errors (AIMD); streaming: flush by batch_size or "
+        "max_buffering_duration; burst: token bucket of 'burst' capacity at 'rate_limit'.",
+    )
+    max_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Calls in flight per worker process, at most. A 20 ms API needs ~48 for "
+        "2,000 calls/s per worker.",
+    )
+    min_concurrency: int = Field(default=1, ge=1, description="adaptive: lower bound.")
+    batch_size: int = Field(
+        default=100, ge=1, description="Rows per bulk call, streaming flush size, adaptive start."
+    )
+    min_batch_size: int = Field(default=1, ge=1, description="adaptive: lower bound and step.")
+    max_batch_size: int = Field(default=1000, ge=1, description="adaptive: upper bound.")
+    max_buffering_duration: float | None = Field(
+        default=None, gt=0, description="streaming: seconds a partial batch may wait."
+    )
+    latency_target: float | None = Field(
+        default=None,
+        gt=0,
+        description="adaptive: seconds a call may take and count as fast (default: 3x the "
+        "fastest recent call).",
+    )
+    rate_limit: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests/s for the whole job; each worker takes its share.",
+    )
+    burst: int | None = Field(
+        default=None, ge=1, description="burst: calls that may go at once (bucket capacity)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StrategySpec:
+        if self.min_concurrency > self.max_concurrency:
+            raise ValueError("min_concurrency must not exceed max_concurrency")
+        if not self.min_batch_size <= self.batch_size <= self.max_batch_size:
+            raise ValueError("min_batch_size <= batch_size <= max_batch_size must hold")
+        if self.kind == "burst" and (self.burst is None or self.rate_limit is None):
+            raise ValueError(
+                "kind 'burst' needs both 'burst' (capacity) and 'rate_limit' (steady rate)"
+            )
+        if self.burst is not None and self.kind != "burst":
+            raise ValueError("'burst' only applies to kind 'burst'")
+        return self

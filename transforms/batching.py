@@ -39,6 +39,8 @@ from transforms.windowing import MISSING_FIELD, beam_key
 
 BATCHES_OUT = "batches_out"
 """Counter of Arrow tables a batch step emitted."""
+THROTTLED_MS = "call_throttled_ms"
+"""Milliseconds emitting waited for the step's rate limit (as ``transforms.call_strategies``)."""
 
 _KEY_CODER = FastPrimitivesCoder().as_deterministic_coder("BatchByKey key")
 _TABLES = ArrowTableCoder()
@@ -121,15 +123,25 @@ class _BatchFn(beam.DoFn):
         max_buffering: float | None,
         clock: Callable[[], float],
         step: str,
+        pace: tuple[float | None, int | None, int] = (None, None, 1),
     ) -> None:
         self._batch_size = batch_size
         self._max_buffering = max_buffering
         self._clock = clock
         self._step = step
+        self._pace = pace
         self._counters: NodeCounters | None = None
+        self._limiter: Any = None
 
     def setup(self) -> None:
         self._counters = NodeCounters(self._step)
+        rate, burst, workers = self._pace
+        if rate is not None:
+            from transforms.call_strategies import StrategyConfig, make_limiter
+
+            kind = "burst" if burst else "streaming"
+            config = StrategyConfig(kind=kind, rate_limit=rate, burst=burst)
+            self._limiter = make_limiter(config, workers=workers, name=self._step)
 
     def process(
         self,
@@ -202,6 +214,8 @@ class _BatchFn(beam.DoFn):
         assert counters is not None
         for start in range(0, rows.num_rows, self._batch_size):
             table = rows.slice(start, self._batch_size).combine_chunks()
+            if self._limiter is not None:  # batches/s for the job, this worker's share
+                counters.inc(THROTTLED_MS, int(self._limiter.acquire() * 1000))
             counters.inc(ROWS_OUT, table.num_rows)
             counters.inc(BATCHES_OUT, 1)
             yield table
@@ -231,6 +245,12 @@ class BatchByKey(beam.PTransform):
         clock: processing-time clock for the buffering deadline (seconds, like
             ``time.time``). Leave it for real runs; a TestStream run needs a clock that starts
             at 0 like the runner's test clock (as for Beam's ``GroupIntoBatches``).
+        rate_limit: emitted batches/s for the whole job, at most (each of ``workers`` worker
+            processes takes its share; see ``transforms.call_strategies.steady_rate``).
+            Emitting waits for the limiter, which holds the bundle back: the throttle.
+        burst: with ``rate_limit``: that many batches may go at once (a token bucket's
+            capacity), then the steady rate.
+        workers: worker processes of the job (``call_strategies.workers_from_options``).
     """
 
     def __init__(
@@ -242,6 +262,9 @@ class BatchByKey(beam.PTransform):
         step_name: str = "batch",
         run_id: str = "",
         clock: Callable[[], float] = time.time,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+        workers: int = 1,
     ) -> None:
         super().__init__(label=step_name)
         if batch_size < 1:
@@ -254,6 +277,9 @@ class BatchByKey(beam.PTransform):
         self._step = step_name
         self._run_id = run_id
         self._clock = clock
+        if burst is not None and rate_limit is None:
+            raise ValueError("burst needs rate_limit (the steady rate)")
+        self._pace = (rate_limit, burst, workers)
 
     def expand(self, tables: beam.PCollection) -> BatchOutputs:
         split = tables | labelled_pardo(
@@ -264,6 +290,6 @@ class BatchByKey(beam.PTransform):
         slices: Any = split[ROWS]
         slices.element_type = beam.typehints.Tuple[bytes, pa.Table]
         batches = slices | "Batch" >> beam.ParDo(
-            _BatchFn(self._batch_size, self._max_buffering, self._clock, self._step)
+            _BatchFn(self._batch_size, self._max_buffering, self._clock, self._step, self._pace)
         ).with_output_types(pa.Table)
         return BatchOutputs(batches, dead_letters)
