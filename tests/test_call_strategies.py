@@ -490,6 +490,31 @@ def test_streaming_flushes_the_way_batch_by_key_does():
     BatchByKey(key_fields=["k"], **strategy.buffering())  # the arguments fit
 
 
+def test_streaming_strategy_flushes_by_size_and_by_buffering_time():
+    """Through BatchByKey on a TestStream: a full batch goes at once, a partial one after
+    ``max_buffering_duration`` (the TestStream's processing-time clock), the rest at the end."""
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.transforms.window import TimestampedValue
+
+    from connectors.arrow_coder import ArrowTableCoder
+    from tests.test_batching import TestClockAtZero, batch, run_stream
+    from transforms.batching import BatchByKey
+
+    strategy = make_strategy(
+        StrategyConfig(kind="streaming", batch_size=2, max_buffering_duration=5.0)
+    )
+    events = (
+        TestStream(coder=ArrowTableCoder())
+        .advance_watermark_to(0)
+        .add_elements([TimestampedValue(batch(["a", "a", "a"], 1), 0)])  # a full batch of 2
+        .advance_processing_time(6)  # row 3 has waited 6 s > 5: flushed alone
+        .add_elements([TimestampedValue(batch(["a"], 4), 0)])
+        .advance_watermark_to_infinity()  # row 4: flushed at the end
+    )
+    transform = BatchByKey(key_fields=["k"], clock=TestClockAtZero(), **strategy.buffering())
+    run_stream(events, transform, [("a", (1, 2)), ("a", (3,)), ("a", (4,))])
+
+
 def test_publish_adds_only_what_is_new():
     class Counters:
         node = "enrich"
@@ -508,3 +533,129 @@ def test_publish_adds_only_what_is_new():
     strategy.publish(counters)
     assert counters.values["calls"] == 8
     assert counters.values["call_errors"] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch step
+
+
+EMITTED_AT: list[float] = []
+
+
+def _emitted(table) -> None:
+    EMITTED_AT.append(time.monotonic())
+
+
+def run_batches(transform, keys: int) -> list[float]:
+    """Batch ``keys`` one-row keys on the FnApiRunner; when each batch was emitted."""
+    import apache_beam as beam
+    import pyarrow as pa
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    EMITTED_AT.clear()
+    table = pa.table({"k": [f"k{i}" for i in range(keys)], "v": list(range(keys))})
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([table]) | transform
+        _ = out.rows | beam.Map(_emitted)
+    return sorted(EMITTED_AT)
+
+
+def test_batch_step_rate_limit_paces_emitted_batches_real_clock():
+    """30 batches all ready at the end of the input, at 25 batches/s for the job: never more
+    than 25 in a second, evenly spread (without the limit they go out at once)."""
+    from transforms.batching import BatchByKey
+
+    transform = BatchByKey(key_fields=["k"], batch_size=10, step_name=fresh("b"), rate_limit=25)
+    times = run_batches(transform, 30)
+    assert len(times) == 30
+    assert max_in_any_window(times) <= 25
+    assert times[-1] - times[0] == pytest.approx(29 / steady_rate(25), rel=0.1)
+    free = run_batches(BatchByKey(key_fields=["k"], batch_size=10, step_name=fresh("b")), 30)
+    assert free[-1] - free[0] < 0.3
+
+
+def test_batch_step_burst_sends_burst_batches_at_once_real_clock():
+    from transforms.batching import BatchByKey
+
+    transform = BatchByKey(
+        key_fields=["k"], batch_size=10, step_name=fresh("b"), rate_limit=20, burst=8
+    )
+    times = run_batches(transform, 12)
+    assert times[7] - times[0] < 0.05  # eight at once
+    assert times[8] - times[0] == pytest.approx(1 / steady_rate(20), abs=0.03)
+    assert times[11] - times[8] == pytest.approx(3 / steady_rate(20), rel=0.15)
+
+
+def test_batch_step_takes_only_the_strategies_that_fit():
+    from pydantic import ValidationError
+
+    from pipelines.steps.batch import BatchStepSpec
+
+    base = {"name": "b", "type": "batch", "key": ["k"], "batch_size": 10}
+    spec = BatchStepSpec(**base, strategy={"kind": "streaming", "rate_limit": 5})
+    assert spec.strategy is not None and spec.strategy.rate_limit == 5
+    with pytest.raises(ValidationError, match="a batch step makes none"):
+        BatchStepSpec(**base, strategy={"kind": "parallel"})
+    with pytest.raises(ValidationError, match="step's own fields"):
+        BatchStepSpec(**base, strategy={"kind": "streaming", "batch_size": 3})
+
+
+def test_batch_step_rate_limit_on_flink_needs_parallelism():
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.build import BuildContext
+    from pipelines.loading import SpecError
+    from pipelines.steps.batch import BatchStepSpec, build
+
+    node = BatchStepSpec(
+        name="b", type="batch", key=["k"], batch_size=10, strategy={"rate_limit": 5.0}
+    )
+    pipeline = beam.Pipeline(options=PipelineOptions(flags=[], runner="FlinkRunner"))
+    ctx = BuildContext(spec=None, pipeline=pipeline, run_id="r")  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match="parallelism"):
+        build(node, ctx, "steps[0]", None)
+
+
+class _CallingFn:
+    """A DoFn calling a 2 ms service for each element under a strategy, publishing counts."""
+
+    def __new__(cls, config, node):
+        import apache_beam as beam
+
+        from connectors.metrics import NodeCounters
+
+        class Fn(beam.DoFn):
+            def setup(self):
+                self.strategy = make_strategy(config, name=node)
+                self.counters = NodeCounters(node)
+
+            def process(self, batch):
+                yield from self.strategy.map(batch, lambda x: time.sleep(0.002) or x)
+                self.strategy.publish(self.counters)
+
+        return Fn()
+
+
+def test_the_run_metrics_give_the_effective_rate_real_clock():
+    """40 calls at a 100/s limit: the job rate read back from the run's metrics is the limit
+    (within 10 %), and the counters count every call."""
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from transforms.call_strategies import rates_from_metrics
+
+    node = fresh("enrich")
+    config = StrategyConfig(max_concurrency=8, rate_limit=100)
+    p = beam.Pipeline(runner=FnApiRunner())
+    _ = (
+        p
+        | beam.Create([list(range(20)), list(range(20, 40))])
+        | beam.ParDo(_CallingFn(config, node))
+    )
+    result = p.run()
+    result.wait_until_finish()
+    rates = rates_from_metrics(result.metrics(), node)
+    assert rates["calls"] == 40
+    assert rates["job_rate"] == pytest.approx(steady_rate(100), rel=0.1)
+    assert rates["throttled_seconds"] > 0

@@ -103,9 +103,10 @@ REAL_CLOCK = RealClock()
 
 
 class FakeClock:
-    """A clock that only moves when slept on: ``sleep(d)`` moves it to ``max(now, then + d)``
-    where ``then`` is when that sleep began, so concurrent sleepers never move it backwards and
-    one thread's sleeps add up exactly. Deterministic tests of pacing need no real waiting."""
+    """A clock that only moves when slept on (``sleep(d)`` adds ``d``) or advanced by a test,
+    so pacing is tested exactly and without waiting. Meant for one calling thread at a time
+    (``max_concurrency=1``, or ``observe`` called directly): concurrent sleepers would add
+    up their sleeps. ``sleeps`` records every sleep asked for."""
 
     def __init__(self, start: float = 0.0) -> None:
         self._t = start
@@ -753,6 +754,40 @@ def job_rate(calls: int, span_min_ms: int, span_max_ms: int) -> float:
     ``call_span_ms`` distribution: calls per second of the time calls were running."""
     span = (span_max_ms - span_min_ms) / 1000
     return calls / span if span > 0 else 0.0
+
+
+def rates_from_metrics(metrics: Any, node: str) -> dict[str, float]:
+    """A step's call figures from a run's metrics (``PipelineResult.metrics()``): ``calls``,
+    ``errors``, ``job_rate`` (calls/s over the time calls ran, all workers together: what the
+    rate limit bounds), ``worker_rate`` (calls/s per worker while its map() ran) and
+    ``throttled_seconds``."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from connectors.metrics import METRIC_NAMESPACE, metric_name
+
+    query = metrics.query(MetricsFilter().with_namespace(METRIC_NAMESPACE))
+    wanted = {metric_name(node, w): w for w in (CALLS, CALL_ERRORS, CALL_ACTIVE_MS, THROTTLED_MS)}
+    got: dict[str, int] = {}
+    for counter in query["counters"]:
+        what = wanted.get(counter.key.metric.name)
+        if what is not None:
+            got[what] = got.get(what, 0) + int(counter.committed or counter.attempted or 0)
+    low = high = None
+    for dist in query["distributions"]:
+        if dist.key.metric.name == metric_name(node, CALL_SPAN):
+            value = dist.committed or dist.attempted
+            if value is not None and value.count:
+                low = value.min if low is None else min(low, value.min)
+                high = value.max if high is None else max(high, value.max)
+    calls = got.get(CALLS, 0)
+    active = got.get(CALL_ACTIVE_MS, 0) / 1000
+    return {
+        "calls": float(calls),
+        "errors": float(got.get(CALL_ERRORS, 0)),
+        "job_rate": job_rate(calls, low, high) if low is not None and high is not None else 0.0,
+        "worker_rate": calls / active if active > 0 else 0.0,
+        "throttled_seconds": got.get(THROTTLED_MS, 0) / 1000,
+    }
 
 
 # --------------------------------------------------------------------------------------------

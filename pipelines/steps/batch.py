@@ -37,6 +37,8 @@ class BatchStepSpec(StepBase):
         strategy = self.strategy
         if strategy is None:
             return self
+        if "kind" not in strategy.model_fields_set:
+            strategy.kind = "streaming"  # what a batch step does; "parallel" is for calls
         if strategy.kind not in ("streaming", "burst"):
             raise ValueError(
                 f"strategy kind '{strategy.kind}' paces calls; a batch step makes none: "
