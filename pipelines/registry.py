@@ -32,6 +32,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.filter",
         "pipelines.steps.lookup",
         "pipelines.steps.postgres",
+        "pipelines.steps.http",
         "pipelines.steps.window",
         "pipelines.steps.batch",
     ),

@@ -38,6 +38,8 @@ class NodeCounts:
     rules: dict[str, int] = field(default_factory=dict)
     # source (file path, Kafka topic/partition) -> rule id -> failures of rows read from it
     rules_by_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the node's other counters: an http step's requests, retries, cache hits, breaker opens...
+    stats: dict[str, int] = field(default_factory=dict)
 
     @property
     def reconciled(self) -> bool:
@@ -55,6 +57,7 @@ class NodeCounts:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         _add_rules(self.rules, other.rules)
+        _add_rules(self.stats, other.stats)
         for source, rules in other.rules_by_source.items():
             _add_rules(self.rules_by_source.setdefault(source, {}), rules)
 
@@ -138,6 +141,9 @@ class RunSummary:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
+_ROW_COUNTS = {ROWS_IN, ROWS_OUT, ROWS_DEAD, ROWS_FILTERED, ROWS_WRITTEN, FILES, BYTES}
+
+
 def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) -> list[NodeCounts]:
     """Per-node counts from ``{"<node>/<what>": value}`` Beam counters."""
     nodes = []
@@ -157,8 +163,12 @@ def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) 
                 node.files = get(FILES)
             for key, value in counters.items():
                 node_name, _, what = key.partition("/")
-                parsed = parse_rule_counter(what) if node_name == name else None
+                if node_name != name:
+                    continue
+                parsed = parse_rule_counter(what)
                 if parsed is None:
+                    if what not in _ROW_COUNTS:
+                        node.stats[what] = value
                     continue
                 rule, source = parsed
                 if source is None:

@@ -1,0 +1,70 @@
+"""Pick a value out of a JSON document by a small path syntax.
+
+``address.city``, ``tags[0]``, ``items[-1].price``, ``meta."odd.key"``: dot-separated object
+keys (quote a key holding dots or brackets), each optionally followed by ``[n]`` list indexes
+(negative from the end). A missing key or index gives ``None`` (the column is null for that
+row), never an error: APIs leave optional fields out. The path is parsed once, when the step is
+built, so a malformed path fails the spec, not the run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+_TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^.\[\]"]+))((?:\[-?\d+\])*)\s*')
+_INDEX = re.compile(r"\[(-?\d+)\]")
+
+
+class PathError(ValueError):
+    """A path that does not follow the syntax; the message shows where."""
+
+
+def parse(path: str) -> tuple[str | int, ...]:
+    """The steps of ``path``: object keys (str) and list indexes (int)."""
+    steps: list[str | int] = []
+    pos = 0
+    if path.startswith("["):  # a document that is a list: "[0].id"
+        match = re.match(r"((?:\[-?\d+\])+)", path)
+        assert match is not None
+        steps.extend(int(i) for i in _INDEX.findall(match.group(1)))
+        pos = match.end()
+        if pos < len(path):
+            if path[pos] != ".":
+                raise PathError(f"bad path {path!r} at position {pos}")
+            pos += 1
+    while pos < len(path):
+        match = _TOKEN.match(path, pos)
+        if match is None or match.end() == pos:
+            raise PathError(f"bad path {path!r} at position {pos}")
+        quoted, plain, indexes = match.groups()
+        steps.append(quoted.replace('\\"', '"') if quoted is not None else plain)
+        steps.extend(int(i) for i in _INDEX.findall(indexes))
+        pos = match.end()
+        if pos < len(path):
+            if path[pos] != ".":
+                raise PathError(f"bad path {path!r} at position {pos}")
+            pos += 1
+            if pos == len(path):
+                raise PathError(f"bad path {path!r}: ends with '.'")
+    if not steps:
+        raise PathError("empty path")
+    return tuple(steps)
+
+
+def get(document: Any, steps: Sequence[str | int]) -> Any:
+    """The value at ``steps`` (from :func:`parse`), or None where the document has none."""
+    value = document
+    for step in steps:
+        if isinstance(step, int):
+            if not isinstance(value, list) or not -len(value) <= step < len(value):
+                return None
+            value = value[step]
+        else:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(step)
+        if value is None:
+            return None
+    return value
