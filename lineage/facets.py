@@ -31,7 +31,7 @@ from openlineage.client.facet_v2 import (
     symlinks_dataset,
     tags_run,
 )
-from openlineage.client.generated.base import DatasetFacet
+from openlineage.client.generated.base import DatasetFacet, RunFacet
 
 from lineage.columns import FieldState
 
@@ -40,6 +40,11 @@ GOVERNANCE_FACET = "beamwright_governance"
 GOVERNANCE_SCHEMA_URL = (
     "https://raw.githubusercontent.com/beamwright/beamwright/main/lineage/schemas/"
     "GovernanceDatasetFacet.json#/$defs/GovernanceDatasetFacet"
+)
+RUN_WARNINGS_FACET = "beamwright_runWarnings"
+RUN_WARNINGS_SCHEMA_URL = (
+    "https://raw.githubusercontent.com/beamwright/beamwright/main/lineage/schemas/"
+    "RunWarningsRunFacet.json#/$defs/RunWarningsRunFacet"
 )
 CLASSIFICATION_ORDER = ("public", "internal", "confidential", "PII", "PHI", "restricted")
 
@@ -268,6 +273,24 @@ def tags(values: Mapping[str, str]) -> tags_run.TagsRunFacet:
         ],
         producer=PRODUCER,
     )
+
+
+@attr.define
+class RunWarningsRunFacet(RunFacet):
+    """beamwright's run warnings: what a completed run could not report about itself (a
+    missing column profile, no Beam lineage metrics), so a consumer sees the gap instead of a
+    silently absent facet."""
+
+    warnings: list[dict[str, str]] = attr.field(factory=list)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return RUN_WARNINGS_SCHEMA_URL
+
+
+def run_warnings(warnings: Sequence[Mapping[str, str]]) -> RunWarningsRunFacet:
+    """From ``[{"code", "subject", "message"}]``."""
+    return RunWarningsRunFacet(warnings=[dict(w) for w in warnings], producer=PRODUCER)
 
 
 def error_message(message: str, stack_trace: str | None) -> error_message_run.ErrorMessageRunFacet:

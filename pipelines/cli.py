@@ -89,6 +89,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.display import LiveProgress, render_summary
     from pipelines.run import ProgressPoller, RunFailed, run_spec
 
+    if args.dry_run or spec.run.runner_options.get("dry_run"):
+        from pipelines.run import dry_run_spec
+
+        render_summary(dry_run_spec(spec, graph_path=args.graph), console)
+        return EXIT_OK
     nodes = [s.name for s in spec.sources] + [s.name for s in spec.steps]
     spec_path = args.target if _is_spec_file(args.target) else None
     quiet = args.quiet or not console.is_terminal
@@ -170,11 +175,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _remote_secrets_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-local-secrets",
+        action="store_true",
+        help="run.allow_local_secrets: env and file secrets on runners whose workers are other "
+        "processes, when those workers have them too (same machine, or baked into the image)",
+    )
+
+
 def _apply_runner_options(spec: Any, args: argparse.Namespace) -> None:
     """``--option key=value`` and the Beam flags after ``--`` over ``run.runner_options``."""
     from pipelines.runners import option_overrides
 
     spec.run.runner_options.update(option_overrides(args.option, args.beam_flags))
+    if args.allow_local_secrets:
+        spec.run.allow_local_secrets = True
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -258,6 +274,19 @@ def parser() -> argparse.ArgumentParser:
         help="a Beam pipeline option over run.runner_options, typed (true, 4, [a, b]); "
         "standard Beam flags also go after '--', e.g. -- --project=p --region=r",
     )
+    _remote_secrets_flag(run)
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="translate for --runner without running (as Beam's dry_run option does): the job "
+        "graph is written, nothing is submitted or touched",
+    )
+    run.add_argument(
+        "--graph",
+        metavar="PATH",
+        help="with --dry-run: where the job graph goes "
+        "(default beamwright-output/<job>/job-graph-<runner>.json)",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="no live progress display")
     run.add_argument(
         "--follow",
@@ -300,6 +329,7 @@ def parser() -> argparse.ArgumentParser:
         help="a Beam pipeline option over run.runner_options (e.g. project=my-project); "
         "Dataflow's project, region and temp_location default to placeholders",
     )
+    _remote_secrets_flag(plan)
     plan.add_argument("--out", metavar="PATH", help="write the JSON here (default: stdout)")
     plan.set_defaults(func=cmd_plan)
 
@@ -329,6 +359,12 @@ def parser() -> argparse.ArgumentParser:
         "--kafka", action="store_true", help="Kafka -> validate -> Parquet vs a raw consumer loop"
     )
     bench.add_argument("--kafka-messages", type=int, default=1_000_000)
+    bench.add_argument(
+        "--postgres",
+        action="store_true",
+        help="Parquet -> postgres lookup step -> Parquet vs a plain psycopg loop (--rows orders)",
+    )
+    bench.add_argument("--postgres-table-rows", type=int, default=100_000)
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.dev.sample_stream import add_parser as add_sample_stream

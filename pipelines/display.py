@@ -16,6 +16,12 @@ def _n(value: int) -> str:
 
 
 def render_summary(summary: RunSummary, console: Console) -> None:
+    if summary.status == "TRANSLATED":
+        console.print(
+            f"{summary.pipeline} · [green]{summary.translation}[/green] · job graph written to "
+            f"{summary.job_graph} (a dry run: nothing ran, no output was touched)"
+        )
+        return
     colour = "green" if summary.status == "COMPLETE" else "red"
     table = Table(
         title=f"{summary.pipeline} · run {summary.run_id} · [{colour}]{summary.status}[/{colour}]",
@@ -42,6 +48,8 @@ def render_summary(summary: RunSummary, console: Console) -> None:
             f"  {'lineage':>14}: {where} ({stats.get('sent', 0)} event(s) sent, "
             f"{stats.get('failed', 0)} failed, {stats.get('dropped', 0)} dropped)"
         )
+    for warning in summary.lineage.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning['message']}")
     if summary.error:
         console.print(f"[red]error:[/red] {summary.error}")
 

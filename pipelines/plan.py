@@ -184,6 +184,8 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
     from pipelines.runners import pipeline_options
 
     options = pipeline_options(settings, job_name(spec))
+    if settings.runner == "dataflow":
+        _check_gcs_locations(options)
     try:
         options.view_as(StandardOptions).streaming = streaming
         options.view_as(TestOptions).dry_run = True
@@ -203,6 +205,28 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
     except Exception as exc:  # noqa: BLE001 - a path and the problem, never a traceback
         raise SpecError([build_problem(exc)]) from None
     return pipeline
+
+
+def _check_gcs_locations(options: Any) -> None:
+    """Beam's own check of temp_location/staging_location, before Beam acts on it: when both
+    are invalid, Beam's validation goes on to look up (or create) a default bucket in GCS,
+    which offline means two minutes of retries before the error."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+    from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+
+    view = options.view_as(GoogleCloudOptions)
+    validator = PipelineOptionsValidator(options, "DataflowRunner")
+    errors = {
+        name: validator.validate_gcs_path(view, name)
+        for name in ("temp_location", "staging_location")
+        if getattr(view, name, None) is not None or name == "temp_location"
+    }
+    if errors and all(errors.values()):
+        raise PlanError(
+            " ".join(" ".join(errors["temp_location"]).split()),
+            where="run.runner_options.temp_location",
+            hint="a gs://bucket/path of a bucket name of 3-63 lowercase letters, digits, - _ .",
+        )
 
 
 def _missing_gcp(exc: ImportError) -> PlanError:

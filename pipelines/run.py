@@ -208,6 +208,8 @@ def run_spec(
         event_log: JSONL file for lineage events when no OpenLineage transport is configured.
         spec_path: the spec file, for the job's sourceCodeLocation facet.
     """
+    if spec.run.runner_options.get("dry_run"):
+        return dry_run_spec(spec, run_id=run_id)
     if streaming_sources(spec):
         return stream_spec(spec, run_id=run_id, event_log=event_log, spec_path=spec_path)
     run_id = run_id or new_run_id()
@@ -229,6 +231,56 @@ def run_spec(
     if problem:
         _abort(built, summary)
     return _conclude(summary, lineage, problem, error, beam_seen)
+
+
+def dry_run_spec(
+    spec: PipelineSpec, *, run_id: str | None = None, graph_path: str | None = None
+) -> RunSummary:
+    """``dry_run`` (``run --dry-run``, or Beam's ``dry_run`` option): translate for the
+    spec's runner as :func:`pipelines.plan.translate` does, write the job graph to
+    ``graph_path`` (default ``beamwright-output/<job>/job-graph-<runner>.json``) and return a
+    summary whose status is TRANSLATED. Nothing runs, so no output is claimed and no lineage
+    event is emitted; the remote-runner rules are checked as for a real submission."""
+    import json
+    from pathlib import Path
+
+    from pipelines.loading import SpecError
+    from pipelines.plan import summary as plan_line
+    from pipelines.plan import translate
+    from pipelines.remote_rules import remote_problems
+    from pipelines.runners import RunnerConfigError
+
+    if spec.run.runner == "direct":
+        raise RunnerConfigError(
+            "dry_run: the direct runner has nothing to translate",
+            where="run.runner",
+            hint="a dry run translates for another runner: --runner dataflow|portable|flink",
+        )
+    problems = remote_problems(spec)
+    if problems:
+        raise SpecError(problems)
+    started = time.perf_counter()
+    plan = translate(spec, spec.run.runner)
+    path = Path(
+        graph_path or f"beamwright-output/{job_name(spec)}/job-graph-{spec.run.runner}.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
+    return RunSummary(
+        run_id=run_id or new_run_id(),
+        pipeline=spec.name,
+        template=spec.template,
+        runner=spec.run.runner,
+        status="TRANSLATED",
+        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+        elapsed_seconds=time.perf_counter() - started,
+        nodes=[],
+        inputs=[],
+        outputs=[],
+        error_threshold=spec.run.error_threshold,
+        job_graph=str(path),
+        translation=plan_line(plan),
+    )
 
 
 def _run_cycle(built: Any, summary: RunSummary) -> tuple[str | None, set[str]]:

@@ -111,6 +111,8 @@ def option_overrides(options: Sequence[str], flags: Sequence[str]) -> dict[str, 
     values = dict(typed_option(text) for text in options)
     if flags:
         values.update(beam_flags(flags))
+    if isinstance(values.get("dry_run"), str):  # Beam parses --dry_run=false as the text
+        values["dry_run"] = values["dry_run"].strip().lower() in ("true", "1", "yes", "on")
     return values
 
 

@@ -73,7 +73,7 @@ class RunSummary:
     pipeline: str
     template: str | None
     runner: str
-    status: str  # COMPLETE | FAILED
+    status: str  # COMPLETE | FAILED | ABORTED | TRANSLATED (a dry run: nothing ran)
     started_at: str
     elapsed_seconds: float
     nodes: list[NodeCounts]
@@ -85,6 +85,8 @@ class RunSummary:
     partial_counts: bool = False  # the pipeline raised: nodes hold only the rows seen so far
     published: bool = False  # outputs were published (only after every check passed)
     failed_dead_letters: str | None = None  # where a failed run's dead letters were kept
+    job_graph: str | None = None  # TRANSLATED (a dry run): where the job graph was written
+    translation: str | None = None  # TRANSLATED: steps, batch/streaming, placeholders used
 
     @property
     def lineage_log(self) -> str | None:

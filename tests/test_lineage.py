@@ -340,3 +340,25 @@ def test_running_heartbeat_carries_counts_so_far(tmp_path):
         "size": 2048,
     }
     assert openlineage_schema.event_problems(running) == []
+
+
+def test_a_profile_that_never_came_back_is_a_warning_not_silence(tmp_path, monkeypatch):
+    """Workers that write column profiles where the driver cannot read them (a worker's own
+    temp dir) lose the dataQualityMetrics: the summary and the COMPLETE event say so."""
+    from transforms.profile import _ProfileBundles
+
+    monkeypatch.setattr(_ProfileBundles, "finish_bundle", lambda self: None)
+    summary, events = captured_run(small_spec(tmp_path, None))
+    assert summary.status == "COMPLETE"
+    assert [w["code"] for w in summary.lineage["warnings"]] == ["profile_missing"]
+    assert summary.lineage["warnings"][0]["subject"] == "rows"
+    facet = events[-1]["run"]["facets"]["beamwright_runWarnings"]
+    assert facet["warnings"] == summary.lineage["warnings"]
+    assert openlineage_schema.event_problems(events[-1]) == []
+    assert "dataQualityMetrics" not in events[-1]["inputs"][0].get("inputFacets", {})
+
+
+def test_a_complete_run_with_its_profiles_has_no_warnings(template_run):
+    _, _, summary, events = template_run
+    assert "warnings" not in summary.lineage
+    assert "beamwright_runWarnings" not in events[-1]["run"]["facets"]

@@ -213,3 +213,57 @@ def test_without_the_gcp_extra_the_error_says_what_to_install(tmp_path, monkeypa
     with pytest.raises(PlanError) as caught:
         translate(orders_stream(tmp_path), "dataflow")
     assert "pip install 'beamwright[gcp]'" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- run --dry-run
+
+
+def _dry_run_args(tmp_path, *extra: str) -> list[str]:
+    return [
+        "run", "data_processing", "--quiet", "--runner", "dataflow", "--allow-local-secrets",
+        "-p", f"output_dir={tmp_path}/out", "-p", f"pseudonym_key_file={tmp_path}/key",
+        "--summary-json", str(tmp_path / "summary.json"), *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        ["--dry-run", "--option", "project=my-project", "--option", "region=europe-west1",
+         "--option", "temp_location=gs://bw-bucket/tmp"],
+        ["--", "--project=my-project", "--region=europe-west1",
+         "--temp_location=gs://bw-bucket/tmp", "--dry_run=true"],
+    ],
+    ids=["--dry-run", "beam's --dry_run"],
+)  # fmt: skip
+def test_run_dry_run_is_translated_not_failed(tmp_path, monkeypatch, offline, capsys, how):
+    monkeypatch.chdir(tmp_path)
+    code = main(_dry_run_args(tmp_path, *how))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "translated:" in out and "FAILED" not in out
+    graph = tmp_path / "beamwright-output" / "data-processing" / "job-graph-dataflow.json"
+    plan = json.loads(graph.read_text())
+    assert plan["job"]["name"] == "data-processing" and plan["placeholders"] == {}
+    assert plan["job"]["environment"]["sdkPipelineOptions"]["options"]["project"] == "my-project"
+    assert str(graph.relative_to(tmp_path)) in out
+    assert not (tmp_path / "out").exists()  # nothing ran: no output, no lineage event
+    assert not (tmp_path / "beamwright-output" / "lineage").exists()
+
+
+def test_dry_run_needs_a_runner_to_translate_for(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "data_processing", "--dry-run", "-p", f"output_dir={tmp_path}/o"])
+    assert code == 2
+    assert "--runner dataflow|portable|flink" in capsys.readouterr().err
+
+
+def test_a_bad_temp_location_fails_at_once_instead_of_asking_gcs(tmp_path, offline, capsys):
+    """Beam, finding temp and staging locations invalid, looks up a default bucket in GCS
+    (two minutes of retries offline); the dry run says what is wrong before that."""
+    code = main(_dry_run_args(tmp_path, "--dry-run", "--option", "project=my-project",
+                              "--option", "region=r", "--option", "temp_location=gs://b/t"))  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "run.runner_options.temp_location" in err and "gs://b/t" in err
+    assert not any("googleapis" in a for a in offline.attempts)
