@@ -4,14 +4,19 @@ One :class:`TableReader` answers "the rows of ``schema.table`` whose key is one 
 one query and an Arrow table typed from the table's own column types (read once per process
 from ``pg_catalog`` and cached). psycopg (3) is imported on first use only.
 
-How rows come back: ``COPY (SELECT ... WHERE key = ANY(...)) TO STDOUT (FORMAT csv)`` parsed by
-Arrow's C++ CSV reader with the column types given, not ``cursor.fetchall()`` and a Python
-tuple per row. Measured here (2 cores, PostgreSQL 15, psycopg 3.3) reading 100k rows of 6
-columns (int8, text, float8, numeric(12,2), timestamptz, bool) by 100k keys: COPY + Arrow
-230-250 ms, ``fetchall`` + ``pa.Table.from_pydict`` with the same schema 700-750 ms (binary
-cursor 700-710 ms). CSV keeps NULL (unquoted empty) and the empty
-string (``""``) apart. The session runs with ``TimeZone=UTC`` and ``DateStyle=ISO`` so dates and
-timestamps print in the one form Arrow parses.
+How rows come back: the server writes the matching rows as CSV text and aggregates them
+into one value (``SELECT string_agg(<csv line> || '\n', '') FROM ... WHERE key = ANY(...)``), which
+Arrow's C++ CSV reader parses with the column types given. Python touches one value per
+batch, not a tuple (``fetchall``) or a protocol message (``COPY``) per row. Measured here (2
+cores, PostgreSQL 15, psycopg 3.3): 100k rows of 6 columns (int8, text, float8,
+numeric(12,2), timestamptz, bool) by 100k keys: ``COPY ... (FORMAT csv)`` + Arrow 230-250 ms,
+``fetchall`` + ``pa.Table.from_pydict`` with the same schema 700-750 ms (binary cursor
+700-710 ms); 71k rows of the bench's 5 columns: ``COPY`` 167 ms (most of it psycopg's
+per-row Python), the aggregated query 116 ms with almost no client CPU. Text is written
+quoted, so NULL (unquoted empty) and the empty string (``""``) stay apart. The session runs
+with ``TimeZone=UTC`` and ``DateStyle=ISO`` so dates and timestamps print in the one form
+Arrow parses. One batch's rows must stay under PostgreSQL's 1 GB limit for one value
+(``run.batch_size`` rows of the table's width).
 
 Types (:func:`arrow_type`): int2/int4/int8 -> int16/int32/int64, float4/float8 ->
 float32/float64, ``numeric(p,s)`` with p <= 38 -> decimal128(p,s) (exact); a ``numeric`` without
@@ -19,8 +24,8 @@ precision (or wider than 38 digits) -> float64, since Arrow has no unbounded dec
 date, timestamp -> timestamp[us], timestamptz -> timestamp[us, UTC]; text, varchar, char,
 json/jsonb, uuid and every other type -> string (their PostgreSQL text form).
 
-Keys are sent as one array literal per key column (``%s::<key type>[]``), merged client-side
-by psycopg (COPY takes no server-side parameters); several key columns match through
+Keys are sent as one bound parameter per key column, an array literal built in Arrow
+(``%s::<key type>[]``); several key columns match through
 ``(a, b) IN (SELECT * FROM unnest(...))``. Identifiers are always quoted with
 ``psycopg.sql.Identifier``, so a spec cannot inject SQL.
 
@@ -162,13 +167,7 @@ class Column:
     pg_type: str
     arrow: pa.DataType
 
-    @property
-    def as_text(self) -> bool:
-        """Selected as ``::text``: types Arrow's CSV reader has no parser for."""
-        return pa.types.is_string(self.arrow) and not _TEXT_NATIVE.match(self.pg_type)
 
-
-_TEXT_NATIVE = re.compile(r"^(text|character varying|character|json|jsonb|uuid|name)\b")
 _SIMPLE = {
     "int2": pa.int16(),
     "int4": pa.int32(),
@@ -329,7 +328,7 @@ class TableReader:
         if keys.num_rows == 0:
             return self.schema.empty_table()
         query, params = self._query(columns, keys)
-        data = self._with_retries(lambda conn: _copy_out(conn, query, params))
+        data = self._with_retries(lambda conn: _fetch_one(conn, query, params))
         self.queries += 1
         return _parse_csv(data, columns)
 
@@ -337,12 +336,7 @@ class TableReader:
         from psycopg import sql
 
         table = sql.Identifier(self.schema_name, self.table_name)
-        select = sql.SQL(", ").join(
-            sql.SQL("{}::text").format(sql.Identifier(c.name))
-            if c.as_text
-            else sql.Identifier(c.name)
-            for c in columns
-        )
+        line = sql.SQL(" || ',' || ").join(_csv_field(c) for c in columns)
         by_name = {c.name: c for c in columns}
         arrays = [
             sql.SQL("{}::{}[]").format(sql.Placeholder(), sql.SQL(by_name[k].pg_type))
@@ -356,10 +350,9 @@ class TableReader:
                 sql.SQL(", ").join(sql.Identifier(k) for k in self.keys),
                 sql.SQL(", ").join(arrays),
             )
-        query = sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT csv)").format(
-            select, table, where
-        )
-        return query, params
+        # every line ends with a newline: Arrow misreads a last unquoted empty field without one
+        query = sql.SQL("SELECT convert_to(string_agg({} || E'\\n', ''), 'UTF8') FROM {} WHERE {}")
+        return query.format(line, table, where), params
 
     def _with_retries(self, call: Any) -> Any:
         """``call(connection)`` with a pooled connection; connection failures are retried
@@ -421,12 +414,23 @@ def array_literal(values: pa.Array | pa.ChunkedArray) -> str:
     return "{" + (pc.binary_join(joined, ",")[0].as_py() or "") + "}"
 
 
-def _copy_out(conn: Any, query: Any, params: list[str]) -> bytes:
-    chunks = []
-    with conn.cursor() as cursor, cursor.copy(query, params) as copy:
-        for chunk in copy:
-            chunks.append(bytes(chunk))
-    return b"".join(chunks)
+def _csv_field(column: Column) -> Any:
+    """The SQL writing one column as a CSV field: text quoted (quotes doubled), NULL empty."""
+    from psycopg import sql
+
+    name = sql.Identifier(column.name)
+    if pa.types.is_string(column.arrow):
+        return sql.SQL(
+            """CASE WHEN {0} IS NULL THEN '' ELSE '"' || replace({0}::text, '"', '""') || '"' END"""
+        ).format(name)
+    return sql.SQL("coalesce({}::text, '')").format(name)
+
+
+def _fetch_one(conn: Any, query: Any, params: list[str]) -> bytes:
+    """The one value of the aggregated query: the rows as CSV (empty when none matched)."""
+    with conn.cursor(binary=True) as cursor:
+        row = cursor.execute(query, params).fetchone()
+    return bytes(row[0]) if row and row[0] is not None else b""
 
 
 def _parse_csv(data: bytes, columns: list[Column]) -> pa.Table:
@@ -444,8 +448,8 @@ def _parse_csv(data: bytes, columns: list[Column]) -> pa.Table:
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
             null_values=[""],
-            true_values=["t"],
-            false_values=["f"],
+            true_values=["true"],
+            false_values=["false"],
         ),
     )
     return table.cast(schema)

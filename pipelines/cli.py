@@ -365,6 +365,12 @@ def parser() -> argparse.ArgumentParser:
         help="Parquet -> postgres lookup step -> Parquet vs a plain psycopg loop (--rows orders)",
     )
     bench.add_argument("--postgres-table-rows", type=int, default=100_000)
+    bench.add_argument(
+        "--postgres",
+        action="store_true",
+        help="Parquet -> postgres lookup step -> Parquet vs a plain psycopg loop (--rows orders)",
+    )
+    bench.add_argument("--postgres-table-rows", type=int, default=100_000)
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.dev.sample_stream import add_parser as add_sample_stream

@@ -3,7 +3,8 @@
 For a batch, the distinct keys (input key columns cast to the table's key types; a value that
 does not cast, or a null, matches nothing) go to the database in one query
 (:class:`connectors.postgres.TableReader`); the rows that come back, typed from the table's
-column types, are joined to the batch with Arrow's hash join. Rows without a match keep nulls,
+column types, are matched to the batch's rows by hash in Arrow (``pc.index_in`` for one key,
+a hash join for several), input order kept. Rows without a match keep nulls,
 are dead-lettered (``reject``: the original row, its position, and a message naming the key
 value that had no row) or counted as filtered (``drop``), exactly like the file ``lookup``
 step, so ``rows in = out + dead-lettered + filtered`` per step. Duplicate table keys keep one
@@ -46,7 +47,7 @@ QUERIES, KEYS, ROWS_LOOKED_UP, MISSES = (
     "lookup/misses",
 )
 _ROW = "__bw_row"
-_MATCHED = "__bw_matched"
+_REF = "__bw_ref"
 
 
 class PostgresJoiner:
@@ -127,8 +128,11 @@ class PostgresJoiner:
             values, _ = coerce(table.column(self.keys[i]), column.arrow)  # bad casts: null
             probe[f"__bw_k{i}"] = values
         probe_table = pa.table(probe)
-        distinct = probe_table.group_by(list(probe), use_threads=False).aggregate([])
-        distinct = distinct.rename_columns(self.keys)
+        if len(probe) == 1:
+            distinct = pa.table({self.keys[0]: pc.unique(probe_table.column(0))})
+        else:
+            distinct = probe_table.group_by(list(probe), use_threads=False).aggregate([])
+            distinct = distinct.rename_columns(self.keys)
         queries = self.reader.queries
         found = self.reader.read(distinct)
         self._count(QUERIES, self.reader.queries - queries)
@@ -139,32 +143,24 @@ class PostgresJoiner:
     def _join(
         self, table: pa.Table, probe: pa.Table, found: pa.Table, added: list[tuple[str, Any]]
     ) -> StepResult:
-        hidden = probe.column_names
-        ref = found.rename_columns(hidden + [name for name, _ in added])
-        # keep the last row per key so the join cannot multiply input rows
-        ref = ref.append_column(_ROW, pa.array(np.arange(ref.num_rows)))
-        last = ref.group_by(hidden, use_threads=False).aggregate([(_ROW, "max")])
-        ref = ref.take(last.column(f"{_ROW}_max")).drop_columns([_ROW])
-        ref = ref.append_column(_MATCHED, pa.array(np.ones(ref.num_rows, dtype=bool)))
-        numbered = table.append_column(_ROW, pa.array(np.arange(table.num_rows)))
-        for name in hidden:
-            numbered = numbered.append_column(name, probe.column(name))
-        joined = numbered.join(ref, hidden, join_type="left outer", use_threads=False)
-        joined = joined.sort_by(_ROW)
-        order = [c for c in table.column_names if c not in POSITION_COLUMNS]
-        order += [name for name, _ in added]
-        order += [c for c in POSITION_COLUMNS if c in table.column_names]
-        matched = pc.fill_null(joined.column(_MATCHED), False).combine_chunks()
-        result = joined.select(order)
-        misses = len(matched) - pc.sum(matched).as_py() if len(matched) else 0
+        index = _match(probe, found)  # per input row: its table row, null when none
+        matched = pc.is_valid(index)
+        fields = found.select(list(range(len(self.keys), found.num_columns)))
+        fields = fields.rename_columns([name for name, _ in added]).take(index)
+        result = table.select([c for c in table.column_names if c not in POSITION_COLUMNS])
+        for name in fields.column_names:
+            result = result.append_column(name, fields.column(name))
+        for name in POSITION_COLUMNS:
+            if name in table.column_names:
+                result = result.append_column(name, table.column(name))
+        misses = table.num_rows - pc.sum(matched).as_py() if table.num_rows else 0
         self._count(MISSES, misses)
         if self.on_missing == "keep" or misses == 0:
             return StepResult(rows=result)
         kept = result.filter(matched)
         if self.on_missing == "drop":
             return StepResult(rows=kept, filtered=result.num_rows - kept.num_rows)
-        rows = joined.column(_ROW).combine_chunks()
-        missing_rows = table.take(pc.filter(rows, pc.invert(matched)))
+        missing_rows = table.filter(pc.invert(matched))
         dead = dead_letters_for_rows(
             missing_rows,
             errors=self._miss_messages(missing_rows),
@@ -197,6 +193,29 @@ def _with_fields(table: pa.Table, added: list[tuple[str, pa.DataType]]) -> pa.Ta
         if name in table.column_names:
             out = out.append_column(name, table.column(name))
     return out
+
+
+def _match(probe: pa.Table, found: pa.Table) -> pa.Array:
+    """For each probe row, the index of the row of ``found`` with the same key (its first
+    columns, typed alike), null when there is none. One key: a hash lookup
+    (``pc.index_in``, ~10x faster than a join here, order kept, the first of duplicate table
+    keys wins). Several: Arrow's hash join on a row number, duplicate keys reduced to one row
+    first, so a join never multiplies input rows."""
+    names = probe.column_names
+    if len(names) == 1:
+        keys = (
+            found.column(0).combine_chunks()
+            if found.num_rows
+            else pa.array([], found.schema[0].type)
+        )
+        return pc.index_in(probe.column(0), value_set=keys).combine_chunks()
+    ref = pa.table({n: found.column(i) for i, n in enumerate(names)})
+    ref = ref.append_column(_REF, pa.array(np.arange(ref.num_rows), pa.int64()))
+    first = ref.group_by(names, use_threads=False).aggregate([(_REF, "min")])
+    first = first.rename_columns([*names, _REF])
+    numbered = probe.append_column(_ROW, pa.array(np.arange(probe.num_rows), pa.int64()))
+    joined = numbered.join(first, names, join_type="left outer", use_threads=False)
+    return joined.sort_by(_ROW).column(_REF).combine_chunks()
 
 
 class PostgresLookup(ArrowStep):

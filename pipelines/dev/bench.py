@@ -344,6 +344,14 @@ def main(args: argparse.Namespace) -> int:
     if args.kafka:
         print(json.dumps(kafka_bench(args.kafka_messages, args.repeat, args.batch_size), indent=2))
         return 0
+    if args.postgres:
+        from pipelines.dev.postgres_bench import postgres_bench
+
+        report = postgres_bench(
+            args.rows, args.postgres_table_rows, args.repeat, args.batch_size, args.workers
+        )
+        print(json.dumps(report, indent=2))
+        return 0
     workdir = (
         Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="beamwright-bench-"))
     )
