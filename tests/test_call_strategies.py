@@ -18,6 +18,7 @@ from transforms.call_strategies import (
     JITTER_GUARD,
     AdaptiveStrategy,
     FakeClock,
+    RateLimiter,
     StrategyConfig,
     StrategyError,
     TokenBucket,
@@ -123,6 +124,19 @@ def test_token_bucket_of_capacity_one_spaces_permits_evenly():
     assert permits == [0.0, 0.1, 0.2, 0.3, 0.4]
 
 
+def test_admission_counts_the_times_calls_really_went():
+    """Pacing planned 100/s, but only 3 calls may be admitted per second: the fourth waits
+    for the first to leave the window, whatever the pacing said (a late thread's call is
+    judged by when it goes, not by when it was planned)."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate=100, per_window=3, window=1.0, clock=clock)
+    went = []
+    for _ in range(5):
+        limiter.acquire()
+        went.append(round(clock.now(), 9))
+    assert went == [0.0, 0.01, 0.02, 1.0, 1.01]
+
+
 def test_a_workers_share_is_whole_calls_spread_over_a_guarded_second():
     assert steady_rate(500, 1) == pytest.approx(500 / (1 + JITTER_GUARD))
     assert steady_rate(500, 3) == pytest.approx(166 / (1 + JITTER_GUARD))  # 3 x 166 <= 500
@@ -194,6 +208,35 @@ def test_rate_limit_is_never_exceeded_in_any_second_by_two_workers_real_clock():
     assert max_in_any_window(times) >= 0.9 * rate  # and it is not simply slow
 
 
+@pytest.mark.slow
+def test_500_per_second_over_three_workers_of_64_threads_real_clock():
+    """The issue's case: 500 req/s for the job, three workers (a fractional share, 166.7),
+    64 threads each, 3 s of 1 ms calls: no one-second window over 500, busiest at least 450."""
+    rate, workers, seconds = 500, 3, 3.0
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def call(_):
+        with lock:
+            times.append(time.monotonic())
+        time.sleep(0.001)
+
+    def worker():
+        strategy = make_strategy(
+            StrategyConfig(max_concurrency=64, rate_limit=rate), workers=workers, name=fresh("w")
+        )
+        strategy.map(range(int(steady_rate(rate, workers) * seconds)), call)
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max_in_any_window(times) <= rate
+    assert max_in_aligned_seconds(times) <= rate
+    assert max_in_any_window(times) >= 0.9 * rate
+
+
 def test_threads_of_one_worker_share_its_limiter_real_clock():
     """Two DoFn instances (same step name) in one process: together at the worker's share."""
     rate = 40
@@ -256,13 +299,13 @@ def test_sequential_keeps_per_key_order_and_runs_keys_side_by_side_real_clock():
 def test_parallel_reaches_and_never_exceeds_max_concurrency_real_clock():
     """The first ``max_concurrency`` calls all start before any ends (adaptive would start at
     ``min_concurrency``; sequential at one), and never more are in flight."""
-    service = InFlight(latency=0.03)
+    service = InFlight(latency=0.05)
     strategy = make_strategy(StrategyConfig(kind="parallel", max_concurrency=12))
     results = strategy.map([("k", i) for i in range(60)], service)
     assert results == list(range(60))
     assert service.most == 12
     first = sorted(service.starts)[:12]
-    assert first[-1] - first[0] < 0.03  # all twelve began within one call's latency
+    assert first[-1] - first[0] < 0.05  # all twelve began within one call's latency
     assert strategy.stats()["max_in_flight"] == 12
 
 
@@ -467,10 +510,10 @@ def test_burst_real_clock():
     strategy.map(range(20), call)
     starts.sort()
     t0 = starts[0]
-    assert starts[9] - t0 < 0.015  # ten at once
-    steady = [b - a for a, b in itertools.pairwise(starts[10:])]
     interval = 1 / steady_rate(50)
-    assert starts[10] - t0 == pytest.approx(interval, abs=0.01)
+    assert starts[9] - t0 < 0.1  # ten at once (capacity 1 would take 9 intervals: 184 ms)
+    steady = [b - a for a, b in itertools.pairwise(starts[10:])]
+    assert starts[10] - t0 == pytest.approx(interval, abs=0.015)
     assert min(steady) > interval * 0.6 and sum(steady) / len(steady) == pytest.approx(
         interval, rel=0.15
     )
