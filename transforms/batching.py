@@ -34,13 +34,12 @@ from connectors.arrow_coder import ArrowTableCoder
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters, rule_counter
 from connectors.names import labelled_pardo
 from connectors.records import dead_letters_for_rows
+from transforms.call_strategies import THROTTLED_MS
 from transforms.step import DEAD_LETTERS, ROWS
 from transforms.windowing import MISSING_FIELD, beam_key
 
 BATCHES_OUT = "batches_out"
 """Counter of Arrow tables a batch step emitted."""
-THROTTLED_MS = "call_throttled_ms"
-"""Milliseconds emitting waited for the step's rate limit (as ``transforms.call_strategies``)."""
 
 _KEY_CODER = FastPrimitivesCoder().as_deterministic_coder("BatchByKey key")
 _TABLES = ArrowTableCoder()
@@ -246,7 +245,7 @@ class BatchByKey(beam.PTransform):
             ``time.time``). Leave it for real runs; a TestStream run needs a clock that starts
             at 0 like the runner's test clock (as for Beam's ``GroupIntoBatches``).
         rate_limit: emitted batches/s for the whole job, at most (each of ``workers`` worker
-            processes takes its share; see ``transforms.call_strategies.steady_rate``).
+            processes takes its share; see ``transforms.call_strategies.RateLimiter``).
             Emitting waits for the limiter, which holds the bundle back: the throttle.
         burst: with ``rate_limit``: that many batches may go at once (a token bucket's
             capacity), then the steady rate.
