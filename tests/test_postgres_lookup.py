@@ -428,3 +428,43 @@ def test_server_down_fails_the_run_with_the_address(tmp_path):
     finally:
         close_pools()
         server.stop()
+
+
+def test_beam_transform_counts_queries_keys_and_misses(pg):
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.postgres_lookup import PostgresLookup
+
+    batches = [batch([{"id": 1}, {"id": 7}, {"id": 1}]), batch([{"id": 2}, {"id": None}])]
+    p = TestPipeline(runner="FnApiRunner")
+    out = (
+        p
+        | beam.Create(batches)
+        | PostgresLookup(
+            step_name="enrich",
+            settings=settings(pg),
+            table="shop.customers",
+            keys=["id"],
+            fields=["name"],
+            on_missing="drop",
+        )
+    )
+    assert_that(
+        out.rows | beam.FlatMap(user_rows),
+        equal_to([{"id": 1, "name": "Ann"}, {"id": 1, "name": "Ann"}, {"id": 2, "name": "Bob"}]),
+    )
+    result = p.run()
+    result.wait_until_finish()
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace("beamwright"))["counters"]
+    }
+    assert counters["enrich/lookup/queries"] == 2
+    assert counters["enrich/lookup/keys"] == 3  # 1 and 7, then 2: nulls are never asked
+    assert counters["enrich/lookup/rows_looked_up"] == 5
+    assert counters["enrich/lookup/misses"] == 2
+    assert counters["enrich/rows_in"] == 5 and counters["enrich/rows_filtered"] == 2
+    assert counters["enrich/rows_out"] == 3

@@ -129,10 +129,10 @@ class PostgresJoiner:
             probe[f"__bw_k{i}"] = values
         probe_table = pa.table(probe)
         if len(probe) == 1:
-            distinct = pa.table({self.keys[0]: pc.unique(probe_table.column(0))})
+            distinct = pa.table({self.keys[0]: pc.unique(probe_table.column(0)).drop_null()})
         else:
-            distinct = probe_table.group_by(list(probe), use_threads=False).aggregate([])
-            distinct = distinct.rename_columns(self.keys)
+            distinct = probe_table.drop_null().group_by(list(probe), use_threads=False)
+            distinct = distinct.aggregate([]).rename_columns(self.keys)
         queries = self.reader.queries
         found = self.reader.read(distinct)
         self._count(QUERIES, self.reader.queries - queries)
