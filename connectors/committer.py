@@ -58,7 +58,8 @@ LOCK = ".beamwright.lock"
 STAGING_PREFIX = ".beamwright-tmp-"
 FAILED_PREFIX = ".beamwright-failed-"
 STAGED_LISTING = "_staged.json"
-_CONTROL = {MANIFEST, JOURNAL, LOCK}
+LEASE = ".beamwright-lease.json"
+_CONTROL = {MANIFEST, JOURNAL, LOCK, LEASE}
 _RUN_AND_WRITE = r"[0-9a-fA-F-]+-[0-9a-f]+"  # <run id>-<write id> ending a staging dir's name
 
 
@@ -326,6 +327,11 @@ class OutputTarget:
     def journal_path(self) -> str:
         return self.manifest_path + ".pending"
 
+    @property
+    def lease_path(self) -> str:
+        """Where a detached job records that it is writing here (see :meth:`OutputCommitter.lease`)."""
+        return _join(self.directory, LEASE if self.name is None else f".{self.name}{LEASE}")
+
     def final_names(self, count: int) -> list[str]:
         if self.name is not None:
             return [self.name]
@@ -373,6 +379,7 @@ class OutputCommitter:
         """Lock, recover from earlier crashes, and check ownership. Raises OutputConflict."""
         self._lock.acquire()
         try:
+            self._check_lease()
             self.recover()
             self._check_ownership()
         except BaseException:
@@ -457,9 +464,7 @@ class OutputCommitter:
                 )
             files = json.loads(listing_text)["files"]
             previous = read_manifest(t.manifest_path)
-            owned = (
-                previous.files if previous and previous.owned_by(t.pipeline, t.sink) else []
-            )
+            owned = previous.files if previous and previous.owned_by(t.pipeline, t.sink) else []
             finals = [f["final"] for f in files]
             if t.mode == "append":
                 kept = [f for f in owned if _exists(_join(t.directory, f)) and f not in finals]
@@ -494,6 +499,29 @@ class OutputCommitter:
         """Give up the claim without touching anything (a later sink failed to build)."""
         self._lock.release()
 
+    # -- detached jobs -------------------------------------------------------------------
+    def lease(self, job: str, hint: str) -> None:
+        """Hand the claim to a detached job (``run --detach``): the lock belongs to the driver
+        process, which exits, so the claim is written down instead. Until :meth:`end_lease`,
+        every claim of this output fails with ``hint`` (how to check on or stop the job), so
+        no other run removes the job's staging or publishes over its panes."""
+        _write_atomic(self.target.lease_path, json.dumps({"job": job, "hint": hint}) + "\n")
+        self._lock.release()
+
+    def _check_lease(self) -> None:
+        text = _read_text(self.target.lease_path)
+        if text is None:
+            return
+        try:
+            lease = json.loads(text)
+        except ValueError:
+            lease = {"job": "unknown", "hint": f"remove {self.target.lease_path} if no job runs"}
+        raise OutputConflict(
+            self.target.where or self.target.sink,
+            f"detached job {lease.get('job')} is writing to {self.target.directory}",
+            lease.get("hint", ""),
+        )
+
     # -- abort ---------------------------------------------------------------------------
     def abort(self, *, keep: bool = False) -> str | None:
         """Drop this write's staging; the previous output stays as it was.
@@ -508,9 +536,8 @@ class OutputCommitter:
                 return None
             if keep:
                 kept = _join(
-                    t.directory, posixpath.basename(t.staging_dir).replace(
-                        STAGING_PREFIX, FAILED_PREFIX, 1
-                    )
+                    t.directory,
+                    posixpath.basename(t.staging_dir).replace(STAGING_PREFIX, FAILED_PREFIX, 1),
                 )
                 _rename(t.staging_dir, kept)
                 return kept
@@ -518,6 +545,11 @@ class OutputCommitter:
             return None
         finally:
             self._lock.release()
+
+
+def end_lease(lease_path: str) -> None:
+    """A detached job has ended: its output (``OutputTarget.lease_path``) can be claimed again."""
+    _delete(lease_path)
 
 
 def _apply_journal(target: OutputTarget, journal: dict[str, Any]) -> None:

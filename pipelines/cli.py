@@ -96,6 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     nodes = [s.name for s in spec.sources] + [s.name for s in spec.steps]
     spec_path = args.target if _is_spec_file(args.target) else None
+    if args.detach:
+        from pipelines.jobs import detach_spec
+
+        record = detach_spec(spec, spec_path=spec_path)
+        print(f"submitted job {record.job_id} (run {record.run_id}) to {record.endpoint}")
+        print(f"  follow it: beamwright jobs status|metrics|cancel {record.job_id}")
+        return EXIT_OK
     quiet = args.quiet or not console.is_terminal
     code = EXIT_OK
     try:
@@ -214,6 +221,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """``beamwright jobs status|metrics|cancel JOB`` (:mod:`pipelines.jobs`)."""
+    from pipelines import jobs
+
+    if args.action == "metrics":
+        nodes = jobs.job_metrics(args.job_id, endpoint=args.job_endpoint)
+        print(json.dumps([n.__dict__ for n in nodes], indent=2))
+        return EXIT_OK
+    act = jobs.cancel_job if args.action == "cancel" else jobs.job_status
+    report = act(args.job_id, endpoint=args.job_endpoint)
+    print(json.dumps(report, indent=2))
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from pipelines.spec import json_schema
 
@@ -287,6 +308,12 @@ def parser() -> argparse.ArgumentParser:
         help="with --dry-run: where the job graph goes "
         "(default beamwright-output/<job>/job-graph-<runner>.json)",
     )
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="streaming specs on portable/flink: submit, emit START, print the job id and "
+        "return; follow up with 'beamwright jobs'",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="no live progress display")
     run.add_argument(
         "--follow",
@@ -333,6 +360,16 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", metavar="PATH", help="write the JSON here (default: stdout)")
     plan.set_defaults(func=cmd_plan)
 
+    jobs = sub.add_parser(
+        "jobs", help="detached jobs (run --detach) through Beam's Job API: status, metrics, cancel"
+    )
+    jobs.add_argument("action", choices=["status", "metrics", "cancel"])
+    jobs.add_argument("job_id", metavar="JOB")
+    jobs.add_argument(
+        "--job-endpoint", metavar="HOST:PORT", help="the job service (default: as submitted)"
+    )
+    jobs.set_defaults(func=cmd_jobs)
+
     sch = sub.add_parser("schema", help="print the JSON Schema of spec files")
     sch.set_defaults(func=cmd_schema)
 
@@ -359,12 +396,6 @@ def parser() -> argparse.ArgumentParser:
         "--kafka", action="store_true", help="Kafka -> validate -> Parquet vs a raw consumer loop"
     )
     bench.add_argument("--kafka-messages", type=int, default=1_000_000)
-    bench.add_argument(
-        "--postgres",
-        action="store_true",
-        help="Parquet -> postgres lookup step -> Parquet vs a plain psycopg loop (--rows orders)",
-    )
-    bench.add_argument("--postgres-table-rows", type=int, default=100_000)
     bench.add_argument(
         "--postgres",
         action="store_true",

@@ -88,11 +88,10 @@ def launch(spec: Any, beam_args: Sequence[str]) -> Any:
     )
 
     from pipelines.build import build_pipeline
-    from pipelines.ids import new_run_id
+    from pipelines.ids import job_name, new_run_id
     from pipelines.loading import SpecError
     from pipelines.plan import _for_runner as for_runner
     from pipelines.remote_rules import remote_problems
-    from pipelines.run import job_name
     from pipelines.runners import cache_dofn_specs
 
     spec, streaming = for_runner(spec, "dataflow", None)
@@ -113,7 +112,7 @@ def launch(spec: Any, beam_args: Sequence[str]) -> Any:
         standard.streaming = True
     cloud = options.view_as(GoogleCloudOptions)
     if not cloud.job_name:
-        cloud.job_name = job_name(spec)
+        cloud.job_name = job_name(spec.name)
     try:
         pipeline = beam.Pipeline(options=options)
     except (ValueError, SystemExit) as exc:  # Beam's validation; argparse exits on bad values

@@ -4,6 +4,14 @@ pyproject.toml; looked up only when asked for, since importlib.metadata costs ~6
 
 from __future__ import annotations
 
+import re
+
+
+def job_name(pipeline: str) -> str:
+    """A runner-safe job name for a pipeline (Dataflow wants lowercase letters, digits and
+    dashes)."""
+    return re.sub(r"[^a-z0-9-]", "-", pipeline.lower()).strip("-") or "beamwright"
+
 
 def new_run_id() -> str:
     """A new UUIDv7 as text."""

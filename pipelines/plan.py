@@ -179,11 +179,11 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
 
     from pipelines.build import build_pipeline
     from pipelines.checks import build_problem
+    from pipelines.ids import job_name
     from pipelines.loading import SpecError
-    from pipelines.run import job_name
     from pipelines.runners import pipeline_options
 
-    options = pipeline_options(settings, job_name(spec))
+    options = pipeline_options(settings, job_name(spec.name))
     if settings.runner == "dataflow":
         _check_gcs_locations(options)
     try:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from connectors.errors import BeamwrightError, RunError, error_classes
-from pipelines.ids import new_run_id
+from pipelines.ids import job_name, new_run_id
 from pipelines.spec import PipelineSpec, streaming_sources
 from pipelines.summary import RunSummary, counts_from_metrics, counts_seen
 
@@ -66,12 +66,14 @@ def readable_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def _read_counters(result: Any) -> dict[str, int]:
+def read_counters(metrics: Any) -> dict[str, int]:
+    """beamwright's counters from a runner's MetricResults (``result.metrics()``), summed
+    over steps: committed values where the runner has them, else attempted."""
     from apache_beam.metrics.metric import MetricsFilter
 
     from connectors.metrics import METRIC_NAMESPACE
 
-    query = result.metrics().query(MetricsFilter().with_namespace(METRIC_NAMESPACE))
+    query = metrics.query(MetricsFilter().with_namespace(METRIC_NAMESPACE))
     counters: dict[str, int] = {}
     for counter in query["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
@@ -79,11 +81,6 @@ def _read_counters(result: Any) -> dict[str, int]:
             value or 0
         )
     return counters
-
-
-def job_name(spec: PipelineSpec) -> str:
-    """A runner-safe job name (Dataflow wants lowercase letters, digits and dashes)."""
-    return re.sub(r"[^a-z0-9-]", "-", spec.name.lower()).strip("-") or "beamwright"
 
 
 def _new_summary(spec: PipelineSpec, run_id: str, built: Any) -> RunSummary:
@@ -118,7 +115,7 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
         raise SpecError(problems)
     streaming = bool(streaming_sources(spec))
     pipeline = beam.Pipeline(
-        options=pipeline_options(spec.run, job_name(spec), streaming=streaming)
+        options=pipeline_options(spec.run, job_name(spec.name), streaming=streaming)
     )
     built = build_pipeline(spec, pipeline, run_id)
     claimed = []
@@ -176,7 +173,7 @@ def _execute(built: Any, summary: RunSummary) -> Any:
         raise
     finally:
         summary.elapsed_seconds += time.perf_counter() - t0
-    summary.nodes = counts_from_metrics(_read_counters(result), built.node_order)
+    summary.nodes = counts_from_metrics(read_counters(result.metrics()), built.node_order)
     return result
 
 
@@ -262,7 +259,7 @@ def dry_run_spec(
     started = time.perf_counter()
     plan = translate(spec, spec.run.runner)
     path = Path(
-        graph_path or f"beamwright-output/{job_name(spec)}/job-graph-{spec.run.runner}.json"
+        graph_path or f"beamwright-output/{job_name(spec.name)}/job-graph-{spec.run.runner}.json"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
@@ -518,7 +515,7 @@ class _StreamingJob:
     def _count(self) -> None:
         """The job's counts so far, from the runner's metrics (committed where it has them)."""
         try:
-            counters = _read_counters(self._result)
+            counters = read_counters(self._result.metrics())
         except Exception:  # noqa: BLE001 - a runner without live metrics: what was seen
             from connectors.metrics import TALLY
 
