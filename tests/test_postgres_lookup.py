@@ -56,6 +56,7 @@ def pg(postgres_server):  # noqa: F811 - the fixture imported above
     os.environ[PASSWORD_ENV] = server.password
     yield server
     close_pools()
+    os.environ.pop(PASSWORD_ENV, None)
 
 
 def settings(server, **overrides) -> PostgresSettings:
@@ -385,6 +386,34 @@ def test_spec_errors_name_the_path_and_the_fix(pg, tmp_path):
     assert "did you mean 'on_missing'" in problems({"table": "t", "on": "id", "on_mising": "x"})
 
 
+def test_validate_checks_fields_downstream_and_deep_asks_the_server(pg, tmp_path):
+    from pipelines.checks import deep_problems, static_problems
+    from pipelines.column_lineage import walk
+
+    def spec(step: dict, derive: str):
+        data = base_spec(tmp_path, pg, step, [{"id": 1}])
+        (tmp_path / "in.csv").write_text("id\n1\n")  # a CSV header: the fields are known
+        data["sources"][0]["path"] = str(tmp_path / "in.csv")
+        data["steps"].append({"name": "shout", "type": "map", "derive": {"u": derive}})
+        return spec_from_data(data)
+
+    named = {"table": "shop.customers", "on": "id", "fields": ["name"], "prefix": "c_"}
+    assert static_problems(spec(named, "upper(c_name)")) == []
+    assert static_problems(spec(named, "upper(c_nme)")) == [
+        "steps[1].derive.u: unknown field 'c_nme'; did you mean 'c_name'?"
+    ]
+    assert deep_problems(spec(named, "upper(c_name)")) == []
+    (problem,) = deep_problems(spec({**named, "fields": ["nope"]}, "upper(id)"))
+    assert problem.startswith("steps[0]: table shop.customers has no column(s) ['nope']")
+    # every column (no 'fields'): known only when lineage has the table's schema
+    every = spec({"table": "shop.customers", "on": "id"}, "upper(tier)")
+    state = walk(every, {"orders": ["id"], "enrich": ["id", "name", "tier"]}, ["orders"])
+    added = state.states["enrich"].fields
+    assert sorted(added) == ["id", "name", "tier"]
+    assert [(o.source, o.field) for o in added["tier"]] == [("enrich", "tier")]
+    assert walk(every, {"orders": ["id"]}, ["orders"]).states["enrich"].complete is False
+
+
 def test_server_down_fails_the_run_with_the_address(tmp_path):
     from pipelines.run import RunFailed, run_spec
 
@@ -400,7 +429,7 @@ def test_server_down_fails_the_run_with_the_address(tmp_path):
                 server.dbname,
                 server.user,
                 EnvSecret("BW_TEST_PG_DOWN"),
-                connect_timeout_s=2,
+                connect_timeout_s=1,
             ),
             step_name="down",
             table="t",
@@ -421,13 +450,14 @@ def test_server_down_fails_the_run_with_the_address(tmp_path):
         server.stop(remove=False)
         data = base_spec(tmp_path, server, {"table": "t", "on": "id", "retries": 0}, [{"id": 1}])
         data["steps"][0]["connection"]["password"] = {"env": "BW_TEST_PG_DOWN"}
-        data["steps"][0]["connection"]["connect_timeout_s"] = 2
+        data["steps"][0]["connection"]["connect_timeout_s"] = 1
         with pytest.raises(RunFailed) as failed:
             run_spec(spec_from_data(data))
         assert f"PostgreSQL at {server.host}:{server.port}" in str(failed.value)
     finally:
         close_pools()
         server.stop()
+        os.environ.pop("BW_TEST_PG_DOWN", None)
 
 
 def test_beam_transform_counts_queries_keys_and_misses(pg):
