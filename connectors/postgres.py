@@ -22,7 +22,9 @@ Types (:func:`arrow_type`): int2/int4/int8 -> int16/int32/int64, float4/float8 -
 float32/float64, ``numeric(p,s)`` with p <= 38 -> decimal128(p,s) (exact); a ``numeric`` without
 precision (or wider than 38 digits) -> float64, since Arrow has no unbounded decimal; bool,
 date, timestamp -> timestamp[us], timestamptz -> timestamp[us, UTC]; text, varchar, char,
-json/jsonb, uuid and every other type -> string (their PostgreSQL text form).
+json/jsonb, uuid and every other type -> string (their PostgreSQL text form). Values Arrow
+cannot hold (numeric ``NaN``, ``infinity`` dates and timestamps) fail the batch with
+:class:`PostgresError` naming the column, rather than becoming nulls nobody asked for.
 
 Keys are sent as one bound parameter per key column, an array literal built in Arrow
 (``%s::<key type>[]``); several key columns match through
@@ -330,7 +332,7 @@ class TableReader:
         query, params = self._query(columns, keys)
         data = self._with_retries(lambda conn: _fetch_one(conn, query, params))
         self.queries += 1
-        return _parse_csv(data, columns)
+        return _parse_csv(data, columns, self.table)
 
     def _query(self, columns: list[Column], keys: pa.Table) -> tuple[Any, list[str]]:
         from psycopg import sql
@@ -433,13 +435,29 @@ def _fetch_one(conn: Any, query: Any, params: list[str]) -> bytes:
     return bytes(row[0]) if row and row[0] is not None else b""
 
 
-def _parse_csv(data: bytes, columns: list[Column]) -> pa.Table:
+def _parse_csv(data: bytes, columns: list[Column], table_name: str) -> pa.Table:
     import pyarrow.csv as csv
 
     schema = pa.schema([(c.name, c.arrow) for c in columns])
     if not data:
         return schema.empty_table()
-    table = csv.read_csv(
+    try:
+        table = _read_csv(csv, data, columns)
+    except pa.ArrowInvalid as exc:
+        text = _first_line(exc)
+        found = re.search(r"column #(\d+): (.*)$", text)
+        if found and int(found.group(1)) < len(columns):
+            text = f"column {columns[int(found.group(1))].name}: {found.group(2)}"
+        raise PostgresError(
+            f"a value read from {table_name} does not fit its Arrow type ({text})",
+            hint="numeric NaN and infinite dates or timestamps have no Arrow value: leave "
+            "those columns out of 'fields', or read through a view that maps them",
+        ) from None
+    return table.cast(schema)
+
+
+def _read_csv(csv: Any, data: bytes, columns: list[Column]) -> pa.Table:
+    return csv.read_csv(
         io.BytesIO(data),
         read_options=csv.ReadOptions(column_names=[c.name for c in columns], use_threads=False),
         parse_options=csv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
@@ -452,4 +470,3 @@ def _parse_csv(data: bytes, columns: list[Column]) -> pa.Table:
             false_values=["false"],
         ),
     )
-    return table.cast(schema)

@@ -142,6 +142,18 @@ def test_column_types_round_trip(pg):
     # char(n) comes back as PostgreSQL's text form of it: trailing blanks are not significant
 
 
+def test_values_arrow_cannot_hold_fail_naming_the_column(pg):
+    pg.execute("CREATE TABLE IF NOT EXISTS shop.odd (k int4, d date, n numeric(6,2))")
+    pg.execute("TRUNCATE shop.odd")
+    pg.execute("INSERT INTO shop.odd VALUES (1, 'infinity', 1), (2, '2024-01-01', 'NaN')")
+    step = joiner(pg, step_name="odd", table="shop.odd", keys=["k"], fields=["d"])
+    with pytest.raises(PostgresError, match=r"shop.odd does not fit .*column d: .*'infinity'"):
+        step.process(batch([{"k": 1}]))
+    step = joiner(pg, step_name="odd", table="shop.odd", keys=["k"], fields=["n"])
+    with pytest.raises(PostgresError, match=r"column n: .*'NaN'"):
+        step.process(batch([{"k": 2}]))
+
+
 # --------------------------------------------------------------------------- keys and misses
 
 
