@@ -404,6 +404,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--postgres-table-rows", type=int, default=100_000)
     bench.set_defaults(func=cmd_bench)
 
+    from pipelines.container import add_parser as add_container
     from pipelines.dev.sample_stream import add_parser as add_sample_stream
     from pipelines.flex import add_parser as add_flex
     from pipelines.lineage_cli import add_parser as add_lineage
@@ -413,6 +414,7 @@ def parser() -> argparse.ArgumentParser:
     add_secrets(sub)
     add_sample_stream(sub)
     add_flex(sub)
+    add_container(sub)
     return p
 
 

@@ -24,16 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from connectors.errors import EXIT_INVALID, EXIT_OK, BeamwrightError
+from pipelines.project_source import copy_project
 
 BASE_IMAGE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
-PACKAGES = ("pipelines", "transforms", "lineage", "connectors", "templates")
-PROJECT_FILES = ("pyproject.toml", "README.md")
 
 # What a value of each parameter type must look like (a list: comma-separated, as
 # pipelines.loading._coerce reads it; its JSON-array form is not offered through Flex).
@@ -161,30 +159,6 @@ from pipelines.flex_launcher import main
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], template={template_name!r}))
 '''
-
-
-def project_root() -> Path:
-    """The source tree the packages are imported from (an editable install or a checkout)."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "pyproject.toml").is_file():
-        raise FlexError(
-            f"no pyproject.toml next to the packages in {root}: the image needs the project's "
-            "source",
-            hint="run `beamwright flex build` from a checkout (pip install -e .)",
-        )
-    return root
-
-
-def copy_project(dest: Path) -> None:
-    root = project_root()
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        shutil.copy2(root / name, dest / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for package in PACKAGES:
-        shutil.copytree(root / package, dest / package, ignore=ignore)
 
 
 # --------------------------------------------------------------------------- commands

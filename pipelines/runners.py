@@ -56,7 +56,40 @@ def option_values(
     if settings.runner == "portable":
         values.setdefault("environment_type", "LOOPBACK")
     values.update(settings.runner_options)
+    setup_file = project_setup_file()
+    if setup_file and ships_code(values):
+        values["setup_file"] = setup_file
     return values
+
+
+# Options by which a user says how the workers get the project's code themselves.
+CODE_OPTIONS = ("setup_file", "extra_packages", "sdk_container_image", "requirements_file")
+
+
+def ships_code(values: dict[str, Any]) -> bool:
+    """Whether the project must be staged for this run's workers: on Dataflow and Flink, and
+    portable runs whose workers Beam's boot starts (DOCKER, PROCESS), unless the user gave the
+    code another way (a container image, a package, a setup or requirements file). LOOPBACK
+    workers are the driver; EXTERNAL workers are a pool the user started with what it has."""
+    if any(values.get(name) for name in CODE_OPTIONS):
+        return False
+    if values.get("runner") in ("DataflowRunner", "FlinkRunner"):
+        return values.get("environment_type") not in ("LOOPBACK", "EXTERNAL")
+    if values.get("runner") == "PortableRunner":
+        return values.get("environment_type", "LOOPBACK") in ("DOCKER", "PROCESS")
+    return False
+
+
+@functools.cache
+def project_setup_file() -> str | None:
+    """The project's ``pyproject.toml`` when beamwright runs from a source tree (a checkout or
+    an editable install): Beam's stager builds an sdist of it for the workers (setuptools>=69
+    reads pyproject-only projects). None for an installed wheel: then the workers need an
+    image with beamwright (``beamwright container``) or ``--option extra_packages=...``."""
+    from pipelines.project_source import source_root
+
+    root = source_root()
+    return str(root / "pyproject.toml") if root else None
 
 
 def pipeline_options(settings: RunSettings, job_name: str, *, streaming: bool = False) -> Any:

@@ -277,3 +277,50 @@ def test_bad_launch_parameters_exit_2_before_anything_is_built(capsys):
     code = flex_launcher.main(["--batch_size=many", "--runner=DataflowRunner"], "data_processing")
     assert code == 2
     assert "batch_size" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- beamwright container
+
+
+def test_container_writes_a_beam_sdk_image_of_the_drivers_versions(tmp_path, capsys):
+    import apache_beam
+
+    from pipelines.cli import main
+
+    out = tmp_path / "image"
+    assert main(["container", "--out", str(out), "--extra", "gcp"]) == 0
+    text = (out / "Dockerfile").read_text()
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"ARG BASE_IMAGE=apache/beam_python{py}_sdk:{apache_beam.__version__}" in text
+    assert 'RUN pip install --no-cache-dir "/opt/beamwright[gcp]"' in text
+    assert "ENTRYPOINT" not in text  # Beam's boot stays the entrypoint
+    assert (out / "project" / "pyproject.toml").is_file()
+    assert (out / "project" / "pipelines" / "run.py").is_file()
+    assert not list(out.rglob("__pycache__"))
+    lint = subprocess.run(
+        [_hadolint(), "--no-color", "--failure-threshold", "error", str(out / "Dockerfile")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    printed = capsys.readouterr().out
+    assert "--option sdk_container_image=" in printed and "environment_type=DOCKER" in printed
+
+
+def test_workers_get_the_project_unless_the_user_gives_its_code(tmp_path):
+    from pipelines.runners import option_values
+    from pipelines.spec import RunSettings
+
+    def options(runner: str, **given: object) -> dict:
+        return option_values(RunSettings(runner=runner, runner_options=given), "job")
+
+    dataflow = {"project": "p", "region": "r", "temp_location": "gs://bkt/t"}
+    assert options("dataflow", **dataflow)["setup_file"].endswith("pyproject.toml")
+    assert options("flink", flink_master="h:8081")["setup_file"].endswith("pyproject.toml")
+    assert "setup_file" not in options("dataflow", **dataflow, sdk_container_image="img")
+    assert "setup_file" not in options("dataflow", **dataflow, extra_packages=["a.whl"])
+    docker = options("portable", job_endpoint="h:1", environment_type="DOCKER")
+    assert docker["setup_file"].endswith("pyproject.toml")
+    assert "setup_file" not in options("portable", job_endpoint="h:1")  # LOOPBACK: the driver
+    external = options("portable", job_endpoint="h:1", environment_type="EXTERNAL")
+    assert "setup_file" not in external  # the user's own worker pool
+    assert "setup_file" not in options("direct")
