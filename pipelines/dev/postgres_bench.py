@@ -121,11 +121,15 @@ def _spec(server: Any, source: Path, out: Path, batch_size: int, workers: int) -
     )
 
 
-def plain_loop(server: Any, source: Path, batch_size: int) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, rows joined) of the hand-written lookup loop."""
+def plain_loop(server: Any, source: Path, batch_size: int) -> tuple[float, float, float, int]:
+    """(wall seconds, CPU seconds, server CPU seconds, rows joined) of the hand-written lookup
+    loop (the server's measured before its connection closes: a backend that exited is gone
+    from /proc)."""
     import psycopg
     import pyarrow.parquet as pq
 
+    postmaster = server.postmaster_pid()
+    s0 = _server_cpu_seconds(postmaster)
     t0, c0 = time.perf_counter(), _cpu_seconds()
     joined = 0
     with psycopg.connect(
@@ -153,7 +157,8 @@ def plain_loop(server: Any, source: Path, batch_size: int) -> tuple[float, float
                 if match is not None:
                     out.append((order_id, customer, amount, *match[1:]))
             joined += len(out)
-    return time.perf_counter() - t0, _cpu_seconds() - c0, joined
+        server_cpu = _server_cpu_seconds(postmaster) - s0
+    return time.perf_counter() - t0, _cpu_seconds() - c0, server_cpu, joined
 
 
 def postgres_bench(
@@ -177,11 +182,8 @@ def postgres_bench(
         plain: list[dict[str, float]] = []
         postmaster = server.postmaster_pid()
         for i in range(repeat):
-            s0 = _server_cpu_seconds(postmaster)
-            wall, cpu, joined = plain_loop(server, source, batch_size)
-            plain.append(
-                {"wall": wall, "cpu": cpu, "server_cpu": _server_cpu_seconds(postmaster) - s0}
-            )
+            wall, cpu, server_cpu, joined = plain_loop(server, source, batch_size)
+            plain.append({"wall": wall, "cpu": cpu, "server_cpu": server_cpu})
             spec = _spec(server, source, work / f"run{i}", batch_size, workers)
             s0, c0 = _server_cpu_seconds(postmaster), _cpu_seconds()
             summary = run_spec(spec)
