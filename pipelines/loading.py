@@ -129,6 +129,28 @@ def validation_problems(exc: ValidationError) -> list[str]:
 # --------------------------------------------------------------------------- parameters
 
 
+def secret_reference(raw: Any) -> dict[str, Any]:
+    """A ``secret`` parameter's value as a SecretSpec mapping: ``env:VAR``, ``file:/path``,
+    or a mapping (YAML or JSON text, one line so it fits a ``--param=value`` argument).
+    Raises ValueError (never echoing the text, which a user may have mistaken for the value)."""
+    from pipelines.spec_base import SecretSpec
+
+    if isinstance(raw, dict):
+        data = raw
+    else:
+        text = str(raw).strip()
+        kind, sep, rest = text.partition(":")
+        if sep and kind in ("env", "file") and rest and not rest.startswith(" "):
+            data = {kind: rest}
+        else:
+            data = parse_yaml(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a secret reference")
+    if SecretSpec.model_validate(data).store not in (None, {}) and "name" not in data["store"]:
+        raise ValueError("a store reference needs the secret's name")
+    return data
+
+
 def _coerce(name: str, spec: ParameterSpec, raw: Any) -> Any:
     """Turn a parameter value (from the CLI it is always text) into its declared type."""
     kind = spec.type
@@ -152,6 +174,8 @@ def _coerce(name: str, spec: ParameterSpec, raw: Any) -> Any:
                 value = False
             else:
                 raise ValueError
+        elif kind == "secret":
+            value = secret_reference(raw)
         else:  # list
             if isinstance(raw, list):
                 value = raw
@@ -161,8 +185,14 @@ def _coerce(name: str, spec: ParameterSpec, raw: Any) -> Any:
                 value = [v.strip() for v in str(raw).split(",") if v.strip()]
     except (ValueError, TypeError, json.JSONDecodeError):
         raise ValueError(
-            f"parameters.{name}: {raw!r} is not a valid {kind}"
+            f"parameters.{name}: {'the value' if kind == 'secret' else repr(raw)} is not a "
+            f"valid {kind}"
             + ("; give a comma-separated list or a JSON array" if kind == "list" else "")
+            + (
+                "; give env:VAR, file:/path or {store: {type: ...}, name: NAME}"
+                if kind == "secret"
+                else ""
+            )
         ) from None
     if spec.choices is not None:
         items = value if isinstance(value, list) else [value]

@@ -47,7 +47,8 @@ def remote_problems(spec: s.PipelineSpec) -> list[str]:
     ]
     if not spec.run.allow_local_secrets:
         problems += [
-            f"{where}: a {kind} secret is read on the driver's machine, which workers on "
+            f"{where}: {'an' if kind == 'env' else 'a'} {kind} secret is read on the driver's "
+            f"machine, which workers on "
             f"'{spec.run.runner}' do not share; use a secret store ({{store: ...}}), or set "
             "run.allow_local_secrets: true if the workers have it too"
             for where, kind in _local_secrets(spec, "")

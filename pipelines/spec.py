@@ -26,7 +26,11 @@ from pipelines.spec_base import DEAD_LETTERS_INPUT, ConfigValue, Name, SpecModel
 class ParameterSpec(SpecModel):
     """A typed pipeline parameter, substituted wherever ``${name}`` appears in the spec."""
 
-    type: Literal["string", "integer", "number", "boolean", "list"] = "string"
+    type: Literal["string", "integer", "number", "boolean", "list", "secret"] = Field(
+        default="string",
+        description="secret: a secret reference, never the value: env:VAR, file:/path, or "
+        "{store: {type: gcp|aws|vault|..., ...}, name: NAME, ref: current}",
+    )
     default: Any = None
     description: str = ""
     required: bool = False
@@ -72,9 +76,7 @@ class DeadLetterSpec(SpecModel):
             if not self.path:
                 raise ValueError("dead_letter needs a 'path' (or type: kafka with a topic)")
             if self.topic or self.bootstrap_servers or self.producer_config:
-                raise ValueError(
-                    "topic, bootstrap_servers and producer_config are for type: kafka"
-                )
+                raise ValueError("topic, bootstrap_servers and producer_config are for type: kafka")
         else:
             if not (self.topic and self.bootstrap_servers):
                 raise ValueError("a kafka dead_letter needs 'bootstrap_servers' and 'topic'")

@@ -83,6 +83,12 @@ PARAMETERS = {
         default="beamwright-output/secrets/pseudonym.key",
         description="Key for pseudonymising customer ids; created (random, mode 0600) if missing.",
     ),
+    "pseudonym_key": ParameterSpec(
+        type="secret",
+        description="The pseudonymisation key from a secret store, e.g. {store: {type: gcp, "
+        "project: P}, name: pseudonym-key}; replaces pseudonym_key_file. Needed on Dataflow "
+        "and Flink, whose workers do not share the driver's files.",
+    ),
     "error_threshold": ParameterSpec(
         type="number", default=0.1, description="Fail the run above this fraction of rejected rows."
     ),
@@ -144,7 +150,7 @@ def _stage_steps(stage: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "on_missing": "reject",
             }
         ]
-    key = {"file": values["pseudonym_key_file"], "generate": True}
+    key = values["pseudonym_key"] or {"file": values["pseudonym_key_file"], "generate": True}
     masks: list[dict[str, Any]] = [
         {"field": "email", "strategy": "email_domain"},
         {"field": "card_number", "strategy": "partial", "keep_last": 4},
