@@ -402,6 +402,13 @@ def parser() -> argparse.ArgumentParser:
         help="Parquet -> postgres lookup step -> Parquet vs a plain psycopg loop (--rows orders)",
     )
     bench.add_argument("--postgres-table-rows", type=int, default=100_000)
+    bench.add_argument(
+        "--http",
+        action="store_true",
+        help="http step per-row and bulk vs a plain sequential loop (local API, 20 ms latency)",
+    )
+    bench.add_argument("--http-rows", type=int, default=20_000)
+    bench.add_argument("--http-bulk-rows", type=int, default=500_000)
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.container import add_parser as add_container

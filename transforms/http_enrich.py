@@ -154,6 +154,19 @@ def typed_column(values: list[Any], type_name: str) -> tuple[pa.Array, int]:
         return pa.array(values, type=target), 0
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         pass
+    is_text = [type(v) is str for v in values]
+    if any(is_text) and not all(is_text):  # numbers, some sent as text: cast only the text
+        try:
+            direct = pa.array(
+                [None if t else v for v, t in zip(values, is_text, strict=True)], target
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            pass
+        else:
+            texts = pa.array([v if t else None for v, t in zip(values, is_text, strict=True)])
+            cast, failed = coerce(texts, target)
+            bad = (pc.sum(failed).as_py() or 0) if failed is not None else 0
+            return pc.if_else(pa.array(is_text), cast, direct), bad
     text = pa.array([None if v is None else _text(v) for v in values], pa.string())
     cast, failed = coerce(text, target)
     return cast, (pc.sum(failed).as_py() or 0) if failed is not None else 0
@@ -279,6 +292,9 @@ class HttpEnricher:
             before_retry=limiter.acquire if limiter is not None else None,
         )
         self._strategy = make_strategy(self.strategy, workers=self.workers, name=self.step_name)
+        self._getters = [jsonpath.getter(p) for p in self._paths]
+        if self.bulk is not None:
+            self._item_getter = jsonpath.getter(self._item_id)
         self._counters = NodeCounters(self.step_name)
         self._totals: Counter[str] = Counter()
         self._opens_seen = self._breakers.opens()
@@ -311,12 +327,18 @@ class HttpEnricher:
 
     # ------------------------------------------------------------------ calls
 
+    def _extract(self, document: Any) -> tuple[Any, ...]:
+        """The added fields' values in ``document`` (one record of the answer)."""
+        return tuple(get(document) for get in self._getters)
+
     def _resolve(self, outcome: Outcome | BaseException) -> Any:
-        """A row's result from an outcome: the answer's JSON, :data:`_MISS`, or a failure."""
+        """A row's result from an outcome: the added fields' values (a tuple), :data:`_MISS`,
+        or a failure. Called on the thread that made the call, so extracting fields overlaps
+        other calls' waits instead of following them."""
         if isinstance(outcome, BaseException):
             return _Failure(f"{type(outcome).__name__}: {outcome}", None, 0, "http:error")
         if outcome.ok:
-            return outcome.body
+            return self._extract(outcome.body)
         if outcome.not_found:
             return _MISS
         if outcome.error and outcome.error.startswith("circuit open"):
@@ -349,13 +371,18 @@ class HttpEnricher:
             for i in index:
                 results[i] = self._resolve(hit)
         outcomes = self._strategy.map(
-            pending, self._caller, ok=lambda o: isinstance(o, Outcome) and (o.ok or o.not_found)
+            pending,
+            self._call,
+            ok=lambda r: not isinstance(r, _Failure),
         )
         for request, outcome in zip(pending, outcomes, strict=True):
-            result = self._resolve(outcome)
+            result = self._resolve(outcome) if isinstance(outcome, BaseException) else outcome
             for i in by_request[request]:
                 results[i] = result
         return results
+
+    def _call(self, request: Request) -> Any:
+        return self._resolve(self._caller(request))
 
     def _bulk_call(self, ids: list[Any]) -> list[Any]:
         assert self.bulk is not None
@@ -380,12 +407,20 @@ class HttpEnricher:
                 "http:answer",
             )
             return [failure] * len(ids)
+        item_id, extract = self._item_getter, self._extract
         by_id = {}
         for item in items:
-            found = jsonpath.get(item, self._item_id)
+            found = item_id(item)
             if found is not None:
-                by_id[_text(found)] = item
-        return [by_id.get(_text(i), _MISS) for i in ids]
+                by_id[found] = extract(item)
+        results = [by_id.get(i, _MISS) for i in ids]
+        if _MISS in results:  # ids sent as numbers may come back as text, or the other way
+            by_text = {_text(k): v for k, v in by_id.items()}
+            results = [
+                r if r is not _MISS else by_text.get(_text(i), _MISS)
+                for i, r in zip(ids, results, strict=True)
+            ]
+        return results
 
     def _bulk_rows(self, table: pa.Table) -> list[Any]:
         assert self.bulk is not None
@@ -412,10 +447,10 @@ class HttpEnricher:
             self._bulk_call,
             ok=lambda chunk: not any(isinstance(r, (_Failure, BaseException)) for r in chunk),
         )
+        known.update(zip(pending, results, strict=True))
         for value, result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
-                result = self._resolve(result)
-            known[value] = result
+                known[value] = result = self._resolve(result)
             if self._cache is not None and not isinstance(result, _Failure):
                 self._cache.put(("bulk", self.template.url, value), result)
         null_id = _Failure(f"the id field '{self.bulk.id_field}' is null", None, 0, "http:request")
@@ -428,15 +463,17 @@ class HttpEnricher:
             self.setup()
         results = self._bulk_rows(table) if self.bulk is not None else self._per_row(table)
         self._publish()
-        enriched = [isinstance(r, dict) for r in results]
+        nothing = (None,) * len(self.fields)
+        rows = [r if type(r) is tuple else nothing for r in results]
         missed = [r is _MISS for r in results]
-        failed = [i for i, r in enumerate(results) if isinstance(r, _Failure)]
+        n_missed = sum(missed)
+        failed = [i for i, r in enumerate(results) if type(r) is _Failure]
         rule_failures: dict[str, int] = {}
         plain = [c for c in table.column_names if c not in POSITION_COLUMNS]
         out = table.select(plain)
-        for spec, steps in zip(self.fields, self._paths, strict=True):
-            values = [jsonpath.get(r, steps) if isinstance(r, dict) else None for r in results]
-            column, bad = typed_column(values, spec.type)
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(self.fields)
+        for spec, values in zip(self.fields, columns, strict=True):
+            column, bad = typed_column(list(values), spec.type)
             if bad:
                 rule_failures[f"http_cast:{spec.name}"] = bad
             if spec.name in out.column_names:
@@ -446,8 +483,7 @@ class HttpEnricher:
         for name in POSITION_COLUMNS:
             if name in table.column_names:
                 out = out.append_column(name, table.column(name))
-        n_missed = sum(missed)
-        self._inc(ROWS_ENRICHED, sum(enriched))
+        self._inc(ROWS_ENRICHED, len(results) - n_missed - len(failed))
         self._inc(ROWS_MISSED, n_missed)
         dead_index = list(failed)
         errors = [self._describe(results[i]) for i in failed]

@@ -10,7 +10,7 @@ built, so a malformed path fails the spec, not the run.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^.\[\]"]+))((?:\[-?\d+\])*)\s*')
@@ -68,3 +68,27 @@ def get(document: Any, steps: Sequence[str | int]) -> Any:
         if value is None:
             return None
     return value
+
+
+def getter(steps: Sequence[str | int]) -> Callable[[Any], Any]:
+    """``lambda doc: get(doc, steps)``, specialised for the usual one- and two-key paths
+    (a step maps every row of a batch through it: 100,000 rows a second in bulk)."""
+    if len(steps) == 1 and isinstance(steps[0], str):
+        key = steps[0]
+
+        def one(doc: Any) -> Any:
+            return doc.get(key) if type(doc) is dict else None
+
+        return one
+    if len(steps) == 2 and isinstance(steps[0], str) and isinstance(steps[1], str):
+        outer, inner = steps
+
+        def two(doc: Any) -> Any:
+            if type(doc) is not dict:
+                return None
+            value = doc.get(outer)
+            return value.get(inner) if type(value) is dict else None
+
+        return two
+    frozen = tuple(steps)
+    return lambda doc: get(doc, frozen)

@@ -352,6 +352,11 @@ def main(args: argparse.Namespace) -> int:
         )
         print(json.dumps(report, indent=2))
         return 0
+    if args.http:
+        from pipelines.dev.http_bench import http_bench
+
+        print(json.dumps(http_bench(args.http_rows, args.http_bulk_rows, args.repeat), indent=2))
+        return 0
     workdir = (
         Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="beamwright-bench-"))
     )
