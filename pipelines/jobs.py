@@ -301,8 +301,14 @@ def _finish_lineage(record: JobRecord, service: _JobService, end: str) -> dict[s
         outputs=outputs,
         published=True,
     )
-    session = LineageSession.resume(
-        spec, inputs, outputs, record.run_id, event_log=record.event_log, spec_path=record.spec_path
+    session = LineageSession(
+        spec,
+        inputs,
+        outputs,
+        record.run_id,
+        event_log=record.event_log,
+        spec_path=record.spec_path,
+        started=True,
     )
     message = {"ABORT": "cancelled", "FAIL": "the detached job failed"}.get(end)
     return session.finish(end, summary, message=message)

@@ -411,25 +411,10 @@ class LineageSession:
         *,
         event_log: str | None,
         spec_path: str | None = None,
+        started: bool = False,
     ) -> None:
-        self._open(spec, inputs, outputs, run_id, event_log, spec_path)
-        self.emitter.emit(
-            "START",
-            inputs=self.facts.input_datasets(),
-            outputs=self.facts.output_datasets(),
-            run_facets=self.facts.run_facets(),
-            job_facets=self.facts.job_facets(),
-        )
-
-    def _open(
-        self,
-        spec: s.PipelineSpec,
-        inputs: list[Dataset],
-        outputs: list[Dataset],
-        run_id: str,
-        event_log: str | None,
-        spec_path: str | None,
-    ) -> None:
+        """``started``: another process already emitted this run's START (a detached job,
+        :mod:`pipelines.jobs`); only the terminal event is left to emit."""
         from lineage.emitter import RunLineage
 
         self.facts = RunLineageFacts(spec, run_id, inputs, outputs, spec_path=spec_path)
@@ -441,23 +426,15 @@ class LineageSession:
             transport=spec.lineage.transport,
             close_timeout=spec.lineage.shutdown_timeout,
         )
-
-    @classmethod
-    def resume(
-        cls,
-        spec: s.PipelineSpec,
-        inputs: list[Dataset],
-        outputs: list[Dataset],
-        run_id: str,
-        *,
-        event_log: str | None,
-        spec_path: str | None = None,
-    ) -> LineageSession:
-        """The session of a run whose START another process emitted (a detached job,
-        :mod:`pipelines.jobs`): only its terminal event is left to emit."""
-        session = cls.__new__(cls)
-        session._open(spec, inputs, outputs, run_id, event_log, spec_path)
-        return session
+        if started:
+            return
+        self.emitter.emit(
+            "START",
+            inputs=self.facts.input_datasets(),
+            outputs=self.facts.output_datasets(),
+            run_facets=self.facts.run_facets(),
+            job_facets=self.facts.job_facets(),
+        )
 
     def running(self, nodes: list[Any], *, streaming: bool = True) -> None:
         """A RUNNING heartbeat with the run's counts so far, as OpenLineage asks of streaming
