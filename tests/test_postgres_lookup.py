@@ -276,13 +276,7 @@ def base_spec(tmp_path: Path, server, step: dict, rows: list[dict]) -> dict:
             {
                 "name": "enrich",
                 "type": "postgres",
-                "connection": {
-                    "host": server.host,
-                    "port": server.port,
-                    "database": server.dbname,
-                    "user": server.user,
-                    "password": {"env": PASSWORD_ENV},
-                },
+                "connection": server.connection_spec(PASSWORD_ENV),
                 **step,
             }
         ],

@@ -100,13 +100,7 @@ def _spec(server: Any, source: Path, out: Path, batch_size: int, workers: int) -
                 {
                     "name": "customers",
                     "type": "postgres",
-                    "connection": {
-                        "host": server.host,
-                        "port": server.port,
-                        "database": server.dbname,
-                        "user": server.user,
-                        "password": {"env": PASSWORD_ENV},
-                    },
+                    "connection": server.connection_spec(PASSWORD_ENV),
                     "table": "public.customers",
                     "on": "customer_id",
                     "fields": ["name", "tier", "credit", "score"],

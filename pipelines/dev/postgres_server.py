@@ -198,6 +198,17 @@ class TempPostgres:
             return ""
 
     # -- use ---------------------------------------------------------------------------
+    def connection_spec(self, password_env: str) -> dict[str, Any]:
+        """The ``connection`` of a ``postgres`` step for this server, its password read from
+        the environment variable ``password_env`` (a reference: never the value)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "database": self.dbname,
+            "user": self.user,
+            "password": {"env": password_env},
+        }
+
     def connect(self, **kwargs: Any) -> Any:
         """A psycopg connection as the superuser over TCP (autocommit)."""
         import psycopg
