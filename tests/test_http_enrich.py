@@ -430,6 +430,64 @@ def test_secret_canary_never_leaves_the_worker(
         assert canary not in text, f"the token leaked into the {where}"
 
 
+def _env_credentials(variable: str) -> Any:
+    from transforms.credentials import Credentials
+
+    return Credentials({"type": "env"}, variable, refresh_interval=0.1, auth_wait=5)
+
+
+def test_rotation_overlap_uses_previous_then_current(
+    api: EnrichApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.http.auth import AuthScheme
+
+    accepted = {"old-token"}
+    api.validate_token = lambda token: token in accepted
+    monkeypatch.setenv("BW_HTTP_ROT", "old-token")
+    processor = enricher(
+        api, auth=AuthScheme("bearer"), credentials=_env_credentials("BW_HTTP_ROT")
+    )
+    assert processor.process(ids_table(list(range(50)))).rows.num_rows == 50
+    # a rotation promotes a new token the API does not accept yet (it propagates slowly)
+    monkeypatch.setenv("BW_HTTP_ROT", "new-token")
+    time.sleep(0.15)  # one refresh interval: the worker reads the new current
+    second = processor.process(ids_table(list(range(50, 100))))
+    assert second.rows.num_rows == 50 and second.dead_letters.num_rows == 0
+    assert api.outcomes["401"] >= 1, "current was tried, rejected, and previous used"
+    accepted.clear()
+    accepted.add("new-token")  # the end of the overlap: the old token is revoked
+    third = processor.process(ids_table(list(range(100, 150))))
+    assert third.rows.num_rows == 50 and third.dead_letters.num_rows == 0
+
+
+def test_oauth2_client_credentials_cached_and_renewed(
+    api: EnrichApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.http.auth import AuthScheme
+
+    api.oauth_clients = {"enricher": "client-secret-1"}
+    monkeypatch.setenv("BW_HTTP_CLIENT_SECRET", "client-secret-1")
+    auth = AuthScheme("oauth2", token_url=api.url + "/oauth/token", client_id="enricher")
+    processor = enricher(api, auth=auth, credentials=_env_credentials("BW_HTTP_CLIENT_SECRET"))
+    result = processor.process(ids_table(list(range(200))))
+    assert result.rows.num_rows == 200 and api.token_requests == 1, "one token for all calls"
+    api.revoke_access_tokens()  # the access token expires early: 401, a new one is bought
+    result = processor.process(ids_table(list(range(200, 260))))
+    assert result.rows.num_rows == 60 and result.dead_letters.num_rows == 0
+    assert api.token_requests == 2
+    api.oauth_clients = {"enricher": "rotated-elsewhere"}  # our client secret is refused now
+    api.revoke_access_tokens()
+    refused = enricher(
+        api,
+        auth=AuthScheme("oauth2", token_url=api.url + "/oauth/token", client_id="enricher"),
+        credentials=_env_credentials("BW_HTTP_CLIENT_SECRET"),
+    )
+    refused.credentials.auth_wait = 0.3
+    letters = refused.process(ids_table([1])).dead_letters.to_pylist()
+    assert letters[0]["rule"] == "http:error" and "rejected" in letters[0]["errorMessage"]
+    assert "client-secret-1" not in json.dumps(letters, default=str)
+
+
 # ------------------------------------------------------------------------------ rotations
 
 

@@ -312,7 +312,7 @@ class HttpEnricher:
                 raise AuthenticationFailed(str(exc)) from None
             response = pool.send(request, timeout=self.timeout, extra_headers=headers)
             if response.status in (401, 403):
-                auth.rejected(secret)
+                auth.rejected(secret, headers)
                 raise AuthenticationFailed(f"HTTP {response.status} from {request.host}")
             return response
 

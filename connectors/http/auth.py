@@ -89,10 +89,15 @@ class AuthScheme:
             return [(self.header, value)]
         return [("Authorization", "Bearer " + self._access_token(secret, pool))]
 
-    def rejected(self, secret: Secret) -> None:
-        """The API refused a request made with ``secret``: forget its access token."""
+    def rejected(self, secret: Secret, sent: list[tuple[str, str]]) -> None:
+        """The API refused a request sent with headers ``sent`` (made from ``secret``): forget
+        the access token it carried, unless another thread has bought a new one meanwhile."""
+        if self.type != "oauth2":
+            return
         with self._lock:
-            self._tokens.pop(secret.fingerprint, None)
+            cached = self._tokens.get(secret.fingerprint)
+            if cached is not None and ("Authorization", "Bearer " + cached[0]) in sent:
+                del self._tokens[secret.fingerprint]
 
     def _access_token(self, secret: Secret, pool: ConnectionPool) -> str:
         with self._lock:

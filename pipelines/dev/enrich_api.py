@@ -11,7 +11,9 @@ Endpoints (JSON, HTTP/1.1 keep-alive, 127.0.0.1 only):
   ids (unknown ones are left out, as bulk APIs do).
 - ``GET /customers/{id}`` and the batch endpoint check a bearer token when ``validate_token`` is
   given (e.g. :meth:`tests.servers.api.ProtectedApi.valid`, so tokens a rotation revoked get
-  401 for real).
+  401 for real), or, with ``oauth_clients`` (client id -> secret), an access token that
+  ``POST /oauth/token`` (client credentials, HTTP Basic) issued and
+  :meth:`EnrichApi.revoke_access_tokens` has not revoked.
 
 Behaviour the tests set on the instance (attributes, changeable while it runs): ``latency``
 seconds per request; the fractions ``rate_429`` (with ``Retry-After: retry_after``),
@@ -102,10 +104,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Log the request, then apply auth and the injected failures; True to go on."""
         api = self.api
         api.log_request()
-        if api.validate_token is not None:
+        if api.validate_token is not None or api.oauth_clients:
             header = self.headers.get("Authorization", "")
             token = header[7:] if header.startswith("Bearer ") else ""
-            if not api.validate_token(token):
+            if not api.accepts(token):
                 api.count("401")
                 self._reply(401, {"error": "invalid or revoked token"})
                 return False
@@ -125,6 +127,25 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(api.hang_seconds)
             self._reply(504, {"error": "hung"})
         return fault is None
+
+    def _token(self, body: bytes) -> None:
+        """OAuth2 client credentials (RFC 6749 4.4), the client authenticated by HTTP Basic."""
+        import base64
+        from urllib.parse import parse_qs
+
+        header = self.headers.get("Authorization", "")
+        try:
+            client, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            client = secret = ""
+        grant = parse_qs(body.decode()).get("grant_type", [""])[0]
+        token = (
+            self.api.mint_access_token(client, secret) if grant == "client_credentials" else None
+        )
+        if token is None:
+            self._reply(401, {"error": "invalid_client"})
+        else:
+            self._reply(200, {"access_token": token, "token_type": "bearer", "expires_in": 3600})
 
     def do_GET(self) -> None:  # noqa: N802
         prefix = "/customers/"
@@ -147,6 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = self._body()
+        if self.path == "/oauth/token":
+            self._token(body)
+            return
         if self.path != "/customers:batch":
             self._reply(404, {"error": "no such endpoint"})
             return
@@ -177,6 +201,7 @@ class EnrichApi:
         missing: set[int] | None = None,
         validate_token: Callable[[str], bool] | None = None,
         echo_auth: bool = False,
+        oauth_clients: dict[str, str] | None = None,
         seed: int = 13,
     ) -> None:
         self.latency = latency
@@ -185,6 +210,9 @@ class EnrichApi:
         self.missing = set(missing or ())
         self.validate_token = validate_token
         self.echo_auth = echo_auth
+        self.oauth_clients = dict(oauth_clients or {})
+        self.access_tokens: set[str] = set()
+        self.token_requests = 0
         self.down = False
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -225,6 +253,28 @@ class EnrichApi:
     def note_ids(self, ids: list[int]) -> None:
         with self._lock:
             self.calls_by_id.update(ids)
+
+    def mint_access_token(self, client: str, secret: str) -> str | None:
+        """A new access token for a known client whose secret matches, else None."""
+        import secrets
+
+        with self._lock:
+            self.token_requests += 1
+            if not client or self.oauth_clients.get(client) != secret:
+                return None
+            token = secrets.token_urlsafe(16)
+            self.access_tokens.add(token)
+            return token
+
+    def revoke_access_tokens(self) -> None:
+        with self._lock:
+            self.access_tokens.clear()
+
+    def accepts(self, token: str) -> bool:
+        if self.validate_token is not None:
+            return self.validate_token(token)
+        with self._lock:
+            return token in self.access_tokens
 
     def known(self, cid: int) -> bool:
         return cid >= 0 and cid not in self.missing
