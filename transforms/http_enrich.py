@@ -292,7 +292,7 @@ class HttpEnricher:
             before_retry=limiter.acquire if limiter is not None else None,
         )
         self._strategy = make_strategy(self.strategy, workers=self.workers, name=self.step_name)
-        self._getters = [jsonpath.getter(p) for p in self._paths]
+        self._record = jsonpath.record_getter(self._paths)
         if self.bulk is not None:
             self._item_getter = jsonpath.getter(self._item_id)
         self._counters = NodeCounters(self.step_name)
@@ -329,7 +329,7 @@ class HttpEnricher:
 
     def _extract(self, document: Any) -> tuple[Any, ...]:
         """The added fields' values in ``document`` (one record of the answer)."""
-        return tuple(get(document) for get in self._getters)
+        return self._record(document)
 
     def _resolve(self, outcome: Outcome | BaseException) -> Any:
         """A row's result from an outcome: the added fields' values (a tuple), :data:`_MISS`,

@@ -92,3 +92,27 @@ def getter(steps: Sequence[str | int]) -> Callable[[Any], Any]:
         return two
     frozen = tuple(steps)
     return lambda doc: get(doc, frozen)
+
+
+def record_getter(paths: Sequence[Sequence[str | int]]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving the values at every one of ``paths`` in a document, as a tuple.
+    Paths of one or two keys (the usual case) are read in one loop without a call per path."""
+    simple = all(1 <= len(p) <= 2 and all(isinstance(step, str) for step in p) for p in paths)
+    if not simple:
+        getters = [getter(p) for p in paths]
+        return lambda doc: tuple([get(doc) for get in getters])
+    pairs = [(p[0], p[1] if len(p) == 2 else None) for p in paths]
+    nothing = (None,) * len(pairs)
+
+    def values(doc: Any) -> tuple[Any, ...]:
+        if type(doc) is not dict:
+            return nothing
+        out = []
+        for outer, inner in pairs:
+            value = doc.get(outer)
+            if inner is not None:
+                value = value.get(inner) if type(value) is dict else None
+            out.append(value)
+        return tuple(out)
+
+    return values

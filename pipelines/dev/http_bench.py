@@ -6,7 +6,7 @@ share this process's GIL (a remote API does not either). Cases, each through the
 builder / runner path (Parquet of distinct ids -> ``http`` step -> Parquet, one worker):
 
 - ``per_row``: ``GET /customers/{id}`` per row, ``parallel`` strategy, 64 in flight;
-- ``bulk``: ``POST /customers:batch`` with 500 ids per call, 8 in flight;
+- ``bulk``: ``POST /customers:batch`` with 500 ids per call, 16 in flight;
 - ``sequential_per_row`` / ``sequential_bulk``: the same calls in a plain loop over one
   keep-alive ``http.client`` connection, JSON decoded, no Beam: what a hand-written script does.
 
@@ -95,7 +95,7 @@ def _spec(url: str, source: str, out: Path, bulk: bool, batch_size: int) -> Any:
         step.update(
             url=url + "/customers:batch",
             batch={"id_field": "id", "size": 500, "items": "customers"},
-            strategy={"max_concurrency": 8},
+            strategy={"max_concurrency": 16},
         )
     else:
         step.update(url=url + "/customers/{id}", strategy={"max_concurrency": 64})
