@@ -11,6 +11,7 @@ parse, expressions compile, secrets resolve, outputs may be written) and raise
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ class BuildContext:
     datasets_out: list[Dataset] = field(default_factory=list)
     kafka_commits: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     committers: list[StagedOutput] = field(default_factory=list)
+    # called with the PipelineResult once the outputs are published (an http source's marks)
+    after_publish: list[Callable[[Any], None]] = field(default_factory=list)
 
     dataset = Dataset  # kinds describe their inputs and outputs with ctx.dataset(...)
 
@@ -132,6 +135,7 @@ class BuiltPipeline:
     node_order: list[tuple[str, str]]  # (kind, name) in the order they run
     kafka_commits: list[tuple[str, str, str, dict]]  # sources whose offsets pipelines.run commits
     committers: list[StagedOutput]  # outputs pipelines.run publishes once the run's checks pass
+    after_publish: list[Callable[[Any], None]] = field(default_factory=list)
 
 
 def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> BuiltPipeline:
@@ -175,7 +179,13 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
     _build_dead_letter_sink(spec.dead_letter, ctx)
     order.append(("sink", s.DEAD_LETTERS_INPUT))
     return BuiltPipeline(
-        pipeline, ctx.inputs, ctx.datasets_out, order, ctx.kafka_commits, ctx.committers
+        pipeline,
+        ctx.inputs,
+        ctx.datasets_out,
+        order,
+        ctx.kafka_commits,
+        ctx.committers,
+        ctx.after_publish,
     )
 
 

@@ -281,8 +281,9 @@ def dry_run_spec(
 
 
 def _run_cycle(built: Any, summary: RunSummary) -> tuple[str | None, set[str]]:
-    """Execute, check, and on success publish the outputs and then commit Kafka offsets (in
-    that order: offsets are committed only for rows whose output is published)."""
+    """Execute, check, and on success publish the outputs and then commit Kafka offsets and
+    other sources' positions such as an http source's marks (in that order: positions are
+    committed only for rows whose output is published)."""
     from pipelines.lineage_run import beam_lineage
 
     result = _execute(built, summary)
@@ -291,6 +292,8 @@ def _run_cycle(built: Any, summary: RunSummary) -> tuple[str | None, set[str]]:
     if not problem:
         _publish(built, summary)
         _commit_kafka(built, result)
+        for commit in built.after_publish:
+            commit(result)
     return problem, beam_seen
 
 

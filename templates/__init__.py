@@ -12,7 +12,10 @@ import importlib
 from connectors.errors import did_you_mean
 
 ENTRY_POINT_GROUP = "beamwright.templates"
-_BUILTIN = {"data_processing": "templates.data_processing"}
+_BUILTIN = {
+    "api_integration": "templates.api_integration",
+    "data_processing": "templates.data_processing",
+}
 
 
 def _modules() -> dict[str, str]:

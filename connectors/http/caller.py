@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.http.breaker import Breakers
@@ -45,6 +45,7 @@ class Outcome:
     attempts: int = 0
     error: str | None = None
     cached: bool = False
+    headers: dict[str, str] = field(default_factory=dict, compare=False)  # of a 2xx answer
 
     @property
     def ok(self) -> bool:
@@ -159,7 +160,9 @@ class HttpCaller:
                 breaker.record(response.status < 500)
                 if 200 <= response.status < 300:
                     try:
-                        return Outcome(response.status, response.json(), attempt)
+                        return Outcome(
+                            response.status, response.json(), attempt, headers=response.headers
+                        )
                     except ValueError:
                         return Outcome(
                             response.status, attempts=attempt, error="response is not JSON"
