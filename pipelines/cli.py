@@ -251,8 +251,10 @@ def cmd_templates(args: argparse.Namespace) -> int:
             print(f"{name}  (v{t.version})  {t.description}")
         return EXIT_OK
     if not args.name:
-        _stderr("beamwright: templates show needs a template name")
+        _stderr(f"beamwright: templates {args.action} needs a template name")
         return EXIT_INVALID
+    if args.action == "export":
+        return _export_template(args)
     try:
         t = templates.get_template(args.name)
     except KeyError as exc:
@@ -263,6 +265,24 @@ def cmd_templates(args: argparse.Namespace) -> int:
         choices = f" choices: {', '.join(map(str, p.choices))}." if p.choices else ""
         default = json.dumps(p.default) if p.default is not None else "(required)"
         print(f"  {name} ({p.type}) default {default}\n      {p.description}{choices}")
+    return EXIT_OK
+
+
+def _export_template(args: argparse.Namespace) -> int:
+    """``templates export``: the expanded spec as a YAML file ``run`` accepts unchanged."""
+    from pipelines.template_export import export_header, spec_yaml
+
+    params = _params(args.param)
+    spec = _load_or_report(argparse.Namespace(target=args.name, param=args.param))
+    if spec is None:
+        return EXIT_INVALID
+    text = spec_yaml(spec, header=export_header(args.name, params))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"{args.name}: written to {args.out} (run it: beamwright run {args.out})")
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -373,9 +393,15 @@ def parser() -> argparse.ArgumentParser:
     sch = sub.add_parser("schema", help="print the JSON Schema of spec files")
     sch.set_defaults(func=cmd_schema)
 
-    tpl = sub.add_parser("templates", help="list templates or show one's parameters")
-    tpl.add_argument("action", choices=["list", "show"])
+    tpl = sub.add_parser(
+        "templates", help="list templates, show one's parameters, or export its expanded spec"
+    )
+    tpl.add_argument("action", choices=["list", "show", "export"])
     tpl.add_argument("name", nargs="?")
+    tpl.add_argument(
+        "--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="export: values"
+    )
+    tpl.add_argument("--out", metavar="FILE", help="export: write the YAML here (default: stdout)")
     tpl.set_defaults(func=cmd_templates)
 
     bench = sub.add_parser("bench", help="measure throughput (generates its own data)")
@@ -416,12 +442,14 @@ def parser() -> argparse.ArgumentParser:
     from pipelines.flex import add_parser as add_flex
     from pipelines.lineage_cli import add_parser as add_lineage
     from pipelines.secrets_cli import add_parser as add_secrets
+    from pipelines.spec_test_cli import add_parser as add_test
 
     add_lineage(sub)
     add_secrets(sub)
     add_sample_stream(sub)
     add_flex(sub)
     add_container(sub)
+    add_test(sub, parse_params=_params, is_spec_file=_is_spec_file)
     return p
 
 

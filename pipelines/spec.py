@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, model_validator
 from connectors.errors import did_you_mean
 from pipelines import registry
 from pipelines.spec_base import DEAD_LETTERS_INPUT, ConfigValue, Name, SpecModel
+from pipelines.spec_tests import SpecTestCase
 
 
 class ParameterSpec(SpecModel):
@@ -193,6 +194,11 @@ class PipelineSpec(SpecModel):
     dead_letter: DeadLetterSpec
     lineage: LineageSettings = Field(default_factory=LineageSettings)
     governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
+    tests: list[SpecTestCase] = Field(
+        default_factory=list,
+        description="Named test cases (mocked inputs, expected outputs) run by beamwright "
+        "test; runs ignore them.",
+    )
 
     @model_validator(mode="after")
     def _graph(self) -> PipelineSpec:
