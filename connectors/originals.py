@@ -67,7 +67,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -620,11 +620,29 @@ def _parquet(path: str, origin: FileOrigin, offsets: list[int]) -> Found:
     return found
 
 
+def _alpha_vantage(path: str, origin: FileOrigin, offsets: list[int]) -> Found:
+    """Data points by their ordinal in the series, as ``{timestamp: point}`` JSON."""
+    from connectors.files.alphavantage import parse_response
+    from connectors.files.base import open_input
+
+    with open_input(path) as stream:
+        _, series = parse_response(stream.read(), path)
+    points = list(series.items())
+    valid, found = _in_range(offsets, len(points))
+    for ordinal in valid:
+        raw = json.dumps(dict([points[ordinal - 1]])).encode("utf-8")
+        found[ordinal] = Original(raw, _text(raw))
+    return found
+
+
 _FILE_READERS: dict[str, Callable[[str, FileOrigin, list[int]], Found]] = {
     "jsonl": _jsonl,
     "csv": _csv,
     "avro": _avro,
     "parquet": _parquet,
+    "yahoo_csv": lambda path, origin, offsets: _csv(path, replace(origin, options={}), offsets),
+    "alpha_vantage_json": _alpha_vantage,
+    "bloomberg_dl": _jsonl,  # one record per physical line
 }
 
 

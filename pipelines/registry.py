@@ -36,7 +36,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.window",
         "pipelines.steps.batch",
     ),
-    "sink": ("pipelines.sinks.file", "pipelines.sinks.report", "pipelines.sinks.kafka"),
+    "sink": ("pipelines.sinks.file", "pipelines.sinks.report", "pipelines.sinks.kafka", "pipelines.sinks.notify"),
 }
 
 

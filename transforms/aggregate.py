@@ -18,7 +18,14 @@ import pyarrow.compute as pc
 
 from connectors.errors import BeamwrightError
 
-METRIC = re.compile(r"^(count|(sum|min|max|mean|count_distinct)\(([A-Za-z_][\w.]*)\))$")
+METRIC = re.compile(
+    r"^(count|(sum|min|max|mean|count_distinct|first|last|stddev|p[1-9][0-9]?)"
+    r"\(([A-Za-z_][\w.]*)\))$"
+)
+WINDOW_ONLY = ("first", "last", "stddev", "percentile")
+"""Metrics only the window step computes: ``first``/``last`` need each row's event time, and
+``stddev``/``pNN`` (percentiles) keep a group's values, which a report's merge of Arrow
+partial tables does not carry."""
 
 
 class ReportFieldError(BeamwrightError, ValueError):
@@ -38,18 +45,22 @@ class ReportFieldError(BeamwrightError, ValueError):
 @dataclass(frozen=True)
 class Metric:
     output: str
-    kind: str  # count | sum | min | max | mean | count_distinct
+    kind: str  # count | sum | min | max | mean | count_distinct | first | last | stddev | percentile
     field: str | None
+    percent: int | None = None  # percentile: pNN(field) -> NN
 
     @staticmethod
     def parse(output: str, text: str) -> Metric:
         m = METRIC.match(text.strip())
         if not m:
             raise ValueError(
-                f"metric '{output}: {text}' is not 'count' or 'sum|min|max|mean|count_distinct(field)'"
+                f"metric '{output}: {text}' is not 'count' or 'sum|min|max|mean|count_distinct"
+                "(field)' (window steps also: first|last|stddev|p1..p99(field))"
             )
         if m.group(1) == "count":
             return Metric(output, "count", None)
+        if m.group(2).startswith("p") and m.group(2)[1:].isdigit():
+            return Metric(output, "percentile", m.group(3), int(m.group(2)[1:]))
         return Metric(output, m.group(2), m.group(3))
 
 
@@ -97,6 +108,12 @@ class GroupAggregate(beam.CombineFn):
     def __init__(self, group_by: Sequence[str], metrics: Mapping[str, str]) -> None:
         self.group_by = list(group_by)
         self.metrics = [Metric.parse(o, t) for o, t in metrics.items()]
+        for m in self.metrics:
+            if m.kind in WINDOW_ONLY:
+                raise ValueError(
+                    f"metric '{m.output}: {metrics[m.output]}' is computed by window steps only; "
+                    "use count, sum, min, max, mean or count_distinct here"
+                )
 
     def partial(self, table: pa.Table) -> pa.Table:
         self._check_fields(table.column_names)

@@ -80,7 +80,14 @@ def _fresh(kind: str) -> Any:
         return [None, 0]
     if kind == "count_distinct":
         return set()
+    if kind in _KEEP_VALUES:
+        return []
     return None
+
+
+_KEEP_VALUES = ("stddev", "percentile")
+"""Metrics whose partial is the group's non-null values (exact, at the cost of holding them:
+meant for windows of hundreds or thousands of values, such as daily returns)."""
 
 
 def _plus(a: Any, b: Any) -> Any:
@@ -98,10 +105,17 @@ def _merge(kind: str, a: Any, b: Any) -> Any:
         return a if b is None or (a is not None and a >= b) else b
     if kind == "mean":
         return [_plus(a[0], b[0]), a[1] + b[1]]
+    if kind == "first":  # [event time, value]: the earlier wins
+        return a if b is None or (a is not None and a[0] <= b[0]) else b
+    if kind == "last":
+        return a if b is None or (a is not None and a[0] > b[0]) else b
+    if kind in _KEEP_VALUES:
+        return a + b
     return a | b
 
 
-def _final(kind: str, partial: Any) -> pa.Array:
+def _final(metric: Metric, partial: Any) -> pa.Array:
+    kind = metric.kind
     if kind == "count":
         return pa.array([partial], pa.int64())
     if kind == "mean":
@@ -109,6 +123,14 @@ def _final(kind: str, partial: Any) -> pa.Array:
         return pa.array([None if total is None else total / n], pa.float64())
     if kind == "count_distinct":
         return pa.array([len(partial)], pa.int64())
+    if kind in ("first", "last"):
+        return pa.array([None if partial is None else partial[1]])
+    if kind == "stddev":  # the sample standard deviation, as SQL's STDDEV_SAMP
+        value = float(np.std(partial, ddof=1)) if len(partial) > 1 else None
+        return pa.array([value], pa.float64())
+    if kind == "percentile":  # linear interpolation between ranks, as numpy's default
+        value = float(np.percentile(partial, metric.percent)) if partial else None
+        return pa.array([value], pa.float64())
     return pa.array([partial])
 
 
@@ -135,6 +157,12 @@ def _aggregations(metric: Metric, field: str | None) -> list[tuple[Any, str]]:
         return [(field, "sum"), (field, "count")]
     if metric.kind == "count_distinct":
         return [(field, "distinct")]
+    if metric.kind == "first":  # rows are in event-time order when grouped (see _group)
+        return [("__t", "min"), (field, "first")]
+    if metric.kind == "last":
+        return [("__t", "max"), (field, "last")]
+    if metric.kind in _KEEP_VALUES:
+        return [(field, "list")]
     return [(field, metric.kind)]
 
 
@@ -147,7 +175,9 @@ class BatchPartials:
 
     Args:
         key_fields: grouping fields (their values are the partial's key).
-        metrics: output column -> ``count`` or ``sum|min|max|mean|count_distinct(field)``.
+        metrics: output column -> ``count`` or ``sum|min|max|mean|count_distinct(field)``, or
+            ``first|last(field)`` (the value at the earliest/latest event time; nulls skipped),
+            ``stddev(field)`` (sample) or ``pNN(field)`` (NN-th percentile, 1-99, linear).
         session_gap: sessions: join each key's rows whose event times are closer than this
             (µs) into one proto-session.
         per_row: one partial per row and window instead (for triggers that count elements).
@@ -170,6 +200,7 @@ class BatchPartials:
         self._fields = {field: f"f{i}" for i, field in enumerate(fields)}
         self._kinds = [m.kind for m in parsed]
         self._metric_aggs = [_aggregations(m, self._fields.get(m.field or "")) for m in parsed]
+        self._ordered = any(kind in ("first", "last") for kind in self._kinds)
         self._session_gap = session_gap
         self._per_row = per_row
         self._step = step
@@ -223,6 +254,8 @@ class BatchPartials:
             by.append("__r")
         for metric in self._metric_aggs:
             aggs += [a for a in metric if a not in aggs]
+        if self._ordered:  # first/last: Arrow's ordered aggregates then follow event time
+            table = table.sort_by("__t")
         return table.group_by(by, use_threads=False).aggregate([aggregation(*a) for a in aggs])
 
     def _sessions(self, table: pa.Table) -> np.ndarray:
@@ -268,6 +301,10 @@ class BatchPartials:
             return [[total, n] for total, n in zip(*results, strict=True)]
         if kind == "count_distinct":
             return [{_hashable(v) for v in values} for values in results[0]]
+        if kind in ("first", "last"):
+            return [[t, v] for t, v in zip(*results, strict=True)]
+        if kind in _KEEP_VALUES:
+            return [[v for v in values if v is not None] for values in results[0]]
         return results[0]
 
 
@@ -288,6 +325,7 @@ class MergePartials(beam.CombineFn):
     def __init__(self, key_fields: Sequence[str], metrics: Mapping[str, str]) -> None:
         self._key_fields = list(key_fields)
         parsed = [Metric.parse(output, text) for output, text in metrics.items()]
+        self._metrics = parsed
         self._outputs = [m.output for m in parsed]
         self._kinds = [m.kind for m in parsed]
 
@@ -318,8 +356,8 @@ class MergePartials(beam.CombineFn):
         columns = {
             name: pa.array([value]) for name, value in zip(self._key_fields, key, strict=True)
         }
-        for output, kind, partial in zip(self._outputs, self._kinds, partials, strict=True):
-            columns[output] = _final(kind, partial)
+        for metric, partial in zip(self._metrics, partials, strict=True):
+            columns[metric.output] = _final(metric, partial)
         return pa.table(columns)
 
 

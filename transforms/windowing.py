@@ -109,7 +109,7 @@ from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
 from connectors.names import labelled_pardo
 from connectors.panes import KeepWindows, is_streaming
 from connectors.records import dead_letters_for_rows
-from transforms.aggregate import GroupAggregate
+from transforms.aggregate import Metric
 from transforms.step import DEAD_LETTERS, ROWS
 from transforms.window_aggregate import BatchPartials, ConcatPanes, FormatPanes, MergePartials
 
@@ -768,7 +768,7 @@ class Window(beam.PTransform):
                 "allowed_lateness and grace must be >= 0, shards >= 1, session_resolution > 0"
             )
         self._metrics = dict(metrics or {"rows": "count"})
-        aggregate = GroupAggregate(key_fields, self._metrics)  # validates the metrics
+        parsed = [Metric.parse(o, t) for o, t in self._metrics.items()]  # validates them
         self._key_fields = list(key_fields)
         self._closing = (
             None
@@ -784,7 +784,7 @@ class Window(beam.PTransform):
         self._shards = shards
         self._splitter = RowSplitter(
             key_fields=key_fields,
-            metric_fields=[m.field for m in aggregate.metrics if m.field],
+            metric_fields=[m.field for m in parsed if m.field],
             event_time_field=event_time_field,
             step=step_name,
             run_id=run_id,

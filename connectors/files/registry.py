@@ -6,15 +6,22 @@ import contextlib
 import dataclasses
 from typing import Any
 
+from connectors.files.alphavantage import AlphaVantageFormat
 from connectors.files.avro import AvroFormat
 from connectors.files.base import FileFormat
+from connectors.files.bloomberg import BloombergFormat
 from connectors.files.csvfile import CsvFormat
 from connectors.files.jsonl import JsonlFormat
 from connectors.files.parquet import ParquetFormat
+from connectors.files.yahoo import YahooCsvFormat
 
 FORMATS: dict[str, type] = {
     fmt.name: fmt for fmt in (JsonlFormat, CsvFormat, ParquetFormat, AvroFormat)
 }
+INPUT_FORMATS: dict[str, type] = {
+    fmt.name: fmt for fmt in (YahooCsvFormat, AlphaVantageFormat, BloombergFormat)
+}
+"""Market-data provider formats: read only, and named explicitly (never inferred)."""
 
 
 def make_format(name: str, **options: object) -> FileFormat:
@@ -23,9 +30,10 @@ def make_format(name: str, **options: object) -> FileFormat:
     Unknown names and options raise ``ValueError`` listing the valid ones, so that a typo in a
     pipeline spec fails when the pipeline is built rather than when a file is read.
     """
-    if name not in FORMATS:
-        raise ValueError(f"unknown file format {name!r}; valid formats: {', '.join(FORMATS)}")
-    fmt = FORMATS[name]
+    known = FORMATS | INPUT_FORMATS
+    if name not in known:
+        raise ValueError(f"unknown file format {name!r}; valid formats: {', '.join(known)}")
+    fmt = known[name]
     valid = [f.name for f in dataclasses.fields(fmt)]
     unknown = sorted(set(options) - set(valid))
     if unknown:

@@ -30,7 +30,9 @@ class FileSourceSpec(SpecModel):
     type: Literal["file"]
     name: Name
     path: str = Field(description="File path or glob pattern (local, gs://, s3://, ...).")
-    format: Literal["jsonl", "csv", "parquet", "avro"] | None = Field(
+    format: Literal[
+        "jsonl", "csv", "parquet", "avro", "yahoo_csv", "alpha_vantage_json", "bloomberg_dl"
+    ] | None = Field(
         default=None, description="Inferred from the file extension when omitted."
     )
     options: dict[str, Any] = Field(

@@ -1,0 +1,266 @@
+"""Alerts to people: one digest per run (or per streaming pane) to e-mail, Slack or Teams.
+
+A notify sink's rows are alerts (one per breach). Posting each row would flood a channel in a
+bad run, so the rows of a run, or of one pane in streaming, are gathered and sent as one
+message listing up to ``max_lines`` of them, with the count of the rest. The alerts themselves
+are kept by an alerts sink beside it; the message is the nudge, not the record.
+
+Payloads follow each service's documented shape for incoming webhooks:
+
+- Slack (``api.slack.com/messaging/webhooks``): ``{"text": fallback, "blocks": [header,
+  section(mrkdwn)]}``; a section's text is capped at Slack's 3,000 characters.
+- Teams (Workflows "post to a channel when a webhook request is received", which replaces the
+  retired Office 365 connectors): ``{"type": "message", "attachments": [{"contentType":
+  "application/vnd.microsoft.card.adaptive", "content": <AdaptiveCard 1.4>}]}``.
+- E-mail: a plain-text message over SMTP (STARTTLS and login when configured).
+
+Webhook URLs are credentials (whoever has one can post): they are secret references,
+resolved on the worker when sending and never shown. Delivery is tried ``attempts`` times with
+doubling backoff; then the bundle fails with a ``NotifyError`` naming the channel, so a run
+whose people were not told does not pass for one that succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+
+from connectors.errors import RunError
+from connectors.metrics import NodeCounters
+from connectors.records import strip_positions
+
+CHANNELS = ("email", "slack", "teams")
+SLACK_SECTION_LIMIT = 3000
+
+
+class NotifyError(RunError):
+    """A notification could not be delivered after its retries."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where one digest goes. ``url`` is a webhook URL or a secret reference to one
+    (:func:`connectors.secrets.refs.url_setting`); the SMTP fields are for ``email``."""
+
+    kind: str
+    url: Any = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    sender: str | None = None
+    to: tuple[str, ...] = ()
+    starttls: bool = False
+    username: str | None = None
+    password: Any = None  # a SecretRef
+    timeout: float = 10.0
+    attempts: int = 3
+
+    def __str__(self) -> str:
+        if self.kind == "email":
+            return f"email via smtp {self.smtp_host}:{self.smtp_port}"
+        from connectors.secrets.refs import show_url
+
+        return f"{self.kind} webhook {show_url(self.url)}"
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The text of one notification: a title and one line per alert (some left out)."""
+
+    title: str
+    lines: list[str]
+    omitted: int = 0
+    total: int = field(default=0)
+
+    def body_lines(self) -> list[str]:
+        more = [f"... and {self.omitted} more (see the alerts output)"] if self.omitted else []
+        return self.lines + more
+
+
+def digest(table: pa.Table, *, title: str, text_field: str, max_lines: int) -> Digest:
+    """The digest of ``table``'s alerts: ``text_field`` of each row when the rows have it,
+    else the row as ``key=value`` pairs."""
+    table = strip_positions(table)
+    n = table.num_rows
+    shown = table.slice(0, max_lines)
+    if text_field in shown.column_names:
+        lines = [str(v) for v in shown.column(text_field).to_pylist()]
+    else:
+        lines = [", ".join(f"{k}={v}" for k, v in row.items()) for row in shown.to_pylist()]
+    return Digest(f"{title}: {n} alert{'s' if n != 1 else ''}", lines, n - len(lines), n)
+
+
+def slack_payload(d: Digest) -> dict[str, Any]:
+    """Slack incoming-webhook JSON: a header block and a mrkdwn section (with a text fallback
+    for notifications that do not render blocks)."""
+    bullets = "\n".join(f"• {line}" for line in d.body_lines())
+    if len(bullets) > SLACK_SECTION_LIMIT:
+        bullets = bullets[: SLACK_SECTION_LIMIT - 1] + "…"
+    return {
+        "text": d.title,
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": d.title[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": bullets}},
+        ],
+    }
+
+
+def teams_payload(d: Digest) -> dict[str, Any]:
+    """Teams Workflows webhook JSON: a message with one Adaptive Card (1.4)."""
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": d.title, "wrap": True}
+    ]
+    body += [{"type": "TextBlock", "text": line, "wrap": True} for line in d.body_lines()]
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": body,
+    }
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": card,
+            }
+        ],
+    }
+
+
+def email_message(d: Digest, channel: Channel) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = channel.sender or ""
+    message["To"] = ", ".join(channel.to)
+    message["Subject"] = d.title
+    message.set_content("\n".join(d.body_lines()) + "\n")
+    return message
+
+
+def send(channel: Channel, d: Digest) -> None:
+    """Deliver ``d`` on ``channel``, retrying; NotifyError when every attempt failed."""
+    problem = ""
+    for attempt in range(channel.attempts):
+        if attempt:
+            time.sleep(0.5 * 2 ** (attempt - 1))
+        try:
+            _deliver(channel, d)
+            return
+        except (OSError, smtplib.SMTPException, urllib.error.URLError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+    raise NotifyError(
+        f"could not notify {channel} after {channel.attempts} attempts: {problem}",
+        hint="the alerts are in the alerts output; check the channel's address and credentials",
+    )
+
+
+def _deliver(channel: Channel, d: Digest) -> None:
+    if channel.kind == "email":
+        with smtplib.SMTP(channel.smtp_host or "", channel.smtp_port, timeout=channel.timeout) as s:
+            if channel.starttls:
+                s.starttls()
+            if channel.username and channel.password is not None:
+                s.login(channel.username, channel.password.resolve().reveal().decode("utf-8"))
+            s.send_message(email_message(d, channel))
+        return
+    from connectors.secrets.refs import resolve_url
+
+    payload = slack_payload(d) if channel.kind == "slack" else teams_payload(d)
+    request = urllib.request.Request(
+        resolve_url(channel.url),
+        data=json.dumps(payload).encode("utf-8"),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=channel.timeout) as response:
+        if not 200 <= response.status < 300:
+            raise OSError(f"webhook answered HTTP {response.status}")
+
+
+class _Concat(beam.CombineFn):
+    """The alerts of a run (or pane) as one table."""
+
+    def create_accumulator(self) -> list[pa.Table]:
+        return []
+
+    def add_input(self, acc: list[pa.Table], table: pa.Table) -> list[pa.Table]:
+        if table.num_rows:
+            acc.append(table)
+        return acc
+
+    def merge_accumulators(self, accs: Sequence[list[pa.Table]]) -> list[pa.Table]:
+        return [t for acc in accs for t in acc]
+
+    def extract_output(self, acc: list[pa.Table]) -> pa.Table | None:
+        return pa.concat_tables(acc, promote_options="permissive") if acc else None
+
+
+class _SendFn(beam.DoFn):
+    def __init__(
+        self, channel: Channel, title: str, text_field: str, max_lines: int, name: str
+    ) -> None:
+        self._channel = channel
+        self._title = title
+        self._text_field = text_field
+        self._max_lines = max_lines
+        self._name = name
+
+    def setup(self) -> None:
+        self._counters = NodeCounters(self._name)
+
+    def process(self, table):
+        if table is None or not table.num_rows:
+            return
+        d = digest(table, title=self._title, text_field=self._text_field, max_lines=self._max_lines)
+        send(self._channel, d)
+        self._counters.inc("notifications_sent")
+        self._counters.inc("alerts_notified", d.total)
+
+
+class Notify(beam.PTransform):
+    """Send the alerts in ``rows`` (Arrow tables) as one digest per run, or per pane when
+    streaming, to ``channel``.
+
+    Args:
+        channel: where to (see :class:`Channel`).
+        title: the digest's title (the alert count is appended).
+        text_field: the field holding each alert's one-line text.
+        max_lines: alerts listed in one message; the rest are counted.
+        name: names the counters and the transform.
+        frequency: streaming: seconds between panes for alerts not in event-time windows.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        title: str,
+        text_field: str = "message",
+        max_lines: int = 50,
+        name: str = "notify",
+        frequency: int = 60,
+    ) -> None:
+        super().__init__()
+        if channel.kind not in CHANNELS:
+            raise ValueError(f"unknown channel {channel.kind!r}; supported: {', '.join(CHANNELS)}")
+        self._fn = _SendFn(channel, title, text_field, max_lines, name)
+        self._frequency = frequency
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        from connectors.names import CombineGlobally
+        from connectors.panes import into_panes, is_streaming
+
+        if is_streaming(rows):
+            rows = into_panes(rows, self._frequency, accumulating=False, label="Panes")
+        gathered = rows | "Gather" >> CombineGlobally(_Concat(), defaults=False)
+        return gathered | "Send" >> beam.ParDo(self._fn)
