@@ -38,6 +38,14 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         f"filtered {_n(summary.rows_filtered)} · {summary.elapsed_seconds:.2f} s · "
         f"{summary.rows_per_second:,.0f} rows/s"
     )
+    for node in summary.nodes:  # other counters: an http step's requests, retries, cache...
+        counts = [
+            f"{k.replace('_', ' ')} {_n(v)}"
+            for k, v in node.stats.items()
+            if v and not k.endswith("_ms")
+        ]
+        if counts:
+            console.print(f"  {node.name:>14}: {' · '.join(counts)}")
     for dataset in summary.outputs:
         label = "dead letters" if dataset.kind == "dead_letter" else dataset.node
         console.print(f"  {label:>14}: {_where(summary, dataset)}")

@@ -267,7 +267,9 @@ class HttpEnricher:
 
     def setup(self) -> None:
         key = (self.run_id, self.step_name, self.template.url)
-        self._pool = _per_worker(("pool", *key), ConnectionPool)
+        # connections outlive a run (a worker's next job reuses them); answers and a host's
+        # failures belong to the run, so a new run starts with an empty cache, closed breakers
+        self._pool = _per_worker(("pool", self.template.url.split("/")[2]), ConnectionPool)
         self._breakers = _per_worker(
             ("breakers", *key, self.breaker), lambda: Breakers(self.breaker)
         )
