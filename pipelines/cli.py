@@ -273,7 +273,17 @@ def _export_template(args: argparse.Namespace) -> int:
     from pipelines.template_export import export_header, spec_yaml
 
     params = _params(args.param)
-    spec = _load_or_report(argparse.Namespace(target=args.name, param=args.param))
+    if args.with_tests:
+        from pipelines.loading import SpecError
+        from pipelines.spec_test_targets import load_test_target
+
+        try:
+            spec = load_test_target(args.name, params, is_file=False).exportable_spec()
+        except SpecError as exc:
+            _stderr(f"beamwright: {exc}")
+            return EXIT_INVALID
+    else:
+        spec = _load_or_report(argparse.Namespace(target=args.name, param=args.param))
     if spec is None:
         return EXIT_INVALID
     text = spec_yaml(spec, header=export_header(args.name, params))
@@ -402,6 +412,11 @@ def parser() -> argparse.ArgumentParser:
         "--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="export: values"
     )
     tpl.add_argument("--out", metavar="FILE", help="export: write the YAML here (default: stdout)")
+    tpl.add_argument(
+        "--with-tests",
+        action="store_true",
+        help="export: include the template's tests (expanded with its tests file's parameters)",
+    )
     tpl.set_defaults(func=cmd_templates)
 
     bench = sub.add_parser("bench", help="measure throughput (generates its own data)")

@@ -41,6 +41,16 @@ class TestTarget:
     tests_file: Path
     origin: str
 
+    def exportable_spec(self) -> PipelineSpec:
+        """The spec with mock file paths made absolute, so that its tests run from a file
+        written anywhere (``templates export --with-tests``)."""
+        spec = self.spec.model_copy(deep=True)
+        for case in spec.tests:
+            for mock in case.inputs.values():
+                if mock.file is not None and not Path(mock.file).is_absolute():
+                    mock.file = str(self.base_dir / mock.file)
+        return spec
+
 
 def template_tests_file(template: Any) -> Path:
     """``tests/<name>.yaml`` beside the module that defines ``template``."""

@@ -36,8 +36,8 @@ def spec_copy(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("name", templates.names())
 def test_every_template_passes_its_tests(name, capsys):
     code = main(["test", name])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
     assert " 0 failed" in out and "PASS" in out
 
 
@@ -217,3 +217,15 @@ def test_export_to_stdout_and_unknown_template(capsys):
     assert "\nsources:\n" in out and "template: data_processing@" in out
     assert main(["templates", "export", "data_procesing"]) == 2
     assert "did you mean 'data_processing'?" in capsys.readouterr().err
+
+
+def test_export_with_tests_runs_its_tests_from_anywhere(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # relative paths in the export resolve here, not in the repo
+    exported = tmp_path / "exported.yaml"
+    assert (
+        main(["templates", "export", "data_processing", "--with-tests", "--out", str(exported)])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["test", str(exported), "--case", "unknown_customer"]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
