@@ -488,6 +488,80 @@ def test_oauth2_client_credentials_cached_and_renewed(
     assert "client-secret-1" not in json.dumps(letters, default=str)
 
 
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A throw-away redis-server on a free loopback port (Debian's package), stopped by PID."""
+    import shutil
+    import socket
+    import subprocess
+
+    pytest.importorskip("redis", reason="the optional redis client is not installed")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_redis_cache_is_shared_by_workers(
+    api: EnrichApi, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = CacheConfig(type="redis", url=redis_url, ttl=60, prefix=f"t{uuid.uuid4().hex}:")
+    first = enricher(api, cache=cache)  # two workers: separate processors, one Redis
+    second = enricher(api, cache=cache)
+    assert first.process(ids_table(list(range(100)))).rows.num_rows == 100
+    assert api.total_requests() == 100
+    again = second.process(ids_table(list(range(100))))
+    assert api.total_requests() == 100, "the other worker found every answer in Redis"
+    assert again.rows.to_pylist()[7]["name"] == "customer 7"
+    assert second.totals()["cache_hits"] == 100
+    bulk = {
+        "url": api.url + "/customers:batch",
+        "bulk": BulkConfig(id_field="id", items="customers"),
+    }
+    api.missing = {3}
+    enricher(api, cache=cache, **bulk).process(ids_table(list(range(10))))
+    api.reset_log()
+    cached = enricher(api, cache=cache, **bulk).process(ids_table(list(range(10))))
+    assert api.total_requests() == 0 and cached.rows.num_rows == 10
+    assert cached.rows.to_pylist()[3]["name"] is None  # the miss was cached too
+    unreachable = CacheConfig(type="redis", url="redis://127.0.0.1:9/0", ttl=60)
+    with caplog.at_level(logging.WARNING):
+        result = enricher(api, cache=unreachable).process(ids_table([1, 2]))
+    assert result.rows.num_rows == 2, "a cache outage costs the cache, not the rows"
+    assert "redis cache at redis://127.0.0.1:9/0 unavailable" in caplog.text
+
+
 # ------------------------------------------------------------------------------ rotations
 
 

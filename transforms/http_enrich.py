@@ -98,8 +98,23 @@ class BulkConfig:
 
 @dataclass(frozen=True)
 class CacheConfig:
+    """``memory``: a per-worker TTL LRU of ``max_entries``; ``redis``: a cache at ``url``
+    shared by all workers (keys under ``prefix``), see :mod:`connectors.http.redis_cache`."""
+
     max_entries: int = 10_000
     ttl: float = 300.0
+    type: str = "memory"
+    url: str | None = None
+    prefix: str = "beamwright:http:"
+
+    def open(self) -> Any:
+        if self.type == "redis":
+            from connectors.http.redis_cache import RedisCache
+
+            if not self.url:
+                raise ValueError("a redis cache needs a url")
+            return RedisCache(self.url, ttl=self.ttl, prefix=self.prefix)
+        return TTLCache(max_entries=self.max_entries, ttl=self.ttl)
 
 
 @dataclass(frozen=True)
@@ -278,7 +293,7 @@ class HttpEnricher:
             cache = self.cache
             self._cache = _per_worker(
                 ("cache", *key, cache),
-                lambda: TTLCache(max_entries=cache.max_entries, ttl=cache.ttl),
+                cache.open,
             )
         if self.credentials is not None:
             self.credentials.setup()
@@ -365,13 +380,18 @@ class HttpEnricher:
                 continue
             by_request.setdefault(request, []).append(i)
         pending: list[Request] = []
-        for request, index in by_request.items():
-            hit = self._caller.cached(request)
-            if hit is None:
+        asked = list(by_request)
+        hits = self._cache.get_many(asked) if self._cache is not None else [MISSING] * len(asked)
+        for request, hit in zip(asked, hits, strict=True):
+            if hit is MISSING:
                 pending.append(request)
                 continue
-            for i in index:
-                results[i] = self._resolve(hit)
+            result = self._resolve(Outcome(hit[0], hit[1], 0, None, cached=True))
+            for i in by_request[request]:
+                results[i] = result
+        if self._cache is not None:
+            self._inc(CACHE_HITS, len(asked) - len(pending))
+            self._inc(CACHE_MISSES, len(pending))
         outcomes = self._strategy.map(
             pending,
             self._call,
@@ -431,16 +451,16 @@ class HttpEnricher:
         ids = table.column(self.bulk.id_field).to_pylist()
         known: dict[Any, Any] = {}
         pending = []
-        for value in dict.fromkeys(v for v in ids if v is not None):
-            hit = (
-                MISSING
-                if self._cache is None
-                else self._cache.get(("bulk", self.template.url, value))
-            )
-            if hit is MISSING:
-                pending.append(value)
-            else:
-                known[value] = hit
+        distinct = list(dict.fromkeys(v for v in ids if v is not None))
+        if self._cache is None:
+            pending = distinct
+        else:  # cached as JSON values: the fields' values (a list), or null for a miss
+            keys = [("bulk", self.template.url, value) for value in distinct]
+            for value, hit in zip(distinct, self._cache.get_many(keys), strict=True):
+                if hit is MISSING:
+                    pending.append(value)
+                else:
+                    known[value] = _MISS if hit is None else tuple(hit)
         if self._cache is not None:
             self._inc(CACHE_HITS, len(known))
             self._inc(CACHE_MISSES, len(pending))
@@ -450,11 +470,16 @@ class HttpEnricher:
             ok=lambda chunk: not any(isinstance(r, (_Failure, BaseException)) for r in chunk),
         )
         known.update(zip(pending, results, strict=True))
+        store = []
         for value, result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
                 known[value] = result = self._resolve(result)
             if self._cache is not None and not isinstance(result, _Failure):
-                self._cache.put(("bulk", self.template.url, value), result)
+                store.append(
+                    (("bulk", self.template.url, value), None if result is _MISS else list(result))
+                )
+        if store:
+            self._cache.put_many(store)
         null_id = _Failure(f"the id field '{self.bulk.id_field}' is null", None, 0, "http:request")
         return [null_id if v is None else known[v] for v in ids]
 

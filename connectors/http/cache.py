@@ -55,6 +55,14 @@ class TTLCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
+    def get_many(self, keys: list[Hashable]) -> list[Any]:
+        """:meth:`get` of each key (the Redis cache answers a batch in one round trip)."""
+        return [self.get(key) for key in keys]
+
+    def put_many(self, items: list[tuple[Hashable, Any]]) -> None:
+        for key, value in items:
+            self.put(key, value)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)

@@ -84,9 +84,22 @@ class BreakerSpec(SpecModel):
 
 
 class CacheSpec(SpecModel):
-    type: Literal["memory"] = "memory"
-    max_entries: int = Field(default=10_000, ge=1)
-    ttl: float = Field(default=300.0, gt=0)
+    """memory: a per-worker TTL LRU cache; redis: one cache for every worker (and later runs
+    within ``ttl``) at ``url``."""
+
+    type: Literal["memory", "redis"] = "memory"
+    max_entries: int = Field(default=10_000, ge=1, description="memory: entries per worker.")
+    ttl: float = Field(default=300.0, gt=0, description="Seconds an answer is reused.")
+    url: str | None = Field(default=None, description="redis: redis://host:port/db.")
+    prefix: str = Field(default="beamwright:http:", description="redis: key prefix.")
+
+    @model_validator(mode="after")
+    def _redis_url(self) -> CacheSpec:
+        if self.type == "redis" and not self.url:
+            raise ValueError("a redis cache needs a 'url' (redis://host:port/db)")
+        if self.type == "redis" and "@" in (self.url or ""):
+            raise ValueError("no password in the redis url: the spec is not a secret store")
+        return self
 
 
 class HttpStepSpec(StepBase):
@@ -246,7 +259,7 @@ def build(node: HttpStepSpec, ctx: Any, path: str, rows: Any) -> Any:
             **node.retry.model_dump(), retry_non_idempotent=node.retry_non_idempotent
         ),
         breaker=BreakerConfig(**node.breaker.model_dump()),
-        cache=CacheConfig(node.cache.max_entries, node.cache.ttl) if node.cache else None,
+        cache=CacheConfig(**node.cache.model_dump()) if node.cache else None,
         strategy=StrategyConfig.from_mapping(node.strategy.model_dump()),
         workers=workers,
         on_missing=node.on_missing,
