@@ -65,8 +65,10 @@ def update_case(case: dict[str, Any], actual: Any) -> None:
         case["dead_letters"] = _dead_letters(case.get("dead_letters") or [], actual.dead_letters)
     for name, entry in (case.get("summary") or {}).items():
         node = actual.nodes.get(name)
-        if node is None or not isinstance(entry, dict):
+        if node is None:
             continue
+        entry = entry if isinstance(entry, dict) else {}
+        case["summary"][name] = entry
         for key in list(entry) or ["rows_in", "rows_out", "rows_dead_lettered"]:
             if key == "rules":
                 entry["rules"] = {k: v for k, v in sorted(node.rules.items()) if v}

@@ -229,3 +229,27 @@ def test_export_with_tests_runs_its_tests_from_anywhere(tmp_path, monkeypatch, c
     capsys.readouterr()
     assert main(["test", str(exported), "--case", "unknown_customer"]) == 0
     assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
+def test_a_new_case_is_recorded_by_update(spec_copy, capsys):
+    new_case = (
+        "  - name: recorded\n"
+        "    inputs:\n"
+        "      orders: {rows: [{order_id: N-1, customer: initech, amount: 2, quantity: 2}]}\n"
+        "      web_orders: {rows: []}\n"
+        "    outputs:\n"
+        "      by_customer:\n"
+        "    summary:\n"
+        "      totals:\n"
+    )
+    text = spec_copy.read_text().replace("\n# Kept as written", f"{new_case}\n# Kept as written")
+    spec_copy.write_text(text)
+    assert main(["test", str(spec_copy), "--case", "recorded"]) == 1
+    assert "no expected rows recorded; run beamwright test --update" in capsys.readouterr().out
+    assert main(["test", str(spec_copy), "--case", "recorded", "--update"]) == 0
+    case = {c.name: c for c in load_spec(spec_copy).tests}["recorded"]
+    assert case.outputs["by_customer"].rows == [
+        {"customer": "initech", "orders": 1, "revenue": 4.0}
+    ]
+    assert (case.summary["totals"].rows_in, case.summary["totals"].rows_out) == (1, 1)
+    assert main(["test", str(spec_copy)]) == 0
