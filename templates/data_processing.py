@@ -2,7 +2,9 @@
 transformed, enriched with customer data, PII-masked, and delivered to a Parquet warehouse,
 a business report and an alerts area holding the dead letters.
 
-The defaults run on the sample data shipped in ``templates/sample_data`` with no setup.
+The defaults run on the sample data shipped in ``templates/sample_data`` with no setup. Its
+tests (``beamwright test data_processing``: a happy path, rows rejected by named rules, an
+unknown customer rejected by the enrich stage) are in ``templates/tests/data_processing.yaml``.
 """
 
 from __future__ import annotations
