@@ -453,8 +453,10 @@ def parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.container import add_parser as add_container
+    from pipelines.dev.sample_api import add_parser as add_sample_api
     from pipelines.dev.sample_stream import add_parser as add_sample_stream
     from pipelines.flex import add_parser as add_flex
+    from pipelines.ingest_cli import add_parser as add_ingest
     from pipelines.lineage_cli import add_parser as add_lineage
     from pipelines.secrets_cli import add_parser as add_secrets
     from pipelines.spec_test_cli import add_parser as add_test
@@ -462,6 +464,8 @@ def parser() -> argparse.ArgumentParser:
     add_lineage(sub)
     add_secrets(sub)
     add_sample_stream(sub)
+    add_sample_api(sub)
+    add_ingest(sub)
     add_flex(sub)
     add_container(sub)
     add_test(sub, parse_params=_params, is_spec_file=_is_spec_file)
