@@ -626,7 +626,7 @@ def _alpha_vantage(path: str, origin: FileOrigin, offsets: list[int]) -> Found:
     from connectors.files.base import open_input
 
     with open_input(path) as stream:
-        _, series = parse_response(stream.read(), path)
+        _, series, _ = parse_response(stream.read(), path)
     points = list(series.items())
     valid, found = _in_range(offsets, len(points))
     for ordinal in valid:

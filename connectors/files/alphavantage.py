@@ -6,7 +6,8 @@ intraday, the time zone) and one ``"Time Series (Daily)"`` or ``"Time Series (5m
 object of timestamp -> ``{"1. open", "2. high", "3. low", "4. close", "5. volume"}`` (the
 adjusted series' ``"5. adjusted close"``/``"6. volume"`` are read too). Rows come out as
 ``symbol, ts, open, high, low, close, volume, provider``, values as text like CSV (types are
-the validate step's job), in the response's order (newest first, as the API sends it).
+the validate step's job; ``ts`` is ISO-8601 UTC: a daily key is its date's UTC midnight, an
+intraday key is read in the response's ``Time Zone``, US/Eastern, and converted), in the response's order (newest first, as the API sends it).
 
 A response is small (100 points compact, ~5,000 daily points full), so it is parsed whole.
 The API reports problems in the body with HTTP 200 (``"Error Message"``, ``"Note"``,
@@ -18,10 +19,12 @@ of a rejected point is its JSON, kept in the reject.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
@@ -53,12 +56,12 @@ class AlphaVantageFormat:
         check_batch_size(batch_size)
         with open_input(path) as stream:
             raw = stream.read()
-        symbol, series = parse_response(raw, path)
+        symbol, series, zone = parse_response(raw, path)
         rows: list[dict[str, Any]] = []
         offsets: list[int] = []
         rejects: list[Reject] = []
         for ordinal, (stamp, point) in enumerate(series.items(), start=1):
-            row = _row(symbol, stamp, point)
+            row = _row(symbol, stamp, point, zone)
             if row is None:
                 payload = json.dumps({stamp: point}).encode("utf-8")
                 error = f"data point {stamp!r} is not an object of open/high/low/close/volume"
@@ -76,9 +79,9 @@ class AlphaVantageFormat:
         raise ValueError("alpha_vantage_json is an input format; write jsonl or parquet instead")
 
 
-def parse_response(raw: bytes, where: str) -> tuple[str, dict[str, Any]]:
-    """(symbol, timestamp -> data point) of a response body; CorruptFileError naming the
-    API's own message when it is an error, a rate-limit note or not a time series."""
+def parse_response(raw: bytes, where: str) -> tuple[str, dict[str, Any], str]:
+    """(symbol, timestamp -> data point, time zone) of a response body; CorruptFileError
+    naming the API's own message when it is an error, a rate-limit note or not a series."""
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -99,17 +102,31 @@ def parse_response(raw: bytes, where: str) -> tuple[str, dict[str, Any]]:
     series = doc[series_keys[0]]
     if not isinstance(symbol, str) or not isinstance(series, dict):
         raise CorruptFileError(where, "Alpha Vantage response without '2. Symbol' or series object")
-    return symbol.upper(), series
+    zone = next((v for k, v in meta.items() if k.endswith("Time Zone")), "US/Eastern")
+    return symbol.upper(), series, str(zone)
 
 
-def _row(symbol: str, stamp: str, point: Any) -> dict[str, Any] | None:
-    if not isinstance(point, dict):
+def utc_text(stamp: str, zone: str) -> str | None:
+    """A series key as ISO-8601 UTC: a date is that trading date's UTC midnight; an intraday
+    time is in the response's time zone (US/Eastern) and converted. None when unreadable."""
+    try:
+        if len(stamp) == 10:
+            return dt.date.fromisoformat(stamp).isoformat() + "T00:00:00Z"
+        local = dt.datetime.fromisoformat(stamp).replace(tzinfo=ZoneInfo(zone))
+    except (ValueError, KeyError):
+        return None
+    return local.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _row(symbol: str, stamp: str, point: Any, zone: str) -> dict[str, Any] | None:
+    ts = utc_text(stamp, zone)
+    if not isinstance(point, dict) or ts is None:
         return None
     values = {FIELDS[k]: v for k, v in point.items() if k in FIELDS}
     if not {"open", "high", "low", "close", "volume"} <= values.keys():
         return None
     text = {k: None if v is None else str(v) for k, v in values.items()}
-    return {"symbol": symbol, "ts": stamp, **text, "provider": "alpha_vantage"}
+    return {"symbol": symbol, "ts": ts, **text, "provider": "alpha_vantage"}
 
 
 def _chunk(rows: list[dict], offsets: list[int], rejects: list[Reject], path: str) -> ReadChunk:

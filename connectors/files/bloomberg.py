@@ -19,7 +19,7 @@ A data line is ``security|return code|field count|[date|]values...|`` (the date 
 ``PX_HIGH`` -> ``high``, ``PX_LOW`` -> ``low``, ``PX_LAST`` -> ``close``, ``PX_VOLUME`` ->
 ``volume``, ``CRNCY`` -> ``quote_currency``; others lower-cased); ``symbol`` is the
 security's ticker (``AAPL US Equity`` -> ``AAPL``), ``security`` the whole identifier and
-``ts`` the date as ``YYYY-MM-DD``. Values stay text; Bloomberg's ``N.A.``-style markers and
+``ts`` the date as an ISO-8601 UTC midnight (``2026-01-05T00:00:00Z``). Values stay text; Bloomberg's ``N.A.``-style markers and
 empty fields become nulls.
 
 Rejects (payload = the line): ``provider_error`` for a non-zero return code (an unknown
@@ -125,7 +125,7 @@ def _parse(
         return [], (f"expected {expected} values, got {len(values)}", "column_count")
     cells: list[str | None] = [None if v.strip() in NULLS else v.strip() for v in values]
     if history and cells[0] is not None and len(cells[0]) == 8 and cells[0].isdigit():
-        cells[0] = f"{cells[0][:4]}-{cells[0][4:6]}-{cells[0][6:]}"
+        cells[0] = f"{cells[0][:4]}-{cells[0][4:6]}-{cells[0][6:]}T00:00:00Z"
     return [security.split()[0].upper(), security, *cells], None
 
 

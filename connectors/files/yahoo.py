@@ -3,7 +3,8 @@ symbol, read into the quote columns every market-data format here shares.
 
 Yahoo's download carries no symbol: it is the file's name (``AAPL.csv`` -> ``AAPL``), or the
 ``symbol`` option. Columns are renamed to ``ts, open, high, low, close, adj_close, volume``
-and ``symbol`` and ``provider`` are added; values stay text (``null`` spellings as Yahoo
+(``ts`` the trading date as an ISO-8601 UTC midnight, like every quote format here) and
+``symbol`` and ``provider`` are added; values stay text (``null`` spellings as Yahoo
 writes them become nulls), so that types are checked in one place, the validate step. Rows,
 line numbers and rejects are the CSV reader's (:mod:`connectors.files.csvfile`).
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.files.base import CorruptFileError, ReadChunk
 from connectors.files.csvfile import CsvFormat
@@ -61,6 +63,7 @@ def _quotes(rows: pa.Table, path: str, symbol: str) -> pa.Table:
             path, f"not a Yahoo history CSV: no column(s) {', '.join(missing)} in the header"
         )
     data = {new: rows.column(old) for old, new in COLUMNS.items() if old in rows.column_names}
+    data["ts"] = pc.binary_join_element_wise(data["ts"], "T00:00:00Z", "")  # a trading date
     n = rows.num_rows
     front = {"symbol": pa.array([symbol] * n, pa.string())}
     back = {"provider": pa.array(["yahoo"] * n, pa.string())}
