@@ -215,14 +215,11 @@ def compare_dead_letters(
             if letter["rule"] == entry.rule and entry.step in (None, letter["step"])
         ]
         covered.update(mine)
-        if entry.count is not None and entry.count != len(mine):
+        if entry.rows is not None:  # says how many too (a count given must match the rows)
+            rows = ExpectedRows(rows=entry.rows, fields=_fields_of(entry.rows, []))
+            lines += compare_rows(rows, [letters[i]["payload"] for i in mine], what)
+        elif entry.count != len(mine):
             lines.append(f"{what}: expected {entry.count}, got {len(mine)}")
-        if entry.rows is not None:
-            fields = _fields_of(entry.rows, [])
-            rows = ExpectedRows(rows=entry.rows, fields=fields)
-            got = [letters[i]["payload"] for i in mine]
-            if entry.count is None or entry.count == len(mine):
-                lines += compare_rows(rows, got, what)
     others = Counter(
         (letter["step"], letter["rule"]) for i, letter in enumerate(letters) if i not in covered
     )

@@ -253,3 +253,23 @@ def test_a_new_case_is_recorded_by_update(spec_copy, capsys):
     ]
     assert (case.summary["totals"].rows_in, case.summary["totals"].rows_out) == (1, 1)
     assert main(["test", str(spec_copy)]) == 0
+
+
+def test_update_rewrites_a_json_spec(tmp_path, capsys):
+    from pipelines.loading import read_spec_file
+
+    data = read_spec_file(SPEC)
+    data["tests"][1]["outputs"]["orders_out"]["rows"][0]["total"] = 99.0
+    data["tests"][1]["inputs"]["orders"]["file"] = str(DATA / "orders.csv")
+    spec = tmp_path / "orders_spec.json"
+    spec.write_text(json.dumps(data, default=str))
+    assert main(["test", str(spec), "--case", "csv_file"]) == 1
+    assert "sink orders_out: row 0: total: expected 99.0, got 25.0" in capsys.readouterr().out
+    assert main(["test", str(spec), "--case", "csv_file", "--update"]) == 0
+    rewritten = json.loads(spec.read_text())
+    assert rewritten["tests"][1]["outputs"]["orders_out"]["rows"][0] == {
+        "order_id": "F-1",
+        "total": 25.0,
+    }
+    assert rewritten["governance"] == data["governance"]
+    assert main(["test", str(spec)]) == 0
