@@ -80,17 +80,19 @@ def field_problems(spec: s.PipelineSpec, source_fields: dict[str, list[str] | No
 
 
 def static_problems(spec: s.PipelineSpec) -> list[str]:
-    """Everything plain ``validate`` checks beyond the spec's shape (no Beam imported).
+    """Everything plain ``validate`` checks beyond the spec's shape (no Beam imported),
+    the ``tests:`` cases' names and mocks included.
 
     Field references are checked only once every expression parses: the walk reads the
     fields each expression names.
     """
     from pipelines.remote_rules import remote_problems
+    from pipelines.spec_tests import case_problems
 
     problems = expression_problems(spec) or remote_problems(spec)
     if problems:
-        return problems
-    return field_problems(spec, known_source_fields(spec))
+        return problems + case_problems(spec)
+    return field_problems(spec, known_source_fields(spec)) + case_problems(spec)
 
 
 # --------------------------------------------------------------------------- deep checks

@@ -273,3 +273,11 @@ def test_update_rewrites_a_json_spec(tmp_path, capsys):
     }
     assert rewritten["governance"] == data["governance"]
     assert main(["test", str(spec)]) == 0
+
+
+def test_validate_checks_the_tests_block(spec_copy, capsys):
+    assert main(["validate", str(spec_copy)]) == 0
+    capsys.readouterr()
+    spec_copy.write_text(spec_copy.read_text().replace("      web_orders: {rows: []}\n", ""))
+    assert main(["validate", str(spec_copy)]) == 2
+    assert "tests[1].inputs: source 'web_orders' is not mocked" in capsys.readouterr().err
