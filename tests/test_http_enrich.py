@@ -565,7 +565,6 @@ def test_redis_cache_is_shared_by_workers(
 # ------------------------------------------------------------------------------ rotations
 
 
-@pytest.mark.slow
 def test_three_rotations_during_100k_rows_lose_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
