@@ -398,3 +398,43 @@ def test_parameter_values_are_served_or_refused_with_the_supported_list(tmp_path
     ]
     assert spec.steps[2].inputs == ["api", "ingest_types"]
     assert [s.type for s in spec.sinks] == ["file", "kafka", "report"]
+
+
+def test_ingest_webhook_command(kafka_broker: Any, topic: Any) -> None:
+    """``beamwright ingest webhook`` as users start it: a secret reference, loopback, Ctrl-C."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    servers, name = kafka_broker.bootstrap_servers, topic(partitions=1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    canary = f"cli-canary-{uuid.uuid4().hex}"
+    command = [sys.executable, "-m", "pipelines.cli", "-v", "ingest", "webhook"]
+    command += ["--topic", name, "--secret", "env:HOOK_SECRET", "--port", str(port)]
+    command += ["--bootstrap-servers", servers]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "HOOK_SECRET": canary},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith(f"webhook ingest on http://127.0.0.1:{port}")
+        body = b'{"id": 11}'
+        url = f"http://127.0.0.1:{port}/"
+        assert post(url, body, signed_headers(canary.encode(), body, delivery_id="x")) == 202
+        assert post(url, body, signed_headers(canary.encode(), body, delivery_id="x")) == 409
+        assert post(url, body, signed_headers(b"wrong", body, delivery_id="y")) == 401
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0
+    assert "'202': 1" in output and "'409': 1" in output and "'401': 1" in output
+    assert canary not in output
+    assert [r.value for r in fixtures.consume_all(servers, name)] == [b'{"id": 11}']
