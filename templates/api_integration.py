@@ -22,13 +22,15 @@ How each parameter value is served (a value not listed is refused, naming those 
   ``validate``: required keys, business rules on the fields present, and an optional Great
   Expectations suite (``expectations_suite``).
   ``enrich``: an ``http`` step calling ``enrich_url`` per record (``{field}`` placeholders),
-  adding ``enrich_fields``.
+  adding ``enrich_fields``, and/or a ``postgres`` lookup of ``enrich_table`` by ``enrich_key``
+  (``enrich_postgres``: ``user@host:port/database``, the password a secret reference).
 - ``output_destinations``: ``warehouse`` (Parquet), ``topic`` (the normalised records to
   ``output_topic``), ``alerts`` (dead letters by step and rule).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -134,6 +136,21 @@ PARAMETERS = {
         type="list",
         default=["customer_name=name", "customer_tier=tier"],
         description="enrich: name=json.path:type of the answer's fields to add.",
+    ),
+    "enrich_postgres": ParameterSpec(
+        type="string",
+        default="",
+        description="enrich: a PostgreSQL lookup, user@host:port/database (with enrich_table, "
+        "enrich_key and postgres_password).",
+    ),
+    "enrich_table": ParameterSpec(
+        type="string", default="public.customers", description="enrich: schema.table looked up."
+    ),
+    "enrich_key": ParameterSpec(
+        type="string", default="customer_id", description="enrich: key field (rows and table)."
+    ),
+    "postgres_password": ParameterSpec(
+        type="secret", description="enrich: the PostgreSQL password (env:VAR or a store)."
     ),
     "kafka_bootstrap": ParameterSpec(
         type="string", default="127.0.0.1:9092", description="Kafka for webhook/streaming/topic."
@@ -275,26 +292,7 @@ def _steps(values: Mapping[str, Any], fields: list[tuple[str, str, str]]) -> lis
             step["expectations"] = values["expectations_suite"]
         steps.append(step)
     if "enrich" in stages:
-        if not values["enrich_url"]:
-            raise ValueError(
-                "parameters.enrich_url: 'enrich' calls an API per record; give its URL with "
-                "{field} placeholders, e.g. http://host/customers/{customer_id}"
-            )
-        steps.append(
-            {
-                "name": "enrich",
-                "type": "http",
-                "description": "Fields from the enrichment API, per record.",
-                "url": values["enrich_url"],
-                "fields": {
-                    name: {"path": path, "type": t}
-                    for name, path, t in (
-                        parse_field(f, "enrich_fields") for f in values["enrich_fields"]
-                    )
-                },
-                "strategy": {"kind": "parallel", "max_concurrency": 16},
-            }
-        )
+        steps += _enrich_steps(values)
     if first_input:
         first = next((s for s in steps if s["name"] not in ("ingest_fields", "ingest_types")), None)
         if first is None:
@@ -303,6 +301,58 @@ def _steps(values: Mapping[str, Any], fields: list[tuple[str, str, str]]) -> lis
                 "one stage to gather them"
             )
         first["input"] = first_input
+    return steps
+
+
+def _enrich_steps(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An ``http`` step (``enrich_url``), a ``postgres`` lookup (``enrich_postgres``), or both."""
+    if not values["enrich_url"] and not values["enrich_postgres"]:
+        raise ValueError(
+            "parameters.enrich_url: 'enrich' needs an API to call per record (enrich_url, with "
+            "{field} placeholders, e.g. http://host/customers/{customer_id}) or a PostgreSQL "
+            "table (enrich_postgres: user@host:port/database, with enrich_table and enrich_key)"
+        )
+    steps: list[dict[str, Any]] = []
+    if values["enrich_url"]:
+        fields = [parse_field(f, "enrich_fields") for f in values["enrich_fields"]]
+        steps.append(
+            {
+                "name": "enrich",
+                "type": "http",
+                "description": "Fields from the enrichment API, per record.",
+                "url": values["enrich_url"],
+                "fields": {name: {"path": path, "type": t} for name, path, t in fields},
+                "strategy": {"kind": "parallel", "max_concurrency": 16},
+            }
+        )
+    if values["enrich_postgres"]:
+        match = re.fullmatch(
+            r"([^@/\s]+)@([^:/\s]+)(?::(\d+))?/([^/\s]+)", values["enrich_postgres"]
+        )
+        if match is None:
+            raise ValueError(
+                "parameters.enrich_postgres: write user@host:port/database (no password: "
+                "give it as postgres_password, a secret reference)"
+            )
+        user, host, port, database = match.groups()
+        connection: dict[str, Any] = {
+            "host": host,
+            "port": int(port or 5432),
+            "database": database,
+            "user": user,
+        }
+        if values["postgres_password"]:
+            connection["password"] = values["postgres_password"]
+        steps.append(
+            {
+                "name": "enrich_db",
+                "type": "postgres",
+                "description": "Columns of the reference table, one query per batch.",
+                "connection": connection,
+                "table": values["enrich_table"],
+                "on": values["enrich_key"],
+            }
+        )
     return steps
 
 

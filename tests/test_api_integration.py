@@ -31,6 +31,7 @@ from pipelines.dev.sample_api import SampleApi, sample_order
 from pipelines.loading import resolve_parameters
 from pipelines.run import RunFailed, run_spec
 from tests import kafka_broker as fixtures
+from tests.postgres_server import postgres_server  # noqa: F401 - a fixture
 
 TEMPLATE = templates.get_template("api_integration")
 
@@ -438,3 +439,39 @@ def test_ingest_webhook_command(kafka_broker: Any, topic: Any) -> None:
     assert "'202': 1" in output and "'409': 1" in output and "'401': 1" in output
     assert canary not in output
     assert [r.value for r in fixtures.consume_all(servers, name)] == [b'{"id": 11}']
+
+
+def test_polled_records_enriched_from_postgres(
+    tmp_path: Path,
+    api: SampleApi,
+    postgres_server: Any,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = postgres_server
+    server.execute("DROP SCHEMA IF EXISTS crm CASCADE")
+    server.execute("CREATE SCHEMA crm")
+    server.execute("CREATE TABLE crm.customers (customer_id int8 PRIMARY KEY, segment text)")
+    server.execute(
+        "INSERT INTO crm.customers SELECT i, CASE WHEN i % 2 = 0 THEN 'retail' ELSE 'b2b' END "
+        "FROM generate_series(0, 38) AS i"  # customer 39 is unknown: nulls (on_missing keep)
+    )
+    monkeypatch.setenv("CRM_PASSWORD", server.password)
+    summary = run_spec(
+        expand(
+            tmp_path,
+            api_endpoints=f"{api.url}/orders",
+            data_transformations="normalize,validate,enrich",
+            enrich_postgres=f"{server.user}@{server.host}:{server.port}/{server.dbname}",
+            enrich_table="crm.customers",
+            postgres_password="env:CRM_PASSWORD",
+        )
+    )
+    assert summary.node("enrich_db").rows_in == summary.node("enrich_db").rows_out == 230
+    assert summary.reconciled
+    rows = pq.read_table(tmp_path / "warehouse").to_pylist()
+    assert {r["customer_id"]: r["segment"] for r in rows} == {
+        c: (None if c == 39 else "retail" if c % 2 == 0 else "b2b") for c in range(40)
+    }
+    complete = [e for e in events(tmp_path) if e["eventType"] == "COMPLETE"]
+    names = {(d["namespace"], d["name"]) for e in complete for d in e["inputs"]}
+    assert (f"postgres://{server.host}:{server.port}", f"{server.dbname}.crm.customers") in names
