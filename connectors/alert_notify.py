@@ -36,7 +36,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from connectors.errors import RunError
-from connectors.metrics import NodeCounters
+from connectors.metrics import ROWS_IN, ROWS_WRITTEN, NodeCounters
 from connectors.records import strip_positions
 
 CHANNELS = ("email", "slack", "teams")
@@ -222,9 +222,10 @@ class _SendFn(beam.DoFn):
         if table is None or not table.num_rows:
             return
         d = digest(table, title=self._title, text_field=self._text_field, max_lines=self._max_lines)
+        self._counters.inc(ROWS_IN, d.total)
         send(self._channel, d)
+        self._counters.inc(ROWS_WRITTEN, d.total)  # alerts in a delivered message
         self._counters.inc("notifications_sent")
-        self._counters.inc("alerts_notified", d.total)
 
 
 class Notify(beam.PTransform):

@@ -86,3 +86,30 @@ class WebhookReceiver:
 
     def close(self) -> None:
         self._server.close()
+
+
+class _IncomingHandler(JsonHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        body = self._body()
+        self.owner.received.append(
+            {"path": self.path, "headers": dict(self.headers), "json": json.loads(body)}
+        )
+        self._reply(200, {"ok": True})
+
+
+class IncomingWebhook:
+    """A Slack- or Teams-style incoming webhook: takes unsigned JSON posts (the secret is the
+    URL's path, as with the real services) and keeps each decoded body."""
+
+    def __init__(self, path: str = "/services/T000/B000/XXXX") -> None:
+        self.path = path
+        self.received: list[dict[str, Any]] = []
+        handler = type("IncomingHandler", (_IncomingHandler,), {})  # LoopbackServer sets
+        self._server = LoopbackServer(handler, self)  # the owner on the class: one each
+
+    @property
+    def url(self) -> str:
+        return self._server.url + self.path
+
+    def close(self) -> None:
+        self._server.close()
