@@ -203,6 +203,7 @@ class EnrichApi:
         echo_auth: bool = False,
         oauth_clients: dict[str, str] | None = None,
         seed: int = 13,
+        port: int = 0,
     ) -> None:
         self.latency = latency
         self.rate_429, self.rate_500, self.rate_hang = rate_429, rate_500, rate_hang
@@ -220,7 +221,7 @@ class EnrichApi:
         self.calls_by_id: Counter[int] = Counter()
         self.outcomes: Counter[str] = Counter()
         handler = type("Handler", (_Handler,), {"api": self})
-        self._httpd = _Server((LOOPBACK, 0), handler)
+        self._httpd = _Server((LOOPBACK, port), handler)  # port 0: a free one
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.05,), daemon=True, name="enrich-api"
         )

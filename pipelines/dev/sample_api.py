@@ -113,7 +113,7 @@ class _ListingHandler(_Handler):
 
 
 class SampleApi(EnrichApi):
-    """The orders API (see the module docstring) on a free loopback port.
+    """The orders API (see the module docstring) on 127.0.0.1, a free port unless ``port``.
 
     Args:
         orders: the initial records (default: ``count`` sample orders).
@@ -167,6 +167,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--count", type=int, default=250, help="orders listed at start")
     p.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="port on 127.0.0.1 (8765: the template's default api_endpoints; 0: a free one)",
+    )
+    p.add_argument(
         "--run",
         action="store_true",
         help="run api_integration against the API (api_endpoints set to it), then stop",
@@ -176,11 +182,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Serve until Ctrl-C (on a free loopback port, printed), or with ``--run`` run the
+    """Serve on 127.0.0.1:``--port`` until Ctrl-C, or with ``--run`` run the
     template against it once and return its exit code."""
     import threading
 
-    with SampleApi(count=args.count) as api:
+    try:
+        api = SampleApi(count=args.count, port=args.port)
+    except OSError as exc:
+        print(f"beamwright: cannot listen on 127.0.0.1:{args.port}: {exc}; try --port 0")
+        return 2
+    with api:
         endpoint = f"{api.url}/orders"
         print(f"orders API on {endpoint} (events: {endpoint}/events)", flush=True)
         if not args.run:
