@@ -11,6 +11,7 @@ Use it from a test module with ``from tests.postgres_server import postgres_serv
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -21,16 +22,25 @@ __all__ = ["PostgresUnavailable", "TempPostgres", "postgres_server", "start_or_s
 
 
 def start_or_skip() -> TempPostgres:
-    """A started server, or a pytest skip naming what is missing."""
+    """A started server, or a pytest skip naming what is missing. Only a missing install is
+    skipped, and never under CI (``make test`` installs both there): a server that is
+    installed but does not start fails the tests, with its log."""
     try:
         import psycopg  # noqa: F401
         import psycopg_pool  # noqa: F401
     except ImportError:
-        pytest.skip("psycopg is not installed: pip install 'beamwright[postgres]'")
+        _skip_unless_ci("psycopg is not installed: pip install 'beamwright[postgres]'")
     try:
         return TempPostgres().start()
     except PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+        _skip_unless_ci(f"PostgreSQL unavailable: {exc}")
+        raise
+
+
+def _skip_unless_ci(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI installs it: make test)")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -504,3 +504,31 @@ def test_beam_transform_counts_queries_keys_and_misses(pg):
     assert counters["enrich/lookup/misses"] == 2
     assert counters["enrich/rows_in"] == 5 and counters["enrich/rows_filtered"] == 2
     assert counters["enrich/rows_out"] == 3
+
+
+def test_a_port_taken_before_the_server_binds_is_retried_and_a_failed_start_is_no_skip(
+    monkeypatch,
+):
+    """On a shared machine another process may take the free port first: the server moves to
+    another one. A server that cannot start at all raises PostgresStartFailed (a failure),
+    never PostgresUnavailable (which skips)."""
+    import socket
+
+    from pipelines.dev import postgres_server as ps
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        real = ps.free_port
+        monkeypatch.setattr(ps, "free_port", lambda: next(ports, None) or real())
+        try:
+            server = ps.TempPostgres().start()
+        except ps.PostgresUnavailable as exc:
+            pytest.skip(str(exc))
+        try:
+            assert server.port != taken.getsockname()[1] and server.running
+        finally:
+            server.stop()
+        with pytest.raises(ps.PostgresStartFailed, match="already in use"):
+            ps.TempPostgres(port=taken.getsockname()[1]).start()

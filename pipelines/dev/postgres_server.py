@@ -43,6 +43,11 @@ class PostgresUnavailable(BeamwrightError, RuntimeError):
     """PostgreSQL's server binaries are not installed (or cannot run here)."""
 
 
+class PostgresStartFailed(BeamwrightError, RuntimeError):
+    """PostgreSQL is installed but the server did not start (its log says why): a failure,
+    never a reason to skip what needs it."""
+
+
 def server_bin_dir() -> Path:
     """The directory holding ``initdb`` and ``postgres``: Debian's newest version first, then
     ``pg_config --bindir``, then ``initdb`` on PATH.
@@ -105,6 +110,7 @@ class TempPostgres:
         self.bin = server_bin_dir()
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self._fixed_port = port is not None
         self.user = "postgres"
         self.dbname = "postgres"
         self.password = secrets.token_urlsafe(16)
@@ -114,7 +120,19 @@ class TempPostgres:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> TempPostgres:
-        """initdb (first start only) and run the server; raises with its log if it fails."""
+        """initdb (first start only) and run the server; raises with its log if it fails.
+        A port taken between :func:`free_port` and the server's bind (another process on a
+        shared machine) is retried on a new port, unless the port was asked for."""
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PostgresStartFailed as exc:
+                if "already in use" not in str(exc) or self._fixed_port or attempt == 2:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> TempPostgres:
         if self.dir is None:
             self._initdb()
         assert self.dir is not None
@@ -151,7 +169,7 @@ class TempPostgres:
         except Exception as exc:
             text = self.log_text()
             self.stop(remove=False)
-            raise PostgresUnavailable(
+            raise PostgresStartFailed(
                 f"postgres did not start on {self.host}:{self.port}: {exc}\n{text[-3000:]}"
             ) from None
         return self
@@ -278,7 +296,7 @@ class TempPostgres:
         pwfile.unlink()
         if done.returncode != 0:
             shutil.rmtree(folder, ignore_errors=True)
-            raise PostgresUnavailable(f"initdb failed: {done.stderr.strip() or done.stdout}")
+            raise PostgresStartFailed(f"initdb failed: {done.stderr.strip() or done.stdout}")
         self.dir = folder
 
     def _wait_ready(self) -> None:
