@@ -234,15 +234,16 @@ def test_nulls_fail_only_not_null(result: SuiteResult) -> None:
     assert result.row_failures[6] == [BETWEEN, UNIQUE]
 
 
-def test_aggregate_expectations_are_outcomes_not_row_failures(result: SuiteResult) -> None:
-    by_type = {o.expectation_type: o for o in result.outcomes}
-    mean = by_type["expect_column_mean_to_be_between"]
-    assert not mean.success
-    assert mean.observed_value == pytest.approx((10 + 20 - 5 + 30 + 40 + 50 + 20000) / 7)
-    assert mean.unexpected_count == 0
-    rows = by_type["expect_table_row_count_to_be_between"]
-    assert rows.success
-    assert rows.observed_value == 8
+def test_table_level_expectations_are_left_to_the_dataset_judgement(
+    suite: ExpectationSuite, result: SuiteResult
+) -> None:
+    # mean and row count describe the whole dataset: no per-batch outcome, no row blamed
+    assert [t for _, t, _ in suite.dataset_level] == [
+        "expect_column_mean_to_be_between",
+        "expect_table_row_count_to_be_between",
+    ]
+    judged = {o.expectation_type for o in result.outcomes}
+    assert "expect_column_mean_to_be_between" not in judged
     reported = {t for types in result.failed_expectation_per_row.values() for t in types}
     assert "expect_column_mean_to_be_between" not in reported
     assert not result.success
@@ -256,13 +257,44 @@ def test_outcomes_follow_suite_order_and_are_json_serialisable(result: SuiteResu
         "expect_column_values_to_be_in_set",
         "expect_column_values_to_be_unique",
         "expect_column_value_lengths_to_be_between",
-        "expect_column_mean_to_be_between",
-        "expect_table_row_count_to_be_between",
     ]
     between = result.outcomes[1]
     assert (between.column, between.element_count, between.unexpected_count) == ("amount", 8, 2)
     assert between.kwargs == {"column": "amount", "min_value": 0.0, "max_value": 10000.0}
     json.dumps([o.__dict__ for o in result.outcomes])
+
+
+def test_a_compiled_suite_runs_without_importing_great_expectations() -> None:
+    code = (
+        "import sys, pyarrow as pa\n"
+        "from transforms.expectations import ExpectationSuite\n"
+        f"suite = ExpectationSuite.from_file({str(ORDERS)!r})\n"
+        "suite.check_with_gx()\n"
+        "table = pa.table({'order_id': [1, 1], 'email': ['a@x.io', None], 'amount': [1.0, -1.0],"
+        " 'status': ['new', 'old'], 'country': ['DE', 'DEU']})\n"
+        "result = suite.evaluate(table)\n"
+        "assert result.row_failures, result\n"
+        "assert not any(m.startswith('great_expectations') for m in sys.modules), 'GX imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_an_expectation_without_an_arrow_kernel_still_runs_in_gx() -> None:
+    mixed = ExpectationSuite(
+        {
+            "name": "s",
+            "expectations": [
+                {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+                {"type": "expect_column_values_to_be_increasing", "kwargs": {"column": "a"}},
+            ],
+        }
+    )
+    assert mixed.needs_gx() == (1,)
+    result = mixed.evaluate(pa.table({"a": [1, 3, 2, None]}))
+    assert result.failed_expectation_per_row == {
+        2: ["expect_column_values_to_be_increasing"],
+        3: ["expect_column_values_to_not_be_null"],
+    }
 
 
 def test_position_columns_are_hidden_from_gx(suite: ExpectationSuite, result: SuiteResult) -> None:

@@ -47,12 +47,17 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from connectors import records
 from connectors.errors import BeamwrightError, close_matches
+from transforms.gx_table import supported as dataset_level_supported
+
+if TYPE_CHECKING:
+    from transforms.gx_compile import CompiledCheck
 
 _DOMAIN_KWARGS = ("column", "column_A", "column_B", "column_list")
 
@@ -102,16 +107,37 @@ class ExpectationOutcome:
 
 @dataclass
 class SuiteResult:
-    """The verdict of a suite on one batch: rows to reject and per-expectation outcomes."""
+    """The verdict of a suite on one batch: unexpected rows per expectation and outcomes.
 
-    row_failures: dict[int, list[str]]
-    failed_expectation_per_row: dict[int, list[str]]
+    ``unexpected`` maps a row-level expectation's suite position to the ascending positions
+    of its unexpected rows; ``reasons`` and ``types`` give its dead-letter text and type.
+    """
+
+    unexpected: dict[int, np.ndarray]
+    reasons: dict[int, str]
+    types: dict[int, str]
     outcomes: list[ExpectationOutcome]
 
     @property
     def success(self) -> bool:
         """True when every expectation succeeded by GX's verdict (which honours ``mostly``)."""
         return all(o.success for o in self.outcomes)
+
+    @property
+    def row_failures(self) -> dict[int, list[str]]:
+        """Row -> reasons, in suite order (built per row: for tests and small batches)."""
+        return self._per_row(self.reasons)
+
+    @property
+    def failed_expectation_per_row(self) -> dict[int, list[str]]:
+        return self._per_row(self.types)
+
+    def _per_row(self, label: Mapping[int, str]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for index in sorted(self.unexpected):
+            for row in self.unexpected[index].tolist():
+                out.setdefault(row, []).append(label[index])
+        return {row: out[row] for row in sorted(out)}
 
 
 @dataclass(frozen=True)
@@ -144,7 +170,13 @@ class ExpectationSuite:
         self._origin = origin
         self._name, self._expectations = _parse_suite(suite, origin)
         self._lock = threading.Lock()
-        self._gx: _GxRuntime | None = None
+        self._gx: dict[tuple[int, ...], _GxRuntime] = {}
+        self._plans: dict[pa.Schema, tuple[dict[int, CompiledCheck], tuple[int, ...]]] = {}
+        self._dataset_level = frozenset(
+            index
+            for index, exp in enumerate(self._expectations)
+            if dataset_level_supported(exp.type, exp.kwargs)
+        )
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ExpectationSuite:
@@ -175,63 +207,155 @@ class ExpectationSuite:
         """Columns the suite refers to, so a pipeline can check them against its schema."""
         return frozenset(c for exp in self._expectations for c in _domain_columns(exp.kwargs))
 
+    @property
+    def dataset_level(self) -> list[tuple[int, str, dict]]:
+        """(suite position, type, kwargs) of the table-level expectations judged once on the
+        whole dataset (:mod:`transforms.gx_table`) rather than per batch."""
+        return [
+            (i, self._expectations[i].type, self._expectations[i].kwargs)
+            for i in sorted(self._dataset_level)
+        ]
+
+    @property
+    def expectations(self) -> list[tuple[str, dict, dict]]:
+        """(type, kwargs, meta) of every expectation, in suite order."""
+        return [(e.type, e.kwargs, e.meta) for e in self._expectations]
+
+    def needs_gx(self) -> tuple[int, ...]:
+        """Positions of the expectations no schema can compile: they always run in GX."""
+        from transforms.gx_compile import may_compile
+
+        return tuple(
+            index
+            for index, exp in enumerate(self._expectations)
+            if index not in self._dataset_level and not may_compile(exp.type, exp.kwargs)
+        )
+
     def check_with_gx(self) -> None:
         """Check what only GX knows: that every type exists and its kwargs are valid.
 
         Meant to run when the pipeline is built, before it runs, so a typo fails the launch
-        instead of every batch. It builds the GX objects this instance evaluates with.
+        instead of every batch. Only the expectations that always run in GX are checked, so a
+        suite that compiles to Arrow entirely does not import GX at all.
         """
-        self._runtime()
+        indexes = self.needs_gx()
+        if indexes:
+            self._runtime(indexes)
 
-    def evaluate(self, table: pa.Table) -> SuiteResult:
-        """Run the suite on ``table``; row indexes in the result are positions in ``table``."""
-        runtime = self._runtime()
+    def evaluate(self, table: pa.Table, *, compiled: bool = True) -> SuiteResult:
+        """Run the suite on ``table``; row indexes in the result are positions in ``table``.
+
+        Expectations compiled for this table's schema (:mod:`transforms.gx_compile`) run as
+        Arrow kernels; the rest run through GX in one validation, and GX is imported only then.
+        Dataset-level expectations (:attr:`dataset_level`) are not judged here.
+        ``compiled=False`` runs every expectation through GX: the oracle the compiled path is
+        tested against.
+        """
+        table = records.strip_positions(table)
+        if compiled:
+            checks, through_gx = self._plan(table.schema)
+        else:
+            checks = {}
+            through_gx = tuple(
+                i for i in range(len(self._expectations)) if i not in self._dataset_level
+            )
+        unexpected: dict[int, np.ndarray] = {}
+        outcomes: dict[int, ExpectationOutcome] = {}
+        for index, check in checks.items():
+            exp = self._expectations[index]
+            rows, success, count = check.evaluate(table)
+            unexpected[index] = rows
+            outcomes[index] = ExpectationOutcome(
+                expectation_type=exp.type,
+                column=exp.column,
+                kwargs=exp.kwargs,
+                success=success,
+                element_count=table.num_rows,
+                unexpected_count=count,
+                observed_value=None,
+            )
+        if through_gx:
+            self._evaluate_with_gx(table, through_gx, unexpected, outcomes)
+        return SuiteResult(
+            unexpected=unexpected,
+            reasons={i: self._expectations[i].reason for i in unexpected},
+            types={i: self._expectations[i].type for i in unexpected},
+            outcomes=[outcomes[i] for i in sorted(outcomes)],
+        )
+
+    def dataset_level_with_gx(self, table: pa.Table) -> list[ExpectationOutcome]:
+        """GX's verdicts on the dataset-level expectations with ``table`` as the whole
+        dataset: the oracle :mod:`transforms.gx_table` is tested against."""
+        indexes = tuple(sorted(self._dataset_level))
+        outcomes: dict[int, ExpectationOutcome] = {}
+        self._evaluate_with_gx(records.strip_positions(table), indexes, {}, outcomes)
+        return [outcomes[i] for i in indexes]
+
+    def _plan(self, schema: pa.Schema) -> tuple[dict[int, CompiledCheck], tuple[int, ...]]:
+        """Which expectations run as Arrow kernels on tables of ``schema`` and which in GX."""
+        with self._lock:
+            plan = self._plans.get(schema)
+        if plan is None:
+            from transforms.gx_compile import compile_expectation
+
+            compiled: dict[int, CompiledCheck] = {}
+            through_gx: list[int] = []
+            for index, exp in enumerate(self._expectations):
+                if index in self._dataset_level:
+                    continue
+                check = compile_expectation(exp.type, exp.kwargs, schema)
+                if check is None:
+                    through_gx.append(index)
+                else:
+                    compiled[index] = check
+            plan = (compiled, tuple(through_gx))
+            with self._lock:
+                self._plans[schema] = plan
+        return plan
+
+    def _evaluate_with_gx(
+        self,
+        table: pa.Table,
+        indexes: tuple[int, ...],
+        unexpected: dict[int, np.ndarray],
+        outcomes: dict[int, ExpectationOutcome],
+    ) -> None:
+        runtime = self._runtime(indexes)
         # ignore_metadata: a table that came from pandas may carry pandas metadata that would
         # restore its old index (a named column, or a RangeIndex that does not start at 0).
         # GX reports unexpected rows as index labels, so they are only positions with a fresh
         # RangeIndex, and every Arrow column must stay a column GX can see.
-        frame = records.strip_positions(table).to_pandas(ignore_metadata=True)
+        frame = table.to_pandas(ignore_metadata=True)
         # The datasource's execution engine keeps the batch under a fixed batch id, so two
         # threads validating at once would overwrite each other's data.
         with self._lock:
             batch = runtime.batch_definition.get_batch(batch_parameters={"dataframe": frame})
             validation = batch.validate(runtime.suite, result_format=dict(_RESULT_FORMAT))
         by_index = {r.expectation_config.meta[_INDEX_META_KEY]: r for r in validation.results}
-
-        reasons: dict[int, list[str]] = {}
-        types: dict[int, list[str]] = {}
-        outcomes: list[ExpectationOutcome] = []
-        for index, exp in enumerate(self._expectations):
+        for index in indexes:
+            exp = self._expectations[index]
             gx_result = by_index[index]
             details = gx_result.result or {}
             error = _exception_message(gx_result.exception_info)
             if index in runtime.row_level and error is None:
-                for row in details.get("unexpected_index_list") or ():
-                    reasons.setdefault(int(row), []).append(exp.reason)
-                    types.setdefault(int(row), []).append(exp.type)
-            outcomes.append(
-                ExpectationOutcome(
-                    expectation_type=exp.type,
-                    column=exp.column,
-                    kwargs=exp.kwargs,
-                    success=bool(gx_result.success),
-                    element_count=int(details.get("element_count", table.num_rows)),
-                    unexpected_count=int(details.get("unexpected_count") or 0),
-                    observed_value=_json_value(details.get("observed_value")),
-                    error=error,
-                )
+                rows = details.get("unexpected_index_list") or ()
+                unexpected[index] = np.asarray(sorted(int(r) for r in rows), dtype=np.int64)
+            outcomes[index] = ExpectationOutcome(
+                expectation_type=exp.type,
+                column=exp.column,
+                kwargs=exp.kwargs,
+                success=bool(gx_result.success),
+                element_count=int(details.get("element_count", table.num_rows)),
+                unexpected_count=int(details.get("unexpected_count") or 0),
+                observed_value=_json_value(details.get("observed_value")),
+                error=error,
             )
-        rows = sorted(reasons)
-        return SuiteResult(
-            row_failures={row: reasons[row] for row in rows},
-            failed_expectation_per_row={row: types[row] for row in rows},
-            outcomes=outcomes,
-        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_lock"]
-        state["_gx"] = None  # GX objects are neither small nor reliably picklable
+        state["_gx"] = {}  # GX objects are neither small nor reliably picklable
+        state["_plans"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -244,13 +368,14 @@ class ExpectationSuite:
             f"expectations={len(self._expectations)})"
         )
 
-    def _runtime(self) -> _GxRuntime:
+    def _runtime(self, indexes: tuple[int, ...]) -> _GxRuntime:
         with self._lock:
-            if self._gx is None:
-                self._gx = self._build_gx()
-            return self._gx
+            if indexes not in self._gx:
+                self._gx[indexes] = self._build_gx(indexes)
+            return self._gx[indexes]
 
-    def _build_gx(self) -> _GxRuntime:
+    def _build_gx(self, indexes: tuple[int, ...]) -> _GxRuntime:
+        """GX objects for the expectations at ``indexes`` (the rest run elsewhere)."""
         gx = _import_gx()
         from great_expectations.data_context.types.base import (
             DataContextConfig,
@@ -263,12 +388,10 @@ class ExpectationSuite:
             MulticolumnMapExpectation,
         )
 
-        gx_expectations = [
-            self._gx_expectation(index, exp) for index, exp in enumerate(self._expectations)
-        ]
+        gx_expectations = [self._gx_expectation(i, self._expectations[i]) for i in indexes]
         row_level = frozenset(
             index
-            for index, gx_exp in enumerate(gx_expectations)
+            for index, gx_exp in zip(indexes, gx_expectations, strict=True)
             if isinstance(
                 gx_exp, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)
             )

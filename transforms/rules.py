@@ -61,8 +61,12 @@ def _fail(mask: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 @dataclass(frozen=True)
 class NotNull(Rule):
+    """Fails nulls; with ``nan_is_null`` a float NaN too (as pandas, and so GX, see it)."""
+
+    nan_is_null: bool = False
+
     def failures(self, table: pa.Table) -> pa.Array:
-        return _fail(pc.is_null(_column(table, self.field)))
+        return _fail(pc.is_null(_column(table, self.field), nan_is_null=self.nan_is_null))
 
     def reason(self, value: Any) -> str:
         return f"{self.field}: is null or missing"
@@ -76,21 +80,29 @@ class Between(Rule):
     a NaN would pass any range, and a range rule exists to keep values that are not numbers
     in range out. ±Inf are ordered like any number: ``max`` rejects +Inf, ``min`` rejects
     -Inf, and a one-sided range accepts the infinity on its open side.
+
+    ``exclusive_min`` / ``exclusive_max`` override ``exclusive`` for one bound (GX's
+    ``strict_min`` / ``strict_max``). Bounds may be strings for a string column (compared by
+    code point, as Python compares ``str``).
     """
 
-    min: float | None = None
-    max: float | None = None
+    min: Any = None
+    max: Any = None
     exclusive: bool = False
     allow_nan: bool = False
+    exclusive_min: bool | None = None
+    exclusive_max: bool | None = None
 
     def failures(self, table: pa.Table) -> pa.Array:
         col = _column(table, self.field)
+        strict_min = self.exclusive if self.exclusive_min is None else self.exclusive_min
+        strict_max = self.exclusive if self.exclusive_max is None else self.exclusive_max
         bad = None
         if self.min is not None:
-            below = (pc.less_equal if self.exclusive else pc.less)(col, self.min)
+            below = (pc.less_equal if strict_min else pc.less)(col, self.min)
             bad = below
         if self.max is not None:
-            above = (pc.greater_equal if self.exclusive else pc.greater)(col, self.max)
+            above = (pc.greater_equal if strict_max else pc.greater)(col, self.max)
             bad = above if bad is None else pc.or_(bad, above)
         if not self.allow_nan and pa.types.is_floating(col.type):
             nan = pc.is_nan(col)
@@ -172,16 +184,29 @@ class Length(Rule):
 
 @dataclass(frozen=True)
 class Unique(Rule):
-    """No duplicates within a batch; the first occurrence passes, later ones fail."""
+    """No duplicates within a batch; the first occurrence passes, later ones fail.
+
+    With ``every_duplicate`` every row of a repeated value fails, the first included (GX's
+    ``~column.duplicated(keep=False)``). Float ``-0.0`` and ``0.0`` are one value (Arrow's
+    hash tells them apart by their bits; Python and pandas compare them equal).
+    """
+
+    every_duplicate: bool = False
 
     def failures(self, table: pa.Table) -> pa.Array:
         col = _column(table, self.field).combine_chunks()
         if len(col) == 0:
             return pa.array([], pa.bool_())
+        if pa.types.is_floating(col.type):
+            col = pc.add(col, pa.scalar(0.0, col.type))  # -0.0 + 0.0 is 0.0
         encoded = pc.dictionary_encode(col)
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        valid = col.is_valid().to_numpy(zero_copy_only=False)
-        codes = np.where(valid, indices, -1)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        valid = codes >= 0
+        if self.every_duplicate:
+            counts = np.bincount(codes[valid], minlength=len(encoded.dictionary))
+            dup = valid.copy()
+            dup[valid] = counts[codes[valid]] > 1
+            return pa.array(dup, pa.bool_())
         _, first = np.unique(codes, return_index=True)
         dup = valid.copy()
         dup[first] = False

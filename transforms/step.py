@@ -53,6 +53,9 @@ class BatchProcessor(Protocol):
 
     def process(self, table: pa.Table, *side_inputs: Any) -> StepResult: ...
 
+    # Optional: ``finish_bundle()``, called when a bundle ends, e.g. to write what the
+    # processor gathered over the bundle's batches.
+
 
 def failures_by_source(table: pa.Table, result: StepResult) -> dict[tuple[str, str], int]:
     """Rule failures per (rule id, source the failing rows came from), so that each input
@@ -123,6 +126,11 @@ class _ArrowStepFn(beam.DoFn):
             yield result.rows
         if result.dead_letters.num_rows:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, result.dead_letters)
+
+    def finish_bundle(self) -> None:
+        finish = getattr(self._processor, "finish_bundle", None)
+        if finish is not None:
+            finish()
 
 
 class ArrowStep(beam.PTransform):

@@ -124,6 +124,7 @@ class Validator:
         rules: Sequence[Rule] = (),
         expectations: Any = None,
         additional_fields: str = "keep",
+        aggregates_dir: str | None = None,
     ) -> None:
         fields = dict(fields or {})
         unknown = {f: t for f, t in fields.items() if t not in ARROW_TYPES}
@@ -142,9 +143,29 @@ class Validator:
         self.rules = tuple(rules)
         self.expectations = expectations
         self.additional_fields = additional_fields
+        self.aggregates_dir = aggregates_dir
+        self._partial: Any = None
+        self._start_partial()
+
+    def _start_partial(self) -> None:
+        """A fresh partial aggregate for the suite's dataset-level expectations, if any."""
+        if self.expectations is None or not self.expectations.dataset_level:
+            return
+        from transforms.gx_table import Partial, metrics_needed
+
+        needed = metrics_needed((t, kw) for _, t, kw in self.expectations.dataset_level)
+        self._partial = Partial(needed)
 
     def setup(self) -> None:
         """Nothing to build eagerly; a GX suite builds its context on first use."""
+
+    def finish_bundle(self) -> None:
+        """Write the bundle's partial aggregate (read back by :func:`read_partials`)."""
+        partial = self._partial
+        if partial is None or not partial.rows or self.aggregates_dir is None:
+            return
+        write_partial(self.aggregates_dir, partial.to_json())
+        self._start_partial()
 
     # -- the checks ---------------------------------------------------------------------
     def _typed(self, table: pa.Table, found: _Rejections) -> pa.Table:
@@ -199,9 +220,13 @@ class Validator:
                 )
 
     def _apply_expectations(self, typed: pa.Table, found: _Rejections) -> None:
-        """Row-level failures reject rows; failed aggregate expectations are counted per
-        batch (they cannot blame a row); an expectation GX cannot run fails the run, since
-        silently skipping a declared check is worse than stopping."""
+        """Row-level failures reject rows (every unexpected row, whatever ``mostly`` says:
+        see :mod:`transforms.gx_compile`); failed aggregate expectations GX judges per batch
+        are counted per batch (they cannot blame a row); an expectation GX cannot run fails
+        the run, since silently skipping a declared check is worse than stopping.
+        Table-level expectations judged on the whole dataset only gather their partials."""
+        if self._partial is not None:
+            self._partial.add(typed)
         result = self.expectations.evaluate(typed)
         for outcome in result.outcomes:
             if outcome.error:
@@ -212,10 +237,8 @@ class Validator:
             if not outcome.success and not outcome.unexpected_count:
                 key = f"gx/{outcome.expectation_type}"
                 found.counts[key] = found.counts.get(key, 0) + 1
-        for row, reasons in result.row_failures.items():
-            kinds = result.failed_expectation_per_row[row]
-            for reason, kind in zip(reasons, kinds, strict=True):
-                found.add(f"gx/{kind}", [row], [reason])
+        for index, rows in result.unexpected.items():
+            found.add(f"gx/{result.types[index]}", rows, [result.reasons[index]] * len(rows))
 
     def process(self, table: pa.Table, *side_inputs: Any) -> StepResult:
         found = _Rejections(table.num_rows)
@@ -239,6 +262,17 @@ class Validator:
         return StepResult(rows=kept, dead_letters=dead, rule_failures=counts)
 
 
+def write_partial(folder: str, data: dict) -> None:
+    """One partial aggregate as a JSON file under ``folder`` (any Beam filesystem)."""
+    import json
+    import uuid
+
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(f"{folder.rstrip('/')}/{uuid.uuid4().hex}.json") as out:
+        out.write(json.dumps(data).encode("utf-8"))
+
+
 class Validate(ArrowStep):
     """A PTransform validating Arrow batches; outputs ``rows`` and ``dead_letters``.
 
@@ -250,6 +284,8 @@ class Validate(ArrowStep):
         rules: :mod:`transforms.rules` instances.
         expectations: a :class:`transforms.expectations.ExpectationSuite`, or None.
         additional_fields: what to do with undeclared fields: keep, drop or reject.
+        aggregates_dir: where each bundle writes the partial aggregates of the suite's
+            dataset-level expectations (:mod:`transforms.gx_table`), judged after the run.
     """
 
     def __init__(self, *, step_name: str = "validate", **options: Any) -> None:

@@ -1,0 +1,335 @@
+"""GX is the oracle: the Arrow kernels of transforms.gx_compile against GX itself.
+
+Random tables (nulls, NaN, ±0, ±inf, empty strings, whitespace, unicode, dates, values on the
+bounds) and random kwargs for every compiled expectation type; each expectation is judged by
+``ExpectationSuite.evaluate(table, compiled=False)`` (every expectation through GX's pandas
+engine) and by its compiled kernels, which must give exactly GX's unexpected rows,
+``unexpected_count`` and ``success`` (``mostly`` included).
+
+A *case* is one row judged under one random expectation; every expectation judges a column of
+``ROWS`` rows of its own, and ``unexpected_count`` / ``success`` are compared per expectation.
+GX costs ~25 ms per expectation (measured; it grows faster than linearly with suite size, so
+suites are run ``PER_SUITE`` at a time), which bounds how many expectations fit in CI time.
+
+Environment: ``GX_DIFF_SEED`` (default 16) picks the random draw; ``GX_DIFF_CONFIGS``
+(expectations per type, default 150) runs more, e.g. ``GX_DIFF_CONFIGS=2000``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from transforms import gx_compile
+from transforms.expectations import ExpectationSuite
+from transforms.gx_table import DATASET_TYPES, Partial, judge, metrics_needed, supported
+
+SEED = int(os.environ.get("GX_DIFF_SEED", "16"))
+CONFIGS = int(os.environ.get("GX_DIFF_CONFIGS", "150"))
+ROWS = 70
+PER_SUITE = 25
+TABLE_CONFIGS = max(8, CONFIGS // 10)
+
+INTS = [0, 1, -1, 2, 3, 5, 10, -10, 100, 2**31, -(2**31), 7, 42]
+FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, 1.5, 2.0, 2.5, 10.0, 1e-300, -1e300, 3.25, math.inf,
+          -math.inf, math.nan]  # fmt: skip
+STRINGS = ["", " ", "a", "ab", "abc", "ABC", "a@x.com", "b@y.org", "no-at", "ü", "日本",
+           "日本語", "\n", "abc\n", "a\nb", "  x", "x\t", "1", "12", "123", "\u00a0", "é",
+           "e\u0301", "😀", "a.b", "x_y", "٣", "new", "paid", "shipped", "DE", "USA", "[a]",
+           "\x0b", "\u2028", "aa", "aaa", "Ab1"]  # fmt: skip
+REGEX_ATOMS = ["^", "$", "a", "b", "\\d", "\\s", "\\w", "\\D", "\\S", "\\W", ".", "[a-c]",
+               "[^@\\s]", "@", "\\.", "日", "é", "x{2}", "a{,2}", "(ab|c)", "(?:a|b)", "+",
+               "*", "?", "[\\d]", "[\\w-]", "\\n", "\\u00e9", "[[]", "\\t"]  # fmt: skip
+MOSTLY = [None, None, None, 1.0, 0.95, 0.8, 0.5, 0.1, 0.0]
+
+
+def _column(rng: random.Random, kind: str) -> pa.Array:
+    null_rate = rng.choice([0.0, 0.0, 0.1, 0.4, 1.0])
+    if kind == "int":
+        pool = rng.sample(INTS, rng.randint(2, len(INTS)))
+        values = [None if rng.random() < null_rate else rng.choice(pool) for _ in range(ROWS)]
+        return pa.array(values, pa.int64())
+    if kind == "float":
+        pool = rng.sample(FLOATS, rng.randint(2, len(FLOATS)))
+        values = [None if rng.random() < null_rate else rng.choice(pool) for _ in range(ROWS)]
+        return pa.array(values, pa.float64())
+    if kind == "string":
+        pool = rng.sample(STRINGS, rng.randint(2, len(STRINGS)))
+        values = [None if rng.random() < null_rate else rng.choice(pool) for _ in range(ROWS)]
+        return pa.array(values, pa.string())
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 5)) for _ in range(3)]
+    values = [None if rng.random() < null_rate else rng.choice(days) for _ in range(ROWS)]
+    return pa.array(values, pa.date32())
+
+
+def _mostly(rng: random.Random, kwargs: dict[str, Any]) -> dict[str, Any]:
+    mostly = rng.choice(MOSTLY)
+    if mostly is None and rng.random() < 0.3:
+        mostly = round(rng.random(), 3)
+    return kwargs if mostly is None else {**kwargs, "mostly": mostly}
+
+
+def _bound(rng: random.Random, kind: str) -> Any:
+    if kind == "length":
+        return rng.choice([0, 1, 2, 3, 4, 2.0])
+    if kind == "int":
+        return rng.choice(INTS + [0.5, 2.5])
+    if kind == "float":
+        return rng.choice([v for v in FLOATS if math.isfinite(v)] + [0, 1, 2])
+    return rng.choice(STRINGS)
+
+
+def _bounds(rng: random.Random, kind: str) -> dict[str, Any]:
+    low, high = _bound(rng, kind), _bound(rng, kind)
+    if low > high:
+        low, high = high, low
+    shape = rng.choice(["both", "min", "max"])
+    out: dict[str, Any] = {}
+    if shape in ("both", "min"):
+        out["min_value"] = low
+    if shape in ("both", "max"):
+        out["max_value"] = high
+    for key in ("strict_min", "strict_max"):
+        if rng.random() < 0.4:
+            out[key] = rng.random() < 0.5
+    return out
+
+
+def _value_set(rng: random.Random, kind: str) -> list[Any]:
+    pool = STRINGS if kind == "string" else INTS + [v for v in FLOATS if math.isfinite(v)]
+    return rng.sample(pool, rng.randint(0, 6))
+
+
+def _regex(rng: random.Random) -> str:
+    while True:
+        pattern = "".join(rng.choice(REGEX_ATOMS) for _ in range(rng.randint(1, 4)))
+        re2 = gx_compile.to_re2(pattern)
+        if re2 is not None and gx_compile.re2_compiles(re2):
+            return pattern
+
+
+# type -> (column kinds to draw, kwargs from (rng, column names, kinds))
+Maker = Callable[[random.Random, list[str], list[str]], dict[str, Any]]
+NUM, ANY = ["int", "float"], ["int", "float", "string", "date"]
+CASES: dict[str, tuple[list[list[str]], Maker]] = {
+    "expect_column_values_to_not_be_null": ([[k] for k in ANY], lambda r, c, k: {"column": c[0]}),
+    "expect_column_values_to_be_null": ([[k] for k in ANY], lambda r, c, k: {"column": c[0]}),
+    "expect_column_values_to_be_between": (
+        [["int"], ["float"]],
+        lambda r, c, k: {"column": c[0], **_bounds(r, k[0])},
+    ),
+    "expect_column_value_lengths_to_be_between": (
+        [["string"]],
+        lambda r, c, k: {"column": c[0], **_bounds(r, "length")},
+    ),
+    "expect_column_value_lengths_to_equal": (
+        [["string"]],
+        lambda r, c, k: {"column": c[0], "value": r.randint(0, 4)},
+    ),
+    "expect_column_values_to_be_in_set": (
+        [["int"], ["float"], ["string"]],
+        lambda r, c, k: {"column": c[0], "value_set": _value_set(r, k[0])},
+    ),
+    "expect_column_values_to_not_be_in_set": (
+        [["int"], ["float"], ["string"]],
+        lambda r, c, k: {"column": c[0], "value_set": _value_set(r, k[0])},
+    ),
+    "expect_column_values_to_match_regex": (
+        [["string"]],
+        lambda r, c, k: {"column": c[0], "regex": _regex(r)},
+    ),
+    "expect_column_values_to_not_match_regex": (
+        [["string"]],
+        lambda r, c, k: {"column": c[0], "regex": _regex(r)},
+    ),
+    "expect_column_values_to_be_unique": ([[k] for k in ANY], lambda r, c, k: {"column": c[0]}),
+    "expect_column_pair_values_to_be_equal": (
+        [["int", "int"], ["int", "float"], ["float", "float"], ["string", "string"]],
+        lambda r, c, k: {
+            "column_A": c[0],
+            "column_B": c[1],
+            **(
+                {"ignore_row_if": r.choice(["both_values_are_missing", "either_value_is_missing", "neither"])}
+                if r.random() < 0.7
+                else {}
+            ),
+        },
+    ),
+    "expect_multicolumn_sum_to_equal": (
+        [["int", "int"], ["int", "float"], ["float", "float"], ["int", "int", "int"], ["int"] * 4],
+        lambda r, c, k: {
+            "column_list": c,
+            "sum_total": r.choice([0, 1, 2, 3, 1.5, 10, -1, 4]),
+            **(
+                {"ignore_row_if": r.choice(["all_values_are_missing", "any_value_is_missing", "never"])}
+                if r.random() < 0.7
+                else {}
+            ),
+        },
+    ),
+}  # fmt: skip
+
+
+def test_every_compiled_type_is_in_the_differential_test() -> None:
+    assert set(CASES) == gx_compile.COMPILED_TYPES
+
+
+def _suite_and_table(
+    rng: random.Random, exp_type: str, count: int
+) -> tuple[ExpectationSuite, pa.Table]:
+    shapes, make = CASES[exp_type]
+    columns: dict[str, pa.Array] = {}
+    expectations = []
+    for j in range(count):
+        kinds = rng.choice(shapes)
+        names = [f"c{j}_{i}" for i in range(len(kinds))]
+        for name, kind in zip(names, kinds, strict=True):
+            columns[name] = _column(rng, kind)
+        # a second column drawn from the first one's values makes pairs often equal
+        if len(kinds) == 2 and kinds[0] == kinds[1] and rng.random() < 0.5:
+            base = columns[names[0]].to_pylist()
+            columns[names[1]] = pa.array(
+                [v if rng.random() < 0.8 else None for v in base], columns[names[0]].type
+            )
+        expectations.append({"type": exp_type, "kwargs": _mostly(rng, make(rng, names, kinds))})
+    return ExpectationSuite({"name": "differential", "expectations": expectations}), pa.table(
+        columns
+    )
+
+
+@pytest.mark.parametrize("exp_type", sorted(CASES))
+def test_compiled_kernels_agree_with_gx(exp_type: str) -> None:
+    rng = random.Random(f"{SEED}:{exp_type}")
+    judged_rows = 0
+    for start in range(0, CONFIGS, PER_SUITE):
+        suite, table = _suite_and_table(rng, exp_type, min(PER_SUITE, CONFIGS - start))
+        assert not suite.needs_gx()  # every drawn expectation may compile ...
+        compiled, through_gx = suite._plan(table.schema)
+        assert through_gx == ()  # ... and does, on these column types
+        ours = suite.evaluate(table)
+        gx = suite.evaluate(table, compiled=False)
+        for index, (mine, theirs) in enumerate(zip(ours.outcomes, gx.outcomes, strict=True)):
+            where = f"seed {SEED}, {exp_type} {mine.kwargs}: {table.select(_cols(mine.kwargs))}"
+            assert theirs.error is None, where + f" GX error {theirs.error}"
+            mine_rows = ours.unexpected.get(index, np.empty(0, np.int64)).tolist()
+            gx_rows = gx.unexpected[index].tolist()
+            differ = sorted(set(mine_rows) ^ set(gx_rows))
+            shown = (
+                table.select(_cols(mine.kwargs)).take(pa.array(differ[:5], pa.int64())).to_pylist()
+            )
+            assert mine_rows == gx_rows, f"{where}\nrows {differ[:5]} differ: {shown}"
+            assert mine.unexpected_count == theirs.unexpected_count, where
+            assert mine.success == theirs.success, where
+            judged_rows += table.num_rows
+    assert judged_rows >= CONFIGS * ROWS
+    assert CONFIGS < 150 or judged_rows >= 10_000
+
+
+def _cols(kwargs: dict[str, Any]) -> list[str]:
+    return [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs] + list(
+        kwargs.get("column_list", [])
+    )
+
+
+def test_mostly_counts_and_dead_letters_every_unexpected_row_as_gx_lists_it() -> None:
+    # GX lists the failing rows of an expectation that passes thanks to `mostly`; so do we,
+    # and the validate step dead-letters them (see transforms.gx_compile).
+    from transforms.validate import Validator
+
+    suite = ExpectationSuite(
+        {
+            "name": "s",
+            "expectations": [
+                {"type": "expect_column_values_to_be_in_set",
+                 "kwargs": {"column": "s", "value_set": ["a"], "mostly": 0.5}},
+            ],
+        }
+    )  # fmt: skip
+    table = pa.table({"s": ["a", "a", "b", None, "a"]})
+    gx = suite.evaluate(table, compiled=False)
+    assert gx.outcomes[0].success and gx.unexpected[0].tolist() == [2]
+    ours = suite.evaluate(table)
+    assert ours.outcomes[0].success and ours.unexpected[0].tolist() == [2]
+    result = Validator(step_name="v", expectations=suite).process(table)
+    assert result.rows.column("s").to_pylist() == ["a", "a", None, "a"]
+    assert result.dead_letters.num_rows == 1
+
+
+# -- table-level expectations: merged partials against GX on the whole table -------------------
+
+TABLE_CASES = sorted(DATASET_TYPES)
+
+
+def _table_kwargs(rng: random.Random, exp_type: str, kind: str) -> dict[str, Any]:
+    if exp_type == "expect_table_row_count_to_equal":
+        return {"value": rng.choice([0, 40, 60, 61, 70])}
+    if exp_type == "expect_table_row_count_to_be_between":
+        low, high = sorted(rng.sample([0, 30, 40, 60, 70, 100, 140], 2))
+        return {"min_value": low, "max_value": high} | _strict(rng)
+    if "distinct_values" in exp_type:
+        return {"column": "x", "value_set": _value_set(rng, kind) or [1]}
+    if "proportion" in exp_type:
+        low, high = sorted([round(rng.random(), 2), round(rng.random(), 2)])
+        return {"column": "x", "min_value": low, "max_value": high} | _strict(rng)
+    if "unique_value_count" in exp_type:
+        low, high = sorted(rng.sample(range(0, 12), 2))
+        return {"column": "x", "min_value": low, "max_value": high} | _strict(rng)
+    bounds = _bounds(rng, "float")
+    return {"column": "x", **bounds}
+
+
+def _strict(rng: random.Random) -> dict[str, bool]:
+    return {k: rng.random() < 0.5 for k in ("strict_min", "strict_max") if rng.random() < 0.4}
+
+
+@pytest.mark.parametrize("exp_type", TABLE_CASES)
+def test_table_expectations_on_merged_partials_agree_with_gx(exp_type: str) -> None:
+    rng = random.Random(f"{SEED}:{exp_type}")
+    numeric = not ("distinct" in exp_type or "unique" in exp_type)
+    for _ in range(TABLE_CONFIGS):
+        kind = rng.choice(NUM if numeric else ["int", "string"])
+        values = _column(rng, kind)
+        if kind == "float":  # GX's mean/sum over an infinity is not compared here
+            values = pa.array([None if v is not None and math.isinf(v) else v
+                               for v in values.to_pylist()], pa.float64())  # fmt: skip
+        table = pa.table({"x": pa.concat_arrays([values, _column(rng, kind).cast(values.type)])})
+        table = table.slice(0, rng.randint(0, table.num_rows))
+        kwargs = _table_kwargs(rng, exp_type, kind)
+        assert supported(exp_type, kwargs), kwargs
+        # the oracle: GX on the whole table, through a GX-only suite
+        suite = ExpectationSuite(
+            {"name": "t", "expectations": [{"type": exp_type, "kwargs": kwargs}]}
+        )
+        (theirs,) = suite.dataset_level_with_gx(table)
+        # ours: the same table cut into random partials, merged in a random order
+        partials = []
+        cuts = sorted(rng.sample(range(table.num_rows + 1), min(3, table.num_rows + 1)))
+        for a, b in zip([0, *cuts], [*cuts, table.num_rows], strict=True):
+            p = Partial(metrics_needed([(exp_type, kwargs)]))
+            p.add(table.slice(a, b - a))
+            partials.append(Partial.from_json(p.to_json()))
+        rng.shuffle(partials)
+        merged = partials[0]
+        for p in partials[1:]:
+            merged.merge(p)
+        mine = judge(exp_type, kwargs, merged)
+        where = f"{exp_type} {kwargs} on {table.column('x').to_pylist()}"
+        assert mine["success"] == theirs.success, where + f" ours {mine} GX {theirs}"
+        assert theirs.error is None, where + f" GX error {theirs.error}"
+        expected = theirs.observed_value
+        if expected is None and "distinct_values" in exp_type:
+            continue  # GX leaves the observed value set out of its result; success compared
+        if isinstance(expected, float):
+            assert mine["observed_value"] == pytest.approx(expected, rel=1e-9, abs=1e-12), where
+        elif isinstance(expected, list):
+            assert sorted(map(str, mine["observed_value"])) == sorted(map(str, expected)), where
+        else:
+            assert mine["observed_value"] == expected, where
