@@ -7,7 +7,8 @@ Parameter values follow the workflow SDK users come from; each maps to steps of 
 
 - ``data_sources``: one file source per provider, each read by its own format adapter
   (``yahoo_csv``, ``alpha_vantage_json``, ``bloomberg_dl`` in :mod:`connectors.files`) into the
-  same quote columns. In streaming mode quotes come from one Kafka topic and the list is the
+  same quote columns; with ``alpha_vantage_api_key``, Alpha Vantage is read from its API (the
+  ``alpha_vantage`` source, same adapter). In streaming mode quotes come from one Kafka topic and the list is the
   providers whose quotes are accepted (others are dead-lettered).
 - ``analysis_types``: ``performance`` (weekly OHLC, VWAP from the typical price, window return
   per instrument), ``risk`` (exposure by portfolio, sector and currency in USD; portfolio daily
@@ -67,6 +68,13 @@ PARAMETERS = {
     "yahoo_files": ParameterSpec(default=str(DATA / "yahoo" / "*.csv")),
     "alpha_vantage_files": ParameterSpec(default=str(DATA / "alpha_vantage" / "*.json")),
     "bloomberg_files": ParameterSpec(default=str(DATA / "bloomberg" / "*.out")),
+    "alpha_vantage_api_key": ParameterSpec(
+        type="secret",
+        description="With a key (a secret reference), Alpha Vantage is read from its API "
+        "(TIME_SERIES_DAILY of alpha_vantage_symbols) instead of alpha_vantage_files.",
+    ),
+    "alpha_vantage_symbols": ParameterSpec(type="list", default=["JNJ", "SAP"]),
+    "alpha_vantage_url": ParameterSpec(default="https://www.alphavantage.co/query"),
     "instruments": ParameterSpec(
         default=str(DATA / "instruments.csv"),
         description="Instrument master: symbol, name, sector, asset_class, currency, exchange.",
@@ -193,7 +201,18 @@ def _sources(values: Mapping[str, Any]) -> list[dict[str, Any]]:
         sources.append(_kafka("quotes_stream", values["prices_topic"], values))
     else:
         for provider in SOURCES:
-            if provider in values["data_sources"]:
+            if provider == "alpha_vantage" and values["alpha_vantage_api_key"]:
+                if provider in values["data_sources"]:
+                    sources.append(
+                        {
+                            "name": provider,
+                            "type": "alpha_vantage",
+                            "symbols": list(values["alpha_vantage_symbols"]),
+                            "api_key": values["alpha_vantage_api_key"],
+                            "base_url": values["alpha_vantage_url"],
+                        }
+                    )
+            elif provider in values["data_sources"]:
                 path = values[f"{provider}_files"]
                 sources.append(
                     {"name": provider, "type": "file", "path": path, "format": FORMATS[provider]}

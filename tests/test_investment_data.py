@@ -477,3 +477,68 @@ def test_reports_refuse_window_only_metrics():
 
     with pytest.raises(ValueError, match="computed by window steps only"):
         GroupAggregate(["k"], {"o": "first(v)"})
+
+
+# --------------------------------------------------------------------------- Alpha Vantage API
+
+
+@pytest.fixture
+def av_api():
+    from tests.servers.alpha_vantage import AlphaVantageApi
+
+    api = AlphaVantageApi(DATA / "alpha_vantage", "test-key-123")
+    yield api
+    api.close()
+
+
+def test_alpha_vantage_from_its_api_gives_the_rows_the_files_give(tmp_path, av_api, monkeypatch):
+    monkeypatch.setenv("AV_KEY", "test-key-123")
+    spec = load_target(
+        "investment_data",
+        {
+            "data_sources": "alpha_vantage",
+            "analysis_types": "performance",
+            "alpha_vantage_api_key": "env:AV_KEY",
+            "alpha_vantage_url": av_api.url,
+            "output_dir": str(tmp_path / "api"),
+        },
+    )
+    assert {s.name: s.type for s in spec.sources}["alpha_vantage"] == "alpha_vantage"
+    summary = run_spec(spec)
+    assert summary.status == "COMPLETE" and summary.reconciled
+    assert summary.node("alpha_vantage").rows_out == 120
+    assert summary.node("validate_quotes").rules == {"positive_close": 1}  # JNJ on 2026-02-03
+    assert sorted(r["symbol"] for r in av_api.requests) == ["JNJ", "SAP"]
+    from_api = pq.read_table(tmp_path / "api" / "performance").sort_by(
+        [("symbol", "ascending"), ("window_start", "ascending")]
+    )
+    files = load_target(
+        "investment_data",
+        {"data_sources": "alpha_vantage", "analysis_types": "performance", "output_dir": str(tmp_path / "files")},
+    )  # fmt: skip
+    run_spec(files)
+    from_files = pq.read_table(tmp_path / "files" / "performance").sort_by(
+        [("symbol", "ascending"), ("window_start", "ascending")]
+    )
+    assert from_api.to_pylist() == from_files.to_pylist()
+    assert "test-key-123" not in json.dumps(summary.to_dict(), default=str)
+
+
+def test_alpha_vantage_rate_limit_notes_are_retried_and_a_bad_key_fails(av_api):
+    from connectors.alphavantage_http import AlphaVantageError, SeriesRequest, fetch
+
+    request = SeriesRequest(av_api.url, "TIME_SERIES_DAILY", "SAP")
+    av_api.rate_limited = 2
+    body = fetch(request, "test-key-123", attempts=3, retry_wait=0, timeout=5)
+    assert json.loads(body)["Meta Data"]["2. Symbol"] == "SAP" and len(av_api.requests) == 3
+    av_api.rate_limited = 5
+    with pytest.raises(AlphaVantageError, match="rate limited: Thank you") as caught:
+        fetch(request, "test-key-123", attempts=2, retry_wait=0, timeout=5)
+    assert "test-key-123" not in str(caught.value)
+    av_api.rate_limited = 0
+    from connectors.files.alphavantage import decode
+
+    body = fetch(request, "wrong-key", attempts=3, retry_wait=0, timeout=5)  # not retried
+    assert len(av_api.requests) == 3 + 2 + 1
+    with pytest.raises(CorruptFileError, match="answered 'Error Message': the parameter apikey"):
+        decode(body, request.url(), 100)

@@ -56,27 +56,39 @@ class AlphaVantageFormat:
         check_batch_size(batch_size)
         with open_input(path) as stream:
             raw = stream.read()
-        symbol, series, zone = parse_response(raw, path)
-        rows: list[dict[str, Any]] = []
-        offsets: list[int] = []
-        rejects: list[Reject] = []
-        for ordinal, (stamp, point) in enumerate(series.items(), start=1):
-            row = _row(symbol, stamp, point, zone)
-            if row is None:
-                payload = json.dumps({stamp: point}).encode("utf-8")
-                error = f"data point {stamp!r} is not an object of open/high/low/close/volume"
-                rejects.append(Reject(path, ordinal, payload, error, "parse"))
-            else:
-                rows.append(row)
-                offsets.append(ordinal)
-            if len(rows) + len(rejects) == batch_size:
-                yield _chunk(rows, offsets, rejects, path)
-                rows, offsets, rejects = [], [], []
-        if rows or rejects:
-            yield _chunk(rows, offsets, rejects, path)
+        return decode(raw, path, batch_size)
 
     def open_writer(self, sink: BinaryIO) -> None:
         raise ValueError("alpha_vantage_json is an input format; write jsonl or parquet instead")
+
+
+def decode(raw: bytes, path: str, batch_size: int) -> Iterator[ReadChunk]:
+    """The chunks of one response body; ``path`` (a file, or the URL without its key) is the
+    rows' source position and names the response in errors."""
+    symbol, series, zone = parse_response(raw, path)
+    return _chunks(symbol, series, zone, path, batch_size)
+
+
+def _chunks(
+    symbol: str, series: dict[str, Any], zone: str, path: str, batch_size: int
+) -> Iterator[ReadChunk]:
+    rows: list[dict[str, Any]] = []
+    offsets: list[int] = []
+    rejects: list[Reject] = []
+    for ordinal, (stamp, point) in enumerate(series.items(), start=1):
+        row = _row(symbol, stamp, point, zone)
+        if row is None:
+            payload = json.dumps({stamp: point}).encode("utf-8")
+            error = f"data point {stamp!r} is not an object of open/high/low/close/volume"
+            rejects.append(Reject(path, ordinal, payload, error, "parse"))
+        else:
+            rows.append(row)
+            offsets.append(ordinal)
+        if len(rows) + len(rejects) == batch_size:
+            yield _chunk(rows, offsets, rejects, path)
+            rows, offsets, rejects = [], [], []
+    if rows or rejects:
+        yield _chunk(rows, offsets, rejects, path)
 
 
 def parse_response(raw: bytes, where: str) -> tuple[str, dict[str, Any], str]:
