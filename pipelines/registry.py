@@ -33,6 +33,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.lookup",
         "pipelines.steps.postgres",
         "pipelines.steps.http",
+        "pipelines.steps.extract",
         "pipelines.steps.window",
         "pipelines.steps.batch",
     ),

@@ -240,22 +240,16 @@ def _sources(values: Mapping[str, Any], fields: list[tuple[str, str, str]]) -> l
 
 def _ingest_steps(fields: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
     """Pushed payloads arrive as JSON documents: pick the record fields by path and type them
-    as the polling source does, so both feed the same steps."""
+    as the polling source does (a missing path is null, a bad value a dead letter), so both
+    feed the same steps."""
     return [
         {
             "name": "ingest_fields",
-            "type": "map",
+            "type": "extract",
             "input": "ingest",
-            "description": "Record fields of pushed payloads, by JSON path.",
-            "derive": {name: path for name, path, _ in fields if name != path},
-            "select": [name for name, _, _ in fields],
-        },
-        {
-            "name": "ingest_types",
-            "type": "map",
-            "description": "Types of pushed payloads' fields (bad values are dead-lettered).",
-            "cast": {name: t for name, _, t in fields if t != "string"},
-        },
+            "description": "Record fields of pushed payloads, by JSON path, typed.",
+            "fields": {name: {"path": path, "type": t} for name, path, t in fields},
+        }
     ]
 
 
@@ -266,7 +260,7 @@ def _steps(values: Mapping[str, Any], fields: list[tuple[str, str, str]]) -> lis
     steps: list[dict[str, Any]] = _ingest_steps(fields) if pushed else []
     first_input: list[str] = []
     if pushed:
-        first_input = (["api"] if "polling" in patterns else []) + ["ingest_types"]
+        first_input = (["api"] if "polling" in patterns else []) + ["ingest_fields"]
     known = {name for name, _, _ in fields}
     if "normalize" in stages:
         derive = dict(_pairs(values["normalize_derive"], "normalize_derive"))
@@ -274,7 +268,8 @@ def _steps(values: Mapping[str, Any], fields: list[tuple[str, str, str]]) -> lis
             {
                 "name": "normalize",
                 "type": "map",
-                "description": "Units, text case and derived fields; timestamps are UTC.",
+                "description": "Types (timestamps in UTC), units, text case, derived fields.",
+                "cast": {name: t for name, _, t in fields if t != "string"},
                 "derive": derive,
             }
         )
@@ -294,7 +289,7 @@ def _steps(values: Mapping[str, Any], fields: list[tuple[str, str, str]]) -> lis
     if "enrich" in stages:
         steps += _enrich_steps(values)
     if first_input:
-        first = next((s for s in steps if s["name"] not in ("ingest_fields", "ingest_types")), None)
+        first = next((s for s in steps if s["name"] != "ingest_fields"), None)
         if first is None:
             raise ValueError(
                 "parameters.data_transformations: webhook and streaming records need at least "

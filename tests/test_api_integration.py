@@ -393,14 +393,8 @@ def test_parameter_values_are_served_or_refused_with_the_supported_list(tmp_path
         output_destinations="warehouse,topic,alerts",
     )
     assert [s.type for s in spec.sources] == ["http", "kafka"]
-    assert [s.name for s in spec.steps] == [
-        "ingest_fields",
-        "ingest_types",
-        "normalize",
-        "validate",
-        "enrich",
-    ]
-    assert spec.steps[2].inputs == ["api", "ingest_types"]
+    assert [s.name for s in spec.steps] == ["ingest_fields", "normalize", "validate", "enrich"]
+    assert spec.steps[1].inputs == ["api", "ingest_fields"]
     assert [s.type for s in spec.sinks] == ["file", "kafka", "report"]
 
 
@@ -478,3 +472,42 @@ def test_polled_records_enriched_from_postgres(
     complete = [e for e in events(tmp_path) if e["eventType"] == "COMPLETE"]
     names = {(d["namespace"], d["name"]) for e in complete for d in e["inputs"]}
     assert (f"postgres://{server.host}:{server.port}", f"{server.dbname}.crm.customers") in names
+
+
+def test_extract_types_nested_fields_and_dead_letters_bad_values() -> None:
+    import pyarrow as pa
+
+    from connectors.records import with_positions
+    from transforms.extract import Extractor
+    from transforms.json_records import SourceField
+
+    table = with_positions(
+        pa.Table.from_pylist(
+            [
+                {"id": "1", "customer": {"id": 5}, "at": "2026-12-01T10:00:00+01:00"},
+                {"id": "x", "customer": {"id": 6}, "at": None},
+                {"id": "3", "customer": None, "at": "2026-12-01T09:00:00Z"},
+            ]
+        ),
+        "topic/0",
+        [10, 11, 12],
+    )
+    fields = [
+        SourceField("order_id", "id", "int64"),
+        SourceField("customer_id", "customer.id", "int64"),
+        SourceField("at", "at", "timestamp"),
+    ]
+    result = Extractor(step_name="x", fields=fields).process(table)
+    assert result.rows.select(["order_id", "customer_id"]).to_pylist() == [
+        {"order_id": 1, "customer_id": 5},
+        {"order_id": 3, "customer_id": None},
+    ]
+    assert [t.isoformat() for t in result.rows.column("at").to_pylist()] == [
+        "2026-12-01T09:00:00+00:00",
+        "2026-12-01T09:00:00+00:00",
+    ]
+    assert result.rows.column("_bw_offset").to_pylist() == [10, 12]
+    dead = result.dead_letters.to_pylist()
+    assert [(d["offset"], d["rule"], d["errorMessage"]) for d in dead] == [
+        (11, "extract", "order_id: 'x' is not int64")
+    ]

@@ -26,7 +26,6 @@ result); the driver writes it once the outputs are published.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +55,9 @@ from connectors.records import (
 from connectors.secrets import Secret
 from connectors.secrets.audit import scrub
 from transforms.call_strategies import StrategyConfig, make_limiter
-from transforms.coerce import ARROW_TYPES, coerce
+from transforms.coerce import ARROW_TYPES
 from transforms.credentials import AuthenticationFailed, Credentials, CredentialUnavailable
+from transforms.json_records import SourceField, decode_records
 
 ROWS, DEAD_LETTERS = "rows", "dead_letters"
 MARK_NAMESPACE = f"{METRIC_NAMESPACE}.http_marks"
@@ -68,15 +68,6 @@ DEFAULT_BREAKER = BreakerConfig()
 
 class HttpSourceError(RunError):
     """A page of a listing could not be read; the run fails and its checkpoint stays."""
-
-
-@dataclass(frozen=True)
-class SourceField:
-    """A column of the source: the value at ``path`` in each record, as ``type``."""
-
-    name: str
-    path: str
-    type: str = "string"
 
 
 @dataclass(frozen=True)
@@ -106,47 +97,6 @@ def high_water_marks(result: Any, source: str) -> dict[str, int]:
             uri = name[len(prefix) :]
             marks[uri] = max(marks.get(uri, value.max), value.max)
     return marks
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def decode_records(
-    records: Sequence[Any], fields: Sequence[SourceField]
-) -> tuple[pa.Table, list[int], list[str]]:
-    """The records as a table with one typed column per field, plus the indexes of records
-    that cannot be rows and why (the table holds only the good ones, in order)."""
-    getters = [jsonpath.getter(jsonpath.parse(f.path)) for f in fields]
-    bad: dict[int, str] = {}
-    for i, record in enumerate(records):
-        if type(record) is not dict:
-            bad[i] = f"a record must be a JSON object, not {type(record).__name__}"
-    columns = []
-    for spec, get in zip(fields, getters, strict=True):
-        values = [get(r) for r in records]
-        target = ARROW_TYPES[spec.type]
-        try:
-            columns.append(pa.array(values, type=target))
-            continue
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
-            pass
-        text = pa.array([None if v is None else _text(v) for v in values], pa.string())
-        cast, failed = coerce(text, target)
-        if failed is not None:
-            for i in pc.indices_nonzero(failed).to_pylist():
-                bad.setdefault(i, f"{spec.name}: {_text(values[i])[:80]!r} is not {spec.type}")
-        columns.append(cast)
-    table = pa.table(columns, names=[f.name for f in fields])
-    if bad:
-        keep = [i not in bad for i in range(len(records))]
-        table = table.filter(pa.array(keep))
-    order = sorted(bad)
-    return table, order, [bad[i] for i in order]
 
 
 class _PagesFn(beam.DoFn):
@@ -243,7 +193,6 @@ class HttpReader:
             before_retry=self._limiter.acquire if self._limiter is not None else None,
         )
         self._counters = NodeCounters(self.source_name)
-        self._lock = threading.Lock()
         self._ready = True
 
     def _send(self, request: Request) -> Response:
