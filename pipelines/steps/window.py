@@ -40,7 +40,11 @@ class WindowStepSpec(StepBase):
     allowed_lateness: float = Field(default=0.0, ge=0)
     accumulation: Literal["discarding", "accumulating"] = "discarding"
     group_by: list[str] = Field(default_factory=list)
-    metrics: dict[str, str] = Field(default_factory=lambda: {"rows": "count"})
+    metrics: dict[str, str] = Field(
+        default_factory=lambda: {"rows": "count"},
+        description="Output -> count, sum|min|max|mean|count_distinct(field), first|last(field) "
+        "(at the earliest/latest event time), stddev(field) or p1..p99(field) (percentile).",
+    )
     grace: float = Field(default=60.0, ge=0)
 
 
