@@ -511,3 +511,32 @@ def test_extract_types_nested_fields_and_dead_letters_bad_values() -> None:
     assert [(d["offset"], d["rule"], d["errorMessage"]) for d in dead] == [
         (11, "extract", "order_id: 'x' is not int64")
     ]
+
+
+def test_validate_runs_a_great_expectations_suite(tmp_path: Path, api: SampleApi) -> None:
+    suite = tmp_path / "orders_suite.json"
+    suite.write_text(
+        json.dumps(
+            {
+                "name": "api_orders",
+                "expectations": [
+                    {
+                        "type": "expect_column_values_to_be_between",
+                        "kwargs": {"column": "amount", "min_value": 0, "max_value": 50},
+                    }
+                ],
+            }
+        )
+    )
+    summary = run_spec(
+        expand(
+            tmp_path / "out",
+            api_endpoints=f"{api.url}/orders",
+            expectations_suite=str(suite),
+            error_threshold=0.9,
+        )
+    )
+    expected = sum(1 for n in range(230) if sample_order(n)["amount_cents"] > 5000)
+    assert summary.node("validate").rows_dead_lettered == expected > 0
+    assert summary.reconciled
+    assert all(r["amount"] <= 50 for r in pq.read_table(tmp_path / "out" / "warehouse").to_pylist())
