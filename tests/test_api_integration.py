@@ -540,3 +540,28 @@ def test_validate_runs_a_great_expectations_suite(tmp_path: Path, api: SampleApi
     assert summary.node("validate").rows_dead_lettered == expected > 0
     assert summary.reconciled
     assert all(r["amount"] <= 50 for r in pq.read_table(tmp_path / "out" / "warehouse").to_pylist())
+
+
+def test_stream_relay_reconnects_from_the_last_event_id(kafka_broker: Any, topic: Any) -> None:
+    import threading
+
+    servers, name = kafka_broker.bootstrap_servers, topic(partitions=1)
+    appender = KafkaAppender(servers, name)
+    with SampleApi(count=10) as api:
+        done: list[int] = []
+        relaying = threading.Thread(
+            target=lambda: done.append(
+                relay(f"{api.url}/orders/events", appender, max_events=14, retry_s=0.05)
+            )
+        )
+        relaying.start()
+        deadline = time.monotonic() + 10
+        while api.total_requests() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first stream ended and the relay came back
+        api.add([sample_order(n, minutes=1_000 + n) for n in range(10, 14)])
+        relaying.join(20)
+    appender.close()
+    assert done == [14]
+    records = fixtures.consume_all(servers, name)
+    assert [json.loads(r.value)["id"] for r in records] == list(range(14))  # none twice
+    assert [r.key for r in records][-1] == b"14"

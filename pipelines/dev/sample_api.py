@@ -10,7 +10,8 @@ log, latency and failure injection, bearer-token check) with:
   style, the answer holding ``next_cursor`` (null on the last page); none of these: pages of
   ``default_page_size`` linked by ``Link: <...>; rel="next"`` headers (RFC 8288), which the
   page style sends too.
-- ``GET /orders/events``: the same records as server-sent events (``id:`` + ``data: <json>``),
+- ``GET /orders/events``: the same records as server-sent events (``id:`` = the record's
+  1-based position in the listing, ``data: <json>``), from the one after ``Last-Event-ID``,
   then the stream ends; ``?format=jsonl``: chunked JSON lines instead.
 
 :attr:`SampleApi.orders` is a list the tests change while it runs (:meth:`add`); an element that
@@ -103,7 +104,9 @@ class _ListingHandler(_Handler):
         self.send_header("Content-Type", kind)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for i, record in enumerate(records):
+        resume = self.headers.get("Last-Event-ID", "")
+        first = int(resume) if resume.isdigit() else 0  # ids are positions in the listing
+        for i, record in enumerate(records[first:], start=first):
             data = json.dumps(record).encode()
             chunk = b"id: %d\ndata: %s\n\n" % (i + 1, data) if fmt == "sse" else data + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
