@@ -173,8 +173,23 @@ def _execute(built: Any, summary: RunSummary) -> Any:
         raise
     finally:
         summary.elapsed_seconds += time.perf_counter() - t0
-    summary.nodes = counts_from_metrics(read_counters(result.metrics()), built.node_order)
+    metrics = result.metrics()
+    summary.nodes = counts_from_metrics(read_counters(metrics), built.node_order)
+    add_call_rates(summary.nodes, metrics)
     return result
+
+
+def add_call_rates(nodes: list[Any], metrics: Any) -> None:
+    """The effective call rate of every step that makes calls (``http``, a rate-limited
+    ``batch``), in its ``stats``: calls per second over the time calls ran, all workers
+    together, which is what ``strategy.rate_limit`` bounds (so the summary shows what a limit
+    let through, not only what was asked)."""
+    from transforms.call_strategies import rates_from_metrics
+
+    for node in nodes:
+        if node.stats.get("calls"):
+            rates = rates_from_metrics(metrics, node.name)
+            node.stats["effective_rate_per_s"] = round(rates["job_rate"])
 
 
 def _commit_kafka(built: Any, result: Any) -> None:
@@ -526,6 +541,7 @@ class _StreamingJob:
             self._summary.partial_counts = True
         else:
             self._summary.nodes = counts_from_metrics(counters, self._built.node_order)
+            add_call_rates(self._summary.nodes, self._result.metrics())
         self._summary.elapsed_seconds = time.perf_counter() - self._started
 
 
