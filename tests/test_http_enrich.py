@@ -668,3 +668,21 @@ def test_three_rotations_during_100k_rows_lose_nothing(
     assert set(server.calls_by_id) == set(range(100_000))
     assert current.version == rotations[-1].version
     assert len([t for t, ok in used.items() if ok]) >= 4, "every rotation's token carried calls"
+
+
+def test_the_summary_says_the_effective_rate_a_limit_let_through(tmp_path: Path) -> None:
+    """The rate in the summary is measured over the time calls ran (all workers together):
+    under a 100/s limit it is at most 100, and close to it when calls are fast."""
+    from pipelines.run import run_spec
+
+    with EnrichApi() as server:
+        step = {
+            "url": server.url + "/customers/{id}",
+            "fields": {"name": "name"},
+            "cache": None,
+            "strategy": {"max_concurrency": 8, "rate_limit": 100},
+        }
+        summary = run_spec(_spec(tmp_path, list(range(150)), step))
+    stats = summary.node("enrich").stats
+    assert stats["calls"] == 150
+    assert 60 <= stats["effective_rate_per_s"] <= 100, stats
