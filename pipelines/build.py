@@ -52,6 +52,9 @@ class BuildContext:
     committers: list[StagedOutput] = field(default_factory=list)
     # called with the PipelineResult once the outputs are published (an http source's marks)
     after_publish: list[Callable[[Any], None]] = field(default_factory=list)
+    # called with the RunSummary after the run, before publishing; a returned problem fails
+    # the run (a validate step's table-level expectations)
+    before_publish: list[Callable[[Any], str | None]] = field(default_factory=list)
 
     dataset = Dataset  # kinds describe their inputs and outputs with ctx.dataset(...)
 
@@ -136,6 +139,7 @@ class BuiltPipeline:
     kafka_commits: list[tuple[str, str, str, dict]]  # sources whose offsets pipelines.run commits
     committers: list[StagedOutput]  # outputs pipelines.run publishes once the run's checks pass
     after_publish: list[Callable[[Any], None]] = field(default_factory=list)
+    before_publish: list[Callable[[Any], str | None]] = field(default_factory=list)
 
 
 def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> BuiltPipeline:
@@ -186,6 +190,7 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
         ctx.kafka_commits,
         ctx.committers,
         ctx.after_publish,
+        ctx.before_publish,
     )
 
 

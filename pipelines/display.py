@@ -46,6 +46,13 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         ]
         if counts:
             console.print(f"  {node.name:>14}: {' · '.join(counts)}")
+    for entry in summary.data_quality:  # table-level expectations, judged on the whole input
+        from pipelines.dataset_expectations import describe
+
+        verdict = "[green]passed[/green]" if entry["success"] else "[red]failed[/red]"
+        console.print(f"  {entry['step']:>14}: {verdict} ({entry['severity']}) {describe(entry)}")
+    if summary.data_quality_result:
+        console.print(f"  {'GX result':>14}: {summary.data_quality_result}")
     for dataset in summary.outputs:
         label = "dead letters" if dataset.kind == "dead_letter" else dataset.node
         console.print(f"  {label:>14}: {_where(summary, dataset)}")

@@ -21,7 +21,7 @@ from lineage import facets
 from lineage.columns import FieldState
 from lineage.datasets import Dataset
 from lineage.naming import dataset_name, strip_credentials
-from pipelines import registry
+from pipelines import dataset_expectations, registry
 from pipelines import spec as s
 from pipelines.column_lineage import declared_fields, sink_lineage
 from pipelines.ids import beamwright_version
@@ -275,6 +275,7 @@ def assertions_by_dataset(facts: RunLineageFacts, summary: RunSummary) -> dict[s
             for path in d.files or [d.uri]:
                 counts = _dataset_counts(by_source, d, path)
                 result.setdefault(path, []).extend(kind.assertions(step, counts))
+                result[path].extend(dataset_expectations.assertions(summary, step.name))
     return result
 
 

@@ -304,6 +304,9 @@ def _run_cycle(built: Any, summary: RunSummary) -> tuple[str | None, set[str]]:
     result = _execute(built, summary)
     beam_seen = beam_lineage(result)
     problem = _problem(summary)
+    for check in built.before_publish:  # e.g. table-level expectations on the whole input
+        found = check(summary)  # every check runs: each reports its verdicts
+        problem = problem or found
     if not problem:
         _publish(built, summary)
         _commit_kafka(built, result)

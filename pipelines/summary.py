@@ -87,6 +87,9 @@ class RunSummary:
     failed_dead_letters: str | None = None  # where a failed run's dead letters were kept
     job_graph: str | None = None  # TRANSLATED (a dry run): where the job graph was written
     translation: str | None = None  # TRANSLATED: steps, batch/streaming, placeholders used
+    # table-level expectations judged on the whole input (pipelines.dataset_expectations)
+    data_quality: list[dict[str, Any]] = field(default_factory=list)
+    data_quality_result: str | None = None  # where their GX-compatible result JSON went
 
     @property
     def lineage_log(self) -> str | None:

@@ -147,6 +147,7 @@ class _Expectation:
     meta: dict
     column: str | None
     reason: str
+    severity: str | None = None  # GX 1.x: critical | warning | info (GX's default: critical)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,10 @@ class ExpectationSuite:
     def expectations(self) -> list[tuple[str, dict, dict]]:
         """(type, kwargs, meta) of every expectation, in suite order."""
         return [(e.type, e.kwargs, e.meta) for e in self._expectations]
+
+    def severity(self, index: int) -> str:
+        """The GX 1.x ``severity`` of the expectation at ``index`` (GX's default: critical)."""
+        return self._expectations[index].severity or "critical"
 
     def needs_gx(self) -> tuple[int, ...]:
         """Positions of the expectations no schema can compile: they always run in GX."""
@@ -534,12 +539,16 @@ def _parse_expectation(entry: object, origin: str, index: int) -> _Expectation:
     hidden = [c for c in _domain_columns(kwargs) if c in records.POSITION_COLUMNS]
     if hidden:
         raise fail(f"{hidden[0]!r} is an internal position column, hidden from expectations")
+    severity = entry.get("severity")
+    if severity is not None and severity not in ("critical", "warning", "info"):
+        raise fail(f'"severity" must be critical, warning or info, got {severity!r}')
     return _Expectation(
         type=exp_type,
         kwargs=kwargs,
         meta=dict(meta),
         column=kwargs.get("column"),
         reason=_reason(exp_type, kwargs),
+        severity=severity,
     )
 
 
@@ -559,6 +568,11 @@ def _suite_parameter(value: object) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def expectation_text(exp_type: str, kwargs: Mapping[str, Any]) -> str:
+    """An expectation as users read it in dead letters and run errors (see ``_reason``)."""
+    return _reason(exp_type, kwargs)
 
 
 def _reason(exp_type: str, kwargs: Mapping[str, Any]) -> str:

@@ -141,6 +141,17 @@ class ValidateStepSpec(StepBase):
     expectations: str | None = Field(
         default=None, description="Great Expectations 1.x expectation suite (JSON file)."
     )
+    expectations_severity: Literal["warning", "critical", "suite"] = Field(
+        default="warning",
+        description="Table-level expectations (row count, mean, median, ...) are judged once "
+        "on the whole input: warning reports a failure; critical fails the run (nothing is "
+        "published); suite takes each expectation's GX 'severity' (GX's default: critical).",
+    )
+    expectations_result: str | None = Field(
+        default=None,
+        description="Where to write the run's GX ExpectationSuiteValidationResult JSON; "
+        "default: beside the first file output, as <output>.<step>.gx_validation.json.",
+    )
 
 
 def _rule(rule: Any, index: int) -> Any:
@@ -187,6 +198,7 @@ def build(node: ValidateStepSpec, ctx: Any, path: str, rows: Any) -> Any:
     for sub, text in expressions(node):
         ctx.check_expression(text, f"{path}.{sub}")
     suite = None
+    aggregates_dir = None
     if node.expectations:
         from transforms.expectations import ExpectationSuite, ExpectationSuiteError
 
@@ -195,6 +207,19 @@ def build(node: ValidateStepSpec, ctx: Any, path: str, rows: Any) -> Any:
             suite.check_with_gx()
         except (ExpectationSuiteError, OSError) as exc:
             raise ctx.fail(f"{path}.expectations", str(exc)) from None
+        if suite.dataset_level:
+            from pipelines.dataset_expectations import DatasetExpectations, aggregates_folder
+
+            aggregates_dir = aggregates_folder(ctx.spec.run.profile_dir(ctx.run_id), node.name)
+            ctx.before_publish.append(
+                DatasetExpectations(
+                    step=node.name,
+                    suite=suite,
+                    folder=aggregates_dir,
+                    severity=node.expectations_severity,
+                    result_path=node.expectations_result,
+                )
+            )
     return rows | node.name >> Validate(
         step_name=node.name,
         run_id=ctx.run_id,
@@ -203,6 +228,7 @@ def build(node: ValidateStepSpec, ctx: Any, path: str, rows: Any) -> Any:
         rules=[_rule(rule, i) for i, rule in enumerate(node.rules)],
         expectations=suite,
         additional_fields=node.additional_fields,
+        aggregates_dir=aggregates_dir,
     )
 
 
