@@ -315,6 +315,11 @@ def test_webhook_to_kafka_to_pipeline(
         )
         assert post(hook.url, forged, stale) == 409
         assert post(hook.url, forged, {}) == 401
+        assert post(hook.url, b"x" * (2 << 20), signed) == 413
+        chunked = http.client.HTTPConnection("127.0.0.1", int(hook.url.split(":")[2].split("/")[0]))
+        chunked.request("POST", "/hooks/orders", iter([good]), signed, encode_chunked=True)
+        assert chunked.getresponse().status == 411  # the exact bytes must be known to verify
+        chunked.close()
     appender.close()
     records = fixtures.consume_all(servers, name)
     assert [r.value for r in records] == [good]

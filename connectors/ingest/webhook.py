@@ -5,7 +5,7 @@ appends each accepted body to a Kafka topic.
 (:func:`connectors.ingest.signature.verify`, then the :class:`ReplayGuard`), appended to Kafka
 with the delivery id as key and ``webhook.id``/``webhook.timestamp`` headers, and only then
 answered ``202``. Refusals: ``401`` (signature missing or wrong), ``409`` (stale timestamp or a
-replayed id), ``413`` (body over ``max_body`` bytes), ``503`` (Kafka did not confirm: the id is
+replayed id), ``411`` (no ``Content-Length``), ``413`` (body over ``max_body`` bytes), ``503`` (Kafka did not confirm: the id is
 released, so the sender's retry is accepted). Nothing refused reaches Kafka.
 
 It listens on 127.0.0.1 unless told otherwise. The secret is held as a
@@ -57,13 +57,21 @@ class _Handler(BaseHTTPRequestHandler):
         if ingest.path and self.path.split("?", 1)[0] != ingest.path:
             self._answer(404, "no such endpoint")
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or -1)
+        except ValueError:
+            length = -1
+        if length < 0:  # chunked or malformed: the raw body must be known exactly to verify it
+            ingest.count("411")
+            self.close_connection = True
+            self._answer(411, "send the body with a Content-Length")
+            return
         if length > ingest.max_body:
             ingest.count("too_large")
             self.close_connection = True
             self._answer(413, f"body over {ingest.max_body} bytes")
             return
-        body = self.rfile.read(length) if length else b""
+        body = self.rfile.read(length)
         status, text = ingest.accept(body, self.headers)
         self._answer(status, text)
 
