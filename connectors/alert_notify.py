@@ -16,8 +16,10 @@ Payloads follow each service's documented shape for incoming webhooks:
 
 Webhook URLs are credentials (whoever has one can post): they are secret references,
 resolved on the worker when sending and never shown. Delivery is tried ``attempts`` times with
-doubling backoff; then the bundle fails with a ``NotifyError`` naming the channel, so a run
-whose people were not told does not pass for one that succeeded.
+doubling backoff; then a ``NotifyError`` names the channel, so a run whose people were not told
+does not pass for one that succeeded. In batch the digest is staged by the pipeline and sent
+by the driver after the run's checks passed and its outputs were published: a run that fails
+(error threshold, reconciliation) notifies nobody of alerts it did not publish.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
@@ -205,15 +207,44 @@ class _Concat(beam.CombineFn):
         return pa.concat_tables(acc, promote_options="permissive") if acc else None
 
 
+def stage_digest(d: Digest, path: str) -> None:
+    """Write ``d`` where the driver will find it (local or object store)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(asdict(d)).encode("utf-8"))
+
+
+def deliver_staged(channel: Channel, path: str) -> bool:
+    """Send the digest staged at ``path`` (none: the run had no alerts), then remove it.
+    True when a message went out."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.exists(path):
+        return False
+    with FileSystems.open(path) as f:
+        d = Digest(**json.loads(f.read()))
+    send(channel, d)
+    FileSystems.delete([path])
+    return True
+
+
 class _SendFn(beam.DoFn):
     def __init__(
-        self, channel: Channel, title: str, text_field: str, max_lines: int, name: str
+        self,
+        channel: Channel,
+        title: str,
+        text_field: str,
+        max_lines: int,
+        name: str,
+        stage_path: str | None,
     ) -> None:
         self._channel = channel
         self._title = title
         self._text_field = text_field
         self._max_lines = max_lines
         self._name = name
+        self._stage_path = stage_path
 
     def setup(self) -> None:
         self._counters = NodeCounters(self._name)
@@ -223,9 +254,12 @@ class _SendFn(beam.DoFn):
             return
         d = digest(table, title=self._title, text_field=self._text_field, max_lines=self._max_lines)
         self._counters.inc(ROWS_IN, d.total)
-        send(self._channel, d)
-        self._counters.inc(ROWS_WRITTEN, d.total)  # alerts in a delivered message
-        self._counters.inc("notifications_sent")
+        if self._stage_path is not None:  # the driver sends it once the run has succeeded
+            stage_digest(d, self._stage_path)
+        else:
+            send(self._channel, d)
+            self._counters.inc("notifications_sent")
+        self._counters.inc(ROWS_WRITTEN, d.total)  # alerts in a message sent or staged
 
 
 class Notify(beam.PTransform):
@@ -239,6 +273,10 @@ class Notify(beam.PTransform):
         max_lines: alerts listed in one message; the rest are counted.
         name: names the counters and the transform.
         frequency: streaming: seconds between panes for alerts not in event-time windows.
+        stage_path: batch: write the digest here instead of sending it, for
+            :func:`deliver_staged` to send from the driver after the run's checks passed
+            (a run that fails its error threshold then tells nobody). Streaming sends
+            each pane's digest from the pipeline: a job that never ends has no "after".
     """
 
     def __init__(
@@ -250,18 +288,22 @@ class Notify(beam.PTransform):
         max_lines: int = 50,
         name: str = "notify",
         frequency: int = 60,
+        stage_path: str | None = None,
     ) -> None:
         super().__init__()
         if channel.kind not in CHANNELS:
             raise ValueError(f"unknown channel {channel.kind!r}; supported: {', '.join(CHANNELS)}")
-        self._fn = _SendFn(channel, title, text_field, max_lines, name)
+        self._args = (channel, title, text_field, max_lines, name)
+        self._stage_path = stage_path
         self._frequency = frequency
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         from connectors.names import CombineGlobally
         from connectors.panes import into_panes, is_streaming
 
+        stage_path = self._stage_path
         if is_streaming(rows):
             rows = into_panes(rows, self._frequency, accumulating=False, label="Panes")
+            stage_path = None
         gathered = rows | "Gather" >> CombineGlobally(_Concat(), defaults=False)
-        return gathered | "Send" >> beam.ParDo(self._fn)
+        return gathered | "Send" >> beam.ParDo(_SendFn(*self._args, stage_path))

@@ -542,3 +542,30 @@ def test_alpha_vantage_rate_limit_notes_are_retried_and_a_bad_key_fails(av_api):
     assert len(av_api.requests) == 3 + 2 + 1
     with pytest.raises(CorruptFileError, match="answered 'Error Message': the parameter apikey"):
         decode(body, request.url(), 100)
+
+
+def test_a_run_that_fails_its_checks_notifies_nobody(tmp_path):
+    """The digest is sent by the driver after publishing: a run over its error threshold (9
+    rejected rows of 1,815 > 0.1 %) publishes nothing and sends nothing."""
+    from pipelines.run import RunFailed
+    from tests.servers.notify import SmtpSink
+
+    smtp = SmtpSink()
+    try:
+        spec = load_target(
+            "investment_data",
+            {
+                "output_dir": str(tmp_path / "out"),
+                "pseudonym_key_file": str(tmp_path / "k"),
+                "error_threshold": "0.001",
+                "notification_channels": "email",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": str(smtp.port),
+                "email_to": "risk@example.com",
+            },
+        )
+        with pytest.raises(RunFailed, match="above the error threshold"):
+            run_spec(spec)
+        assert smtp.messages == []
+    finally:
+        smtp.close()

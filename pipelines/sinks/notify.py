@@ -2,7 +2,8 @@
 (SMTP), a Slack incoming webhook or a Teams Workflows webhook (:mod:`connectors.alert_notify`).
 
 It delivers, it does not store: pair it with a file or Kafka sink on the same input, which is
-what keeps every alert. Webhook URLs are credentials and so secret references (``env``,
+what keeps every alert. In batch the message goes out from the driver after the run's checks
+passed and its outputs were published (a failed run tells nobody); in streaming, per pane. Webhook URLs are credentials and so secret references (``env``,
 ``file`` or ``store``); lineage names the service (``slack://hooks.slack.com``), never the URL.
 """
 
@@ -65,6 +66,14 @@ def build(node: NotifySinkSpec, ctx: Any, path: str, rows: Any) -> None:
         password=resolve_secret_ref(node.password, f"{path}.password"),
         attempts=node.attempts,
     )
+    from connectors.alert_notify import deliver_staged
+    from connectors.panes import is_streaming
+
+    stage = None
+    if not is_streaming(rows):  # sent by the driver once the run succeeded
+        runs = ctx.spec.run.profile_dir(ctx.run_id).rsplit("/", 1)[0]
+        stage = f"{runs}/notify/{node.name}.json"
+        ctx.after_publish.append(lambda result: deliver_staged(channel, stage))
     rows | node.name >> Notify(
         channel,
         title=node.title,
@@ -72,6 +81,7 @@ def build(node: NotifySinkSpec, ctx: Any, path: str, rows: Any) -> None:
         max_lines=node.max_lines,
         name=node.name,
         frequency=ctx.spec.run.triggering_frequency,
+        stage_path=stage,
     )
     where = (
         f"smtp://{node.smtp_host}:{node.smtp_port}"
