@@ -23,6 +23,18 @@ ROWS_IN, ROWS_OUT, ROWS_DEAD, ROWS_FILTERED, ROWS_WRITTEN = (
     "rows_written",
 )
 FILES, BYTES = "files", "bytes"  # files read (sources) or published (sinks), bytes written
+REFERENCE_VERSION = "reference_version:"  # + version id: rows a lookup joined with that version
+
+
+def latest_reference_version(stats: dict[str, int]) -> str | None:
+    """The newest reference version a refreshed lookup joined rows with, from its summary
+    stats (version ids sort by age: see transforms.reference_refresh)."""
+    versions = [
+        k[len(REFERENCE_VERSION) :]
+        for k, n in stats.items()
+        if k.startswith(REFERENCE_VERSION) and n
+    ]
+    return max(versions) if versions else None
 
 
 def metric_name(node: str, what: str) -> str:

@@ -16,6 +16,7 @@ from openlineage.client.facet_v2 import (
     column_lineage_dataset,
     data_quality_assertions_dataset,
     data_quality_metrics_input_dataset,
+    dataset_version_dataset,
     datasource_dataset,
     documentation_job,
     error_message_run,
@@ -286,6 +287,12 @@ class RunWarningsRunFacet(RunFacet):
     @staticmethod
     def _get_schema() -> str:
         return RUN_WARNINGS_SCHEMA_URL
+
+
+def dataset_version(version: str) -> dataset_version_dataset.DatasetVersionDatasetFacet:
+    return dataset_version_dataset.DatasetVersionDatasetFacet(
+        datasetVersion=version, producer=PRODUCER
+    )
 
 
 def run_warnings(warnings: Sequence[Mapping[str, str]]) -> RunWarningsRunFacet:

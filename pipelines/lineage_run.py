@@ -127,8 +127,14 @@ class RunLineageFacts:
         return datasets
 
     def input_datasets(
-        self, *, profiles: dict[str, dict] | None = None, assertions: dict[str, list] | None = None
+        self,
+        *,
+        profiles: dict[str, dict] | None = None,
+        assertions: dict[str, list] | None = None,
+        versions: dict[str, str] | None = None,
     ) -> list[Any]:
+        """``versions``: source node -> the version of its data the run used (a refreshed
+        lookup's reference), as the standard ``version`` facet."""
         from openlineage.client.event_v2 import InputDataset
 
         out = []
@@ -148,6 +154,8 @@ class RunLineageFacts:
                         self.spec.governance.frameworks,
                         gov,
                     )
+                if versions and d.node in versions:
+                    ds_facets["version"] = facets.dataset_version(versions[d.node])
                 input_facets: dict[str, Any] = {}
                 if profiles and d.node in profiles and len(d.files) <= 1:
                     input_facets["dataQualityMetrics"] = facets.quality_metrics(profiles[d.node])
@@ -336,6 +344,21 @@ def error_facet(exc: BaseException | None, message: str) -> Any:
     return facets.error_message(message, stack)
 
 
+def reference_versions(spec: s.PipelineSpec, nodes: list[Any]) -> dict[str, str]:
+    """Lookup source -> the newest version of its data a refreshed lookup joined rows with
+    (counted per version by the lookup: ``connectors.metrics.REFERENCE_VERSION``)."""
+    from connectors.metrics import latest_reference_version
+
+    stats = {n.name: n.stats for n in nodes}
+    out = {}
+    for step in spec.steps:
+        source = getattr(step, "lookup", None)
+        version = latest_reference_version(stats.get(step.name, {}))
+        if source and version:
+            out[source] = version
+    return out
+
+
 def run_warnings(
     spec: s.PipelineSpec,
     run_id: str,
@@ -444,9 +467,11 @@ class LineageSession:
         from openlineage.client.event_v2 import InputDataset, OutputDataset
 
         counts = {n.name: n for n in nodes}
+        versions = reference_versions(self.facts.spec, nodes)
         inputs = []
         for d in self.facts.inputs:
             node = counts.get(d.node) if d.kind != "lookup" else None  # a step's rows_in
+            version = {"version": facets.dataset_version(versions[d.node])} if d.node in versions else {}
             for path in d.files or [d.uri]:
                 namespace, name = dataset_name(path)
                 extra = (
@@ -454,7 +479,7 @@ class LineageSession:
                     if node
                     else {}
                 )
-                inputs.append(InputDataset(namespace, name, inputFacets=extra))
+                inputs.append(InputDataset(namespace, name, facets=version, inputFacets=extra))
         outputs = []
         for d in self.facts.outputs:
             node = counts.get(d.node)
@@ -495,6 +520,7 @@ class LineageSession:
         inputs = self.facts.input_datasets(
             profiles=profiles if counted else None,
             assertions=assertions_by_dataset(self.facts, summary) if counted else None,
+            versions=reference_versions(spec, summary.nodes),
         )
         outputs = self.facts.output_datasets(summary if counted else None)
         run_facets = self.facts.run_facets()

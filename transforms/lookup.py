@@ -17,9 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.metrics import REFERENCE_VERSION, NodeCounters
 from connectors.names import CombineGlobally
 from connectors.records import POSITION_COLUMNS, dead_letters_for_rows, strip_positions
 from transforms.coerce import ARROW_TYPES, coerce
+from transforms.reference_refresh import VersionedTable
 from transforms.step import ArrowStep, StepResult
 
 ON_MISSING = ("keep", "reject", "drop")
@@ -80,7 +82,15 @@ class Joiner:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_prepared"] = None
+        state.pop("_counters", None)
         return state
+
+    def _count_version(self, version: str, rows: int) -> None:
+        """Rows joined with a refreshed reference's version (``reference_version:<id>``)."""
+        counters = self.__dict__.get("_counters")
+        if counters is None:
+            counters = self._counters = NodeCounters(self.step_name)
+        counters.inc(REFERENCE_VERSION + version, rows)
 
     def _reference(self, reference: pa.Table, left: pa.Table) -> tuple[pa.Table, dict[str, int]]:
         """Deduplicated reference columns, keys typed like the input's, fields cast and
@@ -121,7 +131,11 @@ class Joiner:
         self._prepared = (id(reference), ref, bad_values)
         return ref, bad_values
 
-    def process(self, table: pa.Table, reference: pa.Table | None = None, *rest: Any) -> StepResult:
+    def process(self, table: pa.Table, reference: Any = None, *rest: Any) -> StepResult:
+        """``reference``: the reference table, or a :class:`VersionedTable` when refreshed."""
+        if isinstance(reference, VersionedTable):
+            self._count_version(reference.version, table.num_rows)
+            reference = reference.table
         if reference is None:
             reference = pa.table({k: pa.array([], table.column(k).type) for k in self.keys})
         ref, bad_reference = self._reference(reference, table)
@@ -166,7 +180,9 @@ class Lookup(ArrowStep):
     """Join each batch to reference data given as a Beam side input.
 
     Args:
-        reference: a PCollection of Arrow tables holding the reference data.
+        reference: a PCollection of Arrow tables holding the reference data, or, with
+            ``refreshed``, the output of :class:`~transforms.reference_refresh.RefreshReference`
+            (the newest version joins each batch; rows are counted per version).
         keys: join key field(s), present on both sides.
         fields: reference fields to add (default: all but the keys).
         prefix: prepended to added field names.
@@ -174,12 +190,21 @@ class Lookup(ArrowStep):
     """
 
     def __init__(
-        self, reference: beam.PCollection, *, step_name: str = "lookup", **options: Any
+        self,
+        reference: beam.PCollection,
+        *,
+        step_name: str = "lookup",
+        refreshed: bool = False,
+        **options: Any,
     ) -> None:
         super().__init__(Joiner(step_name=step_name, **options), step_name=step_name)
         self._reference_data = reference
+        self._refreshed = refreshed
 
     def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        if self._refreshed:  # RefreshReference: already one VersionedTable per pane
+            self._side_inputs = (beam.pvalue.AsSingleton(self._reference_data, default_value=None),)
+            return super().expand(tables)
         collected = self._reference_data | "CollectReference" >> CombineGlobally(ConcatTables())
         self._side_inputs = (beam.pvalue.AsSingleton(collected),)
         return super().expand(tables)

@@ -35,6 +35,13 @@ class LookupStepSpec(StepBase):
         default="keep",
         description="keep: add nulls; reject: dead-letter the row; drop: count as filtered.",
     )
+    refresh: float | None = Field(
+        default=None,
+        gt=0,
+        description="Streaming jobs: re-read the lookup's files every this many seconds and "
+        "join with the newest version (a file source; the version used is in lineage). "
+        "Batch runs read the reference once, at their start.",
+    )
 
     @property
     def keys(self) -> list[str]:
@@ -42,10 +49,17 @@ class LookupStepSpec(StepBase):
 
 
 def build(node: LookupStepSpec, ctx: Any, path: str, rows: Any) -> Any:
+    from apache_beam.options.pipeline_options import StandardOptions
+
     from transforms.lookup import Lookup
 
+    reference = ctx.outputs[node.lookup]
+    refreshed = bool(node.refresh) and ctx.pipeline.options.view_as(StandardOptions).streaming
+    if refreshed:
+        reference = _refreshed_reference(node, ctx, path)
     return rows | node.name >> Lookup(
-        ctx.outputs[node.lookup],
+        reference,
+        refreshed=refreshed,
         step_name=node.name,
         run_id=ctx.run_id,
         keys=node.keys,
@@ -53,6 +67,29 @@ def build(node: LookupStepSpec, ctx: Any, path: str, rows: Any) -> Any:
         prefix=node.prefix,
         cast=node.cast,
         on_missing=node.on_missing,
+    )
+
+
+def _refreshed_reference(node: LookupStepSpec, ctx: Any, path: str) -> Any:
+    """The lookup source's files re-read every ``refresh`` seconds (a streaming job)."""
+    from connectors.files.registry import infer_format
+    from transforms.reference_refresh import RefreshReference
+
+    source = next((src for src in ctx.spec.sources if src.name == node.lookup), None)
+    dataset = next((d for d in ctx.inputs if d.node == node.lookup), None)
+    if source is None or source.type != "file" or dataset is None or not dataset.files:
+        raise ctx.fail(
+            f"{path}.refresh",
+            f"'{node.lookup}' is not a file source with files; refresh re-reads files "
+            "(hint: read the reference from files, or drop refresh)",
+        )
+    return ctx.pipeline | f"{node.name}/Refresh" >> RefreshReference(
+        step=node.name,
+        paths=dataset.files,
+        fmt=source.format or infer_format(dataset.files[0]),
+        options=source.options,
+        refresh=node.refresh,
+        batch_size=ctx.spec.run.batch_size,
     )
 
 
