@@ -84,7 +84,7 @@ def test_every_row_is_accounted_for_and_each_planted_defect_is_dead_lettered(job
     summary, _ = job
     assert summary.status == "COMPLETE" and summary.reconciled
     # yahoo 4 x 60 + 1 duplicate, alpha vantage 2 x 60, bloomberg 4 x 60 + 2 + 1 unreadable,
-    # instruments 10, positions 5 days' snapshots of 15 positions x 60 days, fx 5 x 60, 1 restricted
+    # instruments 10, positions 15 a day x 60 days, fx rates 5 currencies x 60 days, 1 restricted
     assert summary.rows_read == 241 + 120 + 243 + 10 + 900 + 300 + 1
     assert summary.node("bloomberg").rows_dead_lettered == 1  # return code 10
     assert summary.node("quote_instruments").rows_dead_lettered == 1  # XYZ
