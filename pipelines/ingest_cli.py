@@ -36,6 +36,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     hook.add_argument("--path", default="", help="the one path accepted (default: any)")
     hook.add_argument("--window", type=float, default=300.0, help="timestamp tolerance, seconds")
+    hook.add_argument(
+        "--scheme",
+        choices=["timestamped", "body"],
+        default="timestamped",
+        help="timestamped: HMAC of '<X-Timestamp>.<body>' (default); body: HMAC of the raw body "
+        "(GitHub-style), replays refused by delivery id only",
+    )
+    hook.add_argument("--signature-header", default="X-Signature")
+    hook.add_argument("--id-header", default="X-Webhook-Id", help="the delivery id's header")
     _kafka_flags(hook)
     hook.set_defaults(func=cmd_webhook)
 
@@ -69,12 +78,24 @@ def resolve_secret(text: str) -> Any:
 
 def cmd_webhook(args: argparse.Namespace) -> int:
     from connectors.ingest.appender import KafkaAppender
+    from connectors.ingest.signature import Scheme
     from connectors.ingest.webhook import WebhookIngest
 
     secret = resolve_secret(args.secret)
     appender = KafkaAppender(args.bootstrap_servers, args.topic)
+    scheme = Scheme(
+        timestamped=args.scheme == "timestamped",
+        signature_header=args.signature_header,
+        id_header=args.id_header,
+    )
     server = WebhookIngest(
-        appender, secret, host=args.host, port=args.port, path=args.path, window=args.window
+        appender,
+        secret,
+        host=args.host,
+        port=args.port,
+        path=args.path,
+        window=args.window,
+        scheme=scheme,
     )
     print(f"webhook ingest on {server.url} -> {args.topic}; Ctrl-C stops", flush=True)
     try:

@@ -23,7 +23,7 @@ import templates
 from connectors.http.paging import Pagination, PagingError, next_links
 from connectors.http.request import Request
 from connectors.ingest.appender import KafkaAppender
-from connectors.ingest.signature import Rejected, ReplayGuard, signed_headers, verify
+from connectors.ingest.signature import Rejected, ReplayGuard, Scheme, signed_headers, verify
 from connectors.ingest.stream import relay, sse_events
 from connectors.ingest.webhook import WebhookIngest
 from connectors.secrets import Secret
@@ -284,6 +284,24 @@ def test_webhook_signatures_and_replays() -> None:
     assert len(guard) == 1
 
 
+def test_body_only_signatures_need_a_delivery_id() -> None:
+    github = Scheme(False, "X-Hub-Signature-256", id_header="X-GitHub-Delivery")
+    body = b'{"action": "opened"}'
+    headers = signed_headers(b"k", body, delivery_id="g-1", scheme=github)
+    assert set(headers) == {"X-Hub-Signature-256", "X-GitHub-Delivery"}
+    assert verify(b"k", body, headers, github) == ("g-1", None)
+    with pytest.raises(Rejected) as wrong:
+        verify(b"other", body, headers, github)
+    assert wrong.value.status == 401
+    with pytest.raises(Rejected) as anonymous:
+        verify(b"k", body, {"X-Hub-Signature-256": headers["X-Hub-Signature-256"]}, github)
+    assert anonymous.value.status == 400
+    guard = ReplayGuard(window=60)
+    guard.reserve("g-1", None)
+    with pytest.raises(Rejected, match="replay"):
+        guard.reserve("g-1", None)
+
+
 def post(url: str, body: bytes, headers: dict[str, str]) -> int:
     parts = url.split("/", 3)
     host, port = parts[2].split(":")
@@ -302,7 +320,7 @@ def test_webhook_to_kafka_to_pipeline(
     servers, name = kafka_broker.bootstrap_servers, topic(partitions=1)
     appender = KafkaAppender(servers, name)
     good = json.dumps(sample_order(7)).encode()
-    with WebhookIngest(appender, Secret(canary), path="/hooks/orders") as hook:
+    with WebhookIngest(appender, Secret(canary), path="/hooks/orders", max_body=4096) as hook:
         assert hook.url.startswith("http://127.0.0.1:")
         signed = signed_headers(canary, good, delivery_id="evt-1")
         assert post(hook.url, good, signed) == 202
@@ -315,7 +333,7 @@ def test_webhook_to_kafka_to_pipeline(
         )
         assert post(hook.url, forged, stale) == 409
         assert post(hook.url, forged, {}) == 401
-        assert post(hook.url, b"x" * (2 << 20), signed) == 413
+        assert post(hook.url, b"x" * 5000, signed) == 413
         chunked = http.client.HTTPConnection("127.0.0.1", int(hook.url.split(":")[2].split("/")[0]))
         chunked.request("POST", "/hooks/orders", iter([good]), signed, encode_chunked=True)
         assert chunked.getresponse().status == 411  # the exact bytes must be known to verify

@@ -1,17 +1,22 @@
 """Webhook authenticity: HMAC-SHA256 signatures and a replay guard.
 
-The sender signs ``<timestamp>.<raw body>`` with the shared secret and sends::
+Two schemes (:class:`Scheme`). **timestamped** (the default): the sender signs
+``<timestamp>.<raw body>`` with the shared secret and sends::
 
     X-Signature: sha256=<hex digest>
     X-Timestamp: <unix seconds>
     X-Webhook-Id: <unique delivery id>   (optional; the signature stands in for it)
 
 The timestamp is inside the signed bytes (as Stripe and Slack do), so a captured delivery
-cannot be made fresh again by changing its header. A delivery is accepted when its signature
-matches (compared in constant time, :func:`hmac.compare_digest`), its timestamp is within
-``window`` seconds of now, and its id was not accepted within that window (:class:`ReplayGuard`:
-ids are forgotten two windows after they arrived, when their timestamp can no longer pass, which
-bounds the memory).
+cannot be made fresh again by changing its header. **body**: the signature covers the raw body
+only (as GitHub's ``X-Hub-Signature-256`` does; header names configurable); there is no signed
+time, so replays are refused by the delivery id alone, which is then required, and only within
+the window the ids are remembered for.
+
+A delivery is accepted when its signature matches (compared in constant time,
+:func:`hmac.compare_digest`), its timestamp (if signed) is within ``window`` seconds of now, and
+its id was not accepted before (:class:`ReplayGuard`: ids are forgotten two windows after they
+arrived, when a signed timestamp can no longer pass, which bounds the memory).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from connectors.errors import BeamwrightError
 
@@ -30,42 +36,77 @@ PREFIX = "sha256="
 
 
 class Rejected(BeamwrightError):
-    """A delivery refused; ``status`` is the HTTP answer (401: not authentic, 409: replay)."""
+    """A delivery refused; ``status`` is the HTTP answer (401: not authentic, 409: replay,
+    400: no delivery id where one is needed)."""
 
     def __init__(self, problem: str, status: int) -> None:
         super().__init__(problem)
         self.status = status
 
 
-def sign(secret: bytes, body: bytes, timestamp: int) -> str:
-    """The ``X-Signature`` value for ``body`` sent at ``timestamp``."""
-    digest = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return PREFIX + digest
+@dataclass(frozen=True)
+class Scheme:
+    """What is signed and which headers carry it."""
+
+    timestamped: bool = True
+    signature_header: str = SIGNATURE_HEADER
+    timestamp_header: str = TIMESTAMP_HEADER
+    id_header: str = ID_HEADER
+
+
+TIMESTAMPED = Scheme()
+BODY = Scheme(timestamped=False)
+SCHEMES = {"timestamped": TIMESTAMPED, "body": BODY}
+
+
+def sign(secret: bytes, body: bytes, timestamp: int | None) -> str:
+    """The signature header's value for ``body`` (sent at ``timestamp`` when it is signed)."""
+    content = body if timestamp is None else str(timestamp).encode() + b"." + body
+    return PREFIX + hmac.new(secret, content, hashlib.sha256).hexdigest()
 
 
 def signed_headers(
-    secret: bytes, body: bytes, *, delivery_id: str, timestamp: int | None = None
+    secret: bytes,
+    body: bytes,
+    *,
+    delivery_id: str,
+    timestamp: int | None = None,
+    scheme: Scheme = TIMESTAMPED,
 ) -> dict[str, str]:
     """The headers a sender adds (used by tests and by anyone scripting deliveries)."""
+    if not scheme.timestamped:
+        return {scheme.signature_header: sign(secret, body, None), scheme.id_header: delivery_id}
     moment = int(time.time()) if timestamp is None else timestamp
     return {
-        SIGNATURE_HEADER: sign(secret, body, moment),
-        TIMESTAMP_HEADER: str(moment),
-        ID_HEADER: delivery_id,
+        scheme.signature_header: sign(secret, body, moment),
+        scheme.timestamp_header: str(moment),
+        scheme.id_header: delivery_id,
     }
 
 
-def verify(secret: bytes, body: bytes, headers: Mapping[str, str]) -> tuple[str, int]:
-    """``(delivery id, timestamp)`` of an authentic delivery; raises :class:`Rejected` (401).
-    ``headers`` are looked up case-insensitively by the caller's mapping (http.server's are)."""
-    given = headers.get(SIGNATURE_HEADER) or ""
-    stamp = headers.get(TIMESTAMP_HEADER) or ""
-    if not given.startswith(PREFIX) or not stamp.isdigit():
+def verify(
+    secret: bytes, body: bytes, headers: Mapping[str, str], scheme: Scheme = TIMESTAMPED
+) -> tuple[str, int | None]:
+    """``(delivery id, signed timestamp or None)`` of an authentic delivery; raises
+    :class:`Rejected`. ``headers`` are looked up case-insensitively by the caller's mapping
+    (http.server's are)."""
+    given = (headers.get(scheme.signature_header) or "").strip()
+    stamp: int | None = None
+    if scheme.timestamped:
+        text = headers.get(scheme.timestamp_header) or ""
+        if not text.isdigit():
+            raise Rejected("missing or malformed signature or timestamp", 401)
+        stamp = int(text)
+    if not given.startswith(PREFIX):
         raise Rejected("missing or malformed signature or timestamp", 401)
-    expected = sign(secret, body, int(stamp))
-    if not hmac.compare_digest(expected.encode(), given.strip().encode()):
+    if not hmac.compare_digest(sign(secret, body, stamp).encode(), given.encode()):
         raise Rejected("signature does not match", 401)
-    return headers.get(ID_HEADER) or given[len(PREFIX) :], int(stamp)
+    delivery_id = headers.get(scheme.id_header)
+    if not delivery_id:
+        if not scheme.timestamped:
+            raise Rejected(f"no {scheme.id_header}: replays could not be refused", 400)
+        delivery_id = given[len(PREFIX) :]
+    return delivery_id, stamp
 
 
 class ReplayGuard:
@@ -82,9 +123,10 @@ class ReplayGuard:
         self._seen: OrderedDict[str, float] = OrderedDict()  # id -> arrival, oldest first
         self._lock = threading.Lock()
 
-    def reserve(self, delivery_id: str, timestamp: float) -> None:
+    def reserve(self, delivery_id: str, timestamp: float | None) -> None:
+        """Claim ``delivery_id`` (``timestamp``: the signed time, None when unsigned)."""
         now = self._clock()  # type: ignore[operator]
-        if abs(now - timestamp) > self.window:
+        if timestamp is not None and abs(now - timestamp) > self.window:
             raise Rejected(f"timestamp outside the {self.window:g}s window", 409)
         with self._lock:
             # a delivery's timestamp passes until at most now + 2 * window (it may be up to

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from connectors.ingest.appender import AppendFailed, KafkaAppender
-from connectors.ingest.signature import Rejected, ReplayGuard, verify
+from connectors.ingest.signature import TIMESTAMPED, Rejected, ReplayGuard, Scheme, verify
 from connectors.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class WebhookIngest:
         path: the one path accepted ('' for any).
         window: seconds a timestamp may differ from now; ids are remembered as long.
         max_body: the largest body accepted, in bytes.
+        scheme: what is signed, and in which headers (:mod:`connectors.ingest.signature`).
     """
 
     def __init__(
@@ -98,11 +99,13 @@ class WebhookIngest:
         path: str = "",
         window: float = 300.0,
         max_body: int = MAX_BODY,
+        scheme: Scheme = TIMESTAMPED,
     ) -> None:
         self.appender = appender
         self._secret = secret
         self.path = path
         self.max_body = max_body
+        self.scheme = scheme
         self.guard = ReplayGuard(window)
         self.outcomes: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -124,7 +127,7 @@ class WebhookIngest:
     def accept(self, body: bytes, headers: Any) -> tuple[int, str]:
         """The answer to one delivery (status, text); appends it to Kafka when accepted."""
         try:
-            delivery_id, timestamp = verify(self._secret.reveal(), body, headers)
+            delivery_id, timestamp = verify(self._secret.reveal(), body, headers, self.scheme)
             self.guard.reserve(delivery_id, timestamp)
         except Rejected as exc:
             self.count(str(exc.status))
@@ -134,7 +137,7 @@ class WebhookIngest:
             self.appender.append(
                 body,
                 key=delivery_id,
-                headers={"webhook.id": delivery_id, "webhook.timestamp": str(timestamp)},
+                headers={"webhook.id": delivery_id, "webhook.timestamp": str(timestamp or "")},
             )
         except (AppendFailed, BufferError, OSError) as exc:
             self.guard.release(delivery_id)
