@@ -31,6 +31,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.map",
         "pipelines.steps.filter",
         "pipelines.steps.lookup",
+        "pipelines.steps.dedupe",
         "pipelines.steps.postgres",
         "pipelines.steps.http",
         "pipelines.steps.extract",

@@ -311,7 +311,12 @@ def _quote_steps(values: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "expr": "high >= low",
                     "message": "high is below low",
                 },
-                {"id": "duplicate_quote", "rule": "unique", "field": "quote_key"},
+                *(
+                    # batch: the dedupe step below sees the whole input; a stream, per batch
+                    [{"id": "duplicate_quote", "rule": "unique", "field": "quote_key"}]
+                    if streaming
+                    else []
+                ),
                 {
                     "id": "stale_quote",
                     "rule": "expression",
@@ -328,6 +333,15 @@ def _quote_steps(values: Mapping[str, Any]) -> list[dict[str, Any]]:
             ],
         },
     ]
+    if not streaming:
+        steps.append(
+            {
+                "name": "dedupe_quotes",
+                "type": "dedupe",
+                "description": "One quote per (symbol, ts) across every provider and file.",
+                "on": ["symbol", "ts"],
+            }
+        )
     if "performance" in values["analysis_types"]:
         steps += _performance_steps(values)
     return steps
@@ -709,8 +723,9 @@ def _value_band() -> dict[str, Any]:
 def _sinks(values: Mapping[str, Any], alert_steps: list[str]) -> list[dict[str, Any]]:
     out = values["output_dir"].rstrip("/")
     analyses = values["analysis_types"]
+    streaming = values["mode"] == "streaming"
     sinks: list[dict[str, Any]] = [
-        _parquet("quotes", "validate_quotes", f"{out}/quotes"),
+        _parquet("quotes", "validate_quotes" if streaming else "dedupe_quotes", f"{out}/quotes"),
     ]
     if "performance" in analyses:
         sinks.append(_parquet("performance_out", "performance", f"{out}/performance"))

@@ -93,9 +93,9 @@ def test_every_row_is_accounted_for_and_each_planted_defect_is_dead_lettered(job
         "currency_matches_master": 1,
         "positive_volume": 1,
         "required:close": 1,
-        "duplicate_quote": 1,
         "positive_close": 1,
     }
+    assert summary.node("dedupe_quotes").rules == {"duplicate": 1}  # MSFT 2026-01-20 twice
     assert summary.node("validate_positions").rules == {"positive_price": 1}
     assert summary.rows_dead_lettered == 9
     assert summary.node("quotes").rows_out == 603 - 1 - 6
@@ -569,3 +569,45 @@ def test_a_run_that_fails_its_checks_notifies_nobody(tmp_path):
         assert smtp.messages == []
     finally:
         smtp.close()
+
+
+def test_dedupe_keeps_the_earliest_row_per_key_across_sources_and_batches():
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from connectors.records import with_positions
+    from transforms.dedupe import Dedupe
+
+    def batch(source: str, first: int, keys: list[tuple[str, str]]) -> pa.Table:
+        table = pa.table({"symbol": [k[0] for k in keys], "ts": [k[1] for k in keys]})
+        return with_positions(table, source, list(range(first, first + len(keys))))
+
+    batches = [
+        batch("b.csv", 2, [("AAPL", "d1"), ("MSFT", "d1")]),
+        batch("a.json", 1, [("AAPL", "d1"), ("AAPL", "d2")]),  # a.json sorts first: it wins
+        batch("b.csv", 4, [("MSFT", "d1"), ("MSFT", "d2")]),  # another batch of b.csv
+    ]
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create(batches) | Dedupe(["symbol", "ts"], step_name="dd")
+        kept = out.rows | beam.FlatMap(
+            lambda t: [
+                (r["symbol"], r["ts"], r["_bw_source"], r["_bw_offset"]) for r in t.to_pylist()
+            ]
+        )
+        dead = out.dead_letters | beam.FlatMap(
+            lambda t: list(zip(t.column("source").to_pylist(), t.column("offset").to_pylist(),
+                               t.column("errorMessage").to_pylist(), strict=True))
+        )  # fmt: skip
+        assert_that(
+            kept,
+            equal_to([("AAPL", "d1", "a.json", 1), ("AAPL", "d2", "a.json", 2),
+                      ("MSFT", "d1", "b.csv", 3), ("MSFT", "d2", "b.csv", 5)]),
+            label="kept",
+        )  # fmt: skip
+        assert_that(
+            dead,
+            equal_to([("b.csv", 2, "(symbol, ts) already in a.json at 1"),
+                      ("b.csv", 4, "(symbol, ts) already in b.csv at 3")]),
+            label="dead",
+        )  # fmt: skip
