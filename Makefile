@@ -4,8 +4,9 @@
 # Everything is installed into .venv in this directory; nothing else is needed but python3.
 
 PYTHON ?= python3
-# Two environments: the product as users install it (make demo, make bench: no test tools, no
-# Dataflow client), and the product with its test extra (make test). Installing the gcp extra
+# Two environments: the product as users install it (make demo, make bench: the broker, http and
+# postgres extras the benches use; no test tools, no Dataflow client), and the product with its
+# test extra (make test). Installing the gcp extra
 # (Beam's Dataflow runner, needed by the translation tests) makes `import apache_beam` load
 # Beam's GCP modules, ~0.5 s more for every run: the demo must not pay for the tests' needs.
 VENV ?= .venv
@@ -15,12 +16,12 @@ TEST_VENV ?= .venv-test
 TEST_BIN := $(TEST_VENV)/bin
 TEST_STAMP := $(TEST_VENV)/.installed
 
-.PHONY: demo test test-fast bench lint clean browser postgres
+.PHONY: demo test test-fast bench lint clean browser postgres redis
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[broker]'
+	$(BIN)/python -m pip install --quiet -e '.[broker,http,postgres]'
 	touch $(STAMP)
 
 $(TEST_STAMP): pyproject.toml
@@ -32,7 +33,7 @@ $(TEST_STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/beamwright run data_processing --summary-json beamwright-output/data_processing/summary.json
 
-test: $(TEST_STAMP) browser postgres
+test: $(TEST_STAMP) browser postgres redis
 	$(TEST_BIN)/lint-imports
 	$(TEST_BIN)/python -m pytest -m "slow or not slow" -q
 
@@ -42,6 +43,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium not installed: the browser rendering test will be skipped"
+
+# The http step's shared-cache test starts a throw-away redis-server (Debian's package) on
+# loopback. Installed when missing and we are root; otherwise that test is skipped.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) ; } || \
+	  echo "redis-server not installed: the http step's Redis cache test will be skipped"
 
 # The postgres lookup tests start a throw-away PostgreSQL from Debian's server binaries
 # (initdb, postgres). Installed when missing and we are root; otherwise those tests are skipped.

@@ -56,9 +56,10 @@ from connectors.http.caller import (
     Outcome,
 )
 from connectors.http.pool import ConnectionPool
-from connectors.http.request import Request, Response
+from connectors.http.request import Request, Response, decode_json
 from connectors.http.retry import DEFAULT_RETRY, RetryPolicy
 from connectors.http.template import RequestTemplate, TemplateError
+from connectors.http.typed_json import BulkAnswer, bulk_decoder
 from connectors.metrics import NodeCounters
 from connectors.records import POSITION_COLUMNS, dead_letters_for_rows
 from connectors.secrets import Secret
@@ -69,6 +70,7 @@ from transforms.credentials import AuthenticationFailed, Credentials, Credential
 from transforms.step import ArrowStep, StepResult
 
 ON_MISSING = ("keep", "reject", "drop")
+_SCALARS = (str, int, float)  # what a record id in a bulk answer may be (bool is an int)
 REQUESTS, ROWS_ENRICHED, ROWS_MISSED, BREAKER_OPENS = (
     "requests",
     "rows_enriched",
@@ -307,6 +309,7 @@ class HttpEnricher:
             send=self._send,
             fatal=(AuthenticationFailed, CredentialUnavailable, TokenEndpointError),
             before_retry=limiter.acquire if limiter is not None else None,
+            decode=self._bulk_decoder() or decode_json,
         )
         self._strategy = make_strategy(self.strategy, workers=self.workers, name=self.step_name)
         self._record = jsonpath.record_getter(self._paths)
@@ -316,6 +319,13 @@ class HttpEnricher:
         self._totals: Counter[str] = Counter()
         self._opens_seen = self._breakers.opens()
         self._ready = True
+
+    def _bulk_decoder(self) -> Any:
+        """A bulk step's typed decoder (answers straight to ids and field values), if the
+        paths allow one and msgspec is installed."""
+        if self.bulk is None:
+            return None
+        return bulk_decoder(self._items, self._item_id, self._paths)
 
     def _send(self, request: Request) -> Response:
         if self.credentials is None or self.auth is None:
@@ -420,6 +430,11 @@ class HttpEnricher:
         outcome = self._caller(request)
         if not outcome.ok:
             return [self._resolve(outcome)] * len(ids)
+        if isinstance(outcome.body, BulkAnswer):  # decoded typed: ids and values at hand
+            by_id = {
+                i: row for i, row in zip(*outcome.body, strict=True) if isinstance(i, _SCALARS)
+            }
+            return self._align(ids, by_id)
         items = jsonpath.get(outcome.body, self._items)
         if not isinstance(items, list):
             failure = _Failure(
@@ -433,8 +448,13 @@ class HttpEnricher:
         by_id = {}
         for item in items:
             found = item_id(item)
-            if found is not None:
+            if isinstance(found, _SCALARS):  # an object or list is no id: the record is unknown
                 by_id[found] = extract(item)
+        return self._align(ids, by_id)
+
+    @staticmethod
+    def _align(ids: list[Any], by_id: dict[Any, Any]) -> list[Any]:
+        """Each sent id's record values, or :data:`_MISS` when the answer lacks it."""
         results = [by_id.get(i, _MISS) for i in ids]
         if _MISS in results:  # ids sent as numbers may come back as text, or the other way
             by_text = {_text(k): v for k, v in by_id.items()}

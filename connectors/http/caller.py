@@ -20,7 +20,7 @@ from typing import Any
 from connectors.http.breaker import Breakers
 from connectors.http.cache import MISSING, TTLCache
 from connectors.http.pool import ConnectionPool
-from connectors.http.request import Request, Response
+from connectors.http.request import Request, Response, decode_json
 from connectors.http.retry import DEFAULT_RETRY, RetryPolicy
 
 NOT_FOUND = 404
@@ -67,6 +67,8 @@ class HttpCaller:
     fatal: exception types that end the request at once (credentials rejected everywhere).
     before_retry: called before every attempt after the first (the job-wide rate limiter's
         ``acquire``: the strategy paces first attempts, this paces retries).
+    decode: a successful answer's bytes -> the outcome's ``body``; default the general JSON
+        decoder (a bulk step passes a typed one: :mod:`connectors.http.typed_json`).
     sleep, rng: injectable for tests.
     """
 
@@ -81,6 +83,7 @@ class HttpCaller:
         send: Callable[[Request], Response] | None = None,
         fatal: tuple[type[BaseException], ...] = (),
         before_retry: Callable[[], Any] | None = None,
+        decode: Callable[[bytes], Any] = decode_json,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -92,6 +95,7 @@ class HttpCaller:
         self._send = send or (lambda request: pool.send(request, timeout=timeout))
         self.fatal = fatal
         self.before_retry = before_retry
+        self._decode = decode
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
@@ -160,9 +164,8 @@ class HttpCaller:
                 breaker.record(response.status < 500)
                 if 200 <= response.status < 300:
                     try:
-                        return Outcome(
-                            response.status, response.json(), attempt, headers=response.headers
-                        )
+                        body = self._decode(response.body) if response.body else None
+                        return Outcome(response.status, body, attempt, headers=response.headers)
                     except ValueError:
                         return Outcome(
                             response.status, attempts=attempt, error="response is not JSON"
