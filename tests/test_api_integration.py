@@ -588,3 +588,16 @@ def test_stream_relay_reconnects_from_the_last_event_id(kafka_broker: Any, topic
     records = fixtures.consume_all(servers, name)
     assert [json.loads(r.value)["id"] for r in records] == list(range(14))  # none twice
     assert [r.key for r in records][-1] == b"14"
+
+
+def test_an_unreadable_checkpoint_stops_the_run_before_it_starts(
+    tmp_path: Path, api: SampleApi
+) -> None:
+    from pipelines.loading import SpecError
+
+    marks_file(tmp_path).parent.mkdir(parents=True)
+    marks_file(tmp_path).write_text("{not json")
+    with pytest.raises(SpecError, match=r"incremental\.checkpoint.*delete it"):
+        run_spec(expand(tmp_path, api_endpoints=f"{api.url}/orders"))
+    assert api.total_requests() == 0
+    assert marks_file(tmp_path).read_text() == "{not json"
