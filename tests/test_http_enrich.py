@@ -686,3 +686,29 @@ def test_the_summary_says_the_effective_rate_a_limit_let_through(tmp_path: Path)
     stats = summary.node("enrich").stats
     assert stats["calls"] == 150
     assert 60 <= stats["effective_rate_per_s"] <= 100, stats
+
+
+@pytest.mark.slow
+def test_a_500_per_second_limit_holds_in_the_servers_log_retries_included(tmp_path: Path) -> None:
+    """The issue's case through the whole run (spec, Beam, two worker threads of 64 calls in
+    flight): with 5 % of requests answered 429 and retried, no sliding one-second window of
+    the server's own log holds more than 500 requests, and the limit is used (not simply
+    slow); every row is enriched or dead-lettered."""
+    from pipelines.run import run_spec
+
+    with EnrichApi(rate_429=0.05, retry_after=0.01) as server:
+        step = {
+            "url": server.url + "/customers/{id}",
+            "fields": {"name": "name"},
+            "cache": None,
+            "retry": {"max_attempts": 6, "backoff": 0.01},
+            "strategy": {"max_concurrency": 64, "rate_limit": 500},
+        }
+        summary = run_spec(_spec(tmp_path, list(range(2500)), step, direct_num_workers=2))
+        busiest = server.busiest_second()
+        retried = server.outcomes["429"]
+    node = summary.node("enrich")
+    assert node.rows_out + node.rows_dead_lettered == 2500 and summary.reconciled
+    assert retried > 0 and node.stats.get("retries", 0) > 0
+    assert 425 <= busiest <= 500, busiest
+    assert node.stats["effective_rate_per_s"] <= 500

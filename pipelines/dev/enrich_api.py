@@ -218,6 +218,7 @@ class EnrichApi:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self.requests_by_second: Counter[int] = Counter()
+        self.request_times: list[float] = []  # arrival of every request (epoch seconds)
         self.calls_by_id: Counter[int] = Counter()
         self.outcomes: Counter[str] = Counter()
         handler = type("Handler", (_Handler,), {"api": self})
@@ -244,8 +245,22 @@ class EnrichApi:
     # ------------------------------------------------------------------ bookkeeping
 
     def log_request(self) -> None:
+        now = time.time()
         with self._lock:
-            self.requests_by_second[int(time.time())] += 1
+            self.requests_by_second[int(now)] += 1
+            self.request_times.append(now)
+
+    def busiest_second(self) -> int:
+        """The most requests received in any sliding one-second window (not only in whole
+        wall-clock seconds: a limit may be kept per second and still be doubled across one)."""
+        with self._lock:
+            times = sorted(self.request_times)
+        start, most = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= 1.0:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
 
     def count(self, outcome: str) -> None:
         with self._lock:
@@ -312,6 +327,7 @@ class EnrichApi:
     def reset_log(self) -> None:
         with self._lock:
             self.requests_by_second.clear()
+            self.request_times.clear()
             self.calls_by_id.clear()
             self.outcomes.clear()
 
