@@ -5,6 +5,8 @@ publishes nothing."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,23 @@ def test_a_warning_severity_reports_without_failing(tmp_path: Path) -> None:
     )
     assert not verdict["success"] and verdict["severity"] == "warning"
     assert summary.published
+
+
+def test_a_run_with_a_fully_compiled_suite_never_imports_great_expectations(
+    tmp_path: Path,
+) -> None:
+    # the orders suite of the issue: six row-level expectations compiled to Arrow, row count
+    # and mean judged on the dataset; GX itself is not needed (its import takes seconds)
+    write_orders(tmp_path / "in.jsonl")
+    suite = Path(__file__).parent / "data" / "gx" / "orders.json"
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tests.test_gx_dataset import run\n"
+        f"summary = run(Path({str(tmp_path)!r}), Path({str(suite)!r}), 'warning')\n"
+        "assert summary.published and len(summary.data_quality) == 2, summary\n"
+        "assert summary.node('check').rows_dead_lettered > 0\n"
+        "gx = sorted(m for m in sys.modules if m.startswith('great_expectations'))\n"
+        "assert not gx, gx[:5]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])

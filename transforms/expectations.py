@@ -8,15 +8,21 @@ A suite is the JSON GX writes with ``suite.to_json_dict()`` (``gx/expectations/*
 The GX 0.x spellings ``expectation_type`` and ``expectation_suite_name`` are accepted too, so
 older suites keep working.
 
-Two kinds of expectation come out of an evaluation:
+Three kinds of expectation:
 
 * row-level (column map, column pair map and multicolumn map) expectations say which rows are
   unexpected; those rows are rejected with one readable reason per failed expectation, and
-  the caller sends them to dead letters;
-* aggregate expectations (row counts, means, distinct values, ...) describe the batch as a
-  whole, so they cannot reject a row; they are reported as outcomes only.
+  the caller sends them to dead letters. Those with an exact Arrow equivalent on the batch's
+  column types run as pyarrow kernels (:mod:`transforms.gx_compile`, proven against GX by
+  ``tests/test_gx_differential.py``); the rest run through GX;
+* table-level expectations with a mergeable metric (row count, mean, median, min, max, sum,
+  stdev, distinct values: :mod:`transforms.gx_table`) are not judged per batch at all: the
+  validate step adds each batch to a partial aggregate and the run judges them once on the
+  whole input (:mod:`pipelines.dataset_expectations`);
+* other aggregate expectations run through GX on each batch and are reported as outcomes
+  only: they cannot reject a row.
 
-Semantics are GX's, applied to one batch at a time, which users should know about:
+Semantics are GX's (pandas engine), applied to one batch at a time, which users should know:
 
 * Nulls: apart from ``expect_column_values_to_not_be_null`` / ``..._to_be_null``, GX skips
   missing values in column map expectations (``filter_column_isnull = True`` on
@@ -24,17 +30,19 @@ Semantics are GX's, applied to one batch at a time, which users should know abou
   not fail a regex. Add a not-null expectation to reject nulls. GX looks at the pandas
   DataFrame, where a float NaN also counts as missing.
 * Every unexpected row is rejected, even when ``mostly`` lets the expectation itself succeed:
-  whether a row is acceptable must not depend on which batch it happened to land in.
-  ``mostly`` only decides the outcome's ``success``.
-* Batch-relative expectations (``expect_column_values_to_be_unique``, row counts, means, ...)
-  see only the current batch of up to ``batch_size`` rows, never the whole dataset. GX flags
-  *every* row of a duplicated value, not just the repeats (``~column.duplicated(keep=False)``).
+  GX still lists the row in ``unexpected_index_list``, and whether a row is acceptable must
+  not depend on which batch it happened to land in. ``mostly`` only decides ``success``.
+* ``expect_column_values_to_be_unique`` sees the current batch of up to ``batch_size`` rows,
+  never the whole dataset; GX flags *every* row of a duplicated value, not just the repeats
+  (``~column.duplicated(keep=False)``).
 * An expectation GX cannot evaluate on a batch (a column missing from it, a regex that does not
   compile) fails with ``error`` set and rejects no rows.
 
-Importing great_expectations takes seconds, so this module only imports it inside methods:
-loading and structurally checking a suite (``from_file``) never does, ``check_with_gx`` does
-once when the pipeline is built, and each worker builds its GX objects once, on first use.
+Importing great_expectations takes seconds, so this module only imports it inside methods and
+only for expectations that must run in GX: loading and structurally checking a suite
+(``from_file``) never does, ``check_with_gx`` does once when the pipeline is built if some
+expectation can only run in GX, and each worker builds its GX objects once, on first use. A
+suite that compiles entirely never imports GX.
 """
 
 from __future__ import annotations

@@ -160,7 +160,8 @@ class Validator:
         """Nothing to build eagerly; a GX suite builds its context on first use."""
 
     def finish_bundle(self) -> None:
-        """Write the bundle's partial aggregate (read back by :func:`read_partials`)."""
+        """Write the bundle's partial aggregate (merged after the run by
+        :class:`pipelines.dataset_expectations.DatasetExpectations`)."""
         partial = self._partial
         if partial is None or not partial.rows or self.aggregates_dir is None:
             return
