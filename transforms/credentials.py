@@ -48,8 +48,6 @@ from typing import Any, TypeVar
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import StandardOptions
-from apache_beam.transforms import combiners, trigger, window
-from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from connectors.errors import EXIT_RUN_FAILED, RunError
 from connectors.metrics import METRIC_NAMESPACE
@@ -59,10 +57,10 @@ from connectors.secrets.model import CURRENT, SecretSource, StageView, Versioned
 from connectors.secrets.policy import RotationPolicy
 from connectors.secrets.registry import open_source
 from connectors.secrets.reporting import AuthFailure, FailureReporter
+from transforms.periodic import periodic_latest
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-MAX_TIMESTAMP = 2**62 / 1e6  # seconds: PeriodicImpulse's "never stop"
 
 
 class AuthenticationFailed(RunError):
@@ -174,19 +172,12 @@ class ReadSecretVersions(beam.PTransform):
         fetch = beam.ParDo(_FetchStages(self._source_json, self._name)).with_output_types(StageView)
         if not streaming:
             return pbegin | "Once" >> beam.Impulse() | "Fetch" >> fetch
-        start = time.time()
-        stop = start + self._stop_after if self._stop_after is not None else MAX_TIMESTAMP
-        return (
-            pbegin
-            | "Every" >> PeriodicImpulse(start, stop, self._interval, apply_windowing=False)
-            | "Fetch" >> fetch
-            | "Global"
-            >> beam.WindowInto(
-                window.GlobalWindows(),
-                trigger=trigger.Repeatedly(trigger.AfterCount(1)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-            )
-            | "Latest" >> combiners.Latest.Globally().without_defaults()
+        return periodic_latest(
+            pbegin,
+            fetch,
+            interval=self._interval,
+            stop_after=self._stop_after,
+            read_label="Fetch",
         )
 
 
@@ -422,7 +413,11 @@ class Credentials:
                 f"secret {self.name!r}: the store has not confirmed the last-known-good value for "
                 f"{age:.0f}s (max_staleness {self.max_staleness:g}s)"
             )
-        usable = [c for c in found if self.allow_expired or c.expire_time is None or c.expire_time.timestamp() > now]
+        usable = [
+            c
+            for c in found
+            if self.allow_expired or c.expire_time is None or c.expire_time.timestamp() > now
+        ]
         if found and not usable:
             raise CredentialUnavailable(
                 f"secret {self.name!r}: every known version has expired (version {found[0].version}); "

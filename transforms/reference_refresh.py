@@ -23,7 +23,8 @@ newest version it has seen.
 On the local FnApiRunner a downstream stage only starts once its side input's stage has
 finished, so the impulse must stop (``stop_after``) and the lookup sees the last version read
 before the main input started; the refresh while rows flow needs a streaming runner (Flink,
-Dataflow). ``credentials.ReadSecretVersions`` is the same shape for secrets.
+Dataflow). The pattern is :func:`transforms.periodic.periodic_latest`, shared with
+the credentials side input.
 """
 
 from __future__ import annotations
@@ -31,20 +32,17 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.transforms import combiners, trigger, window
-from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from connectors.metrics import NodeCounters
 from connectors.records import strip_positions
+from transforms.periodic import periodic_latest
 
 log = logging.getLogger(__name__)
-MAX_TIMESTAMP = 2**62 / 1e6  # seconds: PeriodicImpulse's "never stop"
 REJECTS_STAT = "reference_rejects"
 
 
@@ -144,17 +142,6 @@ class RefreshReference(beam.PTransform):
         self._stop_after = stop_after
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        start = time.time()
-        stop = start + self._stop_after if self._stop_after is not None else MAX_TIMESTAMP
-        return (
-            pbegin
-            | "Every" >> PeriodicImpulse(start, stop, self._refresh, apply_windowing=False)
-            | "Read" >> beam.ParDo(self._read)
-            | "Global"
-            >> beam.WindowInto(
-                window.GlobalWindows(),
-                trigger=trigger.Repeatedly(trigger.AfterCount(1)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-            )
-            | "Latest" >> combiners.Latest.Globally().without_defaults()
+        return periodic_latest(
+            pbegin, beam.ParDo(self._read), interval=self._refresh, stop_after=self._stop_after
         )
