@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.http import jsonpath
-from connectors.http.auth import AuthScheme, TokenEndpointError, TokenRejected
+from connectors.http.auth import AuthScheme
 from connectors.http.breaker import BreakerConfig, Breakers
 from connectors.http.cache import MISSING, TTLCache
 from connectors.http.caller import (
@@ -52,21 +52,20 @@ from connectors.http.caller import (
     CACHE_HITS,
     CACHE_MISSES,
     CALLS,
-    HttpCaller,
     Outcome,
 )
 from connectors.http.pool import ConnectionPool
-from connectors.http.request import Request, Response, decode_json
+from connectors.http.request import Request, decode_json
 from connectors.http.retry import DEFAULT_RETRY, RetryPolicy
 from connectors.http.template import RequestTemplate, TemplateError
 from connectors.http.typed_json import BulkAnswer, bulk_decoder
 from connectors.metrics import NodeCounters
 from connectors.records import POSITION_COLUMNS, dead_letters_for_rows
-from connectors.secrets import Secret
-from connectors.secrets.audit import scrub
 from transforms.call_strategies import StrategyConfig, make_limiter, make_strategy
 from transforms.coerce import ARROW_TYPES, coerce
-from transforms.credentials import AuthenticationFailed, Credentials, CredentialUnavailable
+from transforms.credentials import Credentials
+from transforms.http_client import check_options, open_caller, scrub_credentials
+from transforms.json_records import json_text
 from transforms.step import ArrowStep, StepResult
 
 ON_MISSING = ("keep", "reject", "drop")
@@ -155,14 +154,6 @@ def _per_worker(key: tuple[Any, ...], make: Any) -> Any:
         return _WORKER[key]
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
 def typed_column(values: list[Any], type_name: str) -> tuple[pa.Array, int]:
     """``values`` (from JSON) as an Arrow array of ``type_name``; values that do not cast
     become null. Returns the array and how many values failed their cast."""
@@ -184,7 +175,7 @@ def typed_column(values: list[Any], type_name: str) -> tuple[pa.Array, int]:
             cast, failed = coerce(texts, target)
             bad = (pc.sum(failed).as_py() or 0) if failed is not None else 0
             return pc.if_else(pa.array(is_text), cast, direct), bad
-    text = pa.array([None if v is None else _text(v) for v in values], pa.string())
+    text = pa.array([None if v is None else json_text(v) for v in values], pa.string())
     cast, failed = coerce(text, target)
     return cast, (pc.sum(failed).as_py() or 0) if failed is not None else 0
 
@@ -231,11 +222,7 @@ class HttpEnricher:
     ) -> None:
         if on_missing not in ON_MISSING:
             raise ValueError(f"on_missing must be one of {ON_MISSING}")
-        if (auth is None) != (credentials is None):
-            raise ValueError("auth and credentials go together")
-        unknown = {f.name: f.type for f in fields if f.type not in ARROW_TYPES}
-        if unknown:
-            raise ValueError(f"unknown types {unknown}; use one of {sorted(ARROW_TYPES)}")
+        check_options(fields, auth, credentials)
         self.step_name = step_name
         self.run_id = run_id
         self.template = RequestTemplate(
@@ -297,18 +284,15 @@ class HttpEnricher:
                 ("cache", *key, cache),
                 cache.open,
             )
-        if self.credentials is not None:
-            self.credentials.setup()
-        limiter = make_limiter(self.strategy, workers=self.workers, name=self.step_name)
-        self._caller = HttpCaller(
+        self._caller = open_caller(
             self._pool,
+            auth=self.auth,
+            credentials=self.credentials,
             timeout=self.timeout,
             retry=self.retry,
             breakers=self._breakers,
+            limiter=make_limiter(self.strategy, workers=self.workers, name=self.step_name),
             cache=self._cache if self.bulk is None else None,
-            send=self._send,
-            fatal=(AuthenticationFailed, CredentialUnavailable, TokenEndpointError),
-            before_retry=limiter.acquire if limiter is not None else None,
             decode=self._bulk_decoder() or decode_json,
         )
         self._strategy = make_strategy(self.strategy, workers=self.workers, name=self.step_name)
@@ -326,31 +310,6 @@ class HttpEnricher:
         if self.bulk is None:
             return None
         return bulk_decoder(self._items, self._item_id, self._paths)
-
-    def _send(self, request: Request) -> Response:
-        if self.credentials is None or self.auth is None:
-            return self._pool.send(request, timeout=self.timeout)
-        auth, pool = self.auth, self._pool
-
-        def attempt(secret: Secret) -> Response:
-            try:
-                headers = auth.headers(secret, pool)
-            except TokenRejected as exc:
-                raise AuthenticationFailed(str(exc)) from None
-            response = pool.send(request, timeout=self.timeout, extra_headers=headers)
-            if response.status in (401, 403):
-                auth.rejected(secret, headers)
-                raise AuthenticationFailed(f"HTTP {response.status} from {request.host}")
-            return response
-
-        return self.credentials.call(attempt)
-
-    def _scrub(self, text: str) -> str:
-        if self.credentials is not None:
-            text = self.credentials.scrub(text)
-        if self.auth is not None:
-            text = scrub(text, [Secret(t.encode()) for t, _ in list(self.auth._tokens.values())])
-        return text
 
     # ------------------------------------------------------------------ calls
 
@@ -457,9 +416,9 @@ class HttpEnricher:
         """Each sent id's record values, or :data:`_MISS` when the answer lacks it."""
         results = [by_id.get(i, _MISS) for i in ids]
         if _MISS in results:  # ids sent as numbers may come back as text, or the other way
-            by_text = {_text(k): v for k, v in by_id.items()}
+            by_text = {json_text(k): v for k, v in by_id.items()}
             results = [
-                r if r is not _MISS else by_text.get(_text(i), _MISS)
+                r if r is not _MISS else by_text.get(json_text(i), _MISS)
                 for i, r in zip(ids, results, strict=True)
             ]
         return results
@@ -568,7 +527,11 @@ class HttpEnricher:
 
     def _describe(self, failure: _Failure) -> str:
         status = failure.status if failure.status is not None else "none"
-        return self._scrub(f"http: status={status} attempts={failure.attempts}: {failure.error}")
+        return scrub_credentials(
+            f"http: status={status} attempts={failure.attempts}: {failure.error}",
+            self.auth,
+            self.credentials,
+        )
 
     def _inc(self, what: str, n: int) -> None:
         self._counters.inc(what, n)

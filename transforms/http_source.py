@@ -36,13 +36,12 @@ import pyarrow.compute as pc
 
 from connectors.errors import RunError
 from connectors.http import jsonpath
-from connectors.http.auth import AuthScheme, TokenEndpointError, TokenRejected
+from connectors.http.auth import AuthScheme
 from connectors.http.breaker import BreakerConfig, Breakers
-from connectors.http.caller import HttpCaller
 from connectors.http.checkpoint import to_metric
 from connectors.http.paging import Pagination, with_query
 from connectors.http.pool import ConnectionPool
-from connectors.http.request import Request, Response
+from connectors.http.request import Request
 from connectors.http.retry import DEFAULT_RETRY, RetryPolicy
 from connectors.metrics import METRIC_NAMESPACE, ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
 from connectors.names import labelled_pardo
@@ -52,11 +51,9 @@ from connectors.records import (
     dead_letters_for_rejects,
     with_positions,
 )
-from connectors.secrets import Secret
-from connectors.secrets.audit import scrub
 from transforms.call_strategies import StrategyConfig, make_limiter
-from transforms.coerce import ARROW_TYPES
-from transforms.credentials import AuthenticationFailed, Credentials, CredentialUnavailable
+from transforms.credentials import Credentials
+from transforms.http_client import check_options, open_caller, scrub_credentials
 from transforms.json_records import SourceField, decode_records
 
 ROWS, DEAD_LETTERS = "rows", "dead_letters"
@@ -137,11 +134,7 @@ class HttpReader:
         batch_size: int = 10_000,
         run_id: str = "",
     ) -> None:
-        if (auth is None) != (credentials is None):
-            raise ValueError("auth and credentials go together")
-        unknown = {f.name: f.type for f in fields if f.type not in ARROW_TYPES}
-        if unknown:
-            raise ValueError(f"unknown types {unknown}; use one of {sorted(ARROW_TYPES)}")
+        check_options(fields, auth, credentials)
         names = [f.name for f in fields]
         if mark_field is not None:
             kind = {f.name: f.type for f in fields}.get(mark_field)
@@ -177,50 +170,20 @@ class HttpReader:
     def setup(self) -> None:
         if self._ready:
             return
-        self._pool = ConnectionPool()
-        if self.credentials is not None:
-            self.credentials.setup()
         self._limiter = make_limiter(
             StrategyConfig(rate_limit=self.rate_limit), workers=self.workers, name=self.source_name
         )
-        self._caller = HttpCaller(
-            self._pool,
+        self._caller = open_caller(
+            ConnectionPool(),
+            auth=self.auth,
+            credentials=self.credentials,
             timeout=self.timeout,
             retry=self.retry,
             breakers=Breakers(self.breaker),
-            send=self._send,
-            fatal=(AuthenticationFailed, CredentialUnavailable, TokenEndpointError),
-            before_retry=self._limiter.acquire if self._limiter is not None else None,
+            limiter=self._limiter,
         )
         self._counters = NodeCounters(self.source_name)
         self._ready = True
-
-    def _send(self, request: Request) -> Response:
-        """One attempt, with credential headers added at send time (the enrichment step's
-        rule: 401/403 make the credential service's helper try ``previous`` and refresh)."""
-        if self.credentials is None or self.auth is None:
-            return self._pool.send(request, timeout=self.timeout)
-        auth, pool = self.auth, self._pool
-
-        def attempt(secret: Secret) -> Response:
-            try:
-                headers = auth.headers(secret, pool)
-            except TokenRejected as exc:
-                raise AuthenticationFailed(str(exc)) from None
-            response = pool.send(request, timeout=self.timeout, extra_headers=headers)
-            if response.status in (401, 403):
-                auth.rejected(secret)
-                raise AuthenticationFailed(f"HTTP {response.status} from {request.host}")
-            return response
-
-        return self.credentials.call(attempt)
-
-    def _scrub(self, text: str) -> str:
-        if self.credentials is not None:
-            text = self.credentials.scrub(text)
-        if self.auth is not None:
-            text = scrub(text, [Secret(t.encode()) for t, _ in list(self.auth._tokens.values())])
-        return text
 
     def first_request(self, endpoint: Endpoint) -> Request:
         url = endpoint.url
@@ -246,9 +209,11 @@ class HttpReader:
             if not outcome.ok:
                 status = outcome.status if outcome.status is not None else "none"
                 raise HttpSourceError(
-                    self._scrub(
+                    scrub_credentials(
                         f"{request.describe()}: status={status} attempts={outcome.attempts}: "
-                        f"{outcome.error or 'failed'}"
+                        f"{outcome.error or 'failed'}",
+                        self.auth,
+                        self.credentials,
                     ),
                     where=self.source_name,
                     hint="the run fetched nothing for good; its checkpoint is unchanged",

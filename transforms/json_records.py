@@ -29,7 +29,9 @@ class SourceField:
     type: str = "string"
 
 
-def _text(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """A JSON value as text to cast from or to compare by: ``true``/``false`` for booleans
+    (not Python's ``True``), objects and lists as JSON with sorted keys, anything else ``str``."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
@@ -56,11 +58,11 @@ def decode_records(
             continue
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
             pass
-        text = pa.array([None if v is None else _text(v) for v in values], pa.string())
+        text = pa.array([None if v is None else json_text(v) for v in values], pa.string())
         cast, failed = coerce(text, target)
         if failed is not None:
             for i in pc.indices_nonzero(failed).to_pylist():
-                bad.setdefault(i, f"{spec.name}: {_text(values[i])[:80]!r} is not {spec.type}")
+                bad.setdefault(i, f"{spec.name}: {json_text(values[i])[:80]!r} is not {spec.type}")
         columns.append(cast)
     table = pa.table(columns, names=[f.name for f in fields])
     if bad:
