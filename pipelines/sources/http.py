@@ -29,7 +29,14 @@ from pydantic import Field, model_validator
 
 from pipelines.registry import Kind
 from pipelines.spec_base import Name, SpecModel
-from pipelines.steps.http import AuthSpec, BreakerSpec, ResponseField, RetrySpec
+from pipelines.steps.http import (
+    AuthSpec,
+    BreakerSpec,
+    ResponseField,
+    RetrySpec,
+    open_auth,
+    response_fields,
+)
 
 
 class PaginationSpec(SpecModel):
@@ -119,22 +126,14 @@ class HttpSourceSpec(SpecModel):
                     "type timestamp or int64"
                 )
         if self.auth is not None:
-            secret_headers = {"authorization", self.auth.header.lower()}
-            clash = [h for h in self.headers if h.lower() in secret_headers]
-            if clash:
-                raise ValueError(
-                    f"headers.{clash[0]} is set by 'auth'; credentials never go in headers"
-                )
+            self.auth.check_headers(self.headers)
         return self
 
     def urls(self) -> list[str]:
         return [self.url] if isinstance(self.url, str) else list(self.url)
 
     def source_fields(self) -> dict[str, ResponseField]:
-        return {
-            name: ResponseField(path=spec) if isinstance(spec, str) else spec
-            for name, spec in self.fields.items()
-        }
+        return response_fields(self.fields)
 
 
 def dataset_uri(url: str) -> str:
@@ -144,12 +143,10 @@ def dataset_uri(url: str) -> str:
 
 
 def build(node: HttpSourceSpec, ctx: Any, path: str) -> None:
-    from connectors.http.auth import AuthScheme
     from connectors.http.breaker import BreakerConfig
     from connectors.http.checkpoint import CheckpointError, from_metric, read_marks, write_marks
     from connectors.http.paging import Pagination
     from connectors.http.retry import RetryPolicy
-    from pipelines.steps.http import _credentials
     from transforms.call_strategies import StrategyError, workers_from_options
     from transforms.http_source import Endpoint, ReadHttp, SourceField, high_water_marks
 
@@ -171,13 +168,7 @@ def build(node: HttpSourceSpec, ctx: Any, path: str) -> None:
         for u in node.urls()
     ]
     fields = [SourceField(n, f.path, f.type) for n, f in node.source_fields().items()]
-    auth = credentials = None
-    if node.auth is not None:
-        a = node.auth
-        auth = AuthScheme(
-            a.type, a.username, a.header, a.token_url, a.client_id, a.scope, timeout=node.timeout
-        )
-        credentials = _credentials(a, path)
+    auth, credentials = open_auth(node.auth, node.timeout, path)
     p = node.pagination
     read = ReadHttp(
         endpoints,

@@ -9,6 +9,7 @@ name the path before the first placeholder).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -21,6 +22,14 @@ from pipelines.spec_base import FieldType, SecretSpec, SpecModel, StepBase, Stra
 class ResponseField(SpecModel):
     path: str = Field(description='JSON path in the answer: a.b, tags[0], "odd.key".x')
     type: FieldType = "string"
+
+
+def response_fields(fields: Mapping[str, ResponseField | str]) -> dict[str, ResponseField]:
+    """A spec's ``fields`` with the short form (a bare path: a string column) spelled out."""
+    return {
+        name: ResponseField(path=spec) if isinstance(spec, str) else spec
+        for name, spec in fields.items()
+    }
 
 
 class BulkSpec(SpecModel):
@@ -68,6 +77,16 @@ class AuthSpec(SpecModel):
         if self.type == "basic" and not self.username:
             raise ValueError("basic needs a username")
         return self
+
+    def check_headers(self, headers: Mapping[str, str]) -> None:
+        """Raise ValueError if fixed ``headers`` set one this auth sets: credentials come only
+        from the secret reference, never written into the spec."""
+        secret_headers = {"authorization", self.header.lower()}
+        clash = [h for h in headers if h.lower() in secret_headers]
+        if clash:
+            raise ValueError(
+                f"headers.{clash[0]} is set by 'auth'; credentials never go in headers"
+            )
 
 
 class RetrySpec(SpecModel):
@@ -148,19 +167,11 @@ class HttpStepSpec(StepBase):
             except ValueError as exc:
                 raise ValueError(f"fields.{name}: {exc}") from None
         if self.auth is not None:
-            secret_headers = {"authorization", self.auth.header.lower()}
-            clash = [h for h in self.headers if h.lower() in secret_headers]
-            if clash:
-                raise ValueError(
-                    f"headers.{clash[0]} is set by 'auth'; credentials never go in headers"
-                )
+            self.auth.check_headers(self.headers)
         return self
 
     def response_fields(self) -> dict[str, ResponseField]:
-        return {
-            name: ResponseField(path=spec) if isinstance(spec, str) else spec
-            for name, spec in self.fields.items()
-        }
+        return response_fields(self.fields)
 
     def request_fields(self) -> list[str]:
         from connectors.http.template import RequestTemplate
@@ -180,6 +191,26 @@ def dataset_uri(node: HttpStepSpec) -> str:
     parts = urlsplit(node.url)
     path = parts.path.split("{", 1)[0].rstrip("/") or "/"
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def open_auth(auth: AuthSpec | None, timeout: float, path: str) -> tuple[Any, Any]:
+    """The request auth scheme and the credential service's helper for ``auth`` (both None
+    without it), as the ``http`` step and the ``http`` source use them; the secret reference
+    is resolved now so a missing secret fails the build, not a worker."""
+    if auth is None:
+        return None, None
+    from connectors.http.auth import AuthScheme
+
+    scheme = AuthScheme(
+        auth.type,
+        auth.username,
+        auth.header,
+        auth.token_url,
+        auth.client_id,
+        auth.scope,
+        timeout=timeout,
+    )
+    return scheme, _credentials(auth, path)
 
 
 def _credentials(auth: AuthSpec, path: str) -> Any:
@@ -212,7 +243,6 @@ def _credentials(auth: AuthSpec, path: str) -> Any:
 
 
 def build(node: HttpStepSpec, ctx: Any, path: str, rows: Any) -> Any:
-    from connectors.http.auth import AuthScheme
     from connectors.http.breaker import BreakerConfig
     from connectors.http.retry import RetryPolicy
     from transforms.call_strategies import StrategyConfig, StrategyError, workers_from_options
@@ -225,13 +255,7 @@ def build(node: HttpStepSpec, ctx: Any, path: str, rows: Any) -> Any:
         except StrategyError as exc:
             raise ctx.fail(f"{path}.strategy.rate_limit", exc.problem) from None
     fields = [OutputField(n, f.path, f.type) for n, f in node.response_fields().items()]
-    auth = credentials = None
-    if node.auth is not None:
-        a = node.auth
-        auth = AuthScheme(
-            a.type, a.username, a.header, a.token_url, a.client_id, a.scope, timeout=node.timeout
-        )
-        credentials = _credentials(a, path)
+    auth, credentials = open_auth(node.auth, node.timeout, path)
 
     def schema() -> Any:
         import pyarrow as pa
