@@ -150,6 +150,18 @@ CASES: dict[str, tuple[list[list[str]], Maker]] = {
         [["string"]],
         lambda r, c, k: {"column": c[0], "regex": _regex(r)},
     ),
+    "expect_column_values_to_match_regex_list": (
+        [["string"]],
+        lambda r, c, k: {
+            "column": c[0],
+            "regex_list": [_regex(r) for _ in range(r.randint(1, 3))],
+            **({"match_on": r.choice(["any", "all"])} if r.random() < 0.7 else {}),
+        },
+    ),
+    "expect_column_values_to_not_match_regex_list": (
+        [["string"]],
+        lambda r, c, k: {"column": c[0], "regex_list": [_regex(r) for _ in range(r.randint(1, 3))]},
+    ),
     "expect_column_values_to_be_unique": ([[k] for k in ANY], lambda r, c, k: {"column": c[0]}),
     "expect_column_pair_values_to_be_equal": (
         [["int", "int"], ["int", "float"], ["float", "float"], ["string", "string"]],

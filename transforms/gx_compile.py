@@ -17,8 +17,9 @@ What GX (pandas engine, 1.x) does, and so what the kernels do:
   is given: one batch. Uniqueness across the whole dataset needs a shuffle; per-batch is what
   GX on a batch means, so that is what is compiled (the dataset-wide verdict belongs to the
   table-level ``expect_column_unique_value_count_to_be_between`` and friends).
-* Regexes are searched (``re.search``), not anchored; a pattern is compiled only when
-  :mod:`transforms.gx_regex` can rewrite it for RE2 with the same matches.
+* Regexes are searched (``re.search``), not anchored; a pattern (every pattern of a
+  ``regex_list``) is compiled only when :mod:`transforms.gx_regex` can rewrite it for RE2
+  with the same matches.
 * Column pair / multicolumn expectations skip rows by ``ignore_row_if`` (defaults
   ``both_values_are_missing`` / ``all_values_are_missing``); a missing value left in compares
   unequal, and a sum with one is NaN.
@@ -235,17 +236,27 @@ def _not_in_set(kw: Mapping[str, Any], kinds: Mapping[str, str | None]) -> _Kern
     return _map_kernel(kw["column"], lambda v: pc.is_in(_as_set_key(v, value_set), value_set))
 
 
-def _regex(negate: bool) -> Callable[..., _Kernel | None]:
+def _regex(negate: bool, *, many: bool = False) -> Callable[..., _Kernel | None]:
+    """match_regex / not_match_regex, or with ``many`` their ``_list`` forms: a row matches
+    a list when any (``match_on: any``, and always for not_match) or all of its patterns
+    match."""
+
     def build(kw: Mapping[str, Any], kinds: Mapping[str, str | None]) -> _Kernel | None:
-        pattern = kw.get("regex")
-        if kinds[kw["column"]] != "string" or not isinstance(pattern, str):
+        patterns = kw.get("regex_list") if many else [kw.get("regex")]
+        match_on = kw.get("match_on", "any") if many and not negate else "any"
+        if not isinstance(patterns, list) or not patterns or match_on not in ("any", "all"):
             return None
-        re2 = to_re2(pattern)
-        if re2 is None or not re2_compiles(re2):
+        if not all(isinstance(p, str) for p in patterns):
             return None
+        translated = [to_re2(p) for p in patterns]
+        if any(t is None or not re2_compiles(t) for t in translated):
+            return None
+        combine = pc.or_ if match_on == "any" else pc.and_
 
         def condition(values: pa.ChunkedArray) -> Any:
-            found = pc.match_substring_regex(values, re2)
+            found = pc.match_substring_regex(values, translated[0])
+            for pattern in translated[1:]:
+                found = combine(found, pc.match_substring_regex(values, pattern))
             return found if negate else pc.invert(found)
 
         return _map_kernel(kw["column"], condition)
@@ -369,6 +380,16 @@ _BUILDERS: dict[str, tuple[frozenset[str], Callable[..., _Kernel | None], frozen
     "expect_column_values_to_not_match_regex": (
         frozenset({"regex"}),
         _regex(True),
+        frozenset({"string"}),
+    ),
+    "expect_column_values_to_match_regex_list": (
+        frozenset({"regex_list", "match_on"}),
+        _regex(False, many=True),
+        frozenset({"string"}),
+    ),
+    "expect_column_values_to_not_match_regex_list": (
+        frozenset({"regex_list"}),
+        _regex(True, many=True),
         frozenset({"string"}),
     ),
     "expect_column_values_to_be_unique": (
