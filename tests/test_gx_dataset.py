@@ -156,3 +156,19 @@ def test_a_run_with_a_fully_compiled_suite_never_imports_great_expectations(
         "assert not gx, gx[:5]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_suite_severity_takes_each_expectations_own_gx_severity(tmp_path: Path) -> None:
+    write_orders(tmp_path / "in.jsonl", rows=ROWS + 60)  # the row count fails, the mean too
+    suite = json.loads(write_suite(tmp_path / "suite.json", max_rows=100).read_text())
+    suite["expectations"][1]["severity"] = "warning"  # row count: reported only
+    suite["expectations"][2]["severity"] = "critical"  # mean (54.5, above 30): fails the run
+    (tmp_path / "suite.json").write_text(json.dumps(suite))
+    with pytest.raises(RunFailed) as failed:
+        run(tmp_path, tmp_path / "suite.json", "suite")
+    message = str(failed.value)
+    assert "expect_column_mean_to_be_between(amount, min_value=20, max_value=30)" in message
+    assert "row_count" not in message
+    severities = {e["expectation_type"]: e["severity"] for e in failed.value.summary.data_quality}
+    assert severities["expect_table_row_count_to_be_between"] == "warning"
+    assert severities["expect_column_median_to_be_between"] == "critical"  # GX's default
