@@ -104,7 +104,7 @@ def _bounds(rng: random.Random, kind: str) -> dict[str, Any]:
 
 
 def _value_set(rng: random.Random, kind: str) -> list[Any]:
-    pool = STRINGS if kind == "string" else INTS + [v for v in FLOATS if math.isfinite(v)]
+    pool = STRINGS if kind == "string" else INTS + [v for v in FLOATS if abs(v) <= 2.0**53]
     return rng.sample(pool, rng.randint(0, 6))
 
 
