@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.spec import ParameterSpec, PipelineSpec
+from templates.base import pipeline_spec, rejections_report
 
 PATTERNS = ["polling", "webhook", "streaming"]
 TRANSFORMATIONS = ["normalize", "validate", "enrich"]
@@ -375,16 +376,7 @@ def _sinks(values: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     if "alerts" in destinations:
-        sinks.append(
-            {
-                "name": "alerts",
-                "type": "report",
-                "input": "dead_letters",
-                "path": f"{out}/alerts/rejections_by_rule.csv",
-                "group_by": ["step", "rule"],
-                "metrics": {"rows": "count"},
-            }
-        )
+        sinks.append(rejections_report("alerts", f"{out}/alerts/rejections_by_rule.csv"))
     return sinks
 
 
@@ -411,26 +403,16 @@ class ApiIntegrationTemplate:
         if not fields:
             raise ValueError("parameters.record_fields: declare at least the record's key")
         out = values["output_dir"].rstrip("/")
-        data = {
-            "name": "api_integration",
-            "description": self.description,
-            "template": f"{self.name}@{self.version}",
-            "owner": "integrations",
-            "run": {
-                "batch_size": values["batch_size"],
-                "error_threshold": values["error_threshold"],
-            },
-            "sources": _sources(values, fields),
-            "steps": _steps(values, fields),
-            "sinks": _sinks(values),
-            "dead_letter": {"path": f"{out}/alerts/dead_letters", "format": "jsonl"},
-            "lineage": {"event_log": f"{out}/lineage/events.jsonl"},
-            "governance": {
-                "classification": "internal",
-                "fields": {"email": "PII"},
-            },
-        }
-        return PipelineSpec.model_validate(data)
+        return pipeline_spec(
+            self,
+            values,
+            owner="integrations",
+            sources=_sources(values, fields),
+            steps=_steps(values, fields),
+            sinks=_sinks(values),
+            dead_letter={"path": f"{out}/alerts/dead_letters", "format": "jsonl"},
+            governance={"classification": "internal", "fields": {"email": "PII"}},
+        )
 
 
 TEMPLATE = ApiIntegrationTemplate()

@@ -23,3 +23,51 @@ class Template(Protocol):
     parameters: Mapping[str, ParameterSpec]
 
     def expand(self, values: Mapping[str, Any]) -> PipelineSpec: ...
+
+
+def rejections_report(name: str, path: str) -> dict[str, Any]:
+    """A report sink counting the run's dead letters by step and rule, as CSV at ``path``:
+    the first place to look when rows go missing, the same in every template."""
+    return {
+        "name": name,
+        "type": "report",
+        "input": "dead_letters",
+        "path": path,
+        "group_by": ["step", "rule"],
+        "metrics": {"rows": "count"},
+    }
+
+
+def pipeline_spec(
+    template: Template,
+    values: Mapping[str, Any],
+    *,
+    owner: str,
+    sources: list[dict[str, Any]],
+    steps: list[dict[str, Any]],
+    sinks: list[dict[str, Any]],
+    dead_letter: dict[str, Any],
+    governance: dict[str, Any],
+) -> PipelineSpec:
+    """The spec a template expands to: named after ``template`` and stamped with its version
+    (so a run says which template wrote it), run settings from the ``batch_size`` and
+    ``error_threshold`` parameters every template has, and the lineage event log under
+    ``output_dir``; the rest is the template's own."""
+    out = values["output_dir"].rstrip("/")
+    data = {
+        "name": template.name,
+        "description": template.description,
+        "template": f"{template.name}@{template.version}",
+        "owner": owner,
+        "run": {
+            "batch_size": values["batch_size"],
+            "error_threshold": values["error_threshold"],
+        },
+        "sources": sources,
+        "steps": steps,
+        "sinks": sinks,
+        "dead_letter": dead_letter,
+        "lineage": {"event_log": f"{out}/lineage/events.jsonl"},
+        "governance": governance,
+    }
+    return PipelineSpec.model_validate(data)

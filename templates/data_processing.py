@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.spec import ParameterSpec, PipelineSpec
-from templates.base import SAMPLE_DATA
+from templates.base import SAMPLE_DATA, pipeline_spec, rejections_report
 
 STAGES = ["clean", "validate", "transform", "enrich", "mask"]
 DESTINATIONS = ["warehouse", "reports", "alerts"]
@@ -201,16 +201,7 @@ def _sinks(values: Mapping[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     if "alerts" in destinations:
-        sinks.append(
-            {
-                "name": "alerts",
-                "type": "report",
-                "input": "dead_letters",
-                "path": f"{out}/alerts/rejections_by_rule.csv",
-                "group_by": ["step", "rule"],
-                "metrics": {"rows": "count"},
-            }
-        )
+        sinks.append(rejections_report("alerts", f"{out}/alerts/rejections_by_rule.csv"))
     return sinks
 
 
@@ -244,33 +235,21 @@ class DataProcessingTemplate:
         if "enrich" in stages:
             sources.append({"name": "customers", "type": "file", "path": values["customers"]})
         steps = [step for stage in stages for step in _stage_steps(stage, values)]
-        sinks = _sinks(values)
         out = values["output_dir"].rstrip("/")
-        data = {
-            "name": "data_processing",
-            "description": self.description,
-            "template": f"{self.name}@{self.version}",
-            "owner": "data-platform",
-            "run": {
-                "batch_size": values["batch_size"],
-                "error_threshold": values["error_threshold"],
-            },
-            "sources": sources,
-            "steps": steps,
-            "sinks": sinks,
-            "dead_letter": {
-                "path": f"{out}/alerts/dead_letters",
-                "format": "jsonl",
-                "redact": True,
-            },
-            "lineage": {"event_log": f"{out}/lineage/events.jsonl"},
-            "governance": {
+        return pipeline_spec(
+            self,
+            values,
+            owner="data-platform",
+            sources=sources,
+            steps=steps,
+            sinks=_sinks(values),
+            dead_letter={"path": f"{out}/alerts/dead_letters", "format": "jsonl", "redact": True},
+            governance={
                 "frameworks": ["GDPR", "PCI-DSS"],
                 "classification": "internal",
                 "fields": {"name": "PII", "phone": "PII", "lifetime_value": "confidential"},
             },
-        }
-        return PipelineSpec.model_validate(data)
+        )
 
 
 TEMPLATE = DataProcessingTemplate()

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.spec import ParameterSpec, PipelineSpec
-from templates.base import SAMPLE_DATA
+from templates.base import SAMPLE_DATA, pipeline_spec, rejections_report
 
 DATA = SAMPLE_DATA / "investment"
 SOURCES = ["bloomberg", "yahoo", "alpha_vantage"]
@@ -747,16 +747,7 @@ def _sinks(values: Mapping[str, Any], alert_steps: list[str]) -> list[dict[str, 
                 }
             )
         sinks += _notify_sinks(values)
-    sinks.append(
-        {
-            "name": "rejections",
-            "type": "report",
-            "input": "dead_letters",
-            "path": f"{out}/reports/rejections_by_rule.csv",
-            "group_by": ["step", "rule"],
-            "metrics": {"rows": "count"},
-        }
-    )
+    sinks.append(rejections_report("rejections", f"{out}/reports/rejections_by_rule.csv"))
     return sinks
 
 
@@ -839,27 +830,20 @@ class InvestmentDataTemplate:
                 }
             )
         out = values["output_dir"].rstrip("/")
-        data = {
-            "name": "investment_data",
-            "description": self.description,
-            "template": f"{self.name}@{self.version}",
-            "owner": "investment-data",
-            "run": {
-                "batch_size": values["batch_size"],
-                "error_threshold": values["error_threshold"],
-            },
-            "sources": _sources(values),
-            "steps": steps,
-            "sinks": _sinks(values, alert_steps),
-            "dead_letter": {"path": f"{out}/dead_letters", "format": "jsonl", "redact": True},
-            "lineage": {"event_log": f"{out}/lineage/events.jsonl"},
-            "governance": {
+        return pipeline_spec(
+            self,
+            values,
+            owner="investment-data",
+            sources=_sources(values),
+            steps=steps,
+            sinks=_sinks(values, alert_steps),
+            dead_letter={"path": f"{out}/dead_letters", "format": "jsonl", "redact": True},
+            governance={
                 "frameworks": ["MiFID II", "SOX"],
                 "classification": "internal",
                 "fields": {"account_id": "PII", "market_value_usd": "confidential"},
             },
-        }
-        return PipelineSpec.model_validate(data)
+        )
 
 
 TEMPLATE = InvestmentDataTemplate()
