@@ -25,16 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
 
 from connectors.errors import RunError
+from connectors.fileio import emit_chunks, read_each
 from connectors.files.alphavantage import decode
 from connectors.files.base import CorruptFileError
-from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
-from connectors.names import labelled_pardo
-from connectors.records import dead_letters_for_rejects
+from connectors.metrics import NodeCounters
 
-DEAD_LETTERS, ROWS = "dead_letters", "rows"
 _RATE_LIMITED = ("Note", "Information")
 
 
@@ -123,19 +120,7 @@ class _FetchFn(beam.DoFn):
             chunks = list(decode(body, request.url(), self._batch_size))
         except CorruptFileError as exc:
             raise AlphaVantageError(exc.detail, where=request.url()) from None
-        for chunk in chunks:
-            n_rows, n_bad = chunk.rows.num_rows, len(chunk.rejects)
-            self._counters.inc(ROWS_IN, n_rows + n_bad)
-            self._counters.inc(ROWS_OUT, n_rows)
-            TALLY.add(self._source, n_rows + n_bad)
-            if n_rows:
-                yield chunk.rows
-            if n_bad:
-                self._counters.inc(ROWS_DEAD, n_bad)
-                letters = dead_letters_for_rejects(
-                    chunk.rejects, step=self._source, run_id=self._run_id
-                )
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letters)
+        yield from emit_chunks(chunks, self._counters, self._source, self._run_id)
 
 
 class ReadAlphaVantage(beam.PTransform):
@@ -168,15 +153,4 @@ class ReadAlphaVantage(beam.PTransform):
         self._fn = _FetchFn(key, source_name, batch_size, run_id, settings)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
-        requests = (
-            pbegin
-            | "Impulse" >> beam.Impulse()
-            | "Symbols" >> beam.FlatMap(lambda _, rs: rs, self._requests)
-        )
-        if len(self._requests) > 1:
-            requests = requests | "Spread" >> beam.Reshuffle()
-        outputs = requests | labelled_pardo("Fetch", self._fn).with_output_types(
-            pa.Table
-        ).with_outputs(DEAD_LETTERS, main=ROWS)
-        outputs[DEAD_LETTERS].element_type = pa.Table
-        return outputs
+        return read_each(pbegin, self._requests, self._fn, each_label="Symbols", read_label="Fetch")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from apache_beam.transforms.window import GlobalWindows
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
 from connectors.committer import OutputTarget, make_dirs
 from connectors.failpoints import failpoint
-from connectors.files.base import open_output
+from connectors.files.base import ReadChunk, open_output
 from connectors.files.registry import infer_format, make_format
 from connectors.metrics import (
     BYTES,
@@ -124,19 +124,27 @@ class _ReadFn(beam.DoFn):
             chunks = fmt.read(task.path, self._batch_size, row_groups=task.row_groups)
         else:
             chunks = fmt.read(task.path, self._batch_size)
-        for chunk in chunks:
-            n_rows, n_bad = chunk.rows.num_rows, len(chunk.rejects)
-            self._counters.inc(ROWS_IN, n_rows + n_bad)
-            self._counters.inc(ROWS_OUT, n_rows)
-            TALLY.add(self._source, n_rows + n_bad)
-            if n_rows:
-                yield chunk.rows
-            if n_bad:
-                self._counters.inc(ROWS_DEAD, n_bad)
-                yield beam.pvalue.TaggedOutput(
-                    DEAD_LETTERS,
-                    dead_letters_for_rejects(chunk.rejects, step=self._source, run_id=self._run_id),
-                )
+        yield from emit_chunks(chunks, self._counters, self._source, self._run_id)
+
+
+def emit_chunks(
+    chunks: Iterable[ReadChunk], counters: NodeCounters, source: str, run_id: str
+) -> Iterator[Any]:
+    """A reading DoFn's outputs for decoded chunks: the rows on the main output, the rejects
+    as dead letters (``step`` = ``source``) on ``dead_letters``, counted in, out and dead as
+    every source counts them, so the run's summary adds up whichever source read the rows."""
+    for chunk in chunks:
+        n_rows, n_bad = chunk.rows.num_rows, len(chunk.rejects)
+        counters.inc(ROWS_IN, n_rows + n_bad)
+        counters.inc(ROWS_OUT, n_rows)
+        TALLY.add(source, n_rows + n_bad)
+        if n_rows:
+            yield chunk.rows
+        if n_bad:
+            counters.inc(ROWS_DEAD, n_bad)
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTERS, dead_letters_for_rejects(chunk.rejects, step=source, run_id=run_id)
+            )
 
 
 class ReadFiles(beam.PTransform):
@@ -166,20 +174,34 @@ class ReadFiles(beam.PTransform):
         self._fn = _ReadFn(source_name, format_name, options or {}, batch_size, run_id)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
-        # not beam.Create, whose inner labels are Beam's (connectors.names); its reshuffle of
-        # several elements is the Spread below
-        tasks = pbegin | "Impulse" >> beam.Impulse() | "Tasks" >> beam.FlatMap(_each, self._tasks)
-        if len(self._tasks) > 1:
-            tasks = tasks | "Spread" >> beam.Reshuffle()
-        outputs = tasks | labelled_pardo("Decode", self._fn).with_output_types(
-            pa.Table
-        ).with_outputs(DEAD_LETTERS, main=ROWS)
-        outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise
-        return outputs
+        return read_each(pbegin, self._tasks, self._fn, each_label="Tasks", read_label="Decode")
 
 
-def _each(_impulse: bytes, tasks: list[ReadTask]) -> list[ReadTask]:
-    return tasks
+def read_each(
+    pbegin: beam.pvalue.PBegin,
+    elements: Sequence[Any],
+    fn: beam.DoFn,
+    *,
+    each_label: str,
+    read_label: str,
+) -> beam.pvalue.DoOutputsTuple:
+    """``fn`` (yielding tables and tagged ``dead_letters`` tables) run once per element, the
+    elements spread across workers when there are several; outputs ``rows`` and
+    ``dead_letters``, both typed ``pa.Table``."""
+    # not beam.Create, whose inner labels are Beam's (connectors.names); its reshuffle of
+    # several elements is the Spread below
+    each = pbegin | "Impulse" >> beam.Impulse() | each_label >> beam.FlatMap(_each, elements)
+    if len(elements) > 1:
+        each = each | "Spread" >> beam.Reshuffle()
+    outputs = each | labelled_pardo(read_label, fn).with_output_types(pa.Table).with_outputs(
+        DEAD_LETTERS, main=ROWS
+    )
+    outputs[DEAD_LETTERS].element_type = pa.Table  # tagged outputs get no type otherwise
+    return outputs
+
+
+def _each(_impulse: bytes, elements: list[Any]) -> list[Any]:
+    return elements
 
 
 # --------------------------------------------------------------------------- writing

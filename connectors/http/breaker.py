@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -100,22 +100,21 @@ class CircuitBreaker:
             return max(0.0, self.config.open_seconds - (self._clock() - self._opened_at))
 
 
+@dataclass(eq=False)
 class Breakers:
-    """The breakers of one worker, one per host, made on first use."""
+    """The breakers of one worker, one per host, made on first use with ``config`` and
+    ``clock``."""
 
-    def __init__(
-        self, config: BreakerConfig = BreakerConfig(), clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.config = config
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._by_host: dict[str, CircuitBreaker] = {}
+    config: BreakerConfig = BreakerConfig()
+    clock: Callable[[], float] = time.monotonic
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _by_host: dict[str, CircuitBreaker] = field(default_factory=dict, init=False, repr=False)
 
     def for_host(self, host: str) -> CircuitBreaker:
         with self._lock:
             breaker = self._by_host.get(host)
             if breaker is None:
-                breaker = self._by_host[host] = CircuitBreaker(self.config, self._clock)
+                breaker = self._by_host[host] = CircuitBreaker(self.config, self.clock)
             return breaker
 
     def opens(self) -> int:
