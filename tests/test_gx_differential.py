@@ -32,6 +32,10 @@ from transforms import gx_compile
 from transforms.expectations import ExpectationSuite
 from transforms.gx_table import DATASET_TYPES, Partial, judge, metrics_needed, supported
 
+# GX and pandas warn about the random patterns on the oracle's side (match groups, "possible
+# nested set"); the verdicts are what is compared.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
 SEED = int(os.environ.get("GX_DIFF_SEED", "16"))
 CONFIGS = int(os.environ.get("GX_DIFF_CONFIGS", "150"))
 ROWS = 70
