@@ -11,6 +11,7 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -65,6 +66,40 @@ class InFlight:
         return seq
 
 
+class CallTimes:
+    """A call double that records when each call went (``time.monotonic``), then sleeps
+    ``latency``; safe to call from many threads."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.times: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, _request: object) -> None:
+        with self._lock:
+            self.times.append(time.monotonic())
+        if self.latency:
+            time.sleep(self.latency)
+
+
+def run_threads(target: Callable[[], object], n: int) -> None:
+    """``target`` on ``n`` threads at once (workers, or DoFn instances of one worker)."""
+    threads = [threading.Thread(target=target) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def permit_times(limiter: RateLimiter | TokenBucket, clock: FakeClock, n: int) -> list[float]:
+    """The fake clock's time at each of ``n`` permits taken one after another."""
+    times = []
+    for _ in range(n):
+        limiter.acquire()
+        times.append(round(clock.now(), 9))
+    return times
+
+
 def max_in_any_window(times: list[float], width: float = 1.0) -> int:
     """The most timestamps in any half-open window ``[t, t + width)`` (sliding: every window
     starting at a timestamp is checked, which covers every window)."""
@@ -117,11 +152,7 @@ def test_spec_model_has_the_same_fields_and_refusals():
 def test_token_bucket_of_capacity_one_spaces_permits_evenly():
     clock = FakeClock()
     bucket = TokenBucket(rate=10, capacity=1, clock=clock)
-    permits = []
-    for _ in range(5):
-        bucket.acquire()
-        permits.append(round(clock.now(), 9))
-    assert permits == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert permit_times(bucket, clock, 5) == [0.0, 0.1, 0.2, 0.3, 0.4]
 
 
 def test_admission_counts_the_times_calls_really_went():
@@ -130,11 +161,7 @@ def test_admission_counts_the_times_calls_really_went():
     judged by when it goes, not by when it was planned)."""
     clock = FakeClock()
     limiter = RateLimiter(rate=100, per_window=3, window=1.0, clock=clock)
-    went = []
-    for _ in range(5):
-        limiter.acquire()
-        went.append(round(clock.now(), 9))
-    assert went == [0.0, 0.01, 0.02, 1.0, 1.01]
+    assert permit_times(limiter, clock, 5) == [0.0, 0.01, 0.02, 1.0, 1.01]
 
 
 def test_a_workers_share_is_whole_calls_spread_over_a_guarded_second():
@@ -184,12 +211,7 @@ def test_rate_limit_is_never_exceeded_in_any_second_by_two_workers_real_clock():
     calling as fast as they can under a job-wide 150/s for 1.6 s: no one-second window,
     sliding or aligned, sees more than 150 calls, and the limit is used (within 10 %)."""
     rate, workers, seconds = 150, 2, 1.6
-    times: list[float] = []
-    lock = threading.Lock()
-
-    def call(_):
-        with lock:
-            times.append(time.monotonic())
+    call = CallTimes()
 
     def worker():
         strategy = make_strategy(
@@ -198,11 +220,8 @@ def test_rate_limit_is_never_exceeded_in_any_second_by_two_workers_real_clock():
         n = int(steady_rate(rate, workers) * seconds)
         strategy.map(range(n), call)
 
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, workers)
+    times = call.times
     assert max_in_any_window(times) <= rate
     assert max_in_aligned_seconds(times) <= rate
     assert max_in_any_window(times) >= 0.9 * rate  # and it is not simply slow
@@ -213,13 +232,7 @@ def test_500_per_second_over_three_workers_of_64_threads_real_clock():
     """The issue's case: 500 req/s for the job, three workers (a fractional share, 166.7),
     64 threads each, 3 s of 1 ms calls: no one-second window over 500, busiest at least 450."""
     rate, workers, seconds = 500, 3, 3.0
-    times: list[float] = []
-    lock = threading.Lock()
-
-    def call(_):
-        with lock:
-            times.append(time.monotonic())
-        time.sleep(0.001)
+    call = CallTimes(latency=0.001)
 
     def worker():
         strategy = make_strategy(
@@ -227,11 +240,8 @@ def test_500_per_second_over_three_workers_of_64_threads_real_clock():
         )
         strategy.map(range(int(steady_rate(rate, workers) * seconds)), call)
 
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, workers)
+    times = call.times
     assert max_in_any_window(times) <= rate
     assert max_in_aligned_seconds(times) <= rate
     assert max_in_any_window(times) >= 0.9 * rate
@@ -241,21 +251,13 @@ def test_threads_of_one_worker_share_its_limiter_real_clock():
     """Two DoFn instances (same step name) in one process: together at the worker's share."""
     rate = 40
     name = fresh("step")
-    times: list[float] = []
-    lock = threading.Lock()
-
-    def call(_):
-        with lock:
-            times.append(time.monotonic())
+    call = CallTimes()
 
     def instance():
         make_strategy(StrategyConfig(rate_limit=rate), name=name).map(range(30), call)
 
-    threads = [threading.Thread(target=instance) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(instance, 2)
+    times = call.times
     assert len(times) == 60
     assert max_in_any_window(times) <= rate  # alone, each would have taken 40 in one second
     elapsed = max(times) - min(times)
