@@ -28,6 +28,7 @@ from connectors.files.registry import make_format
 from pipelines.cli import load_target
 from pipelines.loading import SpecError
 from pipelines.run import run_spec
+from pipelines.spec import PipelineSpec
 from templates.investment_data import ANALYSES, CHANNELS, SOURCES, TEMPLATE, trading_day
 
 DATA = Path(__file__).resolve().parents[1] / "templates" / "sample_data" / "investment"
@@ -37,6 +38,23 @@ AS_OF = "2026-03-27"
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def emailing_spec(tmp: Path, smtp_port: int, **values: str) -> PipelineSpec:
+    """The template writing under ``tmp`` (outputs in ``out``, a pseudonym key it creates)
+    with e-mail notifications to the local SMTP sink on ``smtp_port``; ``values``: the other
+    parameters, as text as the CLI takes them."""
+    return load_target(
+        "investment_data",
+        {
+            "output_dir": str(tmp / "out"),
+            "pseudonym_key_file": str(tmp / "pseudonym.key"),
+            "smtp_host": "127.0.0.1",
+            "smtp_port": str(smtp_port),
+            "email_to": "risk@example.com",
+            **values,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +75,13 @@ def job(tmp_path_factory, servers):
     os.environ["BW_TEST_SLACK_URL"] = slack.url
     os.environ["BW_TEST_TEAMS_URL"] = teams.url
     try:
-        spec = load_target(
-            "investment_data",
-            {
-                "output_dir": str(out / "out"),
-                "pseudonym_key_file": str(out / "pseudonym.key"),
-                "var_limit": "0.015",
-                "notification_channels": "email,slack,teams",
-                "smtp_host": "127.0.0.1",
-                "smtp_port": str(smtp.port),
-                "email_to": "risk@example.com",
-                "slack_webhook_url": "env:BW_TEST_SLACK_URL",
-                "teams_webhook_url": "env:BW_TEST_TEAMS_URL",
-            },
+        spec = emailing_spec(
+            out,
+            smtp.port,
+            var_limit="0.015",
+            notification_channels="email,slack,teams",
+            slack_webhook_url="env:BW_TEST_SLACK_URL",
+            teams_webhook_url="env:BW_TEST_TEAMS_URL",
         )
         summary = run_spec(spec)
     finally:
@@ -552,17 +564,8 @@ def test_a_run_that_fails_its_checks_notifies_nobody(tmp_path):
 
     smtp = SmtpSink()
     try:
-        spec = load_target(
-            "investment_data",
-            {
-                "output_dir": str(tmp_path / "out"),
-                "pseudonym_key_file": str(tmp_path / "k"),
-                "error_threshold": "0.001",
-                "notification_channels": "email",
-                "smtp_host": "127.0.0.1",
-                "smtp_port": str(smtp.port),
-                "email_to": "risk@example.com",
-            },
+        spec = emailing_spec(
+            tmp_path, smtp.port, error_threshold="0.001", notification_channels="email"
         )
         with pytest.raises(RunFailed, match="above the error threshold"):
             run_spec(spec)
