@@ -1,18 +1,21 @@
 """GX is the oracle: the Arrow kernels of transforms.gx_compile against GX itself.
 
 Random tables (nulls, NaN, ±0, ±inf, empty strings, whitespace, unicode, dates, values on the
-bounds) and random kwargs for every compiled expectation type; each expectation is judged by
-``ExpectationSuite.evaluate(table, compiled=False)`` (every expectation through GX's pandas
-engine) and by its compiled kernels, which must give exactly GX's unexpected rows,
-``unexpected_count`` and ``success`` (``mostly`` included).
+bounds) and random kwargs for every compiled expectation type; the compiled kernels must give
+exactly GX's unexpected rows, ``unexpected_count`` and ``success`` (``mostly`` included).
 
-A *case* is one row judged under one random expectation; every expectation judges a column of
-``ROWS`` rows of its own, and ``unexpected_count`` / ``success`` are compared per expectation.
-GX costs ~25 ms per expectation (measured; it grows faster than linearly with suite size, so
-suites are run ``PER_SUITE`` at a time), which bounds how many expectations fit in CI time.
+Two oracles, because a full GX validation costs ~25 ms an expectation:
 
-Environment: ``GX_DIFF_SEED`` (default 16) picks the random draw; ``GX_DIFF_CONFIGS``
-(expectations per type, default 150) runs more, e.g. ``GX_DIFF_CONFIGS=2000``.
+* ``test_compiled_kernels_agree_with_gx_metric_functions``: ``GX_DIFF_CASES`` (default 1,000) random
+  cases per type, each a random table (its own columns) and a random config, judged by GX's own
+  metric condition functions through :mod:`tests.gx_oracle` (microseconds a case);
+* ``test_compiled_kernels_and_metric_oracle_agree_with_full_gx``: ``CONFIGS`` (default 25)
+  random cases per type through a full GX validation (``ExpectationSuite.evaluate(table,
+  compiled=False)``), which both the kernels *and* the metric oracle must match, so the
+  oracle's glue around GX's functions cannot drift from GX.
+
+Environment: ``GX_DIFF_SEED`` (default 16) picks the random draw; ``GX_DIFF_CASES`` and
+``GX_DIFF_CONFIGS`` run more, e.g. ``GX_DIFF_CASES=100000 GX_DIFF_CONFIGS=2000``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests import gx_oracle
 from transforms import gx_compile
 from transforms.expectations import ExpectationSuite
 from transforms.gx_table import DATASET_TYPES, Partial, judge, metrics_needed, supported
@@ -37,10 +41,13 @@ from transforms.gx_table import DATASET_TYPES, Partial, judge, metrics_needed, s
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
 SEED = int(os.environ.get("GX_DIFF_SEED", "16"))
-CONFIGS = int(os.environ.get("GX_DIFF_CONFIGS", "150"))
+CONFIGS = int(os.environ.get("GX_DIFF_CONFIGS", "25"))
+CASES_PER_TYPE = int(os.environ.get("GX_DIFF_CASES", "1000"))
+CHUNK = 500  # cases sharing one Arrow table (one column set each) and one to_pandas call
 ROWS = 70
+ROW_COUNTS = [0, 1, 2, 3, 5, 8, 13, 21, 34]
 PER_SUITE = 25
-TABLE_CONFIGS = max(8, CONFIGS // 10)
+TABLE_CONFIGS = max(8, CONFIGS // 3)
 
 INTS = [0, 1, -1, 2, 3, 5, 10, -10, 100, 2**31, -(2**31), 7, 42]
 FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, 1.5, 2.0, 2.5, 10.0, 1e-300, -1e300, 3.25, math.inf,
@@ -55,22 +62,22 @@ REGEX_ATOMS = ["^", "$", "a", "b", "\\d", "\\s", "\\w", "\\D", "\\S", "\\W", "."
 MOSTLY = [None, None, None, 1.0, 0.95, 0.8, 0.5, 0.1, 0.0]
 
 
-def _column(rng: random.Random, kind: str) -> pa.Array:
+def _column(rng: random.Random, kind: str, rows: int = ROWS) -> pa.Array:
     null_rate = rng.choice([0.0, 0.0, 0.1, 0.4, 1.0])
     if kind == "int":
         pool = rng.sample(INTS, rng.randint(2, len(INTS)))
-        values = [None if rng.random() < null_rate else rng.choice(pool) for _ in range(ROWS)]
+        values = [None if rng.random() < null_rate else rng.choice(pool) for _ in range(rows)]
         return pa.array(values, pa.int64())
     if kind == "float":
         pool = rng.sample(FLOATS, rng.randint(2, len(FLOATS)))
-        values = [None if rng.random() < null_rate else rng.choice(pool) for _ in range(ROWS)]
+        values = [None if rng.random() < null_rate else rng.choice(pool) for _ in range(rows)]
         return pa.array(values, pa.float64())
     if kind == "string":
         pool = rng.sample(STRINGS, rng.randint(2, len(STRINGS)))
-        values = [None if rng.random() < null_rate else rng.choice(pool) for _ in range(ROWS)]
+        values = [None if rng.random() < null_rate else rng.choice(pool) for _ in range(rows)]
         return pa.array(values, pa.string())
     days = [dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 5)) for _ in range(3)]
-    values = [None if rng.random() < null_rate else rng.choice(days) for _ in range(ROWS)]
+    values = [None if rng.random() < null_rate else rng.choice(days) for _ in range(rows)]
     return pa.array(values, pa.date32())
 
 
@@ -199,8 +206,9 @@ def test_every_compiled_type_is_in_the_differential_test() -> None:
 
 
 def _suite_and_table(
-    rng: random.Random, exp_type: str, count: int
+    rng: random.Random, exp_type: str, count: int, rows: int = ROWS
 ) -> tuple[ExpectationSuite, pa.Table]:
+    """``count`` random expectations of ``exp_type``, each on random columns of its own."""
     shapes, make = CASES[exp_type]
     columns: dict[str, pa.Array] = {}
     expectations = []
@@ -208,7 +216,7 @@ def _suite_and_table(
         kinds = rng.choice(shapes)
         names = [f"c{j}_{i}" for i in range(len(kinds))]
         for name, kind in zip(names, kinds, strict=True):
-            columns[name] = _column(rng, kind)
+            columns[name] = _column(rng, kind, rows)
         # a second column drawn from the first one's values makes pairs often equal
         if len(kinds) == 2 and kinds[0] == kinds[1] and rng.random() < 0.5:
             base = columns[names[0]].to_pylist()
@@ -216,37 +224,72 @@ def _suite_and_table(
                 [v if rng.random() < 0.8 else None for v in base], columns[names[0]].type
             )
         expectations.append({"type": exp_type, "kwargs": _mostly(rng, make(rng, names, kinds))})
-    return ExpectationSuite({"name": "differential", "expectations": expectations}), pa.table(
-        columns
-    )
+    suite = ExpectationSuite({"name": "differential", "expectations": expectations})
+    return suite, pa.table(columns) if columns else pa.table({})
+
+
+def _compiled(suite: ExpectationSuite, table: pa.Table) -> list[gx_compile.CompiledCheck]:
+    assert not suite.needs_gx()  # every drawn expectation may compile ...
+    compiled, through_gx = suite._plan(table.schema)
+    assert through_gx == ()  # ... and does, on these column types
+    return [compiled[i] for i in range(len(compiled))]
+
+
+def _shown(table: pa.Table, kwargs: dict[str, Any], rows: list[int]) -> Any:
+    return table.select(_cols(kwargs)).take(pa.array(rows[:5], pa.int64())).to_pylist()
 
 
 @pytest.mark.parametrize("exp_type", sorted(CASES))
-def test_compiled_kernels_agree_with_gx(exp_type: str) -> None:
+def test_compiled_kernels_agree_with_gx_metric_functions(exp_type: str) -> None:
+    rng = random.Random(f"{SEED}:low:{exp_type}")
+    judged = 0
+    while judged < CASES_PER_TYPE:
+        count = min(CHUNK, CASES_PER_TYPE - judged)
+        suite, table = _suite_and_table(rng, exp_type, count, rng.choice(ROW_COUNTS))
+        frame = table.to_pandas(ignore_metadata=True)  # as ExpectationSuite hands it to GX
+        for check, (_, kwargs, _) in zip(_compiled(suite, table), suite.expectations, strict=True):
+            names = _cols(kwargs)  # the case's own table: the kernels look columns up by name
+            rows, success, count_ = check.evaluate(table.select(names))
+            gx = gx_oracle.verdict(exp_type, kwargs, frame)
+            where = f"seed {SEED}, {exp_type} {kwargs}: {table.select(_cols(kwargs))}"
+            differ = sorted(set(rows.tolist()) ^ set(gx.rows))
+            assert rows.tolist() == gx.rows, f"{where}\nrows {differ[:5]} differ: " + str(
+                _shown(table, kwargs, differ)
+            )
+            assert count_ == gx.unexpected_count, where
+            assert success == gx.success, where
+            judged += 1
+    assert judged == CASES_PER_TYPE
+
+
+@pytest.mark.parametrize("exp_type", sorted(CASES))
+def test_compiled_kernels_and_metric_oracle_agree_with_full_gx(exp_type: str) -> None:
     rng = random.Random(f"{SEED}:{exp_type}")
-    judged_rows = 0
+    judged = 0
     for start in range(0, CONFIGS, PER_SUITE):
         suite, table = _suite_and_table(rng, exp_type, min(PER_SUITE, CONFIGS - start))
-        assert not suite.needs_gx()  # every drawn expectation may compile ...
-        compiled, through_gx = suite._plan(table.schema)
-        assert through_gx == ()  # ... and does, on these column types
+        _compiled(suite, table)
         ours = suite.evaluate(table)
         gx = suite.evaluate(table, compiled=False)
+        frame = table.to_pandas(ignore_metadata=True)
         for index, (mine, theirs) in enumerate(zip(ours.outcomes, gx.outcomes, strict=True)):
             where = f"seed {SEED}, {exp_type} {mine.kwargs}: {table.select(_cols(mine.kwargs))}"
             assert theirs.error is None, where + f" GX error {theirs.error}"
             mine_rows = ours.unexpected.get(index, np.empty(0, np.int64)).tolist()
-            gx_rows = gx.unexpected[index].tolist()
+            gx_rows = gx.unexpected.get(index, np.empty(0, np.int64)).tolist()
             differ = sorted(set(mine_rows) ^ set(gx_rows))
-            shown = (
-                table.select(_cols(mine.kwargs)).take(pa.array(differ[:5], pa.int64())).to_pylist()
-            )
+            shown = _shown(table, mine.kwargs, differ)
             assert mine_rows == gx_rows, f"{where}\nrows {differ[:5]} differ: {shown}"
             assert mine.unexpected_count == theirs.unexpected_count, where
             assert mine.success == theirs.success, where
-            judged_rows += table.num_rows
-    assert judged_rows >= CONFIGS * ROWS
-    assert CONFIGS < 150 or judged_rows >= 10_000
+            oracle = gx_oracle.verdict(exp_type, mine.kwargs, frame)
+            assert (oracle.rows, oracle.unexpected_count, oracle.success) == (
+                gx_rows,
+                theirs.unexpected_count,
+                theirs.success,
+            ), f"metric oracle {oracle} is not GX's verdict: {where}"
+            judged += 1
+    assert judged == CONFIGS
 
 
 def _cols(kwargs: dict[str, Any]) -> list[str]:
