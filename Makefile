@@ -16,7 +16,7 @@ TEST_VENV ?= .venv-test
 TEST_BIN := $(TEST_VENV)/bin
 TEST_STAMP := $(TEST_VENV)/.installed
 
-.PHONY: demo test test-fast bench lint clean browser postgres redis
+.PHONY: demo test test-fast bench lint clean browser postgres redis tesseract
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ $(TEST_STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/beamwright run data_processing --summary-json beamwright-output/data_processing/summary.json
 
-test: $(TEST_STAMP) browser postgres redis
+test: $(TEST_STAMP) browser postgres redis tesseract
 	$(TEST_BIN)/lint-imports
 	$(TEST_BIN)/python -m pytest -m "slow or not slow" -q
 
@@ -50,6 +50,13 @@ redis:
 	@command -v redis-server >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) ; } || \
 	  echo "redis-server not installed: the http step's Redis cache test will be skipped"
+
+# The document source reads scans and images with Tesseract OCR (Debian's tesseract-ocr).
+# Installed when missing and we are root; otherwise the OCR tests are skipped.
+tesseract:
+	@command -v tesseract >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null) ; } || \
+	  echo "tesseract-ocr not installed: the OCR tests will be skipped"
 
 # The postgres lookup tests start a throw-away PostgreSQL from Debian's server binaries
 # (initdb, postgres). Installed when missing and we are root; otherwise those tests are skipped.

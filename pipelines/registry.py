@@ -24,7 +24,7 @@ ROLES = ("source", "step", "sink")
 ENTRY_POINT_GROUPS = {role: f"beamwright.{role}s" for role in ROLES}
 
 BUILTIN: dict[str, tuple[str, ...]] = {
-    "source": ("pipelines.sources.file", "pipelines.sources.kafka", "pipelines.sources.http", "pipelines.sources.alpha_vantage"),
+    "source": ("pipelines.sources.file", "pipelines.sources.kafka", "pipelines.sources.http", "pipelines.sources.alpha_vantage", "pipelines.sources.document"),
     "step": (
         "pipelines.steps.validate",
         "pipelines.steps.mask",

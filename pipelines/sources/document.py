@@ -1,0 +1,81 @@
+"""The ``document`` source: business documents (PDF, scans and images, DOCX, HTML, plain text)
+matching globs, one row per document with its text, page count, extraction method and a
+reference to the original bytes (path, size, SHA-256 as ``document_id``).
+
+PDFs are read with pypdf; PDF pages without text, and images, go through Tesseract OCR.
+Unreadable documents are dead letters with their original bytes and the reason (rule
+``encrypted``, ``no_text``, ``ocr_confidence``, ``corrupt``, ``format``). Needs the
+``documents`` extra, and ``tesseract-ocr`` (``make tesseract``) when a scan or image is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any, Literal
+
+from pydantic import Field
+
+from pipelines.registry import Kind
+from pipelines.spec_base import Name, SpecModel
+
+FIELDS = [
+    "document_id", "path", "file_name", "format", "size_bytes", "pages", "extraction_method",
+    "ocr_confidence", "text",
+]
+
+
+class DocumentSourceSpec(SpecModel):
+    """Document files matching glob patterns, read into text."""
+
+    type: Literal["document"]
+    name: Name
+    paths: list[str] = Field(min_length=1, description="Files or glob patterns (local, gs://, ...).")
+    min_ocr_confidence: float = Field(
+        default=60.0, ge=0, le=100,
+        description="Mean Tesseract word confidence (0-100) below which an OCR'd document is "
+        "dead-lettered (rule ocr_confidence).",
+    )
+    allow_empty: bool = Field(default=False, description="Succeed when no file matches.")
+
+
+def _files(node: DocumentSourceSpec) -> list[str]:
+    from connectors.fileio import match_files
+
+    return sorted({f for pattern in node.paths for f in match_files(pattern)})
+
+
+def build(node: DocumentSourceSpec, ctx: Any, path: str) -> None:
+    from connectors.documents.read import FORMATS
+    from connectors.documents.source import DOCUMENT_SCHEMA, ReadDocuments
+
+    files = _files(node)
+    if not files and not node.allow_empty:
+        raise ctx.fail(f"{path}.paths", f"no file matches {node.paths}; check the paths, or set allow_empty: true")
+    images = [f for f in files if FORMATS.get(PurePath(f).suffix.lower()) == "image"]
+    if images:  # images always need OCR: say so before the run (scanned PDFs are found later)
+        from connectors.documents.ocr import OcrUnavailable, check_available
+
+        try:
+            check_available()
+        except OcrUnavailable as exc:
+            raise ctx.fail(f"{path}.paths", f"{exc} (e.g. {images[0]})") from None
+    outputs = ctx.pipeline | node.name >> ReadDocuments(
+        files, source_name=node.name, min_ocr_confidence=node.min_ocr_confidence, run_id=ctx.run_id
+    )
+    ctx.outputs[node.name] = outputs.rows
+    ctx.dead_letters.append(outputs.dead_letters)
+    schema = DOCUMENT_SCHEMA
+    ctx.inputs.append(
+        ctx.dataset(node.name, "source", ",".join(node.paths), "document", files, schema=lambda: schema)
+    )
+
+
+def known_fields(node: DocumentSourceSpec) -> list[str]:
+    return list(FIELDS)
+
+
+def paths(node: DocumentSourceSpec) -> list[tuple[str, str, bool]]:
+    return [("paths", p, False) for p in node.paths]
+
+
+KIND = Kind("source", DocumentSourceSpec, build, known_fields=known_fields, paths=paths)
