@@ -250,6 +250,11 @@ class DirectoryLock:
         self._where = where
         self._fd: int | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (pickled into a pipeline) never holds the lock: closing its descriptor
+        number would close the driver's, in the driver's process (the local runner)."""
+        return {**self.__dict__, "_fd": None}
+
     def acquire(self) -> None:
         if is_remote(self._directory) or self._fd is not None:
             return
@@ -499,6 +504,19 @@ class OutputCommitter:
         """Give up the claim without touching anything (a later sink failed to build)."""
         self._lock.release()
 
+    def published_by_this_run(self) -> list[str] | None:
+        """The paths this write's run published, when its manifest says this run published
+        (the pipeline did, ``run.publish: pipeline``); None otherwise."""
+        t = self.target
+        manifest = read_manifest(t.manifest_path)
+        if (
+            manifest is None
+            or manifest.run_id != t.run_id
+            or not manifest.owned_by(t.pipeline, t.sink)
+        ):
+            return None
+        return [_join(t.directory, f) for f in manifest.files]
+
     # -- detached jobs -------------------------------------------------------------------
     def lease(self, job: str, hint: str) -> None:
         """Hand the claim to a detached job (``run --detach``): the lock belongs to the driver
@@ -532,13 +550,13 @@ class OutputCommitter:
         """
         t = self.target
         try:
-            if not _exists(t.staging_dir):
-                return None
+            kept = _join(
+                t.directory,
+                posixpath.basename(t.staging_dir).replace(STAGING_PREFIX, FAILED_PREFIX, 1),
+            )
+            if not _exists(t.staging_dir):  # nothing staged, or already kept (by the pipeline)
+                return kept if keep and _exists(kept) else None
             if keep:
-                kept = _join(
-                    t.directory,
-                    posixpath.basename(t.staging_dir).replace(STAGING_PREFIX, FAILED_PREFIX, 1),
-                )
                 _rename(t.staging_dir, kept)
                 return kept
             _delete(t.staging_dir)

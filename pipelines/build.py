@@ -35,6 +35,7 @@ class StagedOutput:
     dataset: Dataset
     committer: Any  # connectors.committer.OutputCommitter
     dead_letters: bool = False
+    done: Any = None  # the write's finalizing PCollection (its staging listing is written)
 
 
 @dataclass
@@ -71,8 +72,9 @@ class BuildContext:
 
     def own_output(
         self, dataset: Dataset, target: Any, path: str, *, dead_letters: bool = False
-    ) -> None:
-        """Register a sink's staged output, checking now that the sink may write there."""
+    ) -> StagedOutput:
+        """Register a sink's staged output, checking now that the sink may write there; the
+        sink sets the returned entry's ``done`` to its write's output."""
         from connectors.committer import OutputCommitter, OutputConflict
 
         committer = OutputCommitter(target)
@@ -80,7 +82,9 @@ class BuildContext:
             committer.check()
         except OutputConflict as exc:
             raise self.fail(path, f"{exc.problem}; {exc.hint}") from None
-        self.committers.append(StagedOutput(dataset, committer, dead_letters))
+        staged = StagedOutput(dataset, committer, dead_letters)
+        self.committers.append(staged)
+        return staged
 
     def check_expression(self, text: str, path: str) -> None:
         from transforms.expressions import ExpressionError, parse
@@ -182,6 +186,8 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
         order.append(("sink", sink.name))
     _build_dead_letter_sink(spec.dead_letter, ctx)
     order.append(("sink", s.DEAD_LETTERS_INPUT))
+    if spec.run.publish == "pipeline":
+        _publish_in_pipeline(spec, ctx)
     return BuiltPipeline(
         pipeline,
         ctx.inputs,
@@ -191,6 +197,39 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
         ctx.committers,
         ctx.after_publish,
         ctx.before_publish,
+    )
+
+
+def _publish_in_pipeline(spec: s.PipelineSpec, ctx: BuildContext) -> None:
+    """``run.publish: pipeline``: the job's last step publishes (or, over the error threshold,
+    drops) every staged output (:mod:`connectors.pipeline_publish`)."""
+    from connectors.pipeline_publish import (
+        PublishWhenWritten,
+        count_rejected_at,
+        count_rows,
+    )
+
+    if s.streaming_sources(spec):
+        raise ctx.fail("run.publish", "a streaming job publishes pane by pane; use driver")
+    if ctx.kafka_commits or ctx.after_publish or ctx.before_publish:
+        raise ctx.fail(
+            "run.publish",
+            "this spec has steps only a driver can do around publishing (Kafka offsets or a "
+            "since checkpoint committed after it, table-level expectations or notifications "
+            "judged before or after it); use publish: driver and a runner the driver waits for",
+        )
+    sources = [src.name for src in spec.sources]
+    decoded = [ctx.outputs[name] for name in sources]
+    rows = tuple(decoded) | "Publish/Read/Union" >> beam.Flatten() if len(decoded) > 1 else decoded[0]
+    dead = ctx.outputs[s.DEAD_LETTERS_INPUT]
+    ctx.pipeline | "Publish" >> PublishWhenWritten(
+        [(staged.committer, staged.dead_letters) for staged in ctx.committers],
+        [staged.done for staged in ctx.committers],
+        decoded=count_rows(rows, "Publish/Read"),
+        rejected_at_source=count_rejected_at(dead, sources, "Publish/SourceRejects"),
+        dead_lettered=count_rows(dead, "Publish/DeadLetters"),
+        threshold=spec.run.error_threshold,
+        pipeline=spec.name,
     )
 
 
@@ -245,8 +284,8 @@ def _build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
         triggering_frequency=ctx.spec.run.triggering_frequency,
     )
     dataset = Dataset(s.DEAD_LETTERS_INPUT, "dead_letter", node.path, node.format)
-    ctx.own_output(dataset, write.target, "dead_letter.path", dead_letters=True)
-    ctx.outputs[s.DEAD_LETTERS_INPUT] | "DeadLetters" >> write
+    staged = ctx.own_output(dataset, write.target, "dead_letter.path", dead_letters=True)
+    staged.done = ctx.outputs[s.DEAD_LETTERS_INPUT] | "DeadLetters" >> write
     ctx.datasets_out.append(dataset)
 
 

@@ -19,13 +19,15 @@ it must not wait for the job to finish. So :func:`main`
 ``--runner`` defaults to ``DataflowRunner``. With ``--dry_run=True`` Beam's DataflowRunner
 translates the job and stops before creating it (what the tests do, offline).
 
-Not done here, because the launcher is gone once the job is submitted: the driver's part of
-``beamwright run`` (claiming outputs, the error threshold and reconciliation, publishing
-staged outputs of a *bounded* job, OpenLineage events, merging column profiles: the spec's
+A batch job publishes its own outputs: the launcher sets ``run.publish: pipeline``, so the
+job's last step checks the error threshold and publishes every staged output, or drops them
+and fails the job (:mod:`connectors.pipeline_publish`). Streaming jobs publish each pane from
+inside the pipeline. Not done, because the launcher is gone once the job is submitted: the
+rest of the driver's part of ``beamwright run`` (claiming outputs, the reconciliation of
+every node's counters, OpenLineage events, merging column profiles: the spec's
 ``run.temp_location`` is not set from ``--temp_location``, since nothing would read the
-partial profiles). Streaming jobs publish each pane from
-inside the pipeline, so they are complete; a batch job launched this way leaves its file
-outputs staged until a publish step exists for detached runs (issue 12, ``--detach``).
+partial profiles), and specs with steps only a driver can do around publishing (Kafka
+offsets, since checkpoints, table-level expectations, notifications) are refused.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def launch(spec: Any, beam_args: Sequence[str]) -> Any:
     from pipelines.runners import cache_dofn_specs
 
     spec, streaming = for_runner(spec, "dataflow", None)
+    if not streaming:  # no driver waits for a Flex job: the job publishes its own outputs
+        spec.run.publish = "pipeline"
     cache_dofn_specs()
     beam_args = list(beam_args)
     for arg in [a for a in beam_args if a.split("=")[0] == ALLOW_LOCAL_SECRETS]:

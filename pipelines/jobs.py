@@ -1,13 +1,13 @@
 """Detached jobs: ``run --detach`` submits and returns; ``beamwright jobs status|metrics|cancel
 JOB`` follow up later, from any process, through Beam's Job API.
 
-**What can detach.** A streaming job (a spec with an unbounded source) on a runner that keeps
-it after the driver leaves: portable (a Beam job service, Flink's job server) and flink. Its
-sinks publish pane by pane on the workers (:mod:`connectors.panes`), so the job needs no
-driver. A bounded job cannot: its outputs are staged and published by the driver only after
-the run's checks (counts reconcile, error threshold), which is what keeps a failed run from
-changing any output; a detached driver would leave them staged, so ``--detach`` refuses
-bounded specs and says so. Dataflow jobs are followed with ``gcloud dataflow jobs``: its API is
+**What can detach.** A job whose outputs need no driver, on a runner that keeps it after
+the driver leaves (portable: a Beam job service, Flink's job server; flink): a streaming job
+(its sinks publish pane by pane on the workers, :mod:`connectors.panes`), or a bounded job with
+``run.publish: pipeline`` (its last step checks the error threshold and publishes,
+:mod:`connectors.pipeline_publish`). Other bounded jobs are published by the driver only
+after the run's checks, which is what keeps a failed run from changing any output; a
+detached driver would leave them staged, so ``--detach`` refuses them and says so. Dataflow jobs are followed with ``gcloud dataflow jobs``: its API is
 not reachable from this machine, so no code here pretends to have been tested against it.
 
 **Claims.** A run's claim on its outputs is a lock held by the driver process, which exits on
@@ -109,13 +109,14 @@ def detach_spec(
             hint="detach on portable or flink (Beam's Job API); Dataflow jobs are followed "
             "with gcloud dataflow jobs",
         )
-    if not streaming_sources(spec) or not runs_streaming(spec.run):
+    bounded = not streaming_sources(spec) or not runs_streaming(spec.run)
+    if bounded and spec.run.publish != "pipeline":
         raise JobError(
             "--detach: a bounded job's outputs are published by the driver after the run's "
             "checks (counts, error threshold), so it must wait for the job",
-            where="sources",
-            hint="run it without --detach, or make a Kafka source unbounded (bounded: null) "
-            "for a streaming job whose sinks publish pane by pane",
+            where="run.publish",
+            hint="set run.publish: pipeline (the job then publishes its own outputs after the "
+            "error-threshold check), or run it without --detach",
         )
     from pipelines.run import new_run_id
 

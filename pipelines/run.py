@@ -135,7 +135,12 @@ def _publish(built: Any, summary: RunSummary) -> None:
     The time it takes counts as run time."""
     t0 = time.perf_counter()
     for staged in built.committers:
-        staged.dataset.files = staged.committer.publish()
+        done = staged.committer.published_by_this_run()  # run.publish: pipeline
+        if done is None:
+            staged.dataset.files = staged.committer.publish()
+        else:
+            staged.dataset.files = done
+            staged.committer.release()
     summary.published = True
     summary.elapsed_seconds += time.perf_counter() - t0
 
@@ -147,7 +152,9 @@ def _abort(built: Any, summary: RunSummary) -> None:
     for staged in built.committers:
         try:
             if staged.dead_letters and staged.committer.target.mode == "append":
-                staged.dataset.files = staged.committer.publish()
+                done = staged.committer.published_by_this_run()  # by the pipeline
+                staged.dataset.files = staged.committer.publish() if done is None else done
+                staged.committer.release()
                 summary.failed_dead_letters = staged.committer.target.directory
             elif staged.dead_letters:
                 summary.failed_dead_letters = staged.committer.abort(keep=True)

@@ -115,6 +115,13 @@ class RunSettings(SpecModel):
         "Use a gs:// path on Dataflow.",
     )
 
+    publish: Literal["driver", "pipeline"] = Field(
+        default="driver",
+        description="Who publishes a bounded run's staged outputs: the driver after the run's "
+        "checks (default), or the pipeline's last step after the error-threshold check, for jobs "
+        "no driver waits for (Flex Templates, run --detach): see connectors/pipeline_publish.py.",
+    )
+
     allow_local_secrets: bool = Field(
         default=False,
         description="Allow env and file secrets on runners whose workers are other processes "

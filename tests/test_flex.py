@@ -223,9 +223,9 @@ def test_the_launcher_translates_the_job_as_the_flex_launcher_runs_it(
         "--job_name=flex-test",
         f"--setup_file={os.environ['FLEX_TEMPLATE_PYTHON_SETUP_FILE']}",
         "--dry_run=True",
-        # data_processing's pseudonym key is always a file secret, refused for workers
-        # elsewhere; a dry run never reaches workers (a real launch needs the template to take
-        # a secret store reference: see the README)
+        # the pseudonym key file is a file secret, refused for workers elsewhere unless
+        # allowed; a dry run never reaches workers (a real launch passes --pseudonym_key with
+        # a secret store reference)
         "--allow_local_secrets=true",
     ]
     monkeypatch.setattr(sys, "argv", [os.environ["FLEX_TEMPLATE_PYTHON_PY_FILE"], *argv])
@@ -243,6 +243,7 @@ def test_the_launcher_translates_the_job_as_the_flex_launcher_runs_it(
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
     top = {n.split("/")[0] for n in names}
     assert {"clean", "validate", "mask"} <= top  # the stages given as --processing_stages
+    assert "Publish/Publish" in names  # a batch job publishes its own outputs: no driver waits
     assert "transform" not in top and "enrich" not in top
     options = job.options.get_all_options()
     assert options["setup_file"].endswith("pyproject.toml")

@@ -62,8 +62,8 @@ def build(node: FileSinkSpec, ctx: Any, path: str, rows: Any) -> None:
     except (ValueError, TypeError) as exc:
         raise ctx.fail(f"{path}.options", str(exc)) from None
     dataset = ctx.dataset(node.name, "sink", node.path, node.format)
-    ctx.own_output(dataset, write.target, f"{path}.path")
-    rows | node.name >> write
+    staged = ctx.own_output(dataset, write.target, f"{path}.path")
+    staged.done = rows | node.name >> write
     ctx.datasets_out.append(dataset)
 
 

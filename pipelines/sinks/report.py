@@ -54,13 +54,13 @@ def build(node: ReportSinkSpec, ctx: Any, path: str, rows: Any) -> None:
         where=f"{path}.path",
     )
     dataset = ctx.dataset(node.name, "sink", node.path, node.path.rsplit(".", 1)[-1])
-    ctx.own_output(dataset, write.target, f"{path}.path")
+    staged = ctx.own_output(dataset, write.target, f"{path}.path")
     streaming = is_streaming(rows)
     if streaming:  # one report per window, republished with each pane
         frequency = ctx.spec.run.triggering_frequency
         rows = into_panes(rows, frequency, accumulating=True, label=f"{node.name}/Panes")
     aggregate = CombineGlobally(GroupAggregate(node.group_by, node.metrics), defaults=not streaming)
-    rows | f"{node.name}/Aggregate" >> aggregate | node.name >> write
+    staged.done = rows | f"{node.name}/Aggregate" >> aggregate | node.name >> write
     ctx.datasets_out.append(dataset)
 
 
