@@ -38,7 +38,13 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.window",
         "pipelines.steps.batch",
     ),
-    "sink": ("pipelines.sinks.file", "pipelines.sinks.report", "pipelines.sinks.kafka", "pipelines.sinks.notify"),
+    "sink": (
+        "pipelines.sinks.file",
+        "pipelines.sinks.report",
+        "pipelines.sinks.kafka",
+        "pipelines.sinks.notify",
+        "pipelines.sinks.postgres",
+    ),
 }
 
 

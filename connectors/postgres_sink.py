@@ -1,0 +1,108 @@
+"""``WritePostgres``: Arrow rows upserted into a PostgreSQL table, refused rows dead-lettered.
+
+Each batch is one :meth:`connectors.postgres_upsert.UpsertWriter.write` (COPY into a staging
+table + ``INSERT ... ON CONFLICT``, one transaction), so a bundle the runner retries rewrites
+the same rows to the same values: idempotent, never duplicated. Rows PostgreSQL refuses go to
+the ``dead_letters`` output with its message, or fail the bundle with
+``on_failure="fail"``; the main output gets one summary per batch:
+``{"sink", "table", "rows_written", "created", "updated", "rows_dead_lettered"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+
+import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
+from connectors import records
+from connectors.errors import RunError
+from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_WRITTEN, NodeCounters
+from connectors.names import labelled_pardo
+from connectors.postgres_upsert import UpsertWriter
+
+DEAD_LETTERS = "dead_letters"
+WRITTEN = "written"
+FAILURE_MODES = ("dead_letter", "fail")
+
+
+class RowsRefusedError(RunError, RuntimeError):
+    """PostgreSQL refused rows and the sink was told to fail rather than dead-letter."""
+
+
+class WritePostgres(beam.PTransform):
+    """Upsert Arrow rows into a table; outputs ``written`` (summaries) and ``dead_letters``.
+
+    Args:
+        writer: the table, its keys and where it is.
+        sink_name: names the counters (``<sink>/rows_in``, ``rows_written``,
+            ``rows_dead_lettered``) and the dead letters' step.
+        on_failure: ``"dead_letter"`` or ``"fail"`` (fail the bundle, hence the run).
+        run_id: stamped on dead letters.
+    """
+
+    def __init__(
+        self,
+        writer: UpsertWriter,
+        *,
+        sink_name: str,
+        on_failure: str = "dead_letter",
+        run_id: str = "",
+    ) -> None:
+        super().__init__()
+        if on_failure not in FAILURE_MODES:
+            raise ValueError(f"on_failure must be one of {FAILURE_MODES}, not {on_failure!r}")
+        self._fn = _UpsertFn(writer, sink_name, on_failure, run_id)
+
+    def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        outputs = tables | labelled_pardo("Upsert", self._fn).with_outputs(
+            DEAD_LETTERS, main=WRITTEN
+        )
+        outputs[DEAD_LETTERS].element_type = pa.Table
+        return outputs
+
+
+class _UpsertFn(beam.DoFn):
+    def __init__(self, writer: UpsertWriter, sink: str, on_failure: str, run_id: str) -> None:
+        self._writer = writer
+        self._sink = sink
+        self._on_failure = on_failure
+        self._run_id = run_id
+
+    def setup(self) -> None:
+        self._counters = NodeCounters(self._sink)
+
+    def process(self, table: pa.Table) -> Iterator[Any]:
+        if not table.num_rows:
+            return
+        self._counters.inc(ROWS_IN, table.num_rows)
+        result = self._writer.write(records.strip_positions(table))
+        failed = sorted(result.failures)
+        if failed and self._on_failure == "fail":
+            raise RowsRefusedError(
+                f"PostgreSQL sink {self._sink}: {len(failed)} rows refused by "
+                f"{self._writer.table} (first: {result.failures[failed[0]]})"
+            )
+        self._counters.inc(ROWS_WRITTEN, result.written)
+        self._counters.inc(ROWS_DEAD, len(failed))
+        if failed:
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTERS,
+                records.dead_letters_for_rows(
+                    table.take(pa.array(failed, pa.int64())),
+                    errors=[result.failures[row] for row in failed],
+                    rules=["upsert"] * len(failed),
+                    step=self._sink,
+                    run_id=self._run_id,
+                ),
+            )
+        yield {
+            "sink": self._sink,
+            "table": self._writer.table,
+            "rows_written": result.written,
+            "created": result.created,
+            "updated": result.updated,
+            "rows_dead_lettered": len(failed),
+        }
