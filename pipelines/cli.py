@@ -297,6 +297,10 @@ def _export_template(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.documents:
+        from pipelines.dev.document_accuracy import main as documents_main
+
+        return documents_main(args)
     from pipelines.dev.bench import main as bench_main
 
     return bench_main(args)
@@ -450,6 +454,11 @@ def parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--http-rows", type=int, default=20_000)
     bench.add_argument("--http-bulk-rows", type=int, default=500_000)
+    bench.add_argument(
+        "--documents",
+        action="store_true",
+        help="document_processing: field precision/recall per type on the shipped samples",
+    )
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.container import add_parser as add_container

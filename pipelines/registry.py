@@ -35,6 +35,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.postgres",
         "pipelines.steps.http",
         "pipelines.steps.extract",
+        "pipelines.steps.document_fields",
         "pipelines.steps.window",
         "pipelines.steps.batch",
     ),

@@ -15,6 +15,7 @@ ENTRY_POINT_GROUP = "beamwright.templates"
 _BUILTIN = {
     "api_integration": "templates.api_integration",
     "data_processing": "templates.data_processing",
+    "document_processing": "templates.document_processing",
     "investment_data": "templates.investment_data",
 }
 

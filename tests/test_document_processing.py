@@ -96,3 +96,106 @@ def test_document_source_writes_or_dead_letters_every_file(tmp_path: Path) -> No
                      "ground_truth.json": "format"}
     encrypted = next(d for d in letters if d["rule"] == "encrypted")
     assert encrypted["payloadBytes"]  # the original bytes are kept
+
+
+# --------------------------------------------------------------------------- fields and PII
+
+
+def test_pii_checksums_decide() -> None:
+    from transforms.pii import find_pii, iban_valid, luhn_valid, mask_pii
+
+    assert iban_valid("DE89 3704 0044 0532 0130 00") and not iban_valid("DE89370400440532013001")
+    assert luhn_valid("4111 1111 1111 1111") and not luhn_valid("4111 1111 1111 1112")
+    text = "card 4111 1111 1111 1112, iban DE89370400440532013001, ssn 666-12-3456, ref 2026-01-15"
+    assert find_pii(text) == []  # checksums and SSN rules refuse every look-alike
+    masked = mask_pii("mail a.b@c.org, card 5555 5555 5555 4444, ssn 123-45-6789, tel +44 20 7946 0958")
+    assert masked == "mail [EMAIL], card [CARD ****4444], ssn [NATIONAL_ID], tel [PHONE]"
+
+
+def test_field_extractor_dead_letters_other_types() -> None:
+    import pyarrow as pa
+
+    from transforms.document_fields import DocumentFieldExtractor
+
+    extractor = DocumentFieldExtractor(step_name="fields", document_types=["receipt"], mask_pii=True)
+    table = pa.Table.from_pylist([
+        {"text": "Corner Cafe\nRECEIPT\nDate: 2026-02-01\nTOTAL: 3.50", "extraction_method": "ocr", "ocr_confidence": 80.0},
+        {"text": "INVOICE\nInvoice Number: 1\nTotal: 3.00", "extraction_method": "text", "ocr_confidence": None},
+    ])
+    result = extractor.process(table)
+    (row,) = result.rows.to_pylist()
+    assert row["merchant"] == "Corner Cafe" and row["total_amount"] == 3.5
+    assert dict(row["confidences"])["total_amount"] == pytest.approx(0.95 * 0.8)  # scaled by OCR
+    assert row["retention_class"] == "financial-10y" and row["pii_count"] == 0
+    assert result.dead_letters.column("rule").to_pylist() == ["document_type"]
+    assert "classified as invoice" in result.dead_letters.column("errorMessage")[0].as_py()
+    with pytest.raises(ValueError, match="supported"):
+        DocumentFieldExtractor(step_name="f", document_types=["passport"])
+
+
+def test_accuracy_score_counts_wrong_and_missing_values() -> None:
+    from pipelines.dev.document_accuracy import score
+
+    truth = {"a.pdf": {"document_type": "invoice", "fields": {"vendor": "A", "total_amount": 10.0}},
+             "b.pdf": {"document_type": "invoice", "fields": {"vendor": "B", "total_amount": 5.0}}}
+    report = score(truth, {"a.pdf": {"vendor": "A", "total_amount": 10.001}, "b.pdf": {"vendor": "X"}})
+    assert report["invoice"]["vendor"] == {"tp": 1, "fp": 1, "fn": 1, "precision": 0.5, "recall": 0.5}
+    assert report["invoice"]["total_amount"]["precision"] == 1.0
+    assert report["invoice"]["total_amount"]["recall"] == 0.5
+
+
+# --------------------------------------------------------------------------- the template
+
+
+def expand(out: Path, **params: Any) -> PipelineSpec:
+    import templates
+    from pipelines.loading import resolve_parameters
+
+    template = templates.get_template("document_processing")
+    return template.expand(resolve_parameters(template.parameters, {"output_dir": str(out), **params}))
+
+
+def test_cloud_providers_refused_naming_the_supported_one(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\['aws'\] not served.*supported: \['local'\]"):
+        expand(tmp_path, ai_providers=["local", "aws"])
+    spec = expand(tmp_path, document_types=["invoice"], output_formats=["structured_data"], compliance_required=False)
+    assert [s.name for s in spec.sinks] == ["invoice_parquet", "rejections"]
+    assert spec.steps[0].mask_pii is False and spec.steps[0].document_types == ["invoice"]
+
+
+MIN_PRECISION = MIN_RECALL = 0.9
+
+
+@needs_tesseract
+def test_samples_end_to_end_accuracy_masking_and_lineage(tmp_path: Path) -> None:
+    """The template on every shipped document: each written or dead-lettered, counts reconcile,
+    PII masked in the outputs, classifications and masking in lineage, and every invoice field
+    at or above the precision and recall floor (``beamwright bench --documents`` prints them)."""
+    from pipelines.dev.document_accuracy import measure, predictions
+
+    out = tmp_path / "dp"
+    report = measure(out)
+    assert report["reconciled"]
+    truth_files = {Path(n).name for n, t in TRUTH.items()}
+    written = predictions(out)
+    dead = [json.loads(line) for f in (out / "alerts" / "dead_letters").glob("*.jsonl") for line in f.read_text().splitlines()]
+    dead_files = {Path(d["source"]).name for d in dead}
+    assert set(written) | dead_files == truth_files and not set(written) & dead_files
+    assert {Path(d["source"]).name: d["rule"] for d in dead} == {
+        Path(n).name: t["expect_rule"] for n, t in TRUTH.items() if t["fields"] is None
+    }
+    for name, row in written.items():
+        assert row["document_type"] == TRUTH[next(n for n in TRUTH if Path(n).name == name)]["document_type"]
+    for field, c in report["fields"]["invoice"].items():
+        assert c["precision"] >= MIN_PRECISION and c["recall"] >= MIN_RECALL, (field, c)
+    for name, row in written.items():
+        pii = TRUTH[name]["pii"]
+        assert pii and not any(value in row["text"] for value in pii), name
+        assert row["retention_class"] in ("financial-10y", "contract-term+6y")
+    tables = {p.name: pq.read_table(p) for p in (out / "tables").glob("*")}
+    assert not tables  # output_formats: json only in measure()
+    events = [json.loads(line) for line in (out / "lineage" / "events.jsonl").read_text().splitlines()]
+    complete = next(e for e in events if e["eventType"] == "COMPLETE")
+    invoice_out = next(d for d in complete["outputs"] if d["name"].endswith("json/invoices"))
+    text_lineage = invoice_out["facets"]["columnLineage"]["fields"]["text"]["inputFields"][0]
+    assert any(t.get("masking") for t in text_lineage["transformations"])

@@ -65,9 +65,20 @@ def build(node: DocumentSourceSpec, ctx: Any, path: str) -> None:
     ctx.outputs[node.name] = outputs.rows
     ctx.dead_letters.append(outputs.dead_letters)
     schema = DOCUMENT_SCHEMA
-    ctx.inputs.append(
-        ctx.dataset(node.name, "source", ",".join(node.paths), "document", files, schema=lambda: schema)
-    )
+    # one input dataset named by the patterns' common folder, its schema the document rows'
+    # (the files are not data files lineage could read a schema from)
+    uri = node.paths[0] if len(node.paths) == 1 else _common_folder(node.paths)
+    ctx.inputs.append(ctx.dataset(node.name, "source", uri, "document", schema=lambda: schema))
+
+
+def _common_folder(patterns: list[str]) -> str:
+    import os.path
+
+    folders = [os.path.dirname(p.split("*")[0]) for p in patterns]
+    try:
+        return os.path.commonpath(folders) or folders[0]
+    except ValueError:  # local and remote paths mixed
+        return folders[0]
 
 
 def known_fields(node: DocumentSourceSpec) -> list[str]:
