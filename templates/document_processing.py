@@ -8,8 +8,9 @@ Parameter values map to behaviour:
 
 - ``document_types``: which types the ``document_fields`` step extracts, and one filtered,
   validated branch with two outputs each; a document of another type is a dead letter.
-- ``ai_providers``: ``local`` (pypdf text, Tesseract OCR, rule-based field extraction) is the
-  one this version serves; azure, aws and google are refused with that said.
+- ``ai_providers``: who reads PDFs and images: ``local`` (pypdf text, Tesseract OCR) or
+  ``aws`` (Amazon Textract through boto3, ``aws_region``/``aws_endpoint_url``); one at a time.
+  Fields are extracted by the same rules either way. azure and google are refused, saying so.
 - ``output_formats``: ``json`` (one JSON document per line, text, fields and confidences) and
   ``structured_data`` (Parquet, the type's fields only).
 - ``compliance_required``: PII in the text masked, the classifications in lineage, the
@@ -31,7 +32,7 @@ from templates.base import SAMPLE_DATA, pipeline_spec, rejections_report
 
 DOCUMENT_TYPES = ["invoice", "contract", "receipt"]
 PROVIDERS = ["local", "azure", "aws", "google"]
-SERVED_PROVIDERS = ["local"]
+SERVED_PROVIDERS = ["local", "aws"]
 OUTPUT_FORMATS = ["json", "structured_data"]
 SAMPLES = SAMPLE_DATA / "documents"
 
@@ -106,8 +107,12 @@ PARAMETERS = {
     ),
     "ai_providers": ParameterSpec(
         type="list", default=["local"], choices=PROVIDERS,
-        description="Extraction providers. local: pypdf + Tesseract OCR + rule-based fields "
-        "(the one served by this version).",
+        description="Who reads PDFs and images (one): local (pypdf + Tesseract OCR) or aws "
+        "(Amazon Textract); azure and google are not served by this version.",
+    ),
+    "aws_region": ParameterSpec(type="string", default="us-east-1", description="Textract's region (aws)."),
+    "aws_endpoint_url": ParameterSpec(
+        type="string", description="Textract endpoint (aws): a VPC endpoint, LocalStack, moto."
     ),
     "output_formats": ParameterSpec(
         type="list", default=OUTPUT_FORMATS, choices=OUTPUT_FORMATS,
@@ -169,8 +174,13 @@ class DocumentProcessingTemplate:
         refused = [p for p in values["ai_providers"] if p not in SERVED_PROVIDERS]
         if refused:
             raise ValueError(
-                f"parameters.ai_providers: {refused} not served by this version (no cloud "
-                f"client is wired in yet); supported: {SERVED_PROVIDERS}"
+                f"parameters.ai_providers: {refused} not served by this version (no client for "
+                f"them is wired in yet); supported: {SERVED_PROVIDERS}"
+            )
+        if len(values["ai_providers"]) != 1:
+            raise ValueError(
+                f"parameters.ai_providers: name one provider (got {list(values['ai_providers'])}); "
+                "each document is read by one"
             )
         if not values["document_types"] or not values["output_formats"]:
             raise ValueError("parameters.document_types and output_formats: name at least one each")
@@ -201,6 +211,9 @@ class DocumentProcessingTemplate:
                 "type": "document",
                 "paths": list(values["document_paths"]),
                 "min_ocr_confidence": values["min_ocr_confidence"],
+                "provider": values["ai_providers"][0],
+                **({"aws": {"region": values["aws_region"], "endpoint_url": values["aws_endpoint_url"]}}
+                   if values["ai_providers"][0] == "aws" else {}),
             }],
             steps=steps,
             sinks=sinks,

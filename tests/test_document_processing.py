@@ -155,8 +155,10 @@ def expand(out: Path, **params: Any) -> PipelineSpec:
     return template.expand(resolve_parameters(template.parameters, {"output_dir": str(out), **params}))
 
 
-def test_cloud_providers_refused_naming_the_supported_one(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"\['aws'\] not served.*supported: \['local'\]"):
+def test_unserved_providers_refused_naming_the_supported_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\['azure', 'google'\] not served.*supported: \['local', 'aws'\]"):
+        expand(tmp_path, ai_providers=["azure", "google"])
+    with pytest.raises(ValueError, match="name one provider"):
         expand(tmp_path, ai_providers=["local", "aws"])
     spec = expand(tmp_path, document_types=["invoice"], output_formats=["structured_data"], compliance_required=False)
     assert [s.name for s in spec.sinks] == ["invoice_parquet", "rejections"]
@@ -199,3 +201,60 @@ def test_samples_end_to_end_accuracy_masking_and_lineage(tmp_path: Path) -> None
     invoice_out = next(d for d in complete["outputs"] if d["name"].endswith("json/invoices"))
     text_lineage = invoice_out["facets"]["columnLineage"]["fields"]["text"]["inputFields"][0]
     assert any(t.get("masking") for t in text_lineage["transformations"])
+
+
+def _textract_lines(text: str, confidence: float) -> list[dict[str, Any]]:
+    """LINE blocks in DetectDocumentText's documented shape (listed bottom-up: the reader
+    must order them by their bounding box)."""
+    lines = text.splitlines()
+    return [
+        {"BlockType": "LINE", "Id": f"l{n}", "Text": line, "Confidence": confidence, "Page": 1,
+         "Geometry": {"BoundingBox": {"Top": n / len(lines), "Left": 0.1, "Width": 0.8, "Height": 0.02}}}
+        for n, line in reversed(list(enumerate(lines)))
+    ]
+
+
+def test_aws_provider_reads_scans_with_textract_on_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ai_providers=aws: PDFs and images go to Textract (boto3 against moto's server, whose
+    DetectDocumentText answers the blocks it is given), DOCX/HTML/text are read locally, the
+    encrypted PDF is still refused locally, and a weak Textract reading is dead-lettered."""
+    from moto.textract.models import TextractBackend
+
+    from tests.servers.moto import moto_endpoint
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    docs = tmp_path / "in"
+    docs.mkdir()
+    for name in ("invoice_04_scan.png", "invoice_06.docx", "unreadable/encrypted.pdf"):
+        (docs / Path(name).name).write_bytes((DOCS / name).read_bytes())
+    truth = TRUTH["invoice_04_scan.png"]["fields"]
+    text = "\n".join(
+        ["INVOICE", f"From: {truth['vendor']}", f"Invoice Number: {truth['invoice_number']}",
+         f"Invoice Date: {truth['invoice_date']}", f"Due Date: {truth['due_date']}",
+         f"Currency: {truth['currency']}", f"Subtotal: {truth['net_amount']:.2f}",
+         f"VAT (20%): {truth['tax_amount']:.2f}", f"Total: {truth['total_amount']:.2f}"]
+    )
+    monkeypatch.setattr(TextractBackend, "BLOCKS", _textract_lines(text, 91.5))
+    with moto_endpoint() as url:
+        out = tmp_path / "out"
+        spec = expand(out, document_paths=[str(docs / "*")], ai_providers=["aws"], aws_endpoint_url=url,
+                      output_formats=["json"], error_threshold=0.9)
+        summary = run_spec(spec)
+        monkeypatch.setattr(TextractBackend, "BLOCKS", _textract_lines(text, 30.0))
+        weak = run_spec(expand(tmp_path / "weak", document_paths=[str(docs / "*.png")], ai_providers=["aws"],
+                               aws_endpoint_url=url, output_formats=["json"], error_threshold=1.0))
+    assert summary.reconciled and summary.node("documents").rows_in == 3
+    rows = {r["file_name"]: r for r in (json.loads(line) for f in (out / "json" / "invoices").glob("*.jsonl")
+                                         for line in f.read_text().splitlines())}
+    scan = rows["invoice_04_scan.png"]
+    assert scan["extraction_method"] == "textract" and scan["ocr_confidence"] == 91.5
+    assert scan["text"].splitlines()[:2] == ["INVOICE", f"From: {truth['vendor']}"]  # ordered by position
+    assert scan["invoice_number"] == truth["invoice_number"] and scan["total_amount"] == truth["total_amount"]
+    assert dict(scan["confidences"])["vendor"] == pytest.approx(0.95 * 0.915, abs=1e-3)
+    assert rows["invoice_06.docx"]["extraction_method"] == "docx"
+    dead = [json.loads(line) for f in (out / "alerts" / "dead_letters").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert [(Path(d["source"]).name, d["rule"]) for d in dead] == [("encrypted.pdf", "encrypted")]
+    weak_dead = [json.loads(line) for f in (tmp_path / "weak" / "alerts" / "dead_letters").glob("*.jsonl")
+                 for line in f.read_text().splitlines()]
+    assert [d["rule"] for d in weak_dead] == ["ocr_confidence"] and weak.node("documents").rows_out == 0

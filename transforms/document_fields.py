@@ -101,7 +101,8 @@ class DocumentFieldExtractor:
             return f"not recognised as any of {self.document_types} (best guess {kind}, confidence {confidence})"
         if kind not in self.document_types:
             return f"classified as {kind} (confidence {confidence}); this step extracts {self.document_types}"
-        scale = (row.get("ocr_confidence") or 100.0) / 100.0 if row.get("extraction_method") == "ocr" else 1.0
+        ocr = row.get("ocr_confidence")  # set when the text was read by OCR (Tesseract, Textract)
+        scale = ocr / 100.0 if ocr is not None else 1.0
         found = EXTRACTORS[kind](text)
         out: dict[str, Any] = {name: None for name in FIELD_TYPES}
         confidences = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -25,7 +26,10 @@ FORMATS = {
 }
 """Extension -> reader."""
 
-METHODS = ("pdf_text", "ocr", "docx", "html", "text")
+METHODS = ("pdf_text", "ocr", "textract", "docx", "html", "text")
+
+Remote = Callable[[bytes, float], "DocumentText"]
+"""A provider's reader of PDFs and images: (bytes, confidence threshold) -> text."""
 
 
 class UnreadableDocument(BeamwrightError):
@@ -54,9 +58,17 @@ def document_format(path: str) -> str:
     return reader
 
 
-def read_document(path: str, data: bytes, *, min_ocr_confidence: float = 60.0) -> DocumentText:
-    """The text of the document at ``path`` whose bytes are ``data``."""
+def read_document(
+    path: str, data: bytes, *, min_ocr_confidence: float = 60.0, remote: Remote | None = None
+) -> DocumentText:
+    """The text of the document at ``path`` whose bytes are ``data``; with ``remote`` (a cloud
+    provider), PDFs and images are read by it (an encrypted PDF is still refused here: no
+    provider can read it and the reason is better said locally)."""
     reader = document_format(path)
+    if remote is not None and reader in ("pdf", "image"):
+        if reader == "pdf":
+            _refuse_encrypted(data)
+        return remote(data, min_ocr_confidence)
     if reader == "pdf":
         return _pdf(data, min_ocr_confidence)
     if reader == "image":
@@ -96,6 +108,18 @@ def _image(data: bytes, threshold: float) -> DocumentText:
     except (UnidentifiedImageError, OSError) as exc:
         raise UnreadableDocument("corrupt", f"not a readable image: {exc}") from None
     return _ocr_checked([recognise(image)], 1, threshold)
+
+
+def _refuse_encrypted(data: bytes) -> None:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        encrypted = PdfReader(io.BytesIO(data)).is_encrypted
+    except PdfReadError as exc:
+        raise UnreadableDocument("corrupt", f"not a readable PDF: {exc}") from None
+    if encrypted:
+        raise UnreadableDocument("encrypted", "the PDF is encrypted (needs a password)")
 
 
 def _pdf(data: bytes, threshold: float) -> DocumentText:

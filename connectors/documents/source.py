@@ -18,7 +18,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
-from connectors.documents.read import UnreadableDocument, document_format, read_document
+from connectors.documents.read import Remote, UnreadableDocument, document_format, read_document
 from connectors.fileio import DEAD_LETTERS, read_each
 from connectors.metrics import FILES, ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
 from connectors.records import Reject, dead_letters_for_rejects, with_positions
@@ -39,9 +39,9 @@ DOCUMENT_SCHEMA = pa.schema(
 """A document row (plus the position columns: the path, offset 1)."""
 
 
-def document_row(path: str, data: bytes, min_ocr_confidence: float) -> pa.Table:
+def document_row(path: str, data: bytes, min_ocr_confidence: float, remote: Remote | None = None) -> pa.Table:
     """The one-row table of the document at ``path``; raises :class:`UnreadableDocument`."""
-    doc = read_document(path, data, min_ocr_confidence=min_ocr_confidence)
+    doc = read_document(path, data, min_ocr_confidence=min_ocr_confidence, remote=remote)
     row = {
         "document_id": hashlib.sha256(data).hexdigest(),
         "path": path,
@@ -58,23 +58,31 @@ def document_row(path: str, data: bytes, min_ocr_confidence: float) -> pa.Table:
 
 
 class _ReadDocumentFn(beam.DoFn):
-    def __init__(self, source: str, min_ocr_confidence: float, run_id: str) -> None:
+    def __init__(self, source: str, min_ocr_confidence: float, run_id: str, textract: Any) -> None:
         self._source = source
         self._min = min_ocr_confidence
         self._run_id = run_id
+        self._textract_config = textract
+        self._remote: Remote | None = None
 
     def setup(self) -> None:
         self._counters = NodeCounters(self._source)
+        if self._textract_config is not None:
+            from connectors.documents.textract import client, textract_document
+
+            textract = client(self._textract_config)
+            self._remote = lambda data, threshold: textract_document(textract, data, threshold)
 
     def process(self, path: str) -> Iterable[Any]:
         self._counters.inc(FILES)
         self._counters.inc(ROWS_IN)
         TALLY.add(self._source, 1)
-        FileSystems.report_source_lineage(path)
+        # not FileSystems.report_source_lineage: lineage names the document source as one
+        # dataset (its folder), not per file, and the two would disagree
         with FileSystems.open(path, compression_type="uncompressed") as f:
             data = f.read()
         try:
-            table = document_row(path, data, self._min)
+            table = document_row(path, data, self._min, self._remote)
         except UnreadableDocument as exc:
             self._counters.inc(ROWS_DEAD)
             reject = Reject(path, 1, data, str(exc), exc.rule)
@@ -95,14 +103,22 @@ class ReadDocuments(beam.PTransform):
         min_ocr_confidence: Tesseract's mean word confidence (0-100) under which an OCR'd
             document is dead-lettered (rule ``ocr_confidence``) instead of passed on.
         run_id: stamped on dead letters.
+        textract: a :class:`connectors.documents.textract.TextractConfig` to read PDFs and
+            images with Amazon Textract instead of pypdf and Tesseract (the ``aws`` provider).
     """
 
     def __init__(
-        self, paths: list[str], *, source_name: str, min_ocr_confidence: float = 60.0, run_id: str = ""
+        self,
+        paths: list[str],
+        *,
+        source_name: str,
+        min_ocr_confidence: float = 60.0,
+        run_id: str = "",
+        textract: Any = None,
     ) -> None:
         super().__init__()
         self._paths = list(paths)
-        self._fn = _ReadDocumentFn(source_name, min_ocr_confidence, run_id)
+        self._fn = _ReadDocumentFn(source_name, min_ocr_confidence, run_id, textract)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         return read_each(pbegin, self._paths, self._fn, each_label="Files", read_label="Read")

@@ -6,6 +6,8 @@ PDFs are read with pypdf; PDF pages without text, and images, go through Tessera
 Unreadable documents are dead letters with their original bytes and the reason (rule
 ``encrypted``, ``no_text``, ``ocr_confidence``, ``corrupt``, ``format``). Needs the
 ``documents`` extra, and ``tesseract-ocr`` (``make tesseract``) when a scan or image is read.
+``provider: aws`` reads PDFs and images with Amazon Textract instead (boto3, the ``aws`` extra);
+what Textract refuses after its retries is a dead letter (rule ``provider_error``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ FIELDS = [
 ]
 
 
+class AwsTextractSpec(SpecModel):
+    """Where Textract is (provider aws)."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(default=None, description="A VPC endpoint, LocalStack or moto.")
+    max_attempts: int = Field(default=5, ge=1, description="Attempts per document (adaptive retries).")
+
+
 class DocumentSourceSpec(SpecModel):
     """Document files matching glob patterns, read into text."""
 
@@ -36,6 +46,13 @@ class DocumentSourceSpec(SpecModel):
         "dead-lettered (rule ocr_confidence).",
     )
     allow_empty: bool = Field(default=False, description="Succeed when no file matches.")
+    provider: Literal["local", "aws"] = Field(
+        default="local",
+        description="Who reads PDFs and images: local (pypdf, Tesseract) or aws (Amazon "
+        "Textract DetectDocumentText, credentials from boto3's chain). DOCX, HTML and text "
+        "are read locally either way.",
+    )
+    aws: AwsTextractSpec = Field(default_factory=AwsTextractSpec)
 
 
 def _files(node: DocumentSourceSpec) -> list[str]:
@@ -52,7 +69,12 @@ def build(node: DocumentSourceSpec, ctx: Any, path: str) -> None:
     if not files and not node.allow_empty:
         raise ctx.fail(f"{path}.paths", f"no file matches {node.paths}; check the paths, or set allow_empty: true")
     images = [f for f in files if FORMATS.get(PurePath(f).suffix.lower()) == "image"]
-    if images:  # images always need OCR: say so before the run (scanned PDFs are found later)
+    textract = None
+    if node.provider == "aws":
+        from connectors.documents.textract import TextractConfig
+
+        textract = TextractConfig(node.aws.region, node.aws.endpoint_url, node.aws.max_attempts)
+    elif images:  # images always need OCR: say so before the run (scanned PDFs are found later)
         from connectors.documents.ocr import OcrUnavailable, check_available
 
         try:
@@ -60,7 +82,11 @@ def build(node: DocumentSourceSpec, ctx: Any, path: str) -> None:
         except OcrUnavailable as exc:
             raise ctx.fail(f"{path}.paths", f"{exc} (e.g. {images[0]})") from None
     outputs = ctx.pipeline | node.name >> ReadDocuments(
-        files, source_name=node.name, min_ocr_confidence=node.min_ocr_confidence, run_id=ctx.run_id
+        files,
+        source_name=node.name,
+        min_ocr_confidence=node.min_ocr_confidence,
+        run_id=ctx.run_id,
+        textract=textract,
     )
     ctx.outputs[node.name] = outputs.rows
     ctx.dead_letters.append(outputs.dead_letters)
