@@ -448,6 +448,12 @@ def parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--postgres-table-rows", type=int, default=100_000)
     bench.add_argument(
+        "--postgres-upsert",
+        action="store_true",
+        help="Parquet -> postgres sink (insert, then update pass) vs plain psycopg COPY and "
+        "executemany loops (--rows rows)",
+    )
+    bench.add_argument(
         "--http",
         action="store_true",
         help="http step per-row and bulk vs a plain sequential loop (local API, 20 ms latency)",

@@ -389,6 +389,12 @@ def main(args: argparse.Namespace) -> int:
         )
         print(json.dumps(report, indent=2))
         return 0
+    if getattr(args, "postgres_upsert", False):
+        from pipelines.dev.postgres_upsert_bench import postgres_upsert_bench
+
+        report = postgres_upsert_bench(args.rows, args.batch_size, args.workers)
+        print(json.dumps(report, indent=2))
+        return 0
     if args.http:
         from pipelines.dev.http_bench import http_bench
 
