@@ -1,10 +1,11 @@
-"""GX's own verdict on one expectation, computed through GX's metric functions, in microseconds.
+"""GX's own verdict on one expectation through GX's metric functions: ~0.3-2.5 ms, not ~25.
 
 A full GX validation costs ~25 ms an expectation (context, batch, metric graph, result
 formatting), which caps a differential test at a few hundred random cases per type. What GX
 actually *decides* is small: for a map expectation, the pandas condition function of its metric
-provider (``ColumnValuesBetween._pandas`` and friends, the undecorated function under
-``__wrapped__``) applied to the column as GX's pandas engine hands it over, then
+provider (``ColumnValuesBetween._pandas`` and friends: the function GX registered for the
+pandas engine, unwrapped from the decorator that fetches and filters the column) applied to
+the column as GX's pandas engine hands it over, then
 ``ColumnMapExpectation._validate``'s ``mostly`` rule. :func:`verdict` calls exactly those
 functions of the installed GX, with the kwargs as GX's expectation model coerces and defaults
 them, on the pandas frame beamwright gives GX (``Table.to_pandas(ignore_metadata=True)``), and
@@ -17,7 +18,7 @@ replays only the glue around them:
   expectations, the rows ``ignore_row_if`` keeps for pair / multicolumn expectations
   (``dropna(how="all"|"any", subset=...)``, as ``PandasExecutionEngine.get_domain_records``);
 * ``..._to_be_of_type`` / ``..._in_type_list`` take the map path only for an ``object`` column
-  and a type other than object, and otherwise judge the column's dtype (``table.column_types``
+  (and, for ``..._of_type``, a type other than object), and otherwise judge the column's dtype (``table.column_types``
   is ``df.dtypes``) with the expectation's own ``_validate_pandas``, listing no rows.
 
 That glue is what could drift from GX, so ``tests/test_gx_differential.py`` also checks this

@@ -350,14 +350,10 @@ def _multicolumn_sum(kw: Mapping[str, Any], kinds: Mapping[str, str | None]) -> 
     return kernel
 
 
-def _type_check(exp_type: str) -> Callable[..., _Kernel | None]:
-    """Marker builder: compile_expectation hands type checks to transforms.gx_types, which
-    needs the Arrow type itself, not its kind."""
-
-    def build(kw: Mapping[str, Any], kinds: Mapping[str, str | None]) -> _Kernel | None:
-        raise AssertionError("type checks are compiled by compile_expectation")
-
-    return build
+def _type_check(kw: Mapping[str, Any], kinds: Mapping[str, str | None]) -> _Kernel | None:
+    """Never called: type checks need the Arrow type itself, not its kind, and
+    compile_expectation hands them to transforms.gx_types."""
+    raise AssertionError("type checks are compiled by _compile_type_check")
 
 
 _BUILDERS: dict[str, tuple[frozenset[str], Callable[..., _Kernel | None], frozenset[str]]] = {
@@ -434,12 +430,12 @@ _BUILDERS: dict[str, tuple[frozenset[str], Callable[..., _Kernel | None], frozen
     ),
     "expect_column_values_to_be_of_type": (
         frozenset({"type_"}),
-        _type_check("of_type"),
+        _type_check,
         frozenset({"int", "float", "string", "date"}),
     ),
     "expect_column_values_to_be_in_type_list": (
         frozenset({"type_list"}),
-        _type_check("in_type_list"),
+        _type_check,
         frozenset({"int", "float", "string", "date"}),
     ),
 }
