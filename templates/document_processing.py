@@ -97,7 +97,7 @@ CHECKS: dict[str, dict[str, Any]] = {
 PARAMETERS = {
     "document_paths": ParameterSpec(
         type="list",
-        default=[str(SAMPLES / f"*.{ext}") for ext in ("pdf", "png", "docx", "html", "txt")]
+        default=[str(SAMPLES / f"*.{ext}") for ext in ("pdf", "png", "jpg", "docx", "html", "txt")]
         + [str(SAMPLES / "unreadable" / "*")],
         description="Document files or glob patterns (PDF, PNG/JPEG/TIFF, DOCX, HTML, TXT).",
     ),

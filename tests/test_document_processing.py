@@ -188,6 +188,8 @@ def test_samples_end_to_end_accuracy_masking_and_lineage(tmp_path: Path) -> None
     }
     for name, row in written.items():
         assert row["document_type"] == TRUTH[next(n for n in TRUTH if Path(n).name == name)]["document_type"]
+    assert written["invoice_12_two_pages.pdf"]["pages"] == 2
+    assert written["invoice_11_worn_scan.jpg"]["extraction_method"] == "ocr"
     for field, c in report["fields"]["invoice"].items():
         assert c["precision"] >= MIN_PRECISION and c["recall"] >= MIN_RECALL, (field, c)
     for name, row in written.items():

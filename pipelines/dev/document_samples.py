@@ -83,7 +83,7 @@ def _money(value: float, layout: int, currency: str) -> str:
     return text
 
 
-def invoice(i: int, rng: random.Random) -> Sample:
+def invoice(i: int, rng: random.Random, n_items: int | None = None) -> Sample:
     layout = i % 3
     vendor, email, phone, iban = VENDORS[i % len(VENDORS)]
     customer = CUSTOMERS[i % len(CUSTOMERS)]
@@ -93,7 +93,8 @@ def invoice(i: int, rng: random.Random) -> Sample:
     if issued[1] == 12:
         due = (issued[0] + 1, 1, issued[2])
     items = []
-    for name, price in rng.sample(ITEMS, 1 + i % 3):
+    picks = rng.sample(ITEMS, 1 + i % 3) if n_items is None else [rng.choice(ITEMS) for _ in range(n_items)]
+    for name, price in picks:
         qty = rng.randint(1, 12)
         items.append({"description": name, "quantity": qty, "unit_price": price,
                       "amount": round(qty * price, 2)})
@@ -205,6 +206,26 @@ def scan(lines: list[str], seed: int) -> Any:
     return img
 
 
+def worn_jpeg(lines: list[str], seed: int) -> bytes:
+    """A worse scan: smaller type, a 1.2 degree skew, blur and heavy JPEG compression, so the
+    accuracy report has a document OCR can get wrong."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    rng = random.Random(seed)
+    font = ImageFont.load_default(size=17)
+    img = Image.new("L", (900, 60 + 28 * len(lines)), 225)
+    draw = ImageDraw.Draw(img)
+    for n, line in enumerate(lines):
+        draw.text((40, 30 + 28 * n), line, fill=50, font=font)
+    for _ in range(4000):
+        draw.point((rng.randrange(img.width), rng.randrange(img.height)), fill=rng.randint(120, 200))
+    img = img.rotate(1.2, resample=Image.BICUBIC, fillcolor=225, expand=True)
+    img = img.filter(ImageFilter.GaussianBlur(0.7))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=35)
+    return buf.getvalue()
+
+
 def png(img: Any) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
@@ -280,7 +301,11 @@ def noise_png(seed: int) -> bytes:
 
 # --------------------------------------------------------------------------- the set
 
-INVOICE_FORMATS = ["pdf", "pdf", "pdf", "scan.png", "pdf", "docx", "scan.pdf", "html", "txt", "pdf"]
+INVOICE_FORMATS = [
+    "pdf", "pdf", "pdf", "scan.png", "pdf", "docx", "scan.pdf", "html", "txt", "pdf", "worn.jpg",
+    "long.pdf",
+]
+LONG_INVOICE_ITEMS = 40  # two pages
 RECEIPT_FORMATS = ["pdf", "scan.png", "txt"]
 CONTRACT_FORMATS = ["pdf", "docx", "html"]
 
@@ -292,6 +317,10 @@ def render(sample: Sample, fmt: str, seed: int) -> bytes:
         return png(scan(sample.lines, seed))
     if fmt == "scan.pdf":
         return scanned_pdf(scan(sample.lines, seed))
+    if fmt == "worn.jpg":
+        return worn_jpeg(sample.lines, seed)
+    if fmt == "long.pdf":
+        return text_pdf(sample.lines)
     if fmt == "docx":
         return docx(sample.lines)
     if fmt == "html":
@@ -309,9 +338,10 @@ def samples() -> list[tuple[Sample, str]]:
                                 ("receipt", receipt, RECEIPT_FORMATS),
                                 ("contract", contract, CONTRACT_FORMATS)):
         for i, fmt in enumerate(formats):
-            sample = make(i, rng)
+            sample = invoice(i, rng, LONG_INVOICE_ITEMS) if fmt == "long.pdf" else make(i, rng)
             ext = fmt.split(".")[-1]
-            sample.name = f"{kind}_{i + 1:02d}{'_scan' if fmt.startswith('scan') else ''}.{ext}"
+            suffix = {"scan": "_scan", "worn": "_worn_scan", "long": "_two_pages"}.get(fmt.split(".")[0], "")
+            sample.name = f"{kind}_{i + 1:02d}{suffix}.{ext}"
             out.append((sample, fmt))
     return out
 
