@@ -32,7 +32,7 @@ def placeholders(text: str) -> list[str]:
 
 def _text(value: Any) -> str:
     if value is None:
-        raise TemplateError("a placeholder's field is null")
+        raise TemplateError("a {field} in the request is null")
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

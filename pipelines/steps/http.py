@@ -4,7 +4,7 @@ Column lineage: each added field comes from the API's answer (DIRECT, TRANSFORMA
 a JSON path and cast) and depends on the row fields the request is built from (INDIRECT, JOIN:
 they choose which record answers); a FILTER dependency too when unknown rows are rejected or
 dropped. The API is an input dataset named by its base URL (namespace ``http://host:port``,
-name the path before the first placeholder).
+name the path before the first {field}).
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class HttpStepSpec(StepBase):
 
 
 def dataset_uri(node: HttpStepSpec) -> str:
-    """The API's base URL plus the path before the first placeholder (query dropped):
+    """The API's base URL plus the path before the first {field} (query dropped):
     :func:`lineage.naming.dataset_name` makes it namespace ``http://host:port``, name the path."""
     from urllib.parse import urlsplit
 
