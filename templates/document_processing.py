@@ -8,9 +8,10 @@ Parameter values map to behaviour:
 
 - ``document_types``: which types the ``document_fields`` step extracts, and one filtered,
   validated branch with two outputs each; a document of another type is a dead letter.
-- ``ai_providers``: who reads PDFs and images: ``local`` (pypdf text, Tesseract OCR) or
-  ``aws`` (Amazon Textract through boto3, ``aws_region``/``aws_endpoint_url``); one at a time.
-  Fields are extracted by the same rules either way. azure and google are refused, saying so.
+- ``ai_providers``: who reads PDFs and images: ``local`` (pypdf text, Tesseract OCR), ``aws``
+  (Amazon Textract through boto3, ``aws_region``/``aws_endpoint_url``) or ``azure`` (Document
+  Intelligence prebuilt-read, ``azure_endpoint``/``azure_key``); one at a time. Fields are
+  extracted by the same rules either way. google is refused, saying so.
 - ``output_formats``: ``json`` (one JSON document per line, text, fields and confidences) and
   ``structured_data`` (Parquet, the type's fields only).
 - ``compliance_required``: PII in the text masked, the classifications in lineage, the
@@ -32,7 +33,7 @@ from templates.base import SAMPLE_DATA, pipeline_spec, rejections_report
 
 DOCUMENT_TYPES = ["invoice", "contract", "receipt"]
 PROVIDERS = ["local", "azure", "aws", "google"]
-SERVED_PROVIDERS = ["local", "aws"]
+SERVED_PROVIDERS = ["local", "aws", "azure"]
 OUTPUT_FORMATS = ["json", "structured_data"]
 SAMPLES = SAMPLE_DATA / "documents"
 
@@ -107,8 +108,14 @@ PARAMETERS = {
     ),
     "ai_providers": ParameterSpec(
         type="list", default=["local"], choices=PROVIDERS,
-        description="Who reads PDFs and images (one): local (pypdf + Tesseract OCR) or aws "
-        "(Amazon Textract); azure and google are not served by this version.",
+        description="Who reads PDFs and images (one): local (pypdf + Tesseract OCR), aws "
+        "(Amazon Textract) or azure (Document Intelligence); google is not served by this version.",
+    ),
+    "azure_endpoint": ParameterSpec(
+        type="string", description="Document Intelligence endpoint (azure), https://NAME.cognitiveservices.azure.com."
+    ),
+    "azure_key": ParameterSpec(
+        type="secret", description="Document Intelligence key (azure): env:VAR, file:PATH or a store reference."
     ),
     "aws_region": ParameterSpec(type="string", default="us-east-1", description="Textract's region (aws)."),
     "aws_endpoint_url": ParameterSpec(
@@ -158,6 +165,20 @@ def _branch(kind: str, values: Mapping[str, Any], out: str) -> tuple[list[dict],
         sinks.append({"name": f"{kind}_parquet", "type": "file", "input": f"{kind}_records",
                       "path": f"{out}/tables/{kind}s", "format": "parquet"})
     return steps, sinks
+
+
+def _provider_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    provider = values["ai_providers"][0]
+    if provider == "aws":
+        return {"aws": {"region": values["aws_region"], "endpoint_url": values["aws_endpoint_url"]}}
+    if provider == "azure":
+        if not values["azure_endpoint"] or not values["azure_key"]:
+            raise ValueError(
+                "parameters.azure_endpoint and azure_key: the azure provider needs both "
+                "(e.g. -p azure_endpoint=https://NAME.cognitiveservices.azure.com -p azure_key=env:AZURE_DI_KEY)"
+            )
+        return {"azure": {"endpoint": values["azure_endpoint"], "key": values["azure_key"]}}
+    return {}
 
 
 class DocumentProcessingTemplate:
@@ -212,8 +233,7 @@ class DocumentProcessingTemplate:
                 "paths": list(values["document_paths"]),
                 "min_ocr_confidence": values["min_ocr_confidence"],
                 "provider": values["ai_providers"][0],
-                **({"aws": {"region": values["aws_region"], "endpoint_url": values["aws_endpoint_url"]}}
-                   if values["ai_providers"][0] == "aws" else {}),
+                **_provider_settings(values),
             }],
             steps=steps,
             sinks=sinks,

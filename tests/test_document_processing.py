@@ -156,8 +156,10 @@ def expand(out: Path, **params: Any) -> PipelineSpec:
 
 
 def test_unserved_providers_refused_naming_the_supported_ones(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"\['azure', 'google'\] not served.*supported: \['local', 'aws'\]"):
-        expand(tmp_path, ai_providers=["azure", "google"])
+    with pytest.raises(ValueError, match=r"\['google'\] not served.*supported: \['local', 'aws', 'azure'\]"):
+        expand(tmp_path, ai_providers=["google"])
+    with pytest.raises(ValueError, match="azure provider needs both"):
+        expand(tmp_path, ai_providers=["azure"])
     with pytest.raises(ValueError, match="name one provider"):
         expand(tmp_path, ai_providers=["local", "aws"])
     spec = expand(tmp_path, document_types=["invoice"], output_formats=["structured_data"], compliance_required=False)
@@ -260,3 +262,82 @@ def test_aws_provider_reads_scans_with_textract_on_moto(tmp_path: Path, monkeypa
     weak_dead = [json.loads(line) for f in (tmp_path / "weak" / "alerts" / "dead_letters").glob("*.jsonl")
                  for line in f.read_text().splitlines()]
     assert [d["rule"] for d in weak_dead] == ["ocr_confidence"] and weak.node("documents").rows_out == 0
+
+
+class _DocumentIntelligence:
+    """Azure Document Intelligence's documented REST exchange on loopback: POST analyze ->
+    202 + Operation-Location (a 429 with Retry-After first), GET -> running, then succeeded
+    with ``analyzeResult`` (content, pages[].words[].confidence). It does not read the bytes:
+    the test gives the content it answers, as moto does for Textract."""
+
+    def __init__(self, key: str, content: str, confidence: float) -> None:
+        from http.server import BaseHTTPRequestHandler
+
+        from tests.servers.http import JsonHandler, LoopbackServer
+
+        self.key, self.content, self.confidence = key, content, confidence
+        self.requests: list[tuple[str, str]] = []
+        self.throttle_next = True
+        owner = self
+
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                body = self._body()
+                owner.requests.append(("POST", self.path))
+                if self.headers.get("Ocp-Apim-Subscription-Key") != owner.key:
+                    return self._reply(401, {"error": {"code": "401", "message": "Access denied"}})
+                if owner.throttle_next:
+                    owner.throttle_next = False
+                    self.send_response(429)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                assert body and self.path.endswith(":analyze?api-version=2024-11-30")
+                self.send_response(202)
+                self.send_header("Operation-Location", f"{owner.url}/operations/{len(owner.requests)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+
+            def do_GET(self) -> None:  # noqa: N802
+                owner.requests.append(("GET", self.path))
+                polls = sum(1 for m, p in owner.requests if m == "GET" and p == self.path)
+                if polls == 1:
+                    return self._reply(200, {"status": "running"})
+                words = [{"content": w, "confidence": owner.confidence} for w in owner.content.split()]
+                return self._reply(200, {"status": "succeeded", "analyzeResult": {
+                    "apiVersion": "2024-11-30", "modelId": "prebuilt-read", "content": owner.content,
+                    "pages": [{"pageNumber": 1, "words": words}]}})
+
+        assert issubclass(Handler, BaseHTTPRequestHandler)
+        self.server = LoopbackServer(Handler, self)
+        self.url = self.server.url
+
+
+def test_azure_provider_through_the_http_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    truth = TRUTH["receipt_02_scan.png"]["fields"]
+    content = f"{truth['merchant']}\nRECEIPT\nDate: {truth['date']}\nTOTAL: {truth['total_amount']:.2f}"
+    api = _DocumentIntelligence("k-123", content, 0.97)
+    monkeypatch.setenv("AZURE_DI_KEY", "k-123")
+    try:
+        docs = tmp_path / "in"
+        docs.mkdir()
+        (docs / "receipt.png").write_bytes((DOCS / "receipt_02_scan.png").read_bytes())
+        out = tmp_path / "out"
+        summary = run_spec(expand(out, document_paths=[str(docs / "*")], ai_providers=["azure"],
+                                  azure_endpoint=api.url, azure_key="env:AZURE_DI_KEY", output_formats=["json"]))
+        monkeypatch.setenv("AZURE_DI_KEY", "wrong")
+        refused = run_spec(expand(tmp_path / "refused", document_paths=[str(docs / "*")], ai_providers=["azure"],
+                                  azure_endpoint=api.url, azure_key="env:AZURE_DI_KEY", error_threshold=1.0))
+    finally:
+        api.server.close()
+    assert summary.reconciled
+    (row,) = [json.loads(line) for f in (out / "json" / "receipts").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert row["extraction_method"] == "azure_read" and row["ocr_confidence"] == 97.0
+    assert (row["merchant"], row["date"], row["total_amount"]) == (truth["merchant"], truth["date"], truth["total_amount"])
+    assert [m for m, _ in api.requests[:4]] == ["POST", "POST", "GET", "GET"]  # 429 retried, polled until done
+    assert refused.node("documents").rows_dead_lettered == 1
+    (dead,) = [json.loads(line) for f in (tmp_path / "refused" / "alerts" / "dead_letters").glob("*.jsonl")
+               for line in f.read_text().splitlines()]
+    assert dead["rule"] == "provider_error" and "401" in dead["errorMessage"] and "wrong" not in dead["errorMessage"]

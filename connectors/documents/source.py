@@ -58,11 +58,12 @@ def document_row(path: str, data: bytes, min_ocr_confidence: float, remote: Remo
 
 
 class _ReadDocumentFn(beam.DoFn):
-    def __init__(self, source: str, min_ocr_confidence: float, run_id: str, textract: Any) -> None:
+    def __init__(self, source: str, min_ocr_confidence: float, run_id: str, textract: Any, azure: Any) -> None:
         self._source = source
         self._min = min_ocr_confidence
         self._run_id = run_id
         self._textract_config = textract
+        self._azure_config = azure
         self._remote: Remote | None = None
 
     def setup(self) -> None:
@@ -72,6 +73,10 @@ class _ReadDocumentFn(beam.DoFn):
 
             textract = client(self._textract_config)
             self._remote = lambda data, threshold: textract_document(textract, data, threshold)
+        elif self._azure_config is not None:
+            from connectors.documents.azure import AzureReader
+
+            self._remote = AzureReader(self._azure_config)
 
     def process(self, path: str) -> Iterable[Any]:
         self._counters.inc(FILES)
@@ -105,6 +110,8 @@ class ReadDocuments(beam.PTransform):
         run_id: stamped on dead letters.
         textract: a :class:`connectors.documents.textract.TextractConfig` to read PDFs and
             images with Amazon Textract instead of pypdf and Tesseract (the ``aws`` provider).
+        azure: a :class:`connectors.documents.azure.AzureConfig`: the same with Azure AI
+            Document Intelligence (the ``azure`` provider).
     """
 
     def __init__(
@@ -115,10 +122,11 @@ class ReadDocuments(beam.PTransform):
         min_ocr_confidence: float = 60.0,
         run_id: str = "",
         textract: Any = None,
+        azure: Any = None,
     ) -> None:
         super().__init__()
         self._paths = list(paths)
-        self._fn = _ReadDocumentFn(source_name, min_ocr_confidence, run_id, textract)
+        self._fn = _ReadDocumentFn(source_name, min_ocr_confidence, run_id, textract, azure)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         return read_each(pbegin, self._paths, self._fn, each_label="Files", read_label="Read")

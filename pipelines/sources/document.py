@@ -7,7 +7,9 @@ Unreadable documents are dead letters with their original bytes and the reason (
 ``encrypted``, ``no_text``, ``ocr_confidence``, ``corrupt``, ``format``). Needs the
 ``documents`` extra, and ``tesseract-ocr`` (``make tesseract``) when a scan or image is read.
 ``provider: aws`` reads PDFs and images with Amazon Textract instead (boto3, the ``aws`` extra);
-what Textract refuses after its retries is a dead letter (rule ``provider_error``).
+``provider: azure`` reads them with Azure AI Document Intelligence (its REST API through the
+project's HTTP client: retries, Retry-After, a circuit breaker). What a provider refuses after
+its retries is a dead letter (rule ``provider_error``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipelines.registry import Kind
-from pipelines.spec_base import Name, SpecModel
+from pipelines.spec_base import Name, SecretSpec, SpecModel
 
 FIELDS = [
     "document_id", "path", "file_name", "format", "size_bytes", "pages", "extraction_method",
@@ -34,6 +36,15 @@ class AwsTextractSpec(SpecModel):
     max_attempts: int = Field(default=5, ge=1, description="Attempts per document (adaptive retries).")
 
 
+class AzureDocumentSpec(SpecModel):
+    """Where Azure AI Document Intelligence is (provider azure)."""
+
+    endpoint: str = Field(description="The resource's endpoint, e.g. https://NAME.cognitiveservices.azure.com.")
+    key: SecretSpec = Field(description="The resource key: env:VAR, file:PATH or a secret store reference.")
+    model: str = Field(default="prebuilt-read", description="The analysis model.")
+    max_attempts: int = Field(default=4, ge=1, description="Attempts per request.")
+
+
 class DocumentSourceSpec(SpecModel):
     """Document files matching glob patterns, read into text."""
 
@@ -46,13 +57,20 @@ class DocumentSourceSpec(SpecModel):
         "dead-lettered (rule ocr_confidence).",
     )
     allow_empty: bool = Field(default=False, description="Succeed when no file matches.")
-    provider: Literal["local", "aws"] = Field(
+    provider: Literal["local", "aws", "azure"] = Field(
         default="local",
-        description="Who reads PDFs and images: local (pypdf, Tesseract) or aws (Amazon "
-        "Textract DetectDocumentText, credentials from boto3's chain). DOCX, HTML and text "
-        "are read locally either way.",
+        description="Who reads PDFs and images: local (pypdf, Tesseract), aws (Amazon "
+        "Textract DetectDocumentText, credentials from boto3's chain) or azure (Document "
+        "Intelligence prebuilt-read). DOCX, HTML and text are read locally either way.",
     )
     aws: AwsTextractSpec = Field(default_factory=AwsTextractSpec)
+    azure: AzureDocumentSpec | None = Field(default=None, description="Required with provider azure.")
+
+    @model_validator(mode="after")
+    def _azure_settings(self) -> DocumentSourceSpec:
+        if self.provider == "azure" and self.azure is None:
+            raise ValueError("provider azure needs azure: {endpoint, key}")
+        return self
 
 
 def _files(node: DocumentSourceSpec) -> list[str]:
@@ -69,8 +87,17 @@ def build(node: DocumentSourceSpec, ctx: Any, path: str) -> None:
     if not files and not node.allow_empty:
         raise ctx.fail(f"{path}.paths", f"no file matches {node.paths}; check the paths, or set allow_empty: true")
     images = [f for f in files if FORMATS.get(PurePath(f).suffix.lower()) == "image"]
-    textract = None
-    if node.provider == "aws":
+    textract = azure = None
+    if node.provider == "azure" and node.azure is not None:
+        from connectors.documents.azure import AzureConfig
+
+        azure = AzureConfig(
+            node.azure.endpoint,
+            node.azure.key.model_dump(exclude_none=True, exclude_defaults=True),
+            node.azure.model,
+            node.azure.max_attempts,
+        )
+    elif node.provider == "aws":
         from connectors.documents.textract import TextractConfig
 
         textract = TextractConfig(node.aws.region, node.aws.endpoint_url, node.aws.max_attempts)
@@ -87,6 +114,7 @@ def build(node: DocumentSourceSpec, ctx: Any, path: str) -> None:
         min_ocr_confidence=node.min_ocr_confidence,
         run_id=ctx.run_id,
         textract=textract,
+        azure=azure,
     )
     ctx.outputs[node.name] = outputs.rows
     ctx.dead_letters.append(outputs.dead_letters)
