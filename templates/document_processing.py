@@ -9,9 +9,10 @@ Parameter values map to behaviour:
 - ``document_types``: which types the ``document_fields`` step extracts, and one filtered,
   validated branch with two outputs each; a document of another type is a dead letter.
 - ``ai_providers``: who reads PDFs and images: ``local`` (pypdf text, Tesseract OCR), ``aws``
-  (Amazon Textract through boto3, ``aws_region``/``aws_endpoint_url``) or ``azure`` (Document
-  Intelligence prebuilt-read, ``azure_endpoint``/``azure_key``); one at a time. Fields are
-  extracted by the same rules either way. google is refused, saying so.
+  (Amazon Textract through boto3, ``aws_region``/``aws_endpoint_url``), ``azure`` (Document
+  Intelligence prebuilt-read, ``azure_endpoint``/``azure_key``) or ``google`` (a Document AI
+  processor, ``google_project``/``google_location``/``google_processor``/``google_token``);
+  one at a time. Fields are extracted by the same rules whoever read the text.
 - ``output_formats``: ``json`` (one JSON document per line, text, fields and confidences) and
   ``structured_data`` (Parquet, the type's fields only).
 - ``compliance_required``: PII in the text masked, the classifications in lineage, the
@@ -33,7 +34,6 @@ from templates.base import SAMPLE_DATA, pipeline_spec, rejections_report
 
 DOCUMENT_TYPES = ["invoice", "contract", "receipt"]
 PROVIDERS = ["local", "azure", "aws", "google"]
-SERVED_PROVIDERS = ["local", "aws", "azure"]
 OUTPUT_FORMATS = ["json", "structured_data"]
 SAMPLES = SAMPLE_DATA / "documents"
 
@@ -109,7 +109,16 @@ PARAMETERS = {
     "ai_providers": ParameterSpec(
         type="list", default=["local"], choices=PROVIDERS,
         description="Who reads PDFs and images (one): local (pypdf + Tesseract OCR), aws "
-        "(Amazon Textract) or azure (Document Intelligence); google is not served by this version.",
+        "(Amazon Textract), azure (Document Intelligence) or google (Document AI).",
+    ),
+    "google_project": ParameterSpec(type="string", description="Document AI project (google)."),
+    "google_location": ParameterSpec(type="string", default="us", description="Document AI location (google)."),
+    "google_processor": ParameterSpec(type="string", description="Document AI processor id (google)."),
+    "google_token": ParameterSpec(
+        type="secret", description="OAuth access token (google): env:VAR, file:PATH or a store reference."
+    ),
+    "google_endpoint": ParameterSpec(
+        type="string", description="Document AI endpoint (google); default https://LOCATION-documentai.googleapis.com."
     ),
     "azure_endpoint": ParameterSpec(
         type="string", description="Document Intelligence endpoint (azure), https://NAME.cognitiveservices.azure.com."
@@ -178,6 +187,17 @@ def _provider_settings(values: Mapping[str, Any]) -> dict[str, Any]:
                 "(e.g. -p azure_endpoint=https://NAME.cognitiveservices.azure.com -p azure_key=env:AZURE_DI_KEY)"
             )
         return {"azure": {"endpoint": values["azure_endpoint"], "key": values["azure_key"]}}
+    if provider == "google":
+        if not values["google_project"] or not values["google_processor"] or not values["google_token"]:
+            raise ValueError(
+                "parameters.google_project, google_processor and google_token: the google "
+                "provider needs all three (e.g. -p google_token=env:GOOGLE_ACCESS_TOKEN)"
+            )
+        return {"google": {
+            "project": values["google_project"], "location": values["google_location"],
+            "processor": values["google_processor"], "token": values["google_token"],
+            "endpoint": values["google_endpoint"],
+        }}
     return {}
 
 
@@ -192,12 +212,6 @@ class DocumentProcessingTemplate:
 
     def expand(self, values: Mapping[str, Any]) -> PipelineSpec:
         """The pipeline spec for typed parameter ``values``."""
-        refused = [p for p in values["ai_providers"] if p not in SERVED_PROVIDERS]
-        if refused:
-            raise ValueError(
-                f"parameters.ai_providers: {refused} not served by this version (no client for "
-                f"them is wired in yet); supported: {SERVED_PROVIDERS}"
-            )
         if len(values["ai_providers"]) != 1:
             raise ValueError(
                 f"parameters.ai_providers: name one provider (got {list(values['ai_providers'])}); "

@@ -155,9 +155,11 @@ def expand(out: Path, **params: Any) -> PipelineSpec:
     return template.expand(resolve_parameters(template.parameters, {"output_dir": str(out), **params}))
 
 
-def test_unserved_providers_refused_naming_the_supported_ones(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"\['google'\] not served.*supported: \['local', 'aws', 'azure'\]"):
-        expand(tmp_path, ai_providers=["google"])
+def test_providers_checked_naming_what_they_need(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"choose from \[.local., .azure., .aws., .google.\]"):
+        expand(tmp_path, ai_providers=["openai"])
+    with pytest.raises(ValueError, match="google provider needs all three"):
+        expand(tmp_path, ai_providers=["google"], google_project="p")
     with pytest.raises(ValueError, match="azure provider needs both"):
         expand(tmp_path, ai_providers=["azure"])
     with pytest.raises(ValueError, match="name one provider"):
@@ -341,3 +343,63 @@ def test_azure_provider_through_the_http_client(tmp_path: Path, monkeypatch: pyt
     (dead,) = [json.loads(line) for f in (tmp_path / "refused" / "alerts" / "dead_letters").glob("*.jsonl")
                for line in f.read_text().splitlines()]
     assert dead["rule"] == "provider_error" and "401" in dead["errorMessage"] and "wrong" not in dead["errorMessage"]
+
+
+class _DocumentAi:
+    """Google Document AI's documented ``:process`` exchange on loopback: a 503 with
+    Retry-After first, then ``{"document": {"text", "pages": [{"layout", "tokens"}]}}`` for the
+    content the test gives (it does not read the bytes; it checks they are the file's)."""
+
+    def __init__(self, token: str, content: str, confidence: float, expect: bytes) -> None:
+        from tests.servers.http import JsonHandler, LoopbackServer
+
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                import base64
+
+                body = json.loads(self._body())
+                owner.requests.append(self.path)
+                if self._bearer() != token:
+                    return self._reply(401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}})
+                if len(owner.requests) == 1:
+                    self.send_response(503)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                raw = body["rawDocument"]
+                assert base64.b64decode(raw["content"]) == expect and raw["mimeType"] == "image/png"
+                tokens = [{"layout": {"confidence": confidence}} for _ in content.split()]
+                return self._reply(200, {"document": {"text": content, "pages": [
+                    {"pageNumber": 1, "layout": {"confidence": 0.9}, "tokens": tokens}]}})
+
+        self.server = LoopbackServer(Handler, self)
+        self.url = self.server.url
+
+
+def test_google_provider_through_the_http_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    truth = TRUTH["receipt_02_scan.png"]["fields"]
+    content = f"{truth['merchant']}\nRECEIPT\nDate: {truth['date']}\nTOTAL: {truth['total_amount']:.2f}"
+    data = (DOCS / "receipt_02_scan.png").read_bytes()
+    api = _DocumentAi("tok-1", content, 0.88, data)
+    monkeypatch.setenv("GOOGLE_ACCESS_TOKEN", "tok-1")
+    try:
+        docs = tmp_path / "in"
+        docs.mkdir()
+        (docs / "receipt.png").write_bytes(data)
+        out = tmp_path / "out"
+        summary = run_spec(expand(
+            out, document_paths=[str(docs / "*")], ai_providers=["google"], google_project="proj",
+            google_location="eu", google_processor="ocr1", google_token="env:GOOGLE_ACCESS_TOKEN",
+            google_endpoint=api.url, output_formats=["json"],
+        ))
+    finally:
+        api.server.close()
+    assert summary.reconciled
+    assert api.requests == ["/v1/projects/proj/locations/eu/processors/ocr1:process"] * 2  # 503 retried
+    (row,) = [json.loads(line) for f in (out / "json" / "receipts").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert row["extraction_method"] == "google_docai" and row["ocr_confidence"] == 88.0
+    assert (row["merchant"], row["total_amount"]) == (truth["merchant"], truth["total_amount"])

@@ -26,7 +26,7 @@ FORMATS = {
 }
 """Extension -> reader."""
 
-METHODS = ("pdf_text", "ocr", "textract", "azure_read", "docx", "html", "text")
+METHODS = ("pdf_text", "ocr", "textract", "azure_read", "google_docai", "docx", "html", "text")
 
 Remote = Callable[[bytes, float], "DocumentText"]
 """A provider's reader of PDFs and images: (bytes, confidence threshold) -> text."""

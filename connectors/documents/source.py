@@ -58,12 +58,15 @@ def document_row(path: str, data: bytes, min_ocr_confidence: float, remote: Remo
 
 
 class _ReadDocumentFn(beam.DoFn):
-    def __init__(self, source: str, min_ocr_confidence: float, run_id: str, textract: Any, azure: Any) -> None:
+    def __init__(
+        self, source: str, min_ocr_confidence: float, run_id: str, textract: Any, azure: Any, google: Any
+    ) -> None:
         self._source = source
         self._min = min_ocr_confidence
         self._run_id = run_id
         self._textract_config = textract
         self._azure_config = azure
+        self._google_config = google
         self._remote: Remote | None = None
 
     def setup(self) -> None:
@@ -77,6 +80,10 @@ class _ReadDocumentFn(beam.DoFn):
             from connectors.documents.azure import AzureReader
 
             self._remote = AzureReader(self._azure_config)
+        elif self._google_config is not None:
+            from connectors.documents.google import GoogleReader
+
+            self._remote = GoogleReader(self._google_config)
 
     def process(self, path: str) -> Iterable[Any]:
         self._counters.inc(FILES)
@@ -112,6 +119,8 @@ class ReadDocuments(beam.PTransform):
             images with Amazon Textract instead of pypdf and Tesseract (the ``aws`` provider).
         azure: a :class:`connectors.documents.azure.AzureConfig`: the same with Azure AI
             Document Intelligence (the ``azure`` provider).
+        google: a :class:`connectors.documents.google.GoogleConfig`: the same with a Google
+            Document AI processor (the ``google`` provider).
     """
 
     def __init__(
@@ -123,10 +132,11 @@ class ReadDocuments(beam.PTransform):
         run_id: str = "",
         textract: Any = None,
         azure: Any = None,
+        google: Any = None,
     ) -> None:
         super().__init__()
         self._paths = list(paths)
-        self._fn = _ReadDocumentFn(source_name, min_ocr_confidence, run_id, textract, azure)
+        self._fn = _ReadDocumentFn(source_name, min_ocr_confidence, run_id, textract, azure, google)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         return read_each(pbegin, self._paths, self._fn, each_label="Files", read_label="Read")

@@ -7,8 +7,9 @@ Unreadable documents are dead letters with their original bytes and the reason (
 ``encrypted``, ``no_text``, ``ocr_confidence``, ``corrupt``, ``format``). Needs the
 ``documents`` extra, and ``tesseract-ocr`` (``make tesseract``) when a scan or image is read.
 ``provider: aws`` reads PDFs and images with Amazon Textract instead (boto3, the ``aws`` extra);
-``provider: azure`` reads them with Azure AI Document Intelligence (its REST API through the
-project's HTTP client: retries, Retry-After, a circuit breaker). What a provider refuses after
+``provider: azure`` reads them with Azure AI Document Intelligence, ``provider: google`` with a
+Google Document AI processor (their REST APIs through the project's HTTP client: retries,
+Retry-After, a circuit breaker). What a provider refuses after
 its retries is a dead letter (rule ``provider_error``).
 """
 
@@ -45,6 +46,17 @@ class AzureDocumentSpec(SpecModel):
     max_attempts: int = Field(default=4, ge=1, description="Attempts per request.")
 
 
+class GoogleDocumentSpec(SpecModel):
+    """Which Google Document AI processor reads the documents (provider google)."""
+
+    project: str
+    location: str = Field(default="us", description="The processor's location: us or eu.")
+    processor: str = Field(description="The processor id (an OCR or form parser processor).")
+    token: SecretSpec = Field(description="An OAuth access token: env:VAR, file:PATH or a store reference.")
+    endpoint: str | None = Field(default=None, description="Default https://LOCATION-documentai.googleapis.com.")
+    max_attempts: int = Field(default=4, ge=1, description="Attempts per document.")
+
+
 class DocumentSourceSpec(SpecModel):
     """Document files matching glob patterns, read into text."""
 
@@ -57,19 +69,23 @@ class DocumentSourceSpec(SpecModel):
         "dead-lettered (rule ocr_confidence).",
     )
     allow_empty: bool = Field(default=False, description="Succeed when no file matches.")
-    provider: Literal["local", "aws", "azure"] = Field(
+    provider: Literal["local", "aws", "azure", "google"] = Field(
         default="local",
         description="Who reads PDFs and images: local (pypdf, Tesseract), aws (Amazon "
-        "Textract DetectDocumentText, credentials from boto3's chain) or azure (Document "
-        "Intelligence prebuilt-read). DOCX, HTML and text are read locally either way.",
+        "Textract DetectDocumentText, credentials from boto3's chain), azure (Document "
+        "Intelligence prebuilt-read) or google (a Document AI processor). DOCX, HTML and "
+        "text are read locally either way.",
     )
     aws: AwsTextractSpec = Field(default_factory=AwsTextractSpec)
     azure: AzureDocumentSpec | None = Field(default=None, description="Required with provider azure.")
+    google: GoogleDocumentSpec | None = Field(default=None, description="Required with provider google.")
 
     @model_validator(mode="after")
-    def _azure_settings(self) -> DocumentSourceSpec:
+    def _provider_settings(self) -> DocumentSourceSpec:
         if self.provider == "azure" and self.azure is None:
             raise ValueError("provider azure needs azure: {endpoint, key}")
+        if self.provider == "google" and self.google is None:
+            raise ValueError("provider google needs google: {project, location, processor, token}")
         return self
 
 
@@ -87,8 +103,16 @@ def build(node: DocumentSourceSpec, ctx: Any, path: str) -> None:
     if not files and not node.allow_empty:
         raise ctx.fail(f"{path}.paths", f"no file matches {node.paths}; check the paths, or set allow_empty: true")
     images = [f for f in files if FORMATS.get(PurePath(f).suffix.lower()) == "image"]
-    textract = azure = None
-    if node.provider == "azure" and node.azure is not None:
+    textract = azure = google = None
+    if node.provider == "google" and node.google is not None:
+        from connectors.documents.google import GoogleConfig
+
+        g = node.google
+        google = GoogleConfig(
+            g.project, g.location, g.processor,
+            g.token.model_dump(exclude_none=True, exclude_defaults=True), g.endpoint, g.max_attempts,
+        )
+    elif node.provider == "azure" and node.azure is not None:
         from connectors.documents.azure import AzureConfig
 
         azure = AzureConfig(
@@ -115,6 +139,7 @@ def build(node: DocumentSourceSpec, ctx: Any, path: str) -> None:
         run_id=ctx.run_id,
         textract=textract,
         azure=azure,
+        google=google,
     )
     ctx.outputs[node.name] = outputs.rows
     ctx.dead_letters.append(outputs.dead_letters)
