@@ -17,6 +17,7 @@ _BUILTIN = {
     "data_processing": "templates.data_processing",
     "document_processing": "templates.document_processing",
     "investment_data": "templates.investment_data",
+    "record_sync": "templates.record_sync",
 }
 
 
