@@ -403,3 +403,35 @@ def test_google_provider_through_the_http_client(tmp_path: Path, monkeypatch: py
     (row,) = [json.loads(line) for f in (out / "json" / "receipts").glob("*.jsonl") for line in f.read_text().splitlines()]
     assert row["extraction_method"] == "google_docai" and row["ocr_confidence"] == 88.0
     assert (row["merchant"], row["total_amount"]) == (truth["merchant"], truth["total_amount"])
+
+
+def test_textract_breaker_stops_calling_a_dead_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textract unreachable (a closed loopback port): every document is a provider_error dead
+    letter, and once the breaker opens the rest are refused without a call."""
+    import socket
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    docs = tmp_path / "in"
+    docs.mkdir()
+    for n in range(12):
+        (docs / f"scan_{n:02d}.png").write_bytes((DOCS / "receipt_02_scan.png").read_bytes())
+    spec = PipelineSpec.model_validate({
+        "name": "dead_textract",
+        "run": {"error_threshold": 1.0},
+        "sources": [{"name": "docs", "type": "document", "paths": [str(docs / "*.png")], "provider": "aws",
+                     "aws": {"endpoint_url": f"http://127.0.0.1:{port}", "max_attempts": 1}}],
+        "steps": [],
+        "sinks": [{"name": "out", "type": "file", "path": str(tmp_path / "out"), "format": "jsonl"}],
+        "dead_letter": {"path": str(tmp_path / "dead"), "format": "jsonl"},
+        "lineage": {"enabled": False},
+    })
+    summary = run_spec(spec)
+    letters = [json.loads(line) for f in (tmp_path / "dead").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert summary.reconciled and len(letters) == 12 and {d["rule"] for d in letters} == {"provider_error"}
+    unreachable = [d for d in letters if "could not be reached" in d["errorMessage"]]
+    opened = [d for d in letters if "circuit open" in d["errorMessage"]]
+    assert len(unreachable) + len(opened) == 12 and opened

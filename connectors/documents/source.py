@@ -73,9 +73,10 @@ class _ReadDocumentFn(beam.DoFn):
         self._counters = NodeCounters(self._source)
         if self._textract_config is not None:
             from connectors.documents.textract import client, textract_document
+            from connectors.http.breaker import CircuitBreaker
 
-            textract = client(self._textract_config)
-            self._remote = lambda data, threshold: textract_document(textract, data, threshold)
+            textract, breaker = client(self._textract_config), CircuitBreaker()
+            self._remote = lambda data, threshold: textract_document(textract, data, threshold, breaker)
         elif self._azure_config is not None:
             from connectors.documents.azure import AzureReader
 

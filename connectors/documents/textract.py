@@ -9,7 +9,8 @@ need no OCR and are read locally whichever the provider.
 Throttling and transient errors are retried by botocore's ``adaptive`` mode (exponential
 backoff plus a client-side rate limiter that slows down when AWS throttles); what is still
 refused after the attempts is an :class:`~connectors.documents.read.UnreadableDocument` with
-rule ``provider_error`` (a dead letter, the run goes on). Credentials come from boto3's chain
+rule ``provider_error`` (a dead letter, the run goes on), and a circuit breaker (the HTTP
+client's, :mod:`connectors.http.breaker`) stops calling a service that keeps failing. Credentials come from boto3's chain
 (environment, profile, instance role).
 """
 
@@ -57,19 +58,38 @@ def blocks_text(answer: dict[str, Any]) -> tuple[str, float, int, int]:
     return "\n".join(b.get("Text", "") for b in lines), round(confidence, 1), len(lines), pages
 
 
-def textract_document(textract: Any, data: bytes, threshold: float) -> DocumentText:
-    """The text Textract reads from ``data``; :class:`UnreadableDocument` when it cannot."""
+SERVER_SIDE = ("InternalServerError", "ThrottlingException", "ProvisionedThroughputExceededException",
+               "ServiceUnavailable")
+"""Error codes that say the service, not the document, is failing: they trip the breaker."""
+
+
+def textract_document(textract: Any, data: bytes, threshold: float, breaker: Any = None) -> DocumentText:
+    """The text Textract reads from ``data``; :class:`UnreadableDocument` when it cannot.
+
+    ``breaker`` (a :class:`connectors.http.breaker.CircuitBreaker`) stops calling a service that
+    keeps failing after botocore's retries: the next documents are dead letters at once, until
+    a probe succeeds, instead of each waiting out every retry."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    if breaker is not None and not breaker.allow():
+        raise UnreadableDocument(
+            "provider_error", f"Textract circuit open after repeated failures (retry in {breaker.retry_in():.0f} s)"
+        )
     try:
         answer = textract.detect_document_text(Document={"Bytes": data})
     except ClientError as exc:
         error = exc.response.get("Error", {})
+        if breaker is not None:
+            breaker.record(error.get("Code") not in SERVER_SIDE)
         raise UnreadableDocument(
             "provider_error", f"Textract refused the document: {error.get('Code')}: {error.get('Message')}"
         ) from None
     except BotoCoreError as exc:
+        if breaker is not None:
+            breaker.record(False)
         raise UnreadableDocument("provider_error", f"Textract could not be reached: {exc}") from None
+    if breaker is not None:
+        breaker.record(True)
     text, confidence, lines, pages = blocks_text(answer)
     if not lines or not text.strip():
         raise UnreadableDocument("no_text", f"Textract found no text ({pages} page(s))")
