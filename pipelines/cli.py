@@ -469,6 +469,7 @@ def parser() -> argparse.ArgumentParser:
 
     from pipelines.container import add_parser as add_container
     from pipelines.dev.sample_api import add_parser as add_sample_api
+    from pipelines.dev.sample_records import add_parser as add_sample_records
     from pipelines.dev.sample_stream import add_parser as add_sample_stream
     from pipelines.flex import add_parser as add_flex
     from pipelines.ingest_cli import add_parser as add_ingest
@@ -480,6 +481,7 @@ def parser() -> argparse.ArgumentParser:
     add_secrets(sub)
     add_sample_stream(sub)
     add_sample_api(sub)
+    add_sample_records(sub)
     add_ingest(sub)
     add_flex(sub)
     add_container(sub)
