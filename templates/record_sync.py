@@ -15,6 +15,11 @@ point leaves the mark where it was, and the re-run fetches the same records agai
 the same rows: no gap, no duplicate. Rows the table refuses are dead letters; a report counts
 the records synced, and the run's summary and lineage the rows the table took.
 
+Deletes (``deletes``): ``ignore`` leaves rows as last synced; ``soft_delete`` lists the API's
+tombstones too (``include_deleted=true``), upserts live records whole with ``deleted_column``
+false, and tombstones as key + deletion time + ``deleted_column`` true only, so the row keeps
+its last fields. The report then counts records read per flag.
+
 The table must exist with ``key_column`` as its primary key (or a unique constraint); its
 column types decide how values are stored.
 """
@@ -83,6 +88,19 @@ PARAMETERS = {
         default="api_modified_at",
         description="Column holding the record's modifiedTime in the API.",
     ),
+    "deletes": ParameterSpec(
+        type="string",
+        default="ignore",
+        choices=["ignore", "soft_delete"],
+        description="soft_delete: records deleted in the API keep their row, with "
+        "deleted_column true and modified_column the deletion time (the API must list "
+        "tombstones: include_deleted=true); ignore: rows stay as last synced.",
+    ),
+    "deleted_column": ParameterSpec(
+        type="string",
+        default="api_deleted",
+        description="soft_delete: the boolean column marking deleted records.",
+    ),
     "output_dir": ParameterSpec(
         type="string", default="beamwright-output/record_sync", description="Where outputs go."
     ),
@@ -135,10 +153,14 @@ def _api_source(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) 
     }
     for column, field, type_name in mapping:
         fields[column] = {"path": f"fields.{field}", "type": type_name}
+    url = f"{values['api_url'].rstrip('/')}/v0/{values['api_base']}/{values['api_table']}"
+    if values["deletes"] == "soft_delete":
+        fields[values["deleted_column"]] = {"path": "deleted", "type": "bool"}
+        url += "?include_deleted=true"
     source: dict[str, Any] = {
         "name": "api",
         "type": "http",
-        "url": f"{values['api_url'].rstrip('/')}/v0/{values['api_base']}/{values['api_table']}",
+        "url": url,
         "records": "records",
         "fields": fields,
         "pagination": {
@@ -160,6 +182,56 @@ def _api_source(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) 
     return source
 
 
+def _writes(values: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
+    """Steps and sinks after the API source: every record upserted (``ignore``), or live
+    records upserted whole and tombstones as key + modified time + deleted flag only, so a
+    soft-deleted row keeps its last fields (``soft_delete``); and the sync report."""
+    out = values["output_dir"].rstrip("/")
+    key, modified, deleted = (
+        values["key_column"],
+        values["modified_column"],
+        values["deleted_column"],
+    )
+    db = {
+        "type": "postgres",
+        "connection": _connection(values),
+        "table": values["table"],
+        "key": key,
+    }
+    report: dict[str, Any] = {
+        "name": "sync_report",
+        "type": "report",
+        "path": f"{out}/report/sync_report.json",
+        "metrics": {"api_records_read": "count"},
+    }
+    if values["deletes"] != "soft_delete":
+        return [], [{"name": "db", "input": "api", **db}, {**report, "input": "api"}]
+    steps = [
+        {
+            "name": "flags",
+            "type": "map",
+            "input": "api",
+            "description": "Live records have no deleted flag in the API: false.",
+            "derive": {deleted: f"coalesce({deleted}, false)"},
+        },
+        {"name": "live", "type": "filter", "input": "flags", "where": f"{deleted} == false"},
+        {"name": "deleted", "type": "filter", "input": "flags", "where": f"{deleted} == true"},
+        {
+            "name": "tombstones",
+            "type": "map",
+            "input": "deleted",
+            "description": "Only the key, the deletion time and the flag: the row keeps its fields.",
+            "select": [key, modified, deleted],
+        },
+    ]
+    sinks = [
+        {"name": "db", "input": "live", **db},
+        {"name": "db_deletes", "input": "tombstones", **db},
+        {**report, "input": "flags", "group_by": [deleted]},
+    ]
+    return steps, sinks
+
+
 class RecordSyncTemplate:
     name = "record_sync"
     version = "0.1"
@@ -179,28 +251,15 @@ class RecordSyncTemplate:
                 "modified_column are columns too)"
             )
         out = values["output_dir"].rstrip("/")
+        steps, sinks = _writes(values)
         return pipeline_spec(
             self,
             values,
             owner="integrations",
             sources=[_api_source(values, mapping)],
-            steps=[],
+            steps=steps,
             sinks=[
-                {
-                    "name": "db",
-                    "type": "postgres",
-                    "input": "api",
-                    "connection": _connection(values),
-                    "table": values["table"],
-                    "key": values["key_column"],
-                },
-                {
-                    "name": "sync_report",
-                    "type": "report",
-                    "input": "api",
-                    "path": f"{out}/report/sync_report.json",
-                    "metrics": {"api_records_read": "count"},
-                },
+                *sinks,
                 rejections_report("alerts", f"{out}/alerts/rejections_by_rule.csv"),
             ],
             dead_letter={"path": f"{out}/alerts/dead_letters", "format": "jsonl"},

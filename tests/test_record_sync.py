@@ -154,3 +154,35 @@ def test_mapping_and_connection_parameters_are_checked(
         expand(tmp_path, api, pg, table, field_mapping="record_id=name")
     with pytest.raises(ValueError, match="user@host:port/database"):
         expand(tmp_path, api, pg, table, postgres="secret:pw@host/db")
+
+
+def test_soft_deletes_keep_the_row_flagged_with_its_last_fields(
+    api: RecordsApi, pg: Any, table: str, tmp_path: Path
+) -> None:
+    pg.execute(f"ALTER TABLE {table} ADD COLUMN api_deleted bool")
+    sync = lambda: run_spec(expand(tmp_path, api, pg, table, deletes="soft_delete"))  # noqa: E731
+    sync()
+    assert {r["api_deleted"] for r in db_rows(pg, table).values()} == {False}
+    before = db_rows(pg, table)[record_id(5)]
+    api.remove(BASE, TABLE, record_id(5))
+    api.remove(BASE, TABLE, record_id(77))
+    api.edit(BASE, TABLE, record_id(8), {"name": "still here"})
+    second = sync()
+    assert second.node("db_deletes").rows_in == 2 and second.node("deleted").rows_out == 2
+    rows = db_rows(pg, table)
+    assert len(rows) == 120
+    gone = api.deleted(BASE, TABLE)
+    for rid in (record_id(5), record_id(77)):
+        assert rows[rid]["api_deleted"] is True
+        stamp = rows[rid]["api_modified_at"].isoformat(timespec="milliseconds")
+        assert stamp.replace("+00:00", "Z") == gone[rid]
+    assert {f: rows[record_id(5)][f] for f in MAPPED} == {f: before[f] for f in MAPPED}
+    live = {rid: row for rid, row in rows.items() if not row["api_deleted"]}
+    assert sorted(live) == sorted(api.records(BASE, TABLE))
+    assert live[record_id(8)]["name"] == "still here"
+    report = json.loads((tmp_path / "report" / "sync_report.json").read_text())
+    assert sorted(report, key=lambda r: r["api_deleted"]) == [
+        {"api_deleted": False, "api_records_read": 2},
+        {"api_deleted": True, "api_records_read": 2},
+    ]
+    assert api.busiest_second(BASE) <= 5 and 429 not in api.statuses()
