@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,3 +191,76 @@ def test_soft_deletes_keep_the_row_flagged_with_its_last_fields(
         {"api_deleted": True, "api_records_read": 2},
     ]
     assert api.busiest_second(BASE) <= 5 and 429 not in api.statuses()
+
+
+def count_rows(pg: Any, table: str) -> int:
+    with pg.connect() as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def cli_sync(tmp_path: Path, api: RecordsApi, pg: Any, table: str) -> subprocess.Popen:
+    """``beamwright run record_sync`` in its own process (so it can be killed mid-run)."""
+    params = {
+        "output_dir": str(tmp_path),
+        "api_url": api.url,
+        "api_token": f"env:{TOKEN_ENV}",
+        "page_size": "20",
+        "postgres": f"{pg.user}@{pg.host}:{pg.port}/{pg.dbname}",
+        "postgres_password": f"env:{PASSWORD_ENV}",
+        "table": table,
+        "deletes": "soft_delete",
+    }
+    command = [sys.executable, "-m", "pipelines.cli", "run", "record_sync"]
+    for key, value in params.items():
+        command += ["-p", f"{key}={value}"]
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+@pytest.mark.slow
+def test_runs_killed_at_random_points_converge(
+    api: RecordsApi, pg: Any, table: str, tmp_path: Path
+) -> None:
+    """Syncs killed (SIGKILL) at random moments while the API keeps changing, then one run to
+    the end: both sides agree, deleted records are flagged, and the API's limit held."""
+    pg.execute(f"ALTER TABLE {table} ADD COLUMN api_deleted bool")
+    # 600 more records through the API's own batch endpoint: a full sync is ~9 s of pages
+    create = [{"fields": {"name": f"extra {n}", "amount": n / 4}} for n in range(600)]
+    for start in range(0, 600, 10):
+        body = json.dumps({"records": create[start : start + 10]}).encode()
+        status, _, _ = api.handle("POST", BASE, TABLE, {}, body, f"Bearer {TOKEN}")
+        assert status == 200
+        time.sleep(0.21)  # the API's own limit applies to these too
+    api.reset_log()
+    rng = random.Random(15)
+    for attempt in range(4):
+        process = cli_sync(tmp_path, api, pg, table)
+        # the pages are all read before the sink starts (the local runner runs stages one
+        # after the other), so a kill at a random moment would rarely hit the writes: each
+        # run is killed at a random moment or as soon as it has written rows, the earlier
+        before = count_rows(pg, table)
+        deadline = time.monotonic() + rng.uniform(1.0, 14.0)
+        while time.monotonic() < deadline and count_rows(pg, table) == before:
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        rid = record_id(rng.randint(1, 700))
+        if attempt % 2:
+            api.remove(BASE, TABLE, rid)
+        elif rid in api.records(BASE, TABLE):
+            api.edit(BASE, TABLE, rid, {"status": f"edited {attempt}"})
+    assert db_rows(pg, table), "no killed run got as far as writing rows: kills too early"
+    final = cli_sync(tmp_path, api, pg, table)
+    assert final.wait(timeout=300) == 0
+    rows = db_rows(pg, table)
+    live = {rid: row for rid, row in rows.items() if not row["api_deleted"]}
+    records = api.records(BASE, TABLE)
+    assert sorted(live) == sorted(records)
+    for rid, record in records.items():
+        assert {f: live[rid][f] for f in MAPPED} == {f: record["fields"].get(f) for f in MAPPED}, (
+            rid
+        )
+    flagged = {rid for rid, row in rows.items() if row["api_deleted"]}
+    assert flagged == set(api.deleted(BASE, TABLE))
+    assert api.busiest_second(BASE, accepted_only=True) <= 5
