@@ -17,10 +17,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.records import POSITION_COLUMNS, dead_letters_for_rows
+from connectors.records import POSITION_COLUMNS
 from transforms.document_extractors import EXTRACTORS, FIELDS, classify
 from transforms.pii import find_pii, mask_pii
-from transforms.step import ArrowStep, StepResult
+from transforms.step import ArrowStep, StepResult, with_rejected_rows
 
 RULE = "document_type"
 LINE_ITEM = pa.struct(
@@ -142,16 +142,9 @@ class DocumentFieldExtractor:
         added = [pa.field(n, t) for n, t in output_fields(self.mask_pii).items()]
         schema = pa.schema(base + added + [table.schema.field(c) for c in POSITION_COLUMNS if c in table.column_names])
         out = pa.Table.from_pylist(kept, schema=schema)
-        if not bad:
-            return StepResult(rows=out)
-        dead = dead_letters_for_rows(
-            table.take(pa.array(bad, pa.int64())),
-            errors=reasons,
-            rules=[RULE] * len(bad),
-            step=self.step_name,
-            run_id=self.run_id,
+        return with_rejected_rows(
+            out, table, bad, reasons, rule=RULE, step_name=self.step_name, run_id=self.run_id
         )
-        return StepResult(rows=out, dead_letters=dead, rule_failures={RULE: len(bad)})
 
 
 def field_values(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.records import POSITION_COLUMNS, dead_letters_for_rows, strip_positions
+from connectors.records import POSITION_COLUMNS, strip_positions
 from transforms.json_records import SourceField, decode_records
-from transforms.step import ArrowStep, StepResult
+from transforms.step import ArrowStep, StepResult, with_rejected_rows
 
 RULE = "extract"
 
@@ -50,16 +50,9 @@ class Extractor:
             if name in table.column_names:
                 column = table.column(name)
                 rows = rows.append_column(name, column.filter(keep) if keep is not None else column)
-        if not bad:
-            return StepResult(rows=rows)
-        dead = dead_letters_for_rows(
-            table.take(pa.array(bad, pa.int64())),
-            errors=reasons,
-            rules=[RULE] * len(bad),
-            step=self.step_name,
-            run_id=self.run_id,
+        return with_rejected_rows(
+            rows, table, bad, reasons, rule=RULE, step_name=self.step_name, run_id=self.run_id
         )
-        return StepResult(rows=rows, dead_letters=dead, rule_failures={RULE: len(bad)})
 
 
 class Extract(ArrowStep):

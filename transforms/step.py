@@ -30,7 +30,7 @@ from connectors.metrics import (
     rule_counter,
 )
 from connectors.names import labelled_pardo
-from connectors.records import SOURCE_COLUMN, empty_dead_letters
+from connectors.records import SOURCE_COLUMN, dead_letters_for_rows, empty_dead_letters
 
 DEAD_LETTERS = "dead_letters"
 ROWS = "rows"
@@ -44,6 +44,30 @@ class StepResult:
     dead_letters: pa.Table = field(default_factory=empty_dead_letters)
     filtered: int = 0
     rule_failures: Mapping[str, int] = field(default_factory=dict)
+
+
+def with_rejected_rows(
+    rows: pa.Table,
+    table: pa.Table,
+    bad: list[int],
+    reasons: list[str],
+    *,
+    rule: str,
+    step_name: str,
+    run_id: str,
+) -> StepResult:
+    """``rows`` out, and the input rows at ``bad`` (indices into ``table``) dead-lettered
+    under one ``rule`` with a reason each: the result of a step that rejects rows one by one."""
+    if not bad:
+        return StepResult(rows=rows)
+    dead = dead_letters_for_rows(
+        table.take(pa.array(bad, pa.int64())),
+        errors=reasons,
+        rules=[rule] * len(bad),
+        step=step_name,
+        run_id=run_id,
+    )
+    return StepResult(rows=rows, dead_letters=dead, rule_failures={rule: len(bad)})
 
 
 class BatchProcessor(Protocol):
