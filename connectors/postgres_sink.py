@@ -2,8 +2,9 @@
 
 Each batch is one :meth:`connectors.postgres_upsert.UpsertWriter.write` (COPY into a staging
 table + ``INSERT ... ON CONFLICT``, one transaction), so a bundle the runner retries rewrites
-the same rows to the same values: idempotent, never duplicated. Rows PostgreSQL refuses go to
-the ``dead_letters`` output with its message, or fail the bundle with
+the same rows to the same values: idempotent, never duplicated. Rows created and updated are
+counted (``<sink>/created``, ``<sink>/updated``: the run summary's stats of the sink). Rows
+PostgreSQL refuses go to the ``dead_letters`` output with its message, or fail the bundle with
 ``on_failure="fail"``; the main output gets one summary per batch:
 ``{"sink", "table", "rows_written", "created", "updated", "rows_dead_lettered"}``.
 """
@@ -26,6 +27,7 @@ from connectors.postgres_upsert import UpsertWriter
 DEAD_LETTERS = "dead_letters"
 WRITTEN = "written"
 FAILURE_MODES = ("dead_letter", "fail")
+CREATED, UPDATED = "created", "updated"  # counters beside rows_written: the sync report's
 
 
 class RowsRefusedError(RunError, RuntimeError):
@@ -86,6 +88,8 @@ class _UpsertFn(beam.DoFn):
                 f"{self._writer.table} (first: {result.failures[failed[0]]})"
             )
         self._counters.inc(ROWS_WRITTEN, result.written)
+        self._counters.inc(CREATED, result.created)
+        self._counters.inc(UPDATED, result.updated)
         self._counters.inc(ROWS_DEAD, len(failed))
         if failed:
             yield beam.pvalue.TaggedOutput(

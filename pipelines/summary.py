@@ -160,6 +160,10 @@ def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) 
             node.rows_dead_lettered = get(ROWS_DEAD)
             node.rows_in = get(ROWS_IN) or node.rows_out + node.rows_dead_lettered
             node.files, node.bytes = get(FILES), get(BYTES)
+            for key, value in counters.items():  # a sink's own counts (postgres: created)
+                node_name, _, what = key.partition("/")
+                if node_name == name and what not in _ROW_COUNTS:
+                    node.stats[what] = value
         else:
             node.rows_in, node.rows_out = get(ROWS_IN), get(ROWS_OUT)
             node.rows_dead_lettered = get(ROWS_DEAD)

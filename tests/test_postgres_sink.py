@@ -143,6 +143,7 @@ def test_spec_run_upserts_dead_letters_and_names_the_table_in_lineage(pg, table,
         summary = run_spec(spec_from_data(spec(out, pg, table, rows)))
         node = summary.node("db")
         assert (node.rows_in, node.rows_dead_lettered) == (8, 1), node
+        assert node.stats == ({"created": 7} if attempt == 0 else {"updated": 7}), node
         assert contents(pg, table)[-1][:2] == (7, "n7") and len(contents(pg, table)) == 7
         dead = [json.loads(line) for f in (out / "dead").rglob("*.jsonl") for line in f.open()]
         assert [(d["step"], d["rule"], json.loads(d["payloadString"])["id"]) for d in dead] == [

@@ -102,6 +102,7 @@ def test_api_to_db_syncs_within_the_rate_limit_and_resumes_from_its_mark(
     first = run_spec(expand(tmp_path, api, pg, table))
     assert first.node("api").rows_in == 120 and first.node("db").rows_in == 120
     assert first.node("db").rows_dead_lettered == 0
+    assert first.node("db").stats == {"created": 120}
     assert_agree(api, pg, table)
     assert len([e for e in api.log if e.method == "GET"]) == 6  # 120 records, 20 a page
     assert api.busiest_second(BASE) <= 5 and 429 not in api.statuses()
@@ -123,6 +124,7 @@ def test_api_to_db_syncs_within_the_rate_limit_and_resumes_from_its_mark(
     api.reset_log()
     second = run_spec(expand(tmp_path, api, pg, table))
     assert second.node("api").rows_in == 3
+    assert second.node("db").stats == {"updated": 3}
     assert_agree(api, pg, table)
     assert len(api.log) == 1
 
@@ -264,3 +266,21 @@ def test_runs_killed_at_random_points_converge(
     flagged = {rid for rid, row in rows.items() if row["api_deleted"]}
     assert flagged == set(api.deleted(BASE, TABLE))
     assert api.busiest_second(BASE, accepted_only=True) <= 5
+
+
+@pytest.mark.slow
+def test_a_hundred_thousand_records_within_the_limit(pg: Any, table: str, tmp_path: Path) -> None:
+    """100k API records (1,000 pages of 100 at 4 requests/s: ~4 minutes), then 1 % of them
+    edited: the second sync fetches only those, both sides agree, the API never saw more
+    than 5 requests in a second."""
+    with RecordsApi(token=TOKEN, retry_after=0.2) as api:
+        os.environ[TOKEN_ENV] = TOKEN
+        api.seed(BASE, TABLE, 100_000)
+        first = run_spec(expand(tmp_path, api, pg, table, page_size=100))
+        assert first.node("db").rows_in == 100_000 and first.node("db").rows_dead_lettered == 0
+        for n in range(1, 100_001, 100):
+            api.edit(BASE, TABLE, record_id(n), {"status": "edited", "amount": n / 8})
+        second = run_spec(expand(tmp_path, api, pg, table, page_size=100))
+        assert second.node("api").rows_in == 1_000 + 1  # the edits, and the inclusive mark's
+        assert_agree(api, pg, table)
+        assert api.busiest_second(BASE) <= 5 and 429 not in api.statuses()
