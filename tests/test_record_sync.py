@@ -97,7 +97,7 @@ def assert_agree(api: RecordsApi, pg: Any, table: str) -> None:
 
 
 def test_api_to_db_syncs_within_the_rate_limit_and_resumes_from_its_mark(
-    api: RecordsApi, pg: Any, table: str, tmp_path: Path
+    api: RecordsApi, pg: Any, table: str, tmp_path: Path, caplog: Any, capfd: Any
 ) -> None:
     first = run_spec(expand(tmp_path, api, pg, table))
     assert first.node("api").rows_in == 120 and first.node("db").rows_in == 120
@@ -139,6 +139,14 @@ def test_api_to_db_syncs_within_the_rate_limit_and_resumes_from_its_mark(
     assert third.node("api").rows_in >= 2
     assert_agree(api, pg, table)
     assert 429 not in api.statuses()
+
+    # neither secret reached a file the runs wrote (lineage, dead letters, reports, marks)
+    # nor the logs and output
+    captured = capfd.readouterr()
+    written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    assert any("rec00000000000012" in text for text in written)  # the dead letter is there
+    for text in [*written, caplog.text, captured.out, captured.err]:
+        assert TOKEN not in text and pg.password not in text
 
 
 def test_the_limit_holds_against_a_slower_budget_and_many_pages(
