@@ -11,14 +11,24 @@ Use it from a test module with ``from tests.postgres_server import postgres_serv
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from connectors.postgres import close_pools
 from pipelines.dev.postgres_server import PostgresUnavailable, TempPostgres
 
-__all__ = ["PostgresUnavailable", "TempPostgres", "postgres_server", "start_or_skip"]
+__all__ = [
+    "PostgresUnavailable",
+    "TempPostgres",
+    "create_scratch_table",
+    "password_in_env",
+    "postgres_server",
+    "start_or_skip",
+]
 
 
 def start_or_skip() -> TempPostgres:
@@ -50,3 +60,23 @@ def postgres_server() -> Iterator[TempPostgres]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def password_in_env(server: TempPostgres, env: str) -> Iterator[TempPostgres]:
+    """The server with its password in the environment variable ``env`` (where a test's specs
+    name it as an env secret); afterwards the connection pools are closed and ``env`` removed,
+    so that the next module starts with neither."""
+    os.environ[env] = server.password
+    yield server
+    close_pools()
+    os.environ.pop(env, None)
+
+
+def create_scratch_table(server: TempPostgres, prefix: str, columns: str) -> str:
+    """Create a table named ``prefix`` plus a random suffix (``schema.name`` works), with the
+    SQL column list ``columns``, and return its name: one fresh table per test, so that
+    tests never see each other's rows."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    server.execute(f"CREATE TABLE {name} ({columns})")
+    return name

@@ -7,18 +7,20 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-import os
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from connectors.postgres import PostgresConfigError, PostgresSettings, close_pools
+from connectors.postgres import PostgresConfigError, PostgresSettings
 from connectors.postgres_upsert import UpsertWriter
 from connectors.secrets import EnvSecret
 from pipelines.loading import SpecError, spec_from_data
-from tests.postgres_server import postgres_server  # noqa: F401 - a fixture
+from tests.postgres_server import (
+    create_scratch_table,
+    password_in_env,
+    postgres_server,  # noqa: F401 - a fixture
+)
 
 PASSWORD_ENV = "BW_TEST_PG_SINK_PASSWORD"
 
@@ -28,20 +30,18 @@ def pg(postgres_server):  # noqa: F811 - the fixture imported above
     server = postgres_server
     server.execute("DROP SCHEMA IF EXISTS sink CASCADE")
     server.execute("CREATE SCHEMA sink")
-    os.environ[PASSWORD_ENV] = server.password
-    yield server
-    close_pools()
-    os.environ.pop(PASSWORD_ENV, None)
+    with password_in_env(server, PASSWORD_ENV):
+        yield server
 
 
 @pytest.fixture
 def table(pg) -> str:
-    name = f"sink.t_{uuid.uuid4().hex[:8]}"
-    pg.execute(
-        f"""CREATE TABLE {name} (id int8 PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
-            score float8, at timestamptz, ok bool, tags jsonb)"""
+    return create_scratch_table(
+        pg,
+        "sink.t",
+        """id int8 PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
+            score float8, at timestamptz, ok bool, tags jsonb""",
     )
-    return name
 
 
 def writer(pg, table: str) -> UpsertWriter:

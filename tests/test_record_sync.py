@@ -20,12 +20,15 @@ from typing import Any
 
 import pytest
 
-from connectors.postgres import close_pools
 from pipelines.dev.records_api import RecordsApi, record_id
 from pipelines.loading import resolve_parameters
 from pipelines.run import RunFailed, run_spec
 from templates.record_sync import TEMPLATE
-from tests.postgres_server import postgres_server  # noqa: F401 - a fixture
+from tests.postgres_server import (
+    create_scratch_table,
+    password_in_env,
+    postgres_server,  # noqa: F401 - a fixture
+)
 
 PASSWORD_ENV = "BW_TEST_SYNC_PG_PASSWORD"
 TOKEN_ENV = "BW_TEST_SYNC_API_TOKEN"
@@ -40,20 +43,18 @@ MAPPED = ["name", "email", "amount", "status", "notes"]
 def pg(postgres_server):  # noqa: F811 - the fixture imported above
     server = postgres_server
     server.execute("CREATE SCHEMA IF NOT EXISTS sync")
-    os.environ[PASSWORD_ENV] = server.password
-    yield server
-    close_pools()
-    os.environ.pop(PASSWORD_ENV, None)
+    with password_in_env(server, PASSWORD_ENV):
+        yield server
 
 
 @pytest.fixture
 def table(pg) -> str:
-    name = f"sync.contacts_{uuid.uuid4().hex[:8]}"
-    pg.execute(
-        f"""CREATE TABLE {name} (record_id text PRIMARY KEY, api_modified_at timestamptz,
-            name text, email text, amount float8, status text, notes text)"""
+    return create_scratch_table(
+        pg,
+        "sync.contacts",
+        """record_id text PRIMARY KEY, api_modified_at timestamptz,
+            name text, email text, amount float8, status text, notes text""",
     )
-    return name
 
 
 @pytest.fixture
