@@ -209,15 +209,7 @@ def serve(args: argparse.Namespace) -> int:
 def run_template(endpoint: str, pairs: list[str]) -> int:
     """Run ``api_integration`` against ``endpoint`` (its enrichment from the same API's
     customers), printing the summary; returns the exit code."""
-    import sys
-
-    from rich.console import Console
-
-    import templates
-    from connectors.errors import BeamwrightError
-    from pipelines.display import render_summary
-    from pipelines.loading import resolve_parameters
-    from pipelines.run import RunFailed, run_spec
+    from pipelines.dev.template_run import run_template_with
 
     base = endpoint.rsplit("/", 1)[0]
     values = {
@@ -225,18 +217,4 @@ def run_template(endpoint: str, pairs: list[str]) -> int:
         "data_transformations": "normalize,validate,enrich",
         "enrich_url": base + "/customers/{customer_id}",
     }
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        values[key.strip()] = value
-    template = templates.get_template("api_integration")
-    console = Console(highlight=False, soft_wrap=True)
-    try:
-        spec = template.expand(resolve_parameters(template.parameters, values))
-        summary, code = run_spec(spec), 0
-    except RunFailed as exc:
-        summary, code = exc.summary, exc.exit_code
-    except (BeamwrightError, ValueError) as exc:
-        print(f"beamwright: {exc}", file=sys.stderr)
-        return 2
-    render_summary(summary, console)
-    return code
+    return run_template_with("api_integration", values, pairs)

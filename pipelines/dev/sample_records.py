@@ -83,13 +83,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _sync(api: Any, server: Any, out: str, pairs: list[str]) -> int:
-    from rich.console import Console
-
-    import templates
-    from connectors.errors import BeamwrightError
-    from pipelines.display import render_summary
-    from pipelines.loading import resolve_parameters
-    from pipelines.run import RunFailed, run_spec
+    from pipelines.dev.template_run import run_template_with
 
     values = {
         "api_url": api.url,
@@ -98,20 +92,7 @@ def _sync(api: Any, server: Any, out: str, pairs: list[str]) -> int:
         "table": "public.contacts",
         "output_dir": out,
     }
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        values[key.strip()] = value
-    template = templates.get_template("record_sync")
-    try:
-        spec = template.expand(resolve_parameters(template.parameters, values))
-        summary, code = run_spec(spec), 0
-    except RunFailed as exc:
-        summary, code = exc.summary, exc.exit_code
-    except (BeamwrightError, ValueError) as exc:
-        print(f"beamwright: {exc}", file=sys.stderr)
-        return 2
-    render_summary(summary, Console(highlight=False, soft_wrap=True))
-    return code
+    return run_template_with("record_sync", values, pairs)
 
 
 def _agree(api: Any, server: Any) -> bool:
