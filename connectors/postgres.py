@@ -43,7 +43,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,31 +360,56 @@ class TableReader:
         """``call(connection)`` with a pooled connection; connection failures are retried
         ``retries`` times with doubling backoff, then raised as :class:`PostgresError`."""
         import psycopg
-        from psycopg_pool import PoolTimeout
 
-        attempt = 0
-        while True:
-            try:
-                with pool(self.settings).connection() as conn:
-                    return call(conn)
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                if attempt >= self.retries:
-                    raise PostgresError(
-                        f"PostgreSQL at {self.settings.address} failed {attempt + 1} time(s) "
-                        f"reading {self.table}: {_first_line(exc)}",
-                        hint="is the server up and reachable? the bundle fails and the runner "
-                        "may retry it",
-                    ) from None
-                time.sleep(self.backoff_s * (2**attempt))
-                attempt += 1
-            except psycopg.Error as exc:  # a query error: retrying cannot help
-                raise PostgresError(
-                    f"PostgreSQL at {self.settings.address} refused a read of {self.table}: "
-                    f"{_first_line(exc)}"
-                ) from None
+        def failed(attempts: int, exc: BaseException) -> PostgresError:
+            return PostgresError(
+                f"PostgreSQL at {self.settings.address} failed {attempts} time(s) "
+                f"reading {self.table}: {first_line(exc)}",
+                hint="is the server up and reachable? the bundle fails and the runner may retry it",
+            )
+
+        try:
+            return with_connection_retries(
+                self.settings, call, retries=self.retries, backoff_s=self.backoff_s, failed=failed
+            )
+        except psycopg.Error as exc:  # a query error: retrying cannot help
+            raise PostgresError(
+                f"PostgreSQL at {self.settings.address} refused a read of {self.table}: "
+                f"{first_line(exc)}"
+            ) from None
 
 
-def _first_line(exc: BaseException) -> str:
+def with_connection_retries(
+    settings: PostgresSettings,
+    call: Callable[[Any], Any],
+    *,
+    retries: int,
+    backoff_s: float,
+    failed: Callable[[int, BaseException], PostgresError],
+) -> Any:
+    """``call(connection)`` with a connection from ``settings``' pool. A lost or refused
+    connection (or a pool timeout) is retried ``retries`` times with doubling backoff from
+    ``backoff_s``, since the server may be back a moment later; after that,
+    ``failed(attempts, exc)`` is raised (without the psycopg chain, which can hold the
+    connection string). Query errors are not retried: they propagate as psycopg raised them."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    attempt = 0
+    while True:
+        try:
+            with pool(settings).connection() as conn:
+                return call(conn)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            if attempt >= retries:
+                raise failed(attempt + 1, exc) from None
+            time.sleep(backoff_s * (2**attempt))
+            attempt += 1
+
+
+def first_line(exc: BaseException) -> str:
+    """PostgreSQL's first message line of ``exc`` (never the connection string), or the
+    exception's type name when it has no message."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -444,7 +469,7 @@ def _parse_csv(data: bytes, columns: list[Column], table_name: str) -> pa.Table:
     try:
         table = _read_csv(csv, data, columns)
     except pa.ArrowInvalid as exc:
-        text = _first_line(exc)
+        text = first_line(exc)
         found = re.search(r"column #(\d+): (.*)$", text)
         if found and int(found.group(1)) < len(columns):
             text = f"column {columns[int(found.group(1))].name}: {found.group(2)}"

@@ -25,7 +25,6 @@ inserted), for sync reports.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,9 +38,10 @@ from connectors.postgres import (
     PostgresConfigError,
     PostgresError,
     PostgresSettings,
-    pool,
+    first_line,
     split_table,
     table_columns,
+    with_connection_retries,
 )
 
 _COPY_CHUNK = 1 << 20
@@ -155,7 +155,7 @@ class UpsertWriter:
             created, total = self._with_retries(lambda conn: self._upsert(conn, rows))
         except (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.InternalError_) as exc:
             if rows.num_rows == 1:
-                result.failures[positions[0].as_py()] = _message(exc)
+                result.failures[positions[0].as_py()] = first_line(exc)
                 return
             half = rows.num_rows // 2
             self._apply(rows.slice(0, half), positions.slice(0, half), result)
@@ -202,29 +202,16 @@ class UpsertWriter:
         return int(created), int(total)
 
     def _with_retries(self, call: Any) -> Any:
-        import psycopg
-        from psycopg_pool import PoolTimeout
+        def failed(attempts: int, exc: BaseException) -> PostgresError:
+            return PostgresError(
+                f"PostgreSQL at {self.settings.address} failed while writing "
+                f"{self.table}: {first_line(exc)}",
+                hint="is the server up and reachable from the workers?",
+            )
 
-        attempt = 0
-        while True:
-            try:
-                with pool(self.settings).connection() as conn:
-                    return call(conn)
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                if attempt >= self.retries:
-                    raise PostgresError(
-                        f"PostgreSQL at {self.settings.address} failed while writing "
-                        f"{self.table}: {_message(exc)}",
-                        hint="is the server up and reachable from the workers?",
-                    ) from None
-                time.sleep(self.backoff_s * (2**attempt))
-                attempt += 1
-
-
-def _message(exc: BaseException) -> str:
-    """PostgreSQL's first message line (never the connection string)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        return with_connection_retries(
+            self.settings, call, retries=self.retries, backoff_s=self.backoff_s, failed=failed
+        )
 
 
 def _any_null(rows: pa.Table, keys: Sequence[str]) -> pa.Array | None:
