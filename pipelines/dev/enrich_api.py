@@ -32,9 +32,9 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 LOOPBACK = "127.0.0.1"
 TIERS = ("gold", "silver", "bronze")
@@ -71,6 +71,19 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that time out by design close mid-request: not worth a traceback."""
+
+
+def most_in_one_second(times: Iterable[float]) -> int:
+    """The most of ``times`` (epoch seconds) that fall in any sliding one-second window (not
+    only in whole wall-clock seconds: a limit may be kept per second and still be doubled
+    across one). The local APIs' busiest second, which their limits are checked against."""
+    ordered = sorted(times)
+    start, most = 0, 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -186,7 +199,40 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, b'{"customers": [' + b", ".join(known) + b"]}")
 
 
-class EnrichApi:
+_Served = TypeVar("_Served", bound="LoopbackServer")
+
+
+class LoopbackServer:
+    """A local test API served on a 127.0.0.1 port by a background thread (one thread per
+    connection): starting, its URL, stopping, and use as a context manager, shared by the
+    enrichment and records APIs. Each request is handled by ``handler`` with the server's
+    API object as its ``api`` attribute."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], port: int, name: str) -> None:
+        """Listen on ``port`` (0: a free one) and serve from a daemon thread named ``name``."""
+        bound = type("Handler", (handler,), {"api": self})
+        self._httpd = _Server((LOOPBACK, port), bound)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), daemon=True, name=name
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self._httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self: _Served) -> _Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EnrichApi(LoopbackServer):
     """The customer API on a free loopback port, served by threads (one per connection)."""
 
     def __init__(
@@ -221,26 +267,7 @@ class EnrichApi:
         self.request_times: list[float] = []  # arrival of every request (epoch seconds)
         self.calls_by_id: Counter[int] = Counter()
         self.outcomes: Counter[str] = Counter()
-        handler = type("Handler", (_Handler,), {"api": self})
-        self._httpd = _Server((LOOPBACK, port), handler)  # port 0: a free one
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), daemon=True, name="enrich-api"
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self._httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> EnrichApi:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._serve(_Handler, port, "enrich-api")  # port 0: a free one
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -254,13 +281,8 @@ class EnrichApi:
         """The most requests received in any sliding one-second window (not only in whole
         wall-clock seconds: a limit may be kept per second and still be doubled across one)."""
         with self._lock:
-            times = sorted(self.request_times)
-        start, most = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] >= 1.0:
-                start += 1
-            most = max(most, end - start + 1)
-        return most
+            times = list(self.request_times)
+        return most_in_one_second(times)
 
     def count(self, outcome: str) -> None:
         with self._lock:

@@ -47,7 +47,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pipelines.dev.enrich_api import LOOPBACK, _Server
+from pipelines.dev.enrich_api import LoopbackServer, most_in_one_second
 
 MAX_BATCH = 10
 MAX_PAGE_SIZE = 100
@@ -170,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
 
-class RecordsApi:
+class RecordsApi(LoopbackServer):
     """The records API on a free loopback port, served by threads (one per connection).
 
     Args:
@@ -195,26 +195,7 @@ class RecordsApi:
         self._tables: dict[tuple[str, str], _Table] = {}
         self._accepted: dict[str, list[float]] = {}  # base -> arrival times of accepted requests
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"api": self})
-        self._httpd = _Server((LOOPBACK, port), handler)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), daemon=True, name="records-api"
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self._httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> RecordsApi:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._serve(_Handler, port, "records-api")
 
     # ------------------------------------------------------------------ data, for tests
 
@@ -263,17 +244,12 @@ class RecordsApi:
     def busiest_second(self, base: str | None = None, *, accepted_only: bool = False) -> int:
         """The most requests (to ``base``, or any) that arrived in one sliding second."""
         with self._lock:
-            times = sorted(
+            times = [
                 e.time
                 for e in self.log
                 if (base is None or e.base == base) and (not accepted_only or e.status != 429)
-            )
-        start, most = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] >= 1.0:
-                start += 1
-            most = max(most, end - start + 1)
-        return most
+            ]
+        return most_in_one_second(times)
 
     def statuses(self) -> dict[int, int]:
         """Requests per answered status."""
