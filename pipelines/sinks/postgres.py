@@ -24,7 +24,12 @@ from pydantic import Field, field_validator, model_validator
 from lineage.columns import FieldState
 from pipelines.registry import Kind
 from pipelines.spec_base import SinkBase
-from pipelines.steps.postgres import PostgresConnectionSpec
+from pipelines.steps.postgres import (
+    PostgresConnectionSpec,
+    check_table_name,
+    connection_settings,
+    table_dataset_uri,
+)
 
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_$]*$"
 
@@ -56,13 +61,7 @@ class PostgresSinkSpec(SinkBase):
     @field_validator("table")
     @classmethod
     def _table_name(cls, value: str) -> str:
-        parts = value.split(".")
-        if len(parts) > 2 or not all(re.match(_IDENTIFIER, p) for p in parts):
-            raise ValueError(
-                f"'{value}' is not a table name; write schema.table (or table, in schema "
-                "public) with letters, digits, _ and $"
-            )
-        return value
+        return check_table_name(value)
 
     @model_validator(mode="after")
     def _key_columns(self) -> PostgresSinkSpec:
@@ -78,26 +77,15 @@ class PostgresSinkSpec(SinkBase):
 
 def dataset_uri(node: PostgresSinkSpec) -> str:
     """``postgres://host:port/database.schema.table`` (see :func:`lineage.naming.dataset_name`)."""
-    c = node.connection
-    schema, _, table = node.table.rpartition(".")
-    return f"postgres://{c.host}:{c.port}/{c.database}.{schema or 'public'}.{table}"
+    return table_dataset_uri(node.connection, node.table)
 
 
 def build(node: PostgresSinkSpec, ctx: Any, path: str, rows: Any) -> None:
-    from connectors.postgres import PostgresConfigError, PostgresSettings, arrow_schema
+    from connectors.postgres import PostgresConfigError, arrow_schema
     from connectors.postgres_sink import WritePostgres
     from connectors.postgres_upsert import UpsertWriter
-    from pipelines.build import resolve_secret_ref
 
-    c = node.connection
-    settings = PostgresSettings(
-        host=c.host,
-        port=c.port,
-        dbname=c.database,
-        user=c.user,
-        password=resolve_secret_ref(c.password, f"{path}.connection.password"),
-        connect_timeout_s=c.connect_timeout_s,
-    )
+    settings = connection_settings(node.connection, path)
     try:
         writer = UpsertWriter(settings, node.table, node.keys, retries=node.retries)
         write = WritePostgres(

@@ -41,6 +41,44 @@ class PostgresConnectionSpec(SpecModel):
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
 
+def check_table_name(value: str) -> str:
+    """``value`` if it is ``schema.table`` or ``table`` of plain identifiers (it is quoted as
+    such in SQL and named so in lineage), else a ValueError saying how to write it."""
+    import re
+
+    parts = value.split(".")
+    if len(parts) > 2 or not all(re.match(_IDENTIFIER, p) for p in parts):
+        raise ValueError(f"'{value}' is not a table name; {_TABLE_HINT}")
+    return value
+
+
+def table_dataset_uri(connection: PostgresConnectionSpec, table: str) -> str:
+    """``postgres://host:port/database.schema.table`` (schema ``public`` when ``table`` names
+    none): what :func:`lineage.naming.dataset_name` splits into OpenLineage's namespace and
+    name for a PostgreSQL table, read by the lookup step or written by the sink."""
+    c = connection
+    schema, _, name = table.rpartition(".")
+    return f"postgres://{c.host}:{c.port}/{c.database}.{schema or 'public'}.{name}"
+
+
+def connection_settings(connection: PostgresConnectionSpec, path: str) -> Any:
+    """The :class:`connectors.postgres.PostgresSettings` for ``connection`` (the node at
+    ``path``), its password reference resolved as the workers will. Typed ``Any`` so that
+    spec modules need not import the connector (and pyarrow) to be loaded."""
+    from connectors.postgres import PostgresSettings
+    from pipelines.build import resolve_secret_ref
+
+    c = connection
+    return PostgresSettings(
+        host=c.host,
+        port=c.port,
+        dbname=c.database,
+        user=c.user,
+        password=resolve_secret_ref(c.password, f"{path}.connection.password"),
+        connect_timeout_s=c.connect_timeout_s,
+    )
+
+
 class PostgresStepSpec(StepBase):
     """Enrich rows from a PostgreSQL table joined on key fields (one query per batch)."""
 
@@ -71,12 +109,7 @@ class PostgresStepSpec(StepBase):
     @field_validator("table")
     @classmethod
     def _table_name(cls, value: str) -> str:
-        import re
-
-        parts = value.split(".")
-        if len(parts) > 2 or not all(re.match(_IDENTIFIER, p) for p in parts):
-            raise ValueError(f"'{value}' is not a table name; {_TABLE_HINT}")
-        return value
+        return check_table_name(value)
 
     @model_validator(mode="after")
     def _columns(self) -> PostgresStepSpec:
@@ -112,24 +145,14 @@ class PostgresStepSpec(StepBase):
 def dataset_uri(node: PostgresStepSpec) -> str:
     """``postgres://host:port/database.schema.table``: what :func:`lineage.naming.dataset_name`
     splits into OpenLineage's namespace and name for a PostgreSQL table."""
-    c = node.connection
-    return f"postgres://{c.host}:{c.port}/{c.database}.{node.schema_name}.{node.table_name}"
+    return table_dataset_uri(node.connection, node.table)
 
 
 def build(node: PostgresStepSpec, ctx: Any, path: str, rows: Any) -> Any:
-    from connectors.postgres import PostgresSettings, arrow_schema
-    from pipelines.build import resolve_secret_ref
+    from connectors.postgres import arrow_schema
     from transforms.postgres_lookup import PostgresLookup
 
-    c = node.connection
-    settings = PostgresSettings(
-        host=c.host,
-        port=c.port,
-        dbname=c.database,
-        user=c.user,
-        password=resolve_secret_ref(c.password, f"{path}.connection.password"),
-        connect_timeout_s=c.connect_timeout_s,
-    )
+    settings = connection_settings(node.connection, path)
     columns = None if node.fields is None else [*node.keys, *node.fields]
     schema = partial(arrow_schema, settings, node.table, columns)
     ctx.inputs.append(
