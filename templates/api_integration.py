@@ -30,12 +30,11 @@ How each parameter value is served (a value not listed is refused, naming those 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from pipelines.spec import ParameterSpec, PipelineSpec
-from templates.base import pipeline_spec, rejections_report
+from templates.base import pipeline_spec, postgres_connection, rejections_report
 
 PATTERNS = ["polling", "webhook", "streaming"]
 TRANSFORMATIONS = ["normalize", "validate", "enrich"]
@@ -322,23 +321,13 @@ def _enrich_steps(values: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     if values["enrich_postgres"]:
-        match = re.fullmatch(
-            r"([^@/\s]+)@([^:/\s]+)(?::(\d+))?/([^/\s]+)", values["enrich_postgres"]
+        # this template's user pattern has always allowed a ':' (record_sync's does not)
+        connection = postgres_connection(
+            values["enrich_postgres"],
+            values["postgres_password"],
+            "parameters.enrich_postgres",
+            user=r"[^@/\s]+",
         )
-        if match is None:
-            raise ValueError(
-                "parameters.enrich_postgres: write user@host:port/database (no password: "
-                "give it as postgres_password, a secret reference)"
-            )
-        user, host, port, database = match.groups()
-        connection: dict[str, Any] = {
-            "host": host,
-            "port": int(port or 5432),
-            "database": database,
-            "user": user,
-        }
-        if values["postgres_password"]:
-            connection["password"] = values["postgres_password"]
         steps.append(
             {
                 "name": "enrich_db",

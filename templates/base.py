@@ -7,6 +7,7 @@ Parameter values arrive already typed and checked (the CLI resolves them with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +37,31 @@ def rejections_report(name: str, path: str) -> dict[str, Any]:
         "group_by": ["step", "rule"],
         "metrics": {"rows": "count"},
     }
+
+
+def postgres_connection(
+    text: str, password: str, where: str, *, user: str = r"[^@/:\s]+"
+) -> dict[str, Any]:
+    """The ``connection`` of a ``postgres`` step or sink from ``user@host[:port]/database``
+    (port 5432 unless given), with ``password``, a secret reference, when there is one: the
+    password is never part of the address, so that it is not written into the spec. ``where``
+    names the parameter in the error; ``user`` is the pattern a user name must match."""
+    match = re.fullmatch(rf"({user})@([^:/\s]+)(?::(\d+))?/([^/\s]+)", text)
+    if match is None:
+        raise ValueError(
+            f"{where}: write user@host:port/database (no password: give it as "
+            "postgres_password, a secret reference)"
+        )
+    name, host, port, database = match.groups()
+    connection: dict[str, Any] = {
+        "host": host,
+        "port": int(port or 5432),
+        "database": database,
+        "user": name,
+    }
+    if password:
+        connection["password"] = password
+    return connection
 
 
 def pipeline_spec(

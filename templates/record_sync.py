@@ -26,12 +26,11 @@ column types decide how values are stored.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from pipelines.spec import ParameterSpec, PipelineSpec
-from templates.base import pipeline_spec, rejections_report
+from templates.base import pipeline_spec, postgres_connection, rejections_report
 
 DIRECTIONS = ["api_to_db"]
 TYPES = ("string", "int32", "int64", "float32", "float64", "bool", "date", "timestamp")
@@ -126,22 +125,9 @@ def parse_mapping(text: str) -> tuple[str, str, str]:
 
 
 def _connection(values: Mapping[str, Any]) -> dict[str, Any]:
-    match = re.fullmatch(r"([^@/:\s]+)@([^:/\s]+)(?::(\d+))?/([^/\s]+)", values["postgres"])
-    if match is None:
-        raise ValueError(
-            "parameters.postgres: write user@host:port/database (no password: give it as "
-            "postgres_password, a secret reference)"
-        )
-    user, host, port, database = match.groups()
-    connection: dict[str, Any] = {
-        "host": host,
-        "port": int(port or 5432),
-        "database": database,
-        "user": user,
-    }
-    if values["postgres_password"]:
-        connection["password"] = values["postgres_password"]
-    return connection
+    return postgres_connection(
+        values["postgres"], values["postgres_password"], "parameters.postgres"
+    )
 
 
 def _api_source(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> dict:
