@@ -86,6 +86,23 @@ def most_in_one_second(times: Iterable[float]) -> int:
     return most
 
 
+def send_json_body(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer ``handler``'s request with ``status`` and ``body`` (JSON, already encoded) plus
+    ``headers``, its length given so that the connection can be kept alive (HTTP/1.1)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -101,13 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = payload
         else:
             body = b"" if payload is None else json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
+        send_json_body(self, status, body, headers)
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

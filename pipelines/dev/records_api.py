@@ -47,7 +47,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pipelines.dev.enrich_api import LoopbackServer, most_in_one_second
+from pipelines.dev.enrich_api import LoopbackServer, most_in_one_second, send_json_body
 
 MAX_BATCH = 10
 MAX_PAGE_SIZE = 100
@@ -135,14 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Silent: tests read :attr:`RecordsApi.log`, not access logs."""
 
     def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
+        send_json_body(self, status, json.dumps(payload).encode("utf-8"), headers)
 
     def _handle(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
