@@ -321,12 +321,9 @@ def _enrich_steps(values: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     if values["enrich_postgres"]:
-        # this template's user pattern has always allowed a ':' (record_sync's does not)
+        # no ':' in the user name: 'user:secret@host/db' would put a password into the spec
         connection = postgres_connection(
-            values["enrich_postgres"],
-            values["postgres_password"],
-            "parameters.enrich_postgres",
-            user=r"[^@/\s]+",
+            values["enrich_postgres"], values["postgres_password"], "parameters.enrich_postgres"
         )
         steps.append(
             {

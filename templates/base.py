@@ -39,14 +39,13 @@ def rejections_report(name: str, path: str) -> dict[str, Any]:
     }
 
 
-def postgres_connection(
-    text: str, password: str, where: str, *, user: str = r"[^@/:\s]+"
-) -> dict[str, Any]:
+def postgres_connection(text: str, password: str, where: str) -> dict[str, Any]:
     """The ``connection`` of a ``postgres`` step or sink from ``user@host[:port]/database``
     (port 5432 unless given), with ``password``, a secret reference, when there is one: the
     password is never part of the address, so that it is not written into the spec. ``where``
-    names the parameter in the error; ``user`` is the pattern a user name must match."""
-    match = re.fullmatch(rf"({user})@([^:/\s]+)(?::(\d+))?/([^/\s]+)", text)
+    names the parameter in the error. A ':' in the user name is refused: ``user:secret@...``
+    would carry a password into the spec, its lineage and its logs."""
+    match = re.fullmatch(r"([^@/:\s]+)@([^:/\s]+)(?::(\d+))?/([^/\s]+)", text)
     if match is None:
         raise ValueError(
             f"{where}: write user@host:port/database (no password: give it as "

@@ -601,3 +601,16 @@ def test_an_unreadable_checkpoint_stops_the_run_before_it_starts(
         run_spec(expand(tmp_path, api_endpoints=f"{api.url}/orders"))
     assert api.total_requests() == 0
     assert marks_file(tmp_path).read_text() == "{not json"
+
+
+def test_a_password_in_the_postgres_address_is_refused_not_written_into_the_spec():
+    from pipelines.cli import load_target
+    from pipelines.loading import SpecError
+
+    with pytest.raises(SpecError) as refused:
+        load_target(
+            "api_integration",
+            {"data_transformations": "enrich", "enrich_postgres": "reader:s3cr3t@db/shop"},
+        )
+    assert "parameters.enrich_postgres" in str(refused.value)
+    assert "s3cr3t" not in str(refused.value)
