@@ -207,6 +207,7 @@ class Manifest:
     run_id: str
     files: list[str] = field(default_factory=list)  # names inside the directory
     published_at: str = ""
+    write_id: str = ""  # which write of the run published (a --follow run writes once a cycle)
     sha256: dict[str, str] = field(default_factory=dict)  # reports: content checksums
 
     def owned_by(self, pipeline: str, sink: str) -> bool:
@@ -482,6 +483,7 @@ class OutputCommitter:
                 run_id=t.run_id,
                 files=new_files,
                 published_at=_now(),
+                write_id=t.write_id,
             )
             if t.name is not None and files:
                 staged = _join(t.staging_dir, files[0]["staged"])
@@ -505,13 +507,14 @@ class OutputCommitter:
         self._lock.release()
 
     def published_by_this_run(self) -> list[str] | None:
-        """The paths this write's run published, when its manifest says this run published
-        (the pipeline did, ``run.publish: pipeline``); None otherwise."""
+        """The paths this write published, when its manifest says this very write did (the
+        pipeline published it, ``run.publish: pipeline``); None otherwise. By write, not by
+        run: a ``--follow`` run writes once per cycle under one run id."""
         t = self.target
         manifest = read_manifest(t.manifest_path)
         if (
             manifest is None
-            or manifest.run_id != t.run_id
+            or (manifest.run_id, manifest.write_id) != (t.run_id, t.write_id)
             or not manifest.owned_by(t.pipeline, t.sink)
         ):
             return None
