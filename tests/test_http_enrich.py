@@ -710,5 +710,5 @@ def test_a_500_per_second_limit_holds_in_the_servers_log_retries_included(tmp_pa
     node = summary.node("enrich")
     assert node.rows_out + node.rows_dead_lettered == 2500 and summary.reconciled
     assert retried > 0 and node.stats.get("retries", 0) > 0
-    assert 425 <= busiest <= 500, busiest
+    assert 400 <= busiest <= 500, busiest  # used (1.05 s windows: ~476/s), never exceeded
     assert node.stats["effective_rate_per_s"] <= 500
