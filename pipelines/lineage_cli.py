@@ -1,4 +1,5 @@
-"""``beamwright lineage report | access | graph``: reports over OpenLineage event logs.
+"""``beamwright lineage report | access | graph | generate-history``: reports over OpenLineage
+event logs, and a month of example events to try them on.
 
 ``pipelines/cli.py`` registers these with :func:`add_parser`. Only the standard library is
 imported here; each command imports ``lineage.reports`` when it runs, so ``beamwright --help``
@@ -79,22 +80,41 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     access = commands.add_parser(
-        "access", help="who read what how often in a time range; new readers; anomalies"
+        "access",
+        help="who read and wrote what, per principal, over a window (default the last 30 days); "
+        "anomalies with SOC 2 / ISO 27001 controls",
     )
     _source_arguments(access)
-    access.add_argument("--from", dest="start", type=_time, required=True, metavar="ISO")
     access.add_argument(
-        "--to", dest="end", type=_time, required=True, metavar="ISO", help="exclusive"
+        "--from", dest="start", type=_time, metavar="ISO", help="default: 30 days before --to"
+    )
+    access.add_argument(
+        "--to", dest="end", type=_time, metavar="ISO", help="exclusive; default: now"
     )
     access.add_argument(
         "--baseline-days",
         type=int,
-        default=30,
+        default=14,
         metavar="N",
-        help="days of history before --from to compare with (default 30)",
+        help="days before each day its values are compared with (default 14, at least 7)",
     )
     access.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    access.add_argument(
+        "--fail-on-anomaly", action="store_true", help="exit 1 when an anomaly is found (for CI)"
+    )
     access.set_defaults(func=cmd_access)
+
+    history = commands.add_parser(
+        "generate-history",
+        help="write a month of example OpenLineage events (5 principals, one anomalous)",
+    )
+    history.add_argument("--out", required=True, metavar="JSONL", help="the event log to write")
+    history.add_argument(
+        "--end", type=_time, metavar="ISO", help="the day after the last one (default: today)"
+    )
+    history.add_argument("--days", type=int, default=30, metavar="N", help="default 30")
+    history.add_argument("--seed", type=int, default=17, metavar="N", help="default 17")
+    history.set_defaults(func=cmd_generate_history)
 
     graph = commands.add_parser(
         "graph", help="dataset/job/column lineage graph as a self-contained HTML page (and SVG)"
@@ -160,29 +180,44 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_access(args: argparse.Namespace) -> int:
-    """Prints the access analysis; the history window is loaded along with the range."""
-    from lineage.reports.access import analyse_access
+    """Prints the access analysis; the baseline days before the window are loaded with it."""
+    from lineage.reports.access import DEFAULT_WINDOW_DAYS, MIN_HISTORY_DAYS, analyse_access
     from lineage.reports.events import EventLogError
     from lineage.reports.render import access_text
 
-    if args.end <= args.start:
+    end = args.end or dt.datetime.now(dt.timezone.utc)
+    start = args.start or end - dt.timedelta(days=DEFAULT_WINDOW_DAYS)
+    if end <= start:
         _stderr("--to must be after --from")
         return EXIT_INVALID
-    if args.baseline_days < 1:
-        _stderr("--baseline-days must be at least 1")
+    if args.baseline_days < MIN_HISTORY_DAYS:
+        _stderr(f"--baseline-days must be at least {MIN_HISTORY_DAYS}")
         return EXIT_INVALID
-    history_start = args.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    history_start = start.replace(hour=0, minute=0, second=0, microsecond=0)
     history_start -= dt.timedelta(days=args.baseline_days)
     try:
-        log = _load(args, history_start, args.end)
+        log = _load(args, history_start, end)
     except EventLogError as exc:
         _stderr(str(exc))
         return EXIT_INVALID
-    report = analyse_access(log, args.start, args.end, baseline_days=args.baseline_days)
+    report = analyse_access(log, start, end, baseline_days=args.baseline_days)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(access_text(report), end="")
+    return EXIT_FINDINGS if args.fail_on_anomaly and report.anomalies else EXIT_OK
+
+
+def cmd_generate_history(args: argparse.Namespace) -> int:
+    """Writes the example month (see pipelines/dev/lineage_history.py)."""
+    from pipelines.dev.lineage_history import generate, write
+
+    if args.days < 1:
+        _stderr("--days must be at least 1")
+        return EXIT_INVALID
+    end = args.end or dt.datetime.now(dt.timezone.utc)
+    count = write(args.out, generate(end, days=args.days, seed=args.seed))
+    print(f"wrote {count} events of {args.days} day(s) to {args.out}")
     return EXIT_OK
 
 

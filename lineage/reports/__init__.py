@@ -4,7 +4,8 @@ Modules, in the order data flows through them:
 
 * :mod:`~lineage.reports.events`: event logs (files or a Marquez API) -> runs;
 * :mod:`~lineage.reports.compliance`: classification, personal-data flows, quality, findings;
-* :mod:`~lineage.reports.access`: reads per job and dataset, new readers, anomalies;
+* :mod:`~lineage.reports.access`: reads and writes per principal and dataset, anomalies,
+  SOC 2 / ISO 27001 control mappings;
 * :mod:`~lineage.reports.graph`: the dataset/job/column graph and its layout;
 * :mod:`~lineage.reports.render` and :mod:`~lineage.reports.svg`: Markdown, HTML, text, SVG.
 

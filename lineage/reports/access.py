@@ -1,32 +1,66 @@
-"""Access patterns over a time range: who reads what, how often, who is new, what is unusual.
+"""Who read and wrote what, per principal, over a window; what is unusual; which controls care.
 
-A *read* is a run that lists the dataset among its inputs, dated by the run's start. The
-*history* is the ``baseline_days`` whole days before the range: a reader is *new* when it did
-not read the dataset in that history; anomalies compare the range with it.
+A run's *principal* is who ran it: the ``beamwright_principal`` run facet (``name``, ``type``
+user/service/ci, ``source``). Events written before that facet existed carry none: their runs
+are attributed to the principal ``unknown`` and reported as unattributed, since access that
+cannot be tied to an identity is itself a logging gap. A run *reads* its inputs and *writes*
+its outputs; rows come from ``dataQualityMetrics``/``inputStatistics`` and
+``outputStatistics``; an output's audience from its ``beamwright_audience`` facet.
 
-Anomaly rule: the modified z-score of Iglewicz and Hoaglin,
-``z = 0.6745 * (x - median) / MAD`` with MAD the median absolute deviation of the history,
-flagged when ``|z| > 3.5``. Not mean ± 3σ, because the history is short (days, a few dozen
-runs) and holds the very spikes we look for: one past spike inflates σ enough to hide the next
-one, and the mean follows it, while median and MAD ignore up to half the history being odd.
-When more than half the history is identical (a job that runs exactly once a day) MAD is 0:
-the mean absolute deviation is used instead (``z = (x - median) / (1.2533 * MeanAD)``), and
-when the history is perfectly constant any change counts, with an infinite score.
+Baselines are rolling and per principal: a day ``D`` of the window is compared with the
+``baseline_days`` days before ``D`` (from the principal's first run, if later), using every
+run the log holds, including those before the window (the CLI loads them). A check needs
+``MIN_HISTORY_DAYS`` days of baseline; days (or principals) with less are listed as unchecked,
+never guessed at. Times are UTC.
 
-Two series are checked per (job, dataset):
+Anomalies, each with the observed value and the baseline it is measured against:
 
-* rows read per run (``dataQualityMetrics.rowCount`` or ``inputStatistics.rowCount``), against
-  the same job's earlier runs on that dataset;
-* reads per UTC day, against the daily counts of the history (days without a read count as
-  0, from the first day the job read the dataset, so a job that began last week is not
-  compared with the weeks before it existed).
+* ``volume``: a day's rows read, rows written or runs of one principal above its baseline
+  days (days without a run count as 0). Rule: the modified z-score of Iglewicz and Hoaglin,
+  ``z = 0.6745 * (x - median) / MAD``, flagged when ``z > 3.5``, i.e. ``x > median + 5.19 MAD``.
+  Median and MAD (median absolute deviation), not mean and standard deviation, because the
+  baseline is short and holds the very spikes looked for: one earlier spike inflates σ enough
+  to hide the next one, while median and MAD ignore up to half the baseline being odd. When
+  more than half the baseline is identical MAD is 0 and the mean absolute deviation is used
+  (``z = (x - median) / (1.2533 * MeanAD)``); a perfectly constant baseline flags any rise.
+  Only rises are flagged, and only to more than ``MIN_RATIO`` (3) times the median: doing less
+  is not an access risk, and a user who runs a job once or twice a day doubles their volume
+  on a two-run day, which a tight MAD would otherwise flag.
+* ``time_of_day``: a run starting more than ``HOUR_TOLERANCE`` hour(s) outside the principal's
+  usual hours: the shortest span of the (circular) clock holding the start hours of its
+  baseline runs (at least ``MIN_HISTORY_RUNS``). A span, not the set of hours seen, so a user
+  working 09:00 to 17:00 is not flagged for the first run at noon.
+* ``new_dataset``: the principal's first access to a dataset, made after it has a baseline
+  (it has run for ``MIN_HISTORY_DAYS`` days without touching that dataset).
+* ``new_principal``: a principal's first run, when the log covers ``MIN_HISTORY_DAYS`` days
+  before it in which that principal never ran.
 
-Both concern batch runs. A STREAMING run reads continuously: it counts as a read in every
-range it was running in, and its row counts grow with its age (they measure duration, not
-volume), so neither series applies to it.
+Streaming runs read continuously: they count as accesses but neither their row counts (which
+grow with their age) nor their start hour say anything, so volume and time checks skip them.
 
-Fewer than ``MIN_HISTORY`` points is no basis for a statistic: such series are listed as
-unchecked rather than guessed at.
+Control mapping (``CONTROLS``; SOC 2 = AICPA Trust Services Criteria 2017, revised points of
+focus 2022; ISO = ISO/IEC 27001:2022 Annex A). SOC 2 and ISO apply to every finding; GDPR,
+PCI-DSS, SOX and HIPAA when a dataset involved declares that framework in its governance facet.
+
+=============== ========================== ========================================= ===========================================
+anomaly         SOC 2                      ISO/IEC 27001:2022                        framework-specific
+=============== ========================== ========================================= ===========================================
+volume          CC7.2 monitoring for       A.8.16 monitoring activities,             GDPR Art. 32(1)(b), Art. 33; PCI-DSS 10.4.1;
+                anomalies                  A.8.12 data leakage prevention            HIPAA 164.308(a)(1)(ii)(D); SOX 404 ITGC
+time_of_day     CC7.2                      A.8.16                                    PCI-DSS 10.4.1; HIPAA 164.308(a)(1)(ii)(D)
+new_dataset     CC6.1 logical access,      A.5.15 access control, A.5.18 access      GDPR Art. 25(2); PCI-DSS 7.2.2;
+                CC6.3 least privilege      rights, A.8.3 information access          HIPAA 164.308(a)(4); SOX 404 ITGC
+                                           restriction
+new_principal   CC6.2 registration and     A.5.16 identity management, A.5.18        PCI-DSS 8.2.4, 7.2.4; HIPAA 164.308(a)(4)
+                authorisation of users
+unattributed    CC7.2                      A.8.15 logging                            PCI-DSS 10.2.1.1; HIPAA 164.312(b);
+                                                                                     GDPR Art. 5(2)
+service or CI   (as above)                 + A.8.2 privileged access rights          (as above)
+principal
+=============== ========================== ========================================= ===========================================
+
+The report as a whole is evidence for periodic user access reviews (``REVIEW_CONTROLS``):
+SOC 2 CC6.2/CC6.3, ISO A.5.18 and A.8.15, PCI-DSS 7.2.4, HIPAA 164.308(a)(1)(ii)(D).
 """
 
 from __future__ import annotations
@@ -38,13 +72,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lineage.reports.events import DatasetId, DatasetUse, EventLog, JobId, Run, iso
+from lineage.reports.events import DatasetId, DatasetUse, EventLog, Run, iso
 
+PRINCIPAL_FACET = "beamwright_principal"
+AUDIENCE_FACET = "beamwright_audience"
+GOVERNANCE_FACET = "beamwright_governance"  # as lineage.facets names it (which imports pyarrow)
 THRESHOLD = 3.5
-MIN_HISTORY = 5
+MIN_HISTORY_DAYS = 7
+MIN_HISTORY_RUNS = 10
+MIN_RATIO = 3.0
+HOUR_TOLERANCE = 2
+DEFAULT_WINDOW_DAYS = 30
+DEFAULT_BASELINE_DAYS = 14
 _MAD_TO_Z = 0.6745  # MAD of a normal distribution is 0.6745 σ
 _MEANAD_TO_SIGMA = 1.2533  # mean absolute deviation of a normal distribution is σ / 1.2533
-DEFAULT_BASELINE_DAYS = 30
+
+
+# --- statistics ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -76,133 +120,309 @@ def robust_score(value: float, history: Sequence[float]) -> Score:
     return Score(value, median, 0.0, z)
 
 
-def rows_read(use: DatasetUse) -> int | None:
-    """Rows a run read from a dataset, from whichever standard facet carries it."""
-    for name in ("dataQualityMetrics", "inputStatistics"):
+# --- controls --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Control:
+    """One control of one framework a finding is evidence for (or against)."""
+
+    framework: str
+    id: str
+    title: str
+
+    def __str__(self) -> str:
+        return f"{self.framework} {self.id}"
+
+
+def _controls(*rows: tuple[str, str, str]) -> tuple[Control, ...]:
+    return tuple(Control(*row) for row in rows)
+
+
+_MONITORING = (
+    ("SOC2", "CC7.2", "monitors system components for anomalies"),
+    ("ISO27001", "A.8.16", "monitoring activities"),
+)
+CONTROLS: Mapping[str, tuple[Control, ...]] = {
+    "volume": _controls(
+        *_MONITORING,
+        ("ISO27001", "A.8.12", "data leakage prevention"),
+        ("GDPR", "Art. 32(1)(b)", "ongoing confidentiality of processing"),
+        ("GDPR", "Art. 33", "assess whether a personal data breach must be notified (72 h)"),
+        ("PCI-DSS", "10.4.1", "audit logs reviewed at least once daily"),
+        ("HIPAA", "164.308(a)(1)(ii)(D)", "information system activity review"),
+        ("SOX", "404 ITGC", "access to financial data monitored"),
+    ),
+    "time_of_day": _controls(
+        *_MONITORING,
+        ("PCI-DSS", "10.4.1", "audit logs reviewed at least once daily"),
+        ("HIPAA", "164.308(a)(1)(ii)(D)", "information system activity review"),
+    ),
+    "new_dataset": _controls(
+        ("SOC2", "CC6.1", "logical access to protected information assets"),
+        ("SOC2", "CC6.3", "access authorised by role, least privilege"),
+        ("ISO27001", "A.5.15", "access control"),
+        ("ISO27001", "A.5.18", "access rights"),
+        ("ISO27001", "A.8.3", "information access restriction"),
+        ("GDPR", "Art. 25(2)", "only the personal data necessary accessible by default"),
+        ("PCI-DSS", "7.2.2", "access assigned by job function, least privilege"),
+        ("HIPAA", "164.308(a)(4)", "information access management"),
+        ("SOX", "404 ITGC", "access to financial data authorised"),
+    ),
+    "new_principal": _controls(
+        ("SOC2", "CC6.2", "new users registered and authorised before access"),
+        ("ISO27001", "A.5.16", "identity management"),
+        ("ISO27001", "A.5.18", "access rights"),
+        ("PCI-DSS", "8.2.4", "user IDs added only with approval"),
+        ("PCI-DSS", "7.2.4", "user accounts and access reviewed"),
+        ("HIPAA", "164.308(a)(4)", "information access management"),
+    ),
+    "unattributed": _controls(
+        ("SOC2", "CC7.2", "monitors system components for anomalies"),
+        ("ISO27001", "A.8.15", "logging"),
+        ("PCI-DSS", "10.2.1.1", "audit logs capture all individual user access"),
+        ("HIPAA", "164.312(b)", "audit controls"),
+        ("GDPR", "Art. 5(2)", "accountability"),
+    ),
+}
+PRIVILEGED = Control("ISO27001", "A.8.2", "privileged access rights")
+"""Added for service and CI principals: standing technical identities with broad access."""
+REVIEW_CONTROLS = _controls(
+    ("SOC2", "CC6.2", "access credentials reviewed"),
+    ("SOC2", "CC6.3", "access authorised by role, least privilege"),
+    ("ISO27001", "A.5.18", "access rights reviewed"),
+    ("ISO27001", "A.8.15", "logging"),
+    ("PCI-DSS", "7.2.4", "user accounts and access reviewed"),
+    ("HIPAA", "164.308(a)(1)(ii)(D)", "information system activity review"),
+)
+"""What the report as a whole supports: a periodic review of who accessed what."""
+ALWAYS = frozenset({"SOC2", "ISO27001"})
+
+
+def controls_for(kind: str, frameworks: Iterable[str], principal_type: str) -> list[Control]:
+    """The controls an anomaly of ``kind`` concerns, given the frameworks its datasets declare."""
+    declared = ALWAYS | {f.upper() for f in frameworks}
+    found = [c for c in CONTROLS[kind] if c.framework in declared]
+    if principal_type in ("service", "ci") and kind != "unattributed":
+        found.append(PRIVILEGED)
+    return found
+
+
+# --- principals and accesses -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Principal:
+    """Who ran a run, from the ``beamwright_principal`` run facet."""
+
+    name: str
+    type: str = "unknown"
+    source: str = ""
+
+    @property
+    def attributed(self) -> bool:
+        return self.name != UNKNOWN.name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+UNKNOWN = Principal("unknown", "unknown", "no beamwright_principal facet")
+
+
+def principal_of(run: Run) -> Principal:
+    """The run's principal; ``unknown`` for runs recorded before principals were."""
+    facet = run.run_facets.get(PRINCIPAL_FACET)
+    if not isinstance(facet, Mapping) or not facet.get("name"):
+        return UNKNOWN
+    return Principal(
+        str(facet["name"]), str(facet.get("type") or "unknown"), str(facet.get("source") or "")
+    )
+
+
+def audience_of(use: DatasetUse) -> str | None:
+    """The audience an output was written for, from its ``beamwright_audience`` facet."""
+    facet = use.facet(AUDIENCE_FACET)
+    return str(facet["name"]) if facet is not None and facet.get("name") else None
+
+
+def _rows(use: DatasetUse, names: Sequence[str]) -> int | None:
+    for name in names:
         facet = use.facet(name)
         if facet is not None and isinstance(facet.get("rowCount"), int):
             return int(facet["rowCount"])
     return None
 
 
+def rows_read(use: DatasetUse) -> int | None:
+    """Rows a run read from a dataset, from whichever standard facet carries it."""
+    return _rows(use, ("dataQualityMetrics", "inputStatistics"))
+
+
+def rows_written(use: DatasetUse) -> int | None:
+    return _rows(use, ("outputStatistics",))
+
+
+def _frameworks(use: DatasetUse) -> tuple[str, ...]:
+    facet = use.facet(GOVERNANCE_FACET)
+    names = facet.get("frameworks") if facet is not None else None
+    return tuple(str(n).upper() for n in names) if isinstance(names, list) else ()
+
+
 @dataclass
-class ReadStats:
-    """One job's reads of one dataset in the range."""
+class DatasetAccess:
+    """One principal's reads and writes of one dataset in the window."""
 
-    job: JobId
+    principal: Principal
     dataset: DatasetId
-    reads: int
-    rows: int | None
-    first_read: dt.datetime
-    last_read: dt.datetime
-    history_reads: int
-    history_days: int
-    new: bool
+    reads: int = 0
+    writes: int = 0
+    rows_read: int | None = None
+    rows_written: int | None = None
+    jobs: set[str] = field(default_factory=set)
+    audiences: set[str] = field(default_factory=set)
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
     streaming: bool = False
-    """Read by a streaming run: counted while running, row counts not comparable."""
 
-    @property
-    def history_per_day(self) -> float | None:
-        return self.history_reads / self.history_days if self.history_days else None
+    def add(self, run: Run, use: DatasetUse, role: str, moment: dt.datetime) -> None:
+        self.jobs.add(str(run.job))
+        self.first = min(filter(None, (self.first, moment)))
+        self.last = max(filter(None, (self.last, moment)))
+        streaming = run.processing_type == "STREAMING"
+        self.streaming |= streaming
+        if role == "input":
+            self.reads += 1
+            rows = None if streaming else rows_read(use)
+            if rows is not None:
+                self.rows_read = (self.rows_read or 0) + rows
+        else:
+            self.writes += 1
+            if (audience := audience_of(use)) is not None:
+                self.audiences.add(audience)
+            rows = None if streaming else rows_written(use)
+            if rows is not None:
+                self.rows_written = (self.rows_written or 0) + rows
 
 
 @dataclass
 class Anomaly:
-    """A value outside its history: one run's rows, or one day's reads."""
+    """Something a principal did that its own baseline does not explain, and why."""
 
     kind: str
-    """``rows`` (rows read by one run) or ``reads`` (reads in one day)."""
-    job: JobId
-    dataset: DatasetId
+    """``volume``, ``time_of_day``, ``new_dataset``, ``new_principal`` or ``unattributed``."""
+    principal: Principal
     when: dt.datetime
-    run_id: str | None
-    score: Score
-    history: int
+    observed: str
+    baseline: str
+    reason: str
+    controls: list[Control]
+    dataset: DatasetId | None = None
+    run_id: str | None = None
+    metric: str | None = None
+    value: float | None = None
+    z: float | None = None
 
-    @property
-    def direction(self) -> str:
-        return "above" if self.score.z > 0 else "below"
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "principal": self.principal.name,
+            "principal_type": self.principal.type,
+            "when": iso(self.when),
+            "dataset": self.dataset.uri if self.dataset else None,
+            "run_id": self.run_id,
+            "metric": self.metric,
+            "value": self.value,
+            "z": None if self.z is None or math.isinf(self.z) else round(self.z, 3),
+            "observed": self.observed,
+            "baseline": self.baseline,
+            "reason": self.reason,
+            "controls": [
+                {"framework": c.framework, "id": c.id, "title": c.title} for c in self.controls
+            ],
+        }
 
-    def explain(self) -> str:
-        what, unit = ("rows read", "earlier runs") if self.kind == "rows" else ("reads", "days")
-        z = "inf" if math.isinf(self.score.z) else f"{self.score.z:+.1f}"
-        return (
-            f"{self.score.value:g} {what}, {self.direction} the median {self.score.median:g} "
-            f"of {self.history} {unit} (deviation {self.score.spread:g}, z={z})"
-        )
+
+@dataclass
+class PrincipalSummary:
+    """One principal over the window."""
+
+    principal: Principal
+    runs: int
+    datasets: int
+    first_run: dt.datetime
+    last_run: dt.datetime
+    jobs: set[str]
 
 
 @dataclass
 class AccessReport:
-    """Reads in a range, with what is new and what is unusual in it."""
+    """Accesses per principal and dataset in a window, with anomalies and their controls."""
 
     start: dt.datetime
     end: dt.datetime
-    baseline_start: dt.datetime
-    stats: list[ReadStats]
+    baseline_days: int
+    principals: list[PrincipalSummary]
+    accesses: list[DatasetAccess]
     anomalies: list[Anomaly]
     unchecked: list[str] = field(default_factory=list)
-
-    def new_readers(self) -> list[ReadStats]:
-        return [s for s in self.stats if s.new]
+    review_controls: tuple[Control, ...] = REVIEW_CONTROLS
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types only, times as ISO text, for ``--json`` and scripts."""
         return {
-            "range": {"from": iso(self.start), "to": iso(self.end)},
-            "baseline": {"from": iso(self.baseline_start), "to": iso(self.start)},
+            "window": {"from": iso(self.start), "to": iso(self.end)},
+            "baseline_days": self.baseline_days,
             "rule": {
-                "score": "modified z-score 0.6745*(x-median)/MAD (MeanAD*1.2533 when MAD is 0)",
-                "threshold": THRESHOLD,
-                "min_history": MIN_HISTORY,
+                "volume": "daily value > median + 5.19*MAD of the baseline days "
+                "(modified z-score 0.6745*(x-median)/MAD > 3.5; MeanAD*1.2533 when MAD is 0) "
+                f"and > {MIN_RATIO:g} x median",
+                "time_of_day": f"start more than {HOUR_TOLERANCE} h outside the span of the "
+                "baseline start hours (UTC)",
+                "min_history_days": MIN_HISTORY_DAYS,
+                "min_history_runs": MIN_HISTORY_RUNS,
             },
-            "reads": [
+            "principals": [
                 {
-                    "job": str(s.job),
-                    "dataset": s.dataset.uri,
-                    "namespace": s.dataset.namespace,
-                    "name": s.dataset.name,
-                    "reads": s.reads,
-                    "rows": s.rows,
-                    "first_read": iso(s.first_read),
-                    "last_read": iso(s.last_read),
-                    "history_reads_per_day": s.history_per_day,
-                    "new_reader": s.new,
-                    "streaming": s.streaming,
+                    "principal": p.principal.name,
+                    "type": p.principal.type,
+                    "source": p.principal.source,
+                    "runs": p.runs,
+                    "datasets": p.datasets,
+                    "jobs": sorted(p.jobs),
+                    "first_run": iso(p.first_run),
+                    "last_run": iso(p.last_run),
                 }
-                for s in self.stats
+                for p in self.principals
             ],
-            "new_readers": [
-                {"job": str(s.job), "dataset": s.dataset.uri, "first_read": iso(s.first_read)}
-                for s in self.new_readers()
-            ],
-            "anomalies": [
+            "accesses": [
                 {
-                    "kind": a.kind,
-                    "job": str(a.job),
+                    "principal": a.principal.name,
                     "dataset": a.dataset.uri,
-                    "when": iso(a.when),
-                    "run_id": a.run_id,
-                    "value": a.score.value,
-                    "median": a.score.median,
-                    "deviation": a.score.spread,
-                    "z": None if math.isinf(a.score.z) else round(a.score.z, 3),
-                    "direction": a.direction,
-                    "history_points": a.history,
-                    "explanation": a.explain(),
+                    "namespace": a.dataset.namespace,
+                    "name": a.dataset.name,
+                    "reads": a.reads,
+                    "writes": a.writes,
+                    "rows_read": a.rows_read,
+                    "rows_written": a.rows_written,
+                    "audiences": sorted(a.audiences),
+                    "jobs": sorted(a.jobs),
+                    "first": iso(a.first) if a.first else None,
+                    "last": iso(a.last) if a.last else None,
+                    "streaming": a.streaming,
                 }
-                for a in self.anomalies
+                for a in self.accesses
+            ],
+            "anomalies": [a.to_json() for a in self.anomalies],
+            "review_controls": [
+                {"framework": c.framework, "id": c.id, "title": c.title}
+                for c in self.review_controls
             ],
             "unchecked": self.unchecked,
         }
 
 
-def _active(run: Run, start: dt.datetime, end: dt.datetime) -> bool:
-    """A batch run reads in the range when it starts in it; a streaming run whenever it was
-    running during it (it reads continuously, and may have started long before)."""
-    if run.processing_type == "STREAMING":
-        return run.started < end and run.last_event >= start
-    return start <= run.started < end
+# --- analysis --------------------------------------------------------------------------------
 
 
 def _day(moment: dt.datetime) -> dt.datetime:
@@ -218,6 +438,65 @@ def _days(first: dt.datetime, stop: dt.datetime) -> list[dt.datetime]:
     return days
 
 
+def _active(run: Run, start: dt.datetime, end: dt.datetime) -> bool:
+    """A batch run accesses in the window when it starts in it; a streaming run whenever it
+    was running during it."""
+    if run.processing_type == "STREAMING":
+        return run.started < end and run.last_event >= start
+    return start <= run.started < end
+
+
+def _uses(run: Run) -> Iterable[tuple[DatasetUse, str]]:
+    for use in run.inputs.values():
+        yield use, "input"
+    for use in run.outputs.values():
+        yield use, "output"
+
+
+def usual_hours(hours: Iterable[int]) -> tuple[int, int]:
+    """The shortest span of the clock holding every hour in ``hours``, as (first, last):
+    the complement of the widest gap between them, so 22, 23, 0, 1 gives (22, 1)."""
+    ordered = sorted(set(hours))
+    gaps = [((ordered[(i + 1) % len(ordered)] - h) % 24 or 24, i) for i, h in enumerate(ordered)]
+    _, widest = max(gaps)
+    return ordered[(widest + 1) % len(ordered)], ordered[widest]
+
+
+def _outside(hour: int, first: int, last: int) -> int:
+    """Hours from ``hour`` to the span ``first``..``last`` (circular); 0 inside it."""
+    if (hour - first) % 24 <= (last - first) % 24:
+        return 0
+    return min((first - hour) % 24, (hour - last) % 24)
+
+
+@dataclass
+class _Activity:
+    """One principal's runs in the log, with what the checks need."""
+
+    principal: Principal
+    runs: list[Run] = field(default_factory=list)
+
+    def batch(self) -> list[Run]:
+        return [r for r in self.runs if r.processing_type != "STREAMING"]
+
+    def frameworks(self, runs: Iterable[Run]) -> set[str]:
+        return {f for run in runs for use, _ in _uses(run) for f in _frameworks(use)}
+
+
+_METRICS = ("rows read", "rows written", "runs")
+
+
+def _daily(runs: Iterable[Run]) -> dict[dt.datetime, list[float]]:
+    """Per UTC day: [rows read, rows written, runs]."""
+    per_day: dict[dt.datetime, list[float]] = {}
+    for run in runs:
+        values = per_day.setdefault(_day(run.started), [0.0, 0.0, 0.0])
+        values[0] += sum(rows_read(u) or 0 for u in run.inputs.values())
+        values[1] += sum(rows_written(u) or 0 for u in run.outputs.values())
+        values[2] += 1
+    return per_day
+
+
 def analyse_access(
     log: EventLog,
     start: dt.datetime,
@@ -225,110 +504,233 @@ def analyse_access(
     *,
     baseline_days: int = DEFAULT_BASELINE_DAYS,
 ) -> AccessReport:
-    """Reads in ``[start, end)`` compared with the ``baseline_days`` whole days before."""
+    """Accesses in ``[start, end)`` per principal, checked against rolling baselines drawn
+    from every run in ``log`` (see the module docstring)."""
     if end <= start:
-        raise ValueError("the range is empty: --to must be after --from")
-    baseline_start = _day(start) - dt.timedelta(days=baseline_days)
-    reads: dict[tuple[JobId, DatasetId], list[tuple[Run, DatasetUse]]] = {}
+        raise ValueError("the window is empty: --to must be after --from")
+    if baseline_days < MIN_HISTORY_DAYS:
+        raise ValueError(f"the baseline must cover at least {MIN_HISTORY_DAYS} days")
+    activity: dict[Principal, _Activity] = {}
     for run in log.runs:
-        if run.started < end and run.last_event >= baseline_start:
-            for use in run.inputs.values():
-                reads.setdefault((run.job, use.dataset), []).append((run, use))
+        if run.started < end:
+            activity.setdefault(principal_of(run), _Activity(principal_of(run))).runs.append(run)
+    log_start = min((r.started for r in log.runs), default=start)
 
-    stats: list[ReadStats] = []
+    accesses: dict[tuple[Principal, DatasetId], DatasetAccess] = {}
+    summaries: list[PrincipalSummary] = []
     anomalies: list[Anomaly] = []
     unchecked: list[str] = []
-    for (job, dataset), pair_reads in sorted(reads.items()):
-        before = [(r, u) for r, u in pair_reads if baseline_start <= r.started < start]
-        during = [(r, u) for r, u in pair_reads if _active(r, start, end)]
+    if log_start + dt.timedelta(days=MIN_HISTORY_DAYS) > start:
+        unchecked.append(
+            f"new principal: the log begins {iso(log_start)}; principals first seen before "
+            f"{iso(_day(log_start) + dt.timedelta(days=MIN_HISTORY_DAYS))} cannot be told new"
+        )
+    for principal, act in sorted(activity.items()):
+        during = [r for r in act.runs if _active(r, start, end)]
         if not during:
             continue
-        streaming = any(r.processing_type == "STREAMING" for r, _ in during)
-        counts = [n for r, u in during if (n := rows_read(u)) is not None]
-        history_days = _days(before[0][0].started, _day(start)) if before else []
-        stats.append(
-            ReadStats(
-                job,
-                dataset,
-                reads=len(during),
-                rows=None if streaming or not counts else sum(counts),
-                first_read=max(during[0][0].started, start),
-                last_read=max(during[-1][0].started, start),
-                history_reads=len(before),
-                history_days=len(history_days),
-                new=not before,
-                streaming=streaming,
+        for run in during:
+            for use, role in _uses(run):
+                key = (principal, use.dataset)
+                accesses.setdefault(key, DatasetAccess(principal, use.dataset)).add(
+                    run, use, role, max(run.started, start)
+                )
+        summaries.append(
+            PrincipalSummary(
+                principal,
+                len(during),
+                len({u.dataset for r in during for u, _ in _uses(r)}),
+                during[0].started,
+                during[-1].started,
+                {str(r.job) for r in during},
             )
         )
-        if not before:
-            continue  # a new reader has no history to compare with; it is reported as new
-        label = f"{job} reading {dataset.uri}"
-        batch_before = [(r, u) for r, u in before if r.processing_type != "STREAMING"]
-        batch_during = [(r, u) for r, u in during if r.processing_type != "STREAMING"]
-        if not batch_during:
-            continue  # continuous readers: neither a per-run volume nor a frequency to judge
-        anomalies += _volume_anomalies(job, dataset, batch_before, batch_during, label, unchecked)
-        anomalies += _frequency_anomalies(
-            job, dataset, batch_before, batch_during, history_days, start, end, label, unchecked
-        )
-    anomalies.sort(key=lambda a: (a.when, str(a.job), a.dataset, a.kind))
-    return AccessReport(start, end, baseline_start, stats, anomalies, unchecked)
+        if not principal.attributed:
+            anomalies.append(_unattributed(act, during))
+        covered = (_day(act.runs[0].started) - _day(log_start)).days
+        if act.runs[0].started >= start and covered >= MIN_HISTORY_DAYS:
+            anomalies.append(_new_principal(act, log_start))
+            continue  # a new principal has no baseline of its own
+        anomalies += _new_datasets(act, start, end)
+        anomalies += _volume(act, start, end, baseline_days, unchecked)
+        anomalies += _time_of_day(act, start, end, baseline_days, unchecked)
+    anomalies.sort(key=lambda a: (a.when, a.principal, a.kind, a.dataset or DatasetId("", "")))
+    return AccessReport(
+        start,
+        end,
+        baseline_days,
+        summaries,
+        sorted(accesses.values(), key=lambda a: (a.principal, a.dataset)),
+        anomalies,
+        unchecked,
+    )
 
 
-def _volume_anomalies(
-    job: JobId,
-    dataset: DatasetId,
-    before: list[tuple[Run, DatasetUse]],
-    during: list[tuple[Run, DatasetUse]],
-    label: str,
-    unchecked: list[str],
-) -> list[Anomaly]:
-    """Runs in the range whose rows read stand out from the earlier runs' counts."""
-    history = [n for _, u in before if (n := rows_read(u)) is not None]
-    current = [(r, n) for r, u in during if (n := rows_read(u)) is not None]
-    if not current:
-        return []
-    if len(history) < MIN_HISTORY:
-        unchecked.append(f"rows: {label}: {len(history)} earlier run(s) with row counts")
-        return []
+def _unattributed(act: _Activity, during: list[Run]) -> Anomaly:
+    datasets = {u.dataset for r in during for u, _ in _uses(r)}
+    return Anomaly(
+        "unattributed",
+        act.principal,
+        during[0].started,
+        observed=f"{len(during)} run(s) of {len({r.job for r in during})} job(s) touching "
+        f"{len(datasets)} dataset(s) carry no principal",
+        baseline="every run should name who ran it",
+        reason="these accesses cannot be attributed to a user or service identity",
+        controls=controls_for("unattributed", act.frameworks(during), act.principal.type),
+    )
+
+
+def _new_principal(act: _Activity, log_start: dt.datetime) -> Anomaly:
+    first = act.runs[0]
+    days = (_day(first.started) - _day(log_start)).days
+    touched = sorted({u.dataset.uri for r in act.runs for u, _ in _uses(r)})
+    return Anomaly(
+        "new_principal",
+        act.principal,
+        first.started,
+        observed=f"first run {iso(first.started)} ({first.job}); touched {', '.join(touched)}",
+        baseline=f"no run by {act.principal} in the {days} day(s) the log covers before",
+        reason=f"{act.principal.type} principal {act.principal} appears for the first time",
+        controls=controls_for("new_principal", act.frameworks(act.runs), act.principal.type),
+        run_id=first.run_id,
+    )
+
+
+def _new_datasets(act: _Activity, start: dt.datetime, end: dt.datetime) -> list[Anomaly]:
+    """First accesses in the window, by a principal with MIN_HISTORY_DAYS days of runs before."""
+    seen: set[DatasetId] = set()
+    first_day = _day(act.runs[0].started)
     found = []
-    for run, rows in current:
-        score = robust_score(rows, history)
-        if score.anomalous:
+    for run in act.runs:
+        for use, role in _uses(run):
+            if use.dataset in seen:
+                continue
+            seen.add(use.dataset)
+            established = (_day(run.started) - first_day).days >= MIN_HISTORY_DAYS
+            if not (start <= run.started < end and established):
+                continue
+            before = [r for r in act.runs if r.started < _day(run.started)]
+            usual = sorted({u.dataset.uri for r in before for u, _ in _uses(r)})
+            verb = "read" if role == "input" else "write"
             found.append(
-                Anomaly("rows", job, dataset, run.started, run.run_id, score, len(history))
+                Anomaly(
+                    "new_dataset",
+                    act.principal,
+                    run.started,
+                    observed=f"first {verb} of {use.dataset.uri} ({run.job})",
+                    baseline=f"{len(before)} earlier run(s) over "
+                    f"{(_day(run.started) - first_day).days} day(s) touched only "
+                    + ", ".join(usual),
+                    reason=f"first access to this dataset by {act.principal}",
+                    controls=controls_for("new_dataset", _frameworks(use), act.principal.type),
+                    dataset=use.dataset,
+                    run_id=run.run_id,
+                )
             )
     return found
 
 
-def _frequency_anomalies(
-    job: JobId,
-    dataset: DatasetId,
-    before: list[tuple[Run, DatasetUse]],
-    during: list[tuple[Run, DatasetUse]],
-    history_days: list[dt.datetime],
+def _baseline_days(act: _Activity, day: dt.datetime, baseline_days: int) -> list[dt.datetime]:
+    first = max(_day(act.runs[0].started), day - dt.timedelta(days=baseline_days))
+    return _days(first, day)
+
+
+def _volume(
+    act: _Activity,
     start: dt.datetime,
     end: dt.datetime,
-    label: str,
+    baseline_days: int,
     unchecked: list[str],
 ) -> list[Anomaly]:
-    """Days in the range whose number of reads stands out from the history's days."""
-    if len(history_days) < MIN_HISTORY:
-        unchecked.append(f"reads/day: {label}: {len(history_days)} day(s) of history")
-        return []
-    per_day: Mapping[dt.datetime, int] = _count_by_day(r.started for r, _ in before)
-    history = [per_day.get(day, 0) for day in history_days]
-    current = _count_by_day(r.started for r, _ in during)
-    found = []
+    """Days in the window whose rows read, rows written or runs stand out from the baseline."""
+    batch = act.batch()
+    per_day = _daily(batch)
+    found: list[Anomaly] = []
+    short: list[str] = []
     for day in _days(start, end):
-        score = robust_score(current.get(day, 0), history)
-        if score.anomalous:
-            found.append(Anomaly("reads", job, dataset, day, None, score, len(history)))
+        today = [r for r in batch if _day(r.started) == day and start <= r.started < end]
+        if not today:
+            continue
+        history_days = _baseline_days(act, day, baseline_days)
+        if len(history_days) < MIN_HISTORY_DAYS:
+            short.append(day.date().isoformat())
+            continue
+        observed = _daily(today)[day]
+        for index, metric in enumerate(_METRICS):
+            history = [per_day.get(d, [0.0, 0.0, 0.0])[index] for d in history_days]
+            score = robust_score(observed[index], history)
+            if score.z <= THRESHOLD or observed[index] <= MIN_RATIO * score.median:
+                continue
+            z = "inf" if math.isinf(score.z) else f"{score.z:.1f}"
+            found.append(
+                Anomaly(
+                    "volume",
+                    act.principal,
+                    day,
+                    observed=f"{observed[index]:,.0f} {metric} on {day.date().isoformat()}",
+                    baseline=f"median {score.median:,.0f}/day, MAD {score.spread:,.0f} over "
+                    f"{len(history_days)} day(s) before",
+                    reason=f"{metric} {score.value / score.median:.1f}x the daily median, "
+                    f"z={z} > {THRESHOLD}"
+                    if score.median
+                    else f"{metric} where the daily median is 0, z={z} > {THRESHOLD}",
+                    controls=controls_for("volume", act.frameworks(today), act.principal.type),
+                    run_id=today[0].run_id if len(today) == 1 else None,
+                    metric=metric,
+                    value=score.value,
+                    z=score.z,
+                )
+            )
+    if short:
+        unchecked.append(
+            f"volume: {act.principal}: fewer than {MIN_HISTORY_DAYS} baseline days on "
+            + ", ".join(short)
+        )
     return found
 
 
-def _count_by_day(moments: Iterable[dt.datetime]) -> dict[dt.datetime, int]:
-    counts: dict[dt.datetime, int] = {}
-    for moment in moments:
-        counts[_day(moment)] = counts.get(_day(moment), 0) + 1
-    return counts
+def _time_of_day(
+    act: _Activity,
+    start: dt.datetime,
+    end: dt.datetime,
+    baseline_days: int,
+    unchecked: list[str],
+) -> list[Anomaly]:
+    """Runs in the window starting outside the hours the principal's baseline runs started in."""
+    batch = act.batch()
+    found: list[Anomaly] = []
+    short = 0
+    for run in batch:
+        if not start <= run.started < end:
+            continue
+        day = _day(run.started)
+        since = day - dt.timedelta(days=baseline_days)
+        baseline = [r for r in batch if since <= r.started < day]
+        if len(baseline) < MIN_HISTORY_RUNS:
+            short += 1
+            continue
+        first, last = usual_hours(r.started.hour for r in baseline)
+        distance = _outside(run.started.hour, first, last)
+        if distance <= HOUR_TOLERANCE:
+            continue
+        found.append(
+            Anomaly(
+                "time_of_day",
+                act.principal,
+                run.started,
+                observed=f"run started {run.started.strftime('%H:%M')} UTC ({run.job})",
+                baseline=f"{len(baseline)} run(s) in the {baseline_days} day(s) before started "
+                f"between {first:02d}:00 and {last:02d}:59 UTC",
+                reason=f"{distance} h from the nearest usual hour (tolerance {HOUR_TOLERANCE} h)",
+                controls=controls_for("time_of_day", act.frameworks([run]), act.principal.type),
+                run_id=run.run_id,
+                metric="start hour",
+                value=float(run.started.hour),
+            )
+        )
+    if short:
+        unchecked.append(
+            f"time of day: {act.principal}: {short} run(s) with fewer than "
+            f"{MIN_HISTORY_RUNS} baseline runs"
+        )
+    return found

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from string import Template
 
-from lineage.reports.access import AccessReport
+from lineage.reports.access import HOUR_TOLERANCE, MIN_RATIO, AccessReport
 from lineage.reports.compliance import ComplianceReport, Evidence, protection_kind
 from lineage.reports.events import iso
 
@@ -388,55 +388,61 @@ def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: se
 
 def access_text(report: AccessReport) -> str:
     """The access analysis as plain text for a terminal."""
-    days = (report.start - report.baseline_start).days
     out = [
-        f"Reads from {iso(report.start)} to {iso(report.end)}; history: {days} day(s) from "
-        f"{iso(report.baseline_start)}",
+        f"Access from {iso(report.start)} to {iso(report.end)}, per principal; baselines: the "
+        f"{report.baseline_days} day(s) before each day (UTC)",
         "",
     ]
     rows = [
         [
-            str(s.job),
-            s.dataset.uri,
-            str(s.reads),
-            "streaming" if s.streaming else (f"{s.rows:,}" if s.rows is not None else "-"),
-            f"{s.history_per_day:.2f}" if s.history_per_day is not None else "-",
-            "yes" if s.new else "",
+            a.principal.name,
+            a.principal.type,
+            a.dataset.uri,
+            str(a.reads),
+            str(a.writes),
+            "streaming" if a.streaming else _count(a.rows_read),
+            _count(a.rows_written),
+            ", ".join(sorted(a.audiences)) or "-",
         ]
-        for s in report.stats
+        for a in report.accesses
     ]
     out.append(
-        _text_table(["JOB", "DATASET", "READS", "ROWS", "HIST/DAY", "NEW"], rows, {2, 3, 4})
+        _text_table(
+            [
+                "PRINCIPAL",
+                "TYPE",
+                "DATASET",
+                "READS",
+                "WRITES",
+                "ROWS READ",
+                "ROWS WRITTEN",
+                "AUDIENCE",
+            ],
+            rows,
+            {3, 4, 5, 6},
+        )
         if rows
-        else "No reads in the range."
+        else "No access in the window."
     )
-    new = report.new_readers()
-    out += ["", f"New readers ({len(new)}): no read of the dataset in the history"]
-    out += [f"  {s.job} reads {s.dataset.uri} since {iso(s.first_read)}" for s in new]
     out += [
         "",
-        f"Anomalies ({len(report.anomalies)}): modified z-score |z| > 3.5 against the history "
-        "(median and MAD)",
+        f"Anomalies ({len(report.anomalies)}): volume = daily value > median + 5.19 MAD of the "
+        f"baseline days and > {MIN_RATIO:g}x the median; time of day = start more than "
+        f"{HOUR_TOLERANCE} h outside the usual span",
     ]
-    if report.anomalies:
-        out.append(
-            _text_table(
-                ["WHEN", "KIND", "JOB", "DATASET", "RUN", "WHY"],
-                [
-                    [
-                        iso(a.when),
-                        a.kind,
-                        str(a.job),
-                        a.dataset.uri,
-                        a.run_id or "-",
-                        a.explain(),
-                    ]
-                    for a in report.anomalies
-                ],
-                set(),
-            )
-        )
+    for a in report.anomalies:
+        where = f" {a.dataset.uri}" if a.dataset else ""
+        out.append(f"  {iso(a.when)}  {a.kind}  {a.principal}{where}")
+        out.append(f"      observed: {a.observed}")
+        out.append(f"      baseline: {a.baseline}")
+        out.append(f"      why:      {a.reason}")
+        out.append(f"      controls: {', '.join(str(c) for c in a.controls)}")
+    out += ["", "This review supports: " + ", ".join(str(c) for c in report.review_controls)]
     if report.unchecked:
         out += ["", "Not checked (too little history):"]
         out += [f"  {u}" for u in report.unchecked]
     return "\n".join(out) + "\n"
+
+
+def _count(value: int | None) -> str:
+    return f"{value:,}" if value is not None else "-"
