@@ -149,6 +149,11 @@ class BuiltPipeline:
 def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> BuiltPipeline:
     """Add the spec's transforms to ``pipeline``. Raises SpecError before anything runs."""
     ctx = BuildContext(spec=spec, pipeline=pipeline, run_id=run_id)
+    from pipelines.audience_checks import audience_problems
+
+    problems = audience_problems(spec)
+    if problems:
+        raise SpecError(problems)
     order: list[tuple[str, str]] = []
     for i, source in enumerate(spec.sources):
         registry.kind_of(source).build(source, ctx, f"sources[{i}]")
@@ -158,18 +163,24 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
     for i, step, names in s.step_inputs(spec):
         if set(names) <= sources:
             rows_as_read.add(step.name)
-        rows = ctx.input_of(names, step.name)
+        named = getattr(step, "named_inputs", None)  # a join: {"left": name, "right": name}
+        rows = (
+            {role: ctx.outputs[name] for role, name in named.items()}
+            if named
+            else ctx.input_of(names, step.name)
+        )
         outputs = registry.kind_of(step).build(step, ctx, f"steps[{i}]", rows)
         ctx.outputs[step.name] = outputs.rows
         ctx.dead_letters.append(outputs.dead_letters)
         order.append(("step", step.name))
     # sinks fed by rows first: a sink that can reject (Kafka deliveries) adds dead letters
     later = []
+    audience_rows = AudienceRows(ctx)
     for i, sink, names in s.sink_inputs(spec):
         if names == [s.DEAD_LETTERS_INPUT]:
             later.append((i, sink))
             continue
-        rows = ctx.input_of(names, sink.name)
+        rows = audience_rows.rows(names, sink)
         registry.kind_of(sink).build(sink, ctx, f"sinks[{i}]", rows)
         order.append(("sink", sink.name))
     dead = _union_dead_letters(ctx.dead_letters)
@@ -182,9 +193,9 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
         dead = dead | "DeadLetters/Redact" >> RedactDeadLetters(s.classified_fields(spec))
     ctx.outputs[s.DEAD_LETTERS_INPUT] = dead
     for i, sink in later:
-        registry.kind_of(sink).build(sink, ctx, f"sinks[{i}]", dead)
+        registry.kind_of(sink).build(sink, ctx, f"sinks[{i}]", audience_rows.dead(sink.audience))
         order.append(("sink", sink.name))
-    _build_dead_letter_sink(spec.dead_letter, ctx)
+    _build_dead_letter_sink(spec.dead_letter, ctx, audience_rows.dead(spec.dead_letter.audience))
     order.append(("sink", s.DEAD_LETTERS_INPUT))
     if spec.run.publish == "pipeline":
         _publish_in_pipeline(spec, ctx)
@@ -264,9 +275,59 @@ def _union_dead_letters(parts: list[beam.PCollection]) -> beam.PCollection:
     return tuple(parts) | "DeadLetters/Union" >> beam.Flatten()
 
 
-def _build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
+class AudienceRows:
+    """The rows each sink gets for its audience: its conditional mask rules applied by one
+    plain Mask per distinct (input, masking), shared by the sinks that need the same one, and
+    dead letters redacted once per distinct set of fields (:mod:`pipelines.audience_masks`)."""
+
+    def __init__(self, ctx: BuildContext) -> None:
+        self.ctx = ctx
+        self._masked: dict[tuple[Any, ...], beam.PCollection] = {}
+
+    def rows(self, names: list[str], sink: Any) -> beam.PCollection:
+        """What ``sink`` (reading ``names``) writes: the rows, masked for its audience."""
+        from pipelines.audience_masks import sink_rules
+
+        rows = self.ctx.input_of(names, sink.name)
+        rules = sink_rules(self.ctx.spec, names, sink.audience)
+        if not rules:
+            return rows
+        key = (tuple(names), tuple(r.key for r in rules))
+        if key not in self._masked:  # named after the first sink that needs this masking
+            self._masked[key] = self._mask(rows, sink.name, rules)
+        return self._masked[key]
+
+    def _mask(self, rows: beam.PCollection, sink_name: str, rules: list[Any]) -> Any:
+        """Each mask step's rules for this audience, by building that step again with just
+        those rules, unconditional: the very mask a user would write for the audience."""
+        for index in dict.fromkeys(r.step for r in rules):  # in step order
+            step = self.ctx.spec.steps[index]
+            mine = [r.rule.model_copy(update={"when": None}) for r in rules if r.step == index]
+            node = step.model_copy(update={"name": f"{sink_name}.{step.name}", "fields": mine})
+            out = registry.kind_of(node).build(node, self.ctx, f"steps[{index}]", rows)
+            self.ctx.dead_letters.append(out.dead_letters)  # a mask rejects nothing; consumed
+            rows = out.rows
+        return rows
+
+    def dead(self, audience: str | None) -> beam.PCollection:
+        from pipelines.audience_masks import dead_letter_fields
+
+        dead = self.ctx.outputs[s.DEAD_LETTERS_INPUT]
+        fields = dead_letter_fields(self.ctx.spec, audience)
+        if not fields:
+            return dead
+        key = ("dead_letters", tuple(sorted(fields)))
+        if key not in self._masked:
+            from transforms.redact import RedactDeadLetters
+
+            label = f"DeadLetters/RedactFor/{audience or 'no_audience'}"
+            self._masked[key] = dead | label >> RedactDeadLetters(fields)
+        return self._masked[key]
+
+
+def _build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext, rows: Any) -> None:
     if node.type == "kafka":
-        _build_dead_letter_topic(node, ctx)
+        _build_dead_letter_topic(node, ctx, rows)
         return
     from connectors.fileio import WriteFiles
 
@@ -285,11 +346,11 @@ def _build_dead_letter_sink(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
     )
     dataset = Dataset(s.DEAD_LETTERS_INPUT, "dead_letter", node.path, node.format)
     staged = ctx.own_output(dataset, write.target, "dead_letter.path", dead_letters=True)
-    staged.done = ctx.outputs[s.DEAD_LETTERS_INPUT] | "DeadLetters" >> write
+    staged.done = rows | "DeadLetters" >> write
     ctx.datasets_out.append(dataset)
 
 
-def _build_dead_letter_topic(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
+def _build_dead_letter_topic(node: s.DeadLetterSpec, ctx: BuildContext, rows: Any) -> None:
     """Dead letters as JSON messages (the record envelope) keyed by source position, with the
     position in the ``_bw_source``/``_bw_offset`` headers. A dead letter that cannot be
     delivered fails the run: there is nowhere further to put it."""
@@ -311,10 +372,6 @@ def _build_dead_letter_topic(node: s.DeadLetterSpec, ctx: BuildContext) -> None:
         )
     except (KafkaConfigError, ValueError) as exc:
         raise ctx.fail("dead_letter", str(exc)) from None
-    (
-        ctx.outputs[s.DEAD_LETTERS_INPUT]
-        | "DeadLetters/Positions" >> beam.Map(with_envelope_positions)
-        | "DeadLetters" >> write
-    )
+    (rows | "DeadLetters/Positions" >> beam.Map(with_envelope_positions) | "DeadLetters" >> write)
     uri = kafka_uri(node.bootstrap_servers, node.topic)
     ctx.datasets_out.append(Dataset(s.DEAD_LETTERS_INPUT, "dead_letter", uri, "kafka"))

@@ -86,13 +86,15 @@ def static_problems(spec: s.PipelineSpec) -> list[str]:
     Field references are checked only once every expression parses: the walk reads the
     fields each expression names.
     """
+    from pipelines.audience_checks import audience_problems
     from pipelines.remote_rules import remote_problems
     from pipelines.spec_tests import case_problems
 
     problems = expression_problems(spec) or remote_problems(spec)
     if problems:
         return problems + case_problems(spec)
-    return field_problems(spec, known_source_fields(spec)) + case_problems(spec)
+    fields = field_problems(spec, known_source_fields(spec))
+    return fields + (audience_problems(spec) if not fields else []) + case_problems(spec)
 
 
 # --------------------------------------------------------------------------- deep checks

@@ -20,6 +20,7 @@ from connectors.errors import closest
 from lineage.columns import FieldRead, FieldState, Origin, dead_letters, union
 from pipelines import registry
 from pipelines import spec as s
+from pipelines.audience_masks import dead_letter_fields, with_audience_masks
 
 
 @dataclass
@@ -61,10 +62,14 @@ def walk(
             step, state, result, f"steps[{i}]"
         )
     result.states[s.DEAD_LETTERS_INPUT] = dead_letters(
-        result.states, redacted=spec.dead_letter.redact
+        result.states,
+        redacted=spec.dead_letter.redact
+        or bool(dead_letter_fields(spec, spec.dead_letter.audience)),
     )
     for i, sink, names in s.sink_inputs(spec):
         upstream = union(result.state(n) for n in names)
+        if names != [s.DEAD_LETTERS_INPUT]:  # the rows as the sink's audience gets them
+            upstream = with_audience_masks(spec, names, sink.audience, upstream)
         result.states[sink.name] = registry.kind_of(sink).lineage(
             sink, upstream, result, f"sinks[{i}]"
         )

@@ -115,6 +115,10 @@ class Kind:
             the original record (:mod:`connectors.originals`).
         dry_run: sinks that work on the rows themselves: problems (``"key: problem"``) found
             by trying an empty table with the real input schema (``validate --deep``).
+        masks: steps that mask: ``(index, rule)`` of each mask rule (``field``, ``strategy``,
+            ``when``). Rules with a ``when`` condition are applied per output audience, by
+            building the node again with those rules unconditional
+            (:mod:`pipelines.audience_masks`).
     """
 
     role: str
@@ -132,6 +136,7 @@ class Kind:
     settle: Callable[[Any, str, Any], None] = _settled
     dry_run: Callable[[Any, Any], list[str]] = _no_problems
     origins: Callable[[Any, Any, str], tuple[dict, dict]] = _no_origins
+    masks: Callable[[Any], Iterable[tuple[int, Any]]] = _nothing
 
     @property
     def type(self) -> str:

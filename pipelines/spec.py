@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from connectors.errors import did_you_mean
 from pipelines import registry
+from pipelines.audience_spec import AudienceSpec, audience_problems
 from pipelines.spec_base import DEAD_LETTERS_INPUT, ConfigValue, Name, SpecModel
 from pipelines.spec_tests import SpecTestCase
 
@@ -69,6 +70,11 @@ class DeadLetterSpec(SpecModel):
     topic: str | None = Field(default=None, description="Kafka: the dead-letter topic.")
     producer_config: dict[str, ConfigValue] = Field(
         default_factory=dict, description="Kafka: librdkafka properties (secrets as references)."
+    )
+    audience: Name | None = Field(
+        default=None,
+        description="Who reads the dead letters (a governance.audiences name): the fields any "
+        "mask rule masks for that audience are redacted in them.",
     )
 
     @model_validator(mode="after")
@@ -154,10 +160,32 @@ class GovernanceSpec(SpecModel):
     fields: dict[str, str] = Field(
         default_factory=dict, description="Field -> classification, e.g. {email: PII}."
     )
+    clearance_levels: list[str] = Field(
+        default_factory=list,
+        description="The ordered clearance scale, lowest first, e.g. [public, internal, "
+        "confidential, secret, top_secret]: what security_level_below compares on.",
+    )
+    audiences: dict[Name, AudienceSpec] = Field(
+        default_factory=dict,
+        description="Who reads outputs, by attributes (clearance, region, department, "
+        "access_level, roles, attributes); each sink names one with 'audience', and mask rules "
+        "with 'when' apply per audience (see docs/architecture.md, Audiences).",
+    )
+    require_audience: bool = Field(
+        default=False,
+        description="Refuse a sink (the dead letters too) that carries classified fields "
+        "and names no audience.",
+    )
 
 
 class LineageSettings(SpecModel):
     namespace: str = "beamwright"
+    run_as: str | None = Field(
+        default=None,
+        description="Who runs this, recorded as the run's principal (what 'run --as' sets; "
+        "'service:NAME' for a service account). Default: $BEAMWRIGHT_PRINCIPAL, else the CI "
+        "system's user, else the OS user (pipelines/principal.py).",
+    )
     heartbeat_seconds: float = Field(
         default=60.0, gt=0, description="Interval of RUNNING events for streaming/continuous runs."
     )
@@ -213,6 +241,15 @@ class PipelineSpec(SpecModel):
         for i, sink in enumerate(self.sinks):
             registry.kind_of(sink).settle(sink, f"sinks[{i}]", self)
         check_outputs(self)
+        problems = audience_problems(
+            self.governance.audiences,
+            self.governance.clearance_levels,
+            [(f"sinks[{i}].audience", sink.audience) for i, sink in enumerate(self.sinks)]
+            + [("dead_letter.audience", self.dead_letter.audience)],
+            list(conditions(self)),
+        )
+        if problems:
+            raise ValueError(problems[0])
         return self
 
     # -- convenience for Python users customising a template's spec --------------------
@@ -300,6 +337,15 @@ def classified_fields(spec: PipelineSpec) -> set[str]:
     """Fields the spec classifies above its default classification (e.g. PII)."""
     default = spec.governance.classification
     return {name for name, c in classifications(spec).items() if c != default}
+
+
+def conditions(spec: PipelineSpec) -> Iterator[tuple[str, Any]]:
+    """(spec path, :class:`~pipelines.audience_spec.ConditionSpec`) of every audience
+    condition in ``spec`` (mask rules' ``when``)."""
+    for i, step in enumerate(spec.steps):
+        for j, rule in registry.kind_of(step).masks(step):
+            if rule.when is not None:
+                yield f"steps[{i}].fields[{j}].when", rule.when
 
 
 def expressions(spec: PipelineSpec) -> Iterator[tuple[str, str]]:

@@ -113,6 +113,11 @@ class SinkBase(SpecModel):
         description="Step or source (default: last step); 'dead_letters' reads the run's "
         "dead letters, e.g. for an alert report.",
     )
+    audience: Name | None = Field(
+        default=None,
+        description="Who reads this output (a governance.audiences name): mask rules with "
+        "'when' are applied for it, and lineage records it.",
+    )
 
 
 # Report and window metrics: ``count``, or ``sum|min|max|mean|count_distinct(field)``.

@@ -76,7 +76,7 @@ _REQUIRED = object()
 
 _OPTIONS: dict[str, dict[str, object]] = {
     "redact": {"replacement": "[REDACTED]"},
-    "partial": {"keep_last": 4, "mask_char": "*", "keep_first": 0},
+    "partial": {"keep_last": 4, "mask_char": "*", "keep_first": 0, "keep_separators": ""},
     "hash": {"salt": _REQUIRED, "algorithm": "sha256"},
     "pseudonymize": {"key": _REQUIRED, "length": None},
     "bucket": {"boundaries": _REQUIRED, "labels": None, "prefix": "", "suffix": ""},
@@ -189,8 +189,11 @@ def mask_array(values: Values, strategy: str, **options: object) -> Values:
 
     * ``redact``: ``replacement`` [``"[REDACTED]"``].
     * ``partial``: ``keep_last`` [4], ``keep_first`` [0], ``mask_char`` [``"*"``, one
-      character]. Characters are Unicode code points; the output has the input's length. Values
-      no longer than ``keep_first + keep_last`` are masked entirely.
+      character], ``keep_separators`` [``""``]. Characters are Unicode code points; the output
+      has the input's length. Values no longer than ``keep_first + keep_last`` are masked
+      entirely. Characters in ``keep_separators`` stay in place and are not counted, so
+      ``"123-45-6789"`` with ``keep_separators="-"`` becomes ``"***-**-6789"`` (the workflow
+      SDK's partial SSN); those values are masked once per distinct value, in Python.
     * ``hash``: ``salt`` (bytes or str, at least 8 bytes, required), ``algorithm``
       [``"sha256"``]. Hex digest of ``salt + value`` (UTF-8).
     * ``pseudonymize``: ``key`` (bytes or str, at least 16 bytes, required), ``length``
@@ -317,9 +320,26 @@ def _compile_partial(settings: Mapping[str, object]) -> _Masker:
             f"their length, got {mask_char!r}"
         )
     kept = keep_first + keep_last
+    separators = frozenset(_check_str("partial", "keep_separators", settings["keep_separators"]))
+    if mask_char in separators:
+        raise MaskError(
+            f"partial option 'keep_separators' must not hold the mask_char {mask_char!r}: "
+            "masked characters would read as kept ones"
+        )
+
+    def around_separators(value: str) -> str:
+        body = [i for i, c in enumerate(value) if c not in separators]
+        shown = set(body[:keep_first]) | set(body[len(body) - keep_last :] if keep_last else ())
+        if len(body) <= kept:
+            shown = set()
+        return "".join(
+            c if i in shown or c in separators else mask_char for i, c in enumerate(value)
+        )
 
     def partial(values: Values, where: str) -> Values:
         text = _as_text(values, "partial", where)
+        if separators:
+            return _map_distinct(text, around_separators)
         length = pc.utf8_length(text)
         reveal = pc.greater(length, kept)
         stars = pc.binary_repeat(
@@ -549,13 +569,19 @@ def _digest_distinct(data: Values, digest: Callable[[bytes], str]) -> Values:
     emails), so the column is dictionary-encoded, the dictionary digested, and the digests
     taken back by index. Nulls stay null through the indices.
     """
+    return _map_distinct(data, digest)
+
+
+def _map_distinct(values: Values, fn: Callable[[bytes], str] | Callable[[str], str]) -> Values:
+    """``fn`` of every value (text or bytes), computed once per distinct value, as a string
+    column; nulls stay null."""
 
     def run(array: pa.Array) -> pa.Array:
         encoded = pc.dictionary_encode(array)
-        digests = pa.array([digest(v) for v in encoded.dictionary.to_pylist()], pa.string())
-        return digests.take(encoded.indices)
+        mapped = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], pa.string())
+        return mapped.take(encoded.indices)
 
-    return _whole(data, run)
+    return _whole(values, run)
 
 
 def _type_error(strategy: str, where: str, type_: pa.DataType, fix: str) -> MaskError:
