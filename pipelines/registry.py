@@ -37,7 +37,10 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.extract",
         "pipelines.steps.document_fields",
         "pipelines.steps.window",
+        "pipelines.steps.join",
+        "pipelines.steps.top",
         "pipelines.steps.batch",
+        "pipelines.steps.reconcile",
     ),
     "sink": (
         "pipelines.sinks.file",

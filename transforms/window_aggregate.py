@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import apache_beam as beam
 import numpy as np
@@ -51,6 +51,8 @@ WINDOW_START, WINDOW_END, PANE_TIMING, PANE_INDEX = (
     "pane_index",
 )
 """Columns every aggregate row starts with, before its key fields and metrics."""
+
+_FRONT = (WINDOW_START, WINDOW_END, PANE_TIMING, PANE_INDEX)
 
 AGGREGATES_OUT = "aggregates_out"
 """Counter of aggregate rows a window step emitted (one per key, window and pane)."""
@@ -134,6 +136,58 @@ def _final(metric: Metric, partial: Any) -> pa.Array:
     return pa.array([partial])
 
 
+# --------------------------------------------------------------------------- what is computed
+
+
+class Aggregation(Protocol):
+    """What a window-shaped step computes per key and window: the window step's metrics
+    (:class:`MetricAggregation`) or the top step's rows (:class:`transforms.top.TopRows`).
+
+    The window machinery (event time, lateness gate, window assignment, triggers, panes,
+    counting) is the same for both; only these parts differ.
+    """
+
+    key_fields: list[str]
+    fields: list[str]
+    """Fields besides the keys that every row must have (missing: dead letters)."""
+
+    def prepare(self, rows: pa.Table) -> tuple[pa.Table, np.ndarray | None, str, str]:
+        """``rows`` ready for :meth:`batch_partials` (columns it computes may be added, named
+        ``__bw_*``), the rows it cannot use (a mask, or ``None``), and the dead-letter message
+        and rule for them."""
+        ...
+
+    def batch_partials(self, *, session_gap: int | None, per_row: bool, step: str) -> Any:
+        """The in-batch half: an object whose ``partials(rows, micros, windows)`` returns a
+        :class:`BatchPartial` per key and window (``partial`` = ``[key values, ...]``)."""
+        ...
+
+    def combine_fn(self) -> beam.CombineFn:
+        """The in-Beam half: merges the partials of one key and window into an Arrow table."""
+        ...
+
+
+class MetricAggregation:
+    """The window step's metrics as an :class:`Aggregation` (``count``, ``sum(field)``...)."""
+
+    def __init__(self, key_fields: Sequence[str], metrics: Mapping[str, str]) -> None:
+        self.key_fields = list(key_fields)
+        self.metrics = dict(metrics)
+        parsed = [Metric.parse(output, text) for output, text in self.metrics.items()]
+        self.fields = [m.field for m in parsed if m.field]
+
+    def prepare(self, rows: pa.Table) -> tuple[pa.Table, np.ndarray | None, str, str]:
+        return rows, None, "", ""
+
+    def batch_partials(self, *, session_gap: int | None, per_row: bool, step: str) -> BatchPartials:
+        return BatchPartials(
+            self.key_fields, self.metrics, session_gap=session_gap, per_row=per_row, step=step
+        )
+
+    def combine_fn(self) -> MergePartials:
+        return MergePartials(self.key_fields, self.metrics)
+
+
 # --------------------------------------------------------------------------- in the batch
 
 
@@ -168,6 +222,27 @@ def _aggregations(metric: Metric, field: str | None) -> list[tuple[Any, str]]:
 
 def _result_name(column: Any, function: str) -> str:
     return f"{column}_{function}" if column else function
+
+
+def proto_sessions(table: pa.Table, keys: Sequence[str], time: str, gap: int) -> np.ndarray:
+    """Proto-session of each row: its key's rows in event-time order (column ``time``, µs),
+    cut where the next row is ``gap`` or more later (Beam merges ``[t, t + gap)`` windows
+    that overlap, so these are the sessions of the batch's rows alone)."""
+    n, micros = table.num_rows, table.column(time).to_numpy()
+    key = np.zeros(n, np.int64)
+    if keys:
+        indexed = table.select(keys).append_column("__bw_i", pa.array(np.arange(n)))
+        groups = indexed.group_by(list(keys), use_threads=False).aggregate([("__bw_i", "list")])
+        members = groups.column("__bw_i_list").combine_chunks()
+        key[pc.list_flatten(members).to_numpy()] = pc.list_parent_indices(members).to_numpy()
+    order = np.lexsort((micros, key))
+    t, k = micros[order], key[order]
+    cut = np.empty(n, bool)
+    cut[0] = True
+    cut[1:] = (k[1:] != k[:-1]) | (t[1:] - t[:-1] >= gap)
+    session = np.empty(n, np.int64)
+    session[order] = np.cumsum(cut)
+    return session
 
 
 class BatchPartials:
@@ -244,7 +319,11 @@ class BatchPartials:
             row, start, end = windows
             if len(row) != table.num_rows:
                 table = table.take(pa.array(row))
-            window_id = start if self._session_gap is None else self._sessions(table)
+            window_id = (
+                start
+                if self._session_gap is None
+                else proto_sessions(table, self._keys, "__t", self._session_gap)
+            )
             for name, values in (("__s", start), ("__e", end), ("__w", window_id)):
                 table = table.append_column(name, pa.array(values, pa.int64()))
             by.append("__w")
@@ -257,25 +336,6 @@ class BatchPartials:
         if self._ordered:  # first/last: Arrow's ordered aggregates then follow event time
             table = table.sort_by("__t")
         return table.group_by(by, use_threads=False).aggregate([aggregation(*a) for a in aggs])
-
-    def _sessions(self, table: pa.Table) -> np.ndarray:
-        """Proto-session of each row: its key's rows in event-time order, cut where the next
-        row is ``gap`` or more later (Beam merges ``[t, t + gap)`` windows that overlap)."""
-        n, micros = table.num_rows, table.column("__t").to_numpy()
-        key = np.zeros(n, np.int64)
-        if self._keys:
-            indexed = table.select(self._keys).append_column("__i", pa.array(np.arange(n)))
-            groups = indexed.group_by(self._keys, use_threads=False).aggregate([("__i", "list")])
-            members = groups.column("__i_list").combine_chunks()
-            key[pc.list_flatten(members).to_numpy()] = pc.list_parent_indices(members).to_numpy()
-        order = np.lexsort((micros, key))
-        t, k = micros[order], key[order]
-        cut = np.empty(n, bool)
-        cut[0] = True
-        cut[1:] = (k[1:] != k[:-1]) | (t[1:] - t[:-1] >= self._session_gap)
-        session = np.empty(n, np.int64)
-        session[order] = np.cumsum(cut)
-        return session
 
     def _read(self, grouped: pa.Table, windowed: bool) -> list[BatchPartial]:
         def values(name: str) -> list[Any]:
@@ -369,6 +429,8 @@ class FormatPanes(beam.DoFn):
 
     Empty panes (an on-time firing after early firings consumed every row in discarding mode)
     are skipped: a row of zeros would read as "nothing happened", which is not what it means.
+    Window and pane columns the rows already had (rows an earlier window step aggregated, now
+    ranked or aggregated again in the same windows) are replaced by this step's.
     """
 
     def __init__(self, step: str) -> None:
@@ -383,6 +445,7 @@ class FormatPanes(beam.DoFn):
         n = table.num_rows
         if not n:
             return
+        table = table.drop_columns([c for c in _FRONT if c in table.column_names])
         is_global = isinstance(window, GlobalWindow)
         start = None if is_global else window.start.micros
         end = None if is_global else window.end.micros

@@ -109,12 +109,19 @@ from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
 from connectors.names import labelled_pardo
 from connectors.panes import KeepWindows, is_streaming
 from connectors.records import dead_letters_for_rows
-from transforms.aggregate import Metric
 from transforms.step import DEAD_LETTERS, ROWS
-from transforms.window_aggregate import BatchPartials, ConcatPanes, FormatPanes, MergePartials
+from transforms.window_aggregate import (
+    WINDOW_END,
+    WINDOW_START,
+    Aggregation,
+    ConcatPanes,
+    FormatPanes,
+    MetricAggregation,
+)
 
 LATE, EVENT_TIME, MISSING_FIELD = "late", "event_time", "missing_field"
-"""Dead-letter rules of the window step (also counted as ``<step>/rule/<rule>``)."""
+"""Dead-letter rules of the window step (also counted as ``<step>/rule/<rule>``); an
+:class:`~transforms.window_aggregate.Aggregation` may add its own (the top step: ``value``)."""
 
 ACCUMULATION = {
     "discarding": tr.AccumulationMode.DISCARDING,
@@ -139,7 +146,8 @@ def window_fn(
     """A Beam WindowFn from plain values in seconds (what a spec's ``window`` block holds).
 
     ``kind`` is ``fixed`` (size, offset), ``sliding`` (size, period, offset), ``session``
-    (gap) or ``global``.
+    (gap), ``global``, or ``input``: the windows the rows already carry in their
+    ``window_start``/``window_end`` columns (:class:`InputWindows`).
     """
 
     def positive(name: str, value: float | None) -> float:
@@ -155,7 +163,25 @@ def window_fn(
         return Sessions(positive("gap", gap))
     if kind == "global":
         return GlobalWindows()
-    raise ValueError(f"window kind '{kind}' is not one of fixed, sliding, session, global")
+    if kind == "input":
+        return InputWindows()
+    raise ValueError(f"window kind '{kind}' is not one of fixed, sliding, session, global, input")
+
+
+def processing_time_panes(size: float) -> tuple[WindowFn, tr.TriggerFn]:
+    """Processing-time windows of ``size`` seconds, the way Beam expresses them: the global
+    window with ``Repeatedly(AfterProcessingTime(size))`` (Nexmark q12's windowing).
+
+    Beam has no processing-time WindowFn: a pane fires ``size`` seconds (of the runner's
+    processing-time clock) after the first row that arrived since the previous pane, holding
+    the rows that arrived in between; panes are therefore not aligned to the clock. On bounded
+    input (batch) no processing-time timer fires before the input ends, so there is one pane
+    with every row, as Beam's own q12 gives in batch.
+    """
+    if size <= 0 or not float(size).is_integer():
+        # Beam's trigger protocol (what Flink and Dataflow receive) carries whole seconds
+        raise ValueError(f"processing-time windows need a size of whole seconds > 0, not {size:g}")
+    return GlobalWindows(), tr.Repeatedly(tr.AfterProcessingTime(int(size)))
 
 
 def trigger_from_config(config: Mapping[str, Any] | None) -> tr.TriggerFn:
@@ -310,8 +336,11 @@ class Closing:
             )
         if isinstance(window, Sessions):
             return Closing("session", window.gap_size.micros, session_resolution, 0, lateness)
+        if isinstance(window, InputWindows):
+            return Closing("input", 0, session_resolution, 0, lateness)
         raise ValueError(
-            f"window {window!r} is not FixedWindows, SlidingWindows, Sessions or GlobalWindows"
+            f"window {window!r} is not FixedWindows, SlidingWindows, Sessions, InputWindows or "
+            "GlobalWindows"
         )
 
     @property
@@ -322,19 +351,30 @@ class Closing:
             return self.offset + self.size + self.lateness
         return self.lateness
 
-    def latest_window(self, micros: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end of the last window each event time belongs to (Beam's assignment)."""
+    def latest_window(
+        self, micros: np.ndarray, starts: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end of the last window each event time belongs to (Beam's assignment).
+
+        Input windows: a row's event time is its window's end - 1 µs (its ``max_timestamp``,
+        where Beam stamps an aggregate) and ``starts`` its ``window_start``.
+        """
         if self.kind == "session":
             return micros, micros + self.size
+        if self.kind == "input":
+            assert starts is not None
+            return starts, micros + 1
         start = micros - np.mod(micros - self.offset, self.step)
         return start, start + self.size
 
-    def windows(self, micros: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def windows(
+        self, micros: np.ndarray, starts: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every window each event time belongs to, as Beam assigns them: ``(row, start,
         end)``, row by row and, within a row, the latest window first. A session row gets its
-        own ``[t, t + gap)``; sessions are merged later."""
+        own ``[t, t + gap)``; sessions are merged later. Input windows: the row's own."""
         if self.kind != "sliding":
-            start, end = self.latest_window(micros)
+            start, end = self.latest_window(micros, starts)
             return np.arange(len(micros)), start, end
         latest, _ = self.latest_window(micros)
         rows, starts = [], []
@@ -348,6 +388,8 @@ class Closing:
         return row, start, start + self.size
 
     def closes_at(self, micros: np.ndarray) -> np.ndarray:
+        if self.kind == "input":
+            return micros + 1 + self.lateness
         return self.latest_window(micros)[1] + self.lateness
 
     def grid_floor(self, micros: int) -> int:
@@ -434,6 +476,22 @@ class PresetWindows(WindowFn):
         return hash((type(self), self._session_gap))
 
 
+class InputWindows(PresetWindows):
+    """The windows rows already carry: ``window_start``/``window_end`` columns written by an
+    earlier window (or top) step. A step with these windows aggregates each row in exactly the
+    window it came from, e.g. the max of per-auction counts per sliding window (Nexmark q5).
+
+    Re-deriving the window from a timestamp cannot do this for sliding windows: an aggregate
+    of ``[0, 10)`` stamped at its end - 1 µs also falls in ``[5, 15)``. Beam's own q5 avoids
+    the question by never leaving the window between its two combines; a spec has a step
+    boundary there, and the rows' columns carry the window across it. As a WindowFn this is
+    :class:`PresetWindows` (not merging: sessions were merged by the earlier step).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+
 class _KeepingWindows(beam.ParDo):
     """A ParDo whose output stays in the windows its elements are in (``KeepWindows``, not
     merging: Sessions would merge the sessions of different keys in a downstream GroupByKey),
@@ -477,8 +535,14 @@ def beam_key(values: Sequence[Any]) -> tuple:
 class RowSplitter:
     """Finds the rows of a batch that can be windowed, and their event times.
 
-    Rows missing a needed field or a usable event time become dead letters here, and so do late
-    rows once the gate has judged them (:meth:`late_letters`).
+    Rows missing a needed field or a usable event time become dead letters here, and so do
+    rows the aggregation cannot rank or aggregate (its ``prepare``), and late rows once the
+    gate has judged them (:meth:`late_letters`).
+
+    With ``input_windows`` a row's window is the one its ``window_start``/``window_end``
+    columns hold (the output of an earlier window step), and its event time is that window's
+    end - 1 µs: where Beam stamps an aggregate (``END_OF_WINDOW``), so a row is late exactly
+    when the window it came from has closed.
     """
 
     def __init__(
@@ -489,9 +553,14 @@ class RowSplitter:
         event_time_field: str | None,
         step: str,
         run_id: str,
+        input_windows: bool = False,
+        aggregation: Aggregation | None = None,
     ) -> None:
-        self._fields = list(dict.fromkeys([*key_fields, *metric_fields]))
-        self._event_time_field = event_time_field
+        windows = [WINDOW_START, WINDOW_END] if input_windows else []
+        self._fields = list(dict.fromkeys([*key_fields, *metric_fields, *windows]))
+        self._event_time_field = WINDOW_END if input_windows else event_time_field
+        self._input_windows = input_windows
+        self._aggregation = aggregation
         self._step = step
         self._run_id = run_id
 
@@ -514,25 +583,55 @@ class RowSplitter:
                 np.zeros(0, np.int64),
                 [self._letters(table, [error] * n, MISSING_FIELD)],
             )
+        letters: list[pa.Table] = []
         if self._event_time_field is None:
-            return table, np.full(n, element_timestamp.micros, np.int64), []
-        micros, valid, problem = event_micros(
-            table.column(self._event_time_field), self._event_time_field
-        )
+            micros = np.full(n, element_timestamp.micros, np.int64)
+        else:
+            micros, valid, problem = event_micros(
+                table.column(self._event_time_field), self._event_time_field
+            )
+            if self._input_windows:
+                micros -= 1
+                starts, valid_start, _ = event_micros(table.column(WINDOW_START), WINDOW_START)
+                valid &= valid_start
+                problem = "window_start or window_end is null or not a timestamp"
+            table, micros = self._keep(table, micros, valid, problem, EVENT_TIME, letters)
+        if self._aggregation is not None and table.num_rows:
+            table, bad, problem, rule = self._aggregation.prepare(table)
+            if bad is not None:
+                table, micros = self._keep(table, micros, ~bad, problem, rule, letters)
+        return table, micros, letters
+
+    def _keep(
+        self,
+        table: pa.Table,
+        micros: np.ndarray,
+        valid: np.ndarray,
+        problem: str,
+        rule: str,
+        letters: list[pa.Table],
+    ) -> tuple[pa.Table, np.ndarray]:
+        """The ``valid`` rows and their event times; the others become dead letters."""
         if valid.all():
-            return table, micros, []
-        bad = table.filter(pa.array(~valid))
-        return (
-            table.filter(pa.array(valid)),
-            micros[valid],
-            [self._letters(bad, [problem] * bad.num_rows, EVENT_TIME)],
+            return table, micros
+        bad = table.filter(pa.array(~valid)).drop_columns(
+            [c for c in table.column_names if c.startswith("__bw_")]
         )
+        letters.append(self._letters(bad, [problem] * bad.num_rows, rule))
+        return table.filter(pa.array(valid)), micros[valid]
+
+    def starts(self, rows: pa.Table) -> np.ndarray | None:
+        """Input windows: each row's window start (µs); otherwise ``None`` (the closing rule
+        derives windows from event times)."""
+        if not self._input_windows:
+            return None
+        return event_micros(rows.column(WINDOW_START), WINDOW_START)[0]
 
     def late_letters(
         self, rows: pa.Table, micros: np.ndarray, closing: Closing, watermark: int
     ) -> pa.Table:
         """Dead letters for rows whose window had closed, saying by how much."""
-        starts, ends = closing.latest_window(micros)
+        starts, ends = closing.latest_window(micros, self.starts(rows))
         seconds = closing.lateness / 1e6
         errors = [
             f"late: window [{_iso(int(s))}, {_iso(int(e))}) closed at {_iso(int(e) + closing.lateness)} "
@@ -540,6 +639,7 @@ class RowSplitter:
             f"{(watermark - int(e)) / 1e6:g}s after the window end"
             for s, e in zip(starts, ends, strict=True)
         ]
+        rows = rows.drop_columns([c for c in rows.column_names if c.startswith("__bw_")])
         return self._letters(rows, errors, LATE)
 
 
@@ -558,7 +658,7 @@ class _Emitter:
     the difference is ~5%). Sessions cannot: their windows merge, only within a key.
     """
 
-    def __init__(self, partials: BatchPartials, closing: Closing | None, step: str) -> None:
+    def __init__(self, partials: Any, closing: Closing | None, step: str) -> None:
         self._partials = partials
         self._closing = closing
         self._window_in_key = closing is not None and closing.kind != "session"
@@ -569,7 +669,12 @@ class _Emitter:
         self._counters = NodeCounters(self._step)
 
     def emit(
-        self, rows_in: int, rows: pa.Table, micros: np.ndarray, letters: list[pa.Table]
+        self,
+        rows_in: int,
+        rows: pa.Table,
+        micros: np.ndarray,
+        letters: list[pa.Table],
+        starts: np.ndarray | None = None,
     ) -> Iterator[Any]:
         counters = self._counters
         assert counters is not None
@@ -580,7 +685,7 @@ class _Emitter:
             counters.inc(ROWS_DEAD, table.num_rows)
             counters.inc(rule_counter(table.column("rule")[0].as_py()), table.num_rows)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, table)
-        windows = None if self._closing is None else self._closing.windows(micros)
+        windows = None if self._closing is None else self._closing.windows(micros, starts)
         for p in self._partials.partials(rows, micros, windows):
             key = beam_key(p.partial[0])
             if self._window_in_key:
@@ -603,7 +708,8 @@ class _PartialsFn(beam.DoFn):
 
     def process(self, table, timestamp=beam.DoFn.TimestampParam):
         rows, micros, letters = self._splitter.split(table, timestamp)
-        yield from self._emitter.emit(table.num_rows, rows, micros, letters)
+        starts = self._splitter.starts(rows)
+        yield from self._emitter.emit(table.num_rows, rows, micros, letters, starts)
 
 
 class _ShardFn(beam.DoFn):
@@ -662,7 +768,8 @@ class _LatenessGateFn(beam.DoFn):
         earliest = int(micros.min()) if len(micros) else None
         self._arm(tick, gate.on_batch(self._closing, earliest))
         clock.write((gate.watermark, gate.armed, gate.idle, gate.seen))
-        yield from self._emitter.emit(table.num_rows, rows, micros, letters)
+        starts = self._splitter.starts(rows)
+        yield from self._emitter.emit(table.num_rows, rows, micros, letters, starts)
 
     @on_timer(TICK)
     def on_tick(
@@ -718,10 +825,14 @@ class Window(beam.PTransform):
     unbounded input) each table holds one window's pane and stays in that window and pane.
 
     Args:
-        window_fn: ``FixedWindows``, ``SlidingWindows``, ``Sessions`` or ``GlobalWindows``
-            (see :func:`window_fn` to build one from plain values).
+        window_fn: ``FixedWindows``, ``SlidingWindows``, ``Sessions``, ``GlobalWindows``, or
+            :class:`InputWindows` (the windows an earlier window step put in the rows' columns);
+            see :func:`window_fn` to build one from plain values.
         key_fields: fields to group by within each window (none: one group).
         metrics: output column -> ``count`` or ``sum|min|max|mean|count_distinct(field)``.
+        aggregation: what to compute per key and window instead of ``metrics`` (the top
+            step's :class:`transforms.top.TopRows`); see
+            :class:`transforms.window_aggregate.Aggregation`.
         event_time_field: timestamp, date or epoch-millisecond field giving each row's event
             time; ``None`` uses the timestamp of the batch element (e.g. a Kafka timestamp).
         trigger: when panes fire (Beam trigger; default: at the watermark, then once per late
@@ -748,6 +859,7 @@ class Window(beam.PTransform):
         window_fn: WindowFn,
         key_fields: Sequence[str] = (),
         metrics: Mapping[str, str] | None = None,
+        aggregation: Aggregation | None = None,
         event_time_field: str | None = None,
         trigger: tr.TriggerFn | None = None,
         allowed_lateness: float = 0.0,
@@ -767,9 +879,21 @@ class Window(beam.PTransform):
             raise ValueError(
                 "allowed_lateness and grace must be >= 0, shards >= 1, session_resolution > 0"
             )
-        self._metrics = dict(metrics or {"rows": "count"})
-        parsed = [Metric.parse(o, t) for o, t in self._metrics.items()]  # validates them
-        self._key_fields = list(key_fields)
+        if aggregation is not None and metrics is not None:
+            raise ValueError("give metrics or an aggregation, not both")
+        if aggregation is None:  # parses (validates) the metrics
+            aggregation = MetricAggregation(key_fields, metrics or {"rows": "count"})
+        if aggregation.key_fields != list(key_fields):
+            raise ValueError(
+                f"the aggregation groups by {aggregation.key_fields}, not {key_fields}"
+            )
+        input_windows = isinstance(window_fn, InputWindows)
+        if input_windows and event_time_field is not None:
+            raise ValueError(
+                "input windows take each row's window (and time) from its window_start and "
+                "window_end columns; drop event_time"
+            )
+        self._aggregation = aggregation
         self._closing = (
             None
             if isinstance(window_fn, GlobalWindows)
@@ -784,17 +908,15 @@ class Window(beam.PTransform):
         self._shards = shards
         self._splitter = RowSplitter(
             key_fields=key_fields,
-            metric_fields=[m.field for m in parsed if m.field],
+            metric_fields=aggregation.fields,
             event_time_field=event_time_field,
             step=step_name,
             run_id=run_id,
+            input_windows=input_windows,
+            aggregation=aggregation,
         )
-        partials = BatchPartials(
-            key_fields,
-            self._metrics,
-            session_gap=session_gap,
-            per_row=counts_elements(self._trigger),
-            step=step_name,
+        partials = aggregation.batch_partials(
+            session_gap=session_gap, per_row=counts_elements(self._trigger), step=step_name
         )
         self._emitter = _Emitter(partials, self._closing, step_name)
 
@@ -827,7 +949,7 @@ class Window(beam.PTransform):
                 accumulation_mode=self._accumulation,
                 allowed_lateness=self._lateness,
             )
-            | "Aggregate" >> beam.CombinePerKey(MergePartials(self._key_fields, self._metrics))
+            | "Aggregate" >> beam.CombinePerKey(self._aggregation.combine_fn())
             | "Panes" >> beam.ParDo(FormatPanes(self._step)).with_output_types(pa.Table)
         )
         if not streaming:
