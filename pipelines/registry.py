@@ -37,10 +37,8 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.extract",
         "pipelines.steps.document_fields",
         "pipelines.steps.window",
-        "pipelines.steps.join",
         "pipelines.steps.top",
         "pipelines.steps.batch",
-        "pipelines.steps.reconcile",
     ),
     "sink": (
         "pipelines.sinks.file",
