@@ -1,27 +1,30 @@
-"""Every secret store at once, for a test module: Secret Manager, Vault and moto servers on
+"""Every secret store at once, for a test module: Secret Manager, Vault, moto and Key Vault servers on
 127.0.0.1 and the provider config of each kind (the servers themselves: :mod:`tests.servers`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from tests.servers.azure_keyvault import AzureKeyVaultServer
 from tests.servers.gsm import FakeSecretManager
 from tests.servers.moto import moto_endpoint
 from tests.servers.vault import VaultServer
 
 VAULT_TOKEN = "vault-root-token"
-PROVIDERS = ("file", "gcp", "vault", "aws")
+AZURE_TOKEN = "azure-test-bearer-token"
+PROVIDERS = ("file", "gcp", "vault", "aws", "azure")
 
 
 class StoreServers:
-    """One Secret Manager, Vault and moto server for a whole test module, and the provider
+    """One Secret Manager, Vault, moto and Key Vault server for a whole test module, and the provider
     config for each kind. The configs use environment variables for credentials
-    (``BW_TEST_VAULT_TOKEN``, AWS's), which :meth:`environment` gives, so the same configs
+    (``BW_TEST_VAULT_TOKEN``, ``BW_TEST_AZURE_TOKEN``, AWS's), which :meth:`environment` gives, so the same configs
     work in subprocesses."""
 
     def __init__(self) -> None:
         self.gsm = FakeSecretManager().start()
         self.vault = VaultServer(token=VAULT_TOKEN)
+        self.azure = AzureKeyVaultServer(token=AZURE_TOKEN)
         self._moto = moto_endpoint()
         self.aws_url = self._moto.__enter__()
 
@@ -29,6 +32,7 @@ class StoreServers:
     def environment() -> dict[str, str]:
         return {
             "BW_TEST_VAULT_TOKEN": VAULT_TOKEN,
+            "BW_TEST_AZURE_TOKEN": AZURE_TOKEN,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
         }
@@ -51,9 +55,20 @@ class StoreServers:
                 "token_env": "BW_TEST_VAULT_TOKEN",
                 "path_prefix": f"{prefix}/",
             }
+        if kind == "azure":
+            return {
+                "type": "azure",
+                "vault_url": self.azure.url,
+                "token_env": "BW_TEST_AZURE_TOKEN",
+                "ca_file": self.azure.ca_file,
+                "verify_challenge_resource": False,  # the server is 127.0.0.1, not *.vault.azure.net
+                "name_prefix": f"{prefix}-" if prefix else "",
+                "timeout": 5,
+            }
         return {"type": "aws", "endpoint_url": self.aws_url, "region": "us-east-1", "timeout": 5}
 
     def close(self) -> None:
         self._moto.__exit__(None, None, None)
+        self.azure.close()
         self.vault.close()
         self.gsm.stop()

@@ -23,6 +23,7 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
     "gcp": ("connectors.secrets.gcp", "GcpConfig", "GcpSecretManager"),
     "aws": ("connectors.secrets.aws", "AwsConfig", "AwsSecretsManager"),
     "vault": ("connectors.secrets.vault", "VaultConfig", "VaultKv2"),
+    "azure": ("connectors.secrets.azure", "AzureConfig", "AzureKeyVault"),
     "env": ("connectors.secrets.env", "EnvConfig", "EnvProvider"),
     "file": ("connectors.secrets.filestore", "FileStoreConfig", "FileStore"),
 }
