@@ -129,7 +129,7 @@ def test_accesses_are_per_principal_and_dataset_with_reads_writes_and_audiences(
 
 
 def test_a_new_principal_is_reported_once_with_its_controls(month):
-    eve = history.Principal("eve@acme.example", "user", "flag")
+    eve = history.Principal("eve@acme.example", "user", "--as")
     day = START + dt.timedelta(days=20, hours=11)
     extra = history.run_events(eve, "adhoc.peek", day, [(history.CUSTOMERS, 50_000)], [])
     report = analyse_access(build_log(month + extra, "month"), START, END)

@@ -253,28 +253,17 @@ def test_findings_tell_the_fixture_story(log):
 
 
 def test_flows_show_what_protects_each_personal_field(log):
-    flows = {(f.job.name, f.source_label(), f.target_label()): f for f in personal_flows(log)}
-    email = flows[
-        (
-            "data_processing.orders",
-            "/srv/landing/orders.jsonl#email",
-            "gs://acme-warehouse/warehouse/orders#email",
-        )
-    ]
+    flows = {(f.job.name, f.target_label()): f for f in personal_flows(log)}
+    email = flows[("data_processing.orders", "gs://acme-warehouse/warehouse/orders#email")]
+    assert email.source_label() == "email from orders.jsonl"
     assert email.protection_label == "email_domain (masking)"
-    assert len(email.observations) == 12 and not email.unprotected  # the 2 failed runs: no lineage
-    token = flows[
-        (
-            "data_processing.orders",
-            "/srv/landing/orders.jsonl#customer_id",
-            "gs://acme-warehouse/warehouse/orders#customer_id",
-        )
-    ]
+    assert len(email.observations) == 14 and not email.unprotected
+    token = flows[("data_processing.orders", "gs://acme-warehouse/warehouse/orders#customer_id")]
     assert token.protection_label == "pseudonymize (pseudonymisation)"
-    # failed runs declare the output's governance but no lineage: no duplicate "unknown" rows
-    assert not any(f.source is None for f in flows.values())
+    # failed runs declare the output's governance but no lineage: no "declared only" rows
+    assert all(f.sources for f in flows.values())
     # not personal: not a flow
-    assert not any(key[2].endswith("#segment") for key in flows)
+    assert not any(key[1].endswith("#segment") for key in flows)
     assert len(flows) == 10
 
 
@@ -373,7 +362,11 @@ def test_report_command_writes_self_contained_html_and_markdown(tmp_path, capsys
     ):
         assert heading in markdown
         assert f"<h2>{heading[3:]}</h2>" in page
-    assert "| beamwright/crm_export.customers | /srv/ref/customers.csv#phone |" in markdown
+    assert (
+        "| beamwright/crm_export.customers | kafka://broker.internal:9092/crm.customers#phone | "
+        "kafka://broker.internal:9092/crm.customers | phone from customers.csv |" in markdown
+    )
+    assert markdown.count("**Recommendation: **") == 7
     assert "FAIL (error)" in markdown and "FAIL (warn)" in markdown
     # self-contained: nothing to fetch (no src/href, no external url(); dataset URIs are text)
     assert " src=" not in page and " href=" not in page and "@import" not in page

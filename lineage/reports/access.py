@@ -72,10 +72,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lineage.reports.events import DatasetId, DatasetUse, EventLog, Run, iso
+from lineage.reports.events import (
+    AUDIENCE_FACET,
+    PRINCIPAL_FACET,
+    DatasetId,
+    DatasetUse,
+    EventLog,
+    Run,
+    iso,
+)
 
-PRINCIPAL_FACET = "beamwright_principal"
-AUDIENCE_FACET = "beamwright_audience"
 GOVERNANCE_FACET = "beamwright_governance"  # as lineage.facets names it (which imports pyarrow)
 THRESHOLD = 3.5
 MIN_HISTORY_DAYS = 7

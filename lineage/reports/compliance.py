@@ -27,11 +27,19 @@ reported (at lower severity): data written while it was unprotected still exists
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lineage.facets import GOVERNANCE_FACET
-from lineage.reports.events import DatasetId, DatasetUse, EventLog, JobId, Run, iso
+from lineage.reports.events import (
+    AUDIENCE_FACET,
+    DatasetId,
+    DatasetUse,
+    EventLog,
+    JobId,
+    Run,
+    iso,
+)
 
 PERSONAL_CLASSES = frozenset({"PII", "PHI", "SPI", "PCI"})
 
@@ -244,16 +252,35 @@ def protection_kind(strategy: str | None) -> str:
     return "pseudonymisation" if (strategy or "").lower() in PSEUDONYMISING else "masking"
 
 
+FieldRef = tuple[DatasetId, str]
+"""A field of a dataset."""
+
+
+@dataclass(frozen=True, order=True)
+class FlowSource:
+    """A personal input field feeding an output field, and why it counts as personal."""
+
+    dataset: DatasetId
+    field: str
+    classification: str
+    derived: bool = False
+    """Not classified itself: fed by a classified field through column lineage."""
+
+    def label(self) -> str:
+        return f"{self.dataset.uri}#{self.field}" + (" (derived)" if self.derived else "")
+
+
 @dataclass
 class FlowObservation:
-    """One personal field reaching one output field in one run."""
+    """One output field holding personal data in one run, and what protected it."""
 
     run: Run
-    classification: str
+    classes: frozenset[str]
     transformations: str
     masked: bool
     protection: str | None
     frameworks: tuple[str, ...]
+    sources: tuple[FlowSource, ...] = ()
 
     @property
     def protected(self) -> bool:
@@ -262,17 +289,19 @@ class FlowObservation:
 
 @dataclass
 class PiiFlow:
-    """Personal data going from an input field to an output field in one job, over runs.
+    """Personal data reaching one output field of one job, over runs.
 
-    ``source`` is None when only the output's governance facet says the field holds personal
-    data (no column lineage for it): the origin is unknown, the exposure is not.
+    One flow per output field, not per input field: the output field is what is exposed and
+    what a fix changes, and four monthly input files feeding one ``email`` column are one
+    exposure, not four. ``sources`` lists the personal input fields; it is empty when only the
+    output's governance facet classifies the field (no column lineage to it).
     """
 
     job: JobId
-    source: DatasetId | None
-    source_field: str | None
     target: DatasetId
     target_field: str
+    sink: str
+    """The spec's name for the output (its ``symlinks`` facet), else the dataset URI."""
     observations: list[FlowObservation] = field(default_factory=list)
 
     @property
@@ -280,8 +309,17 @@ class PiiFlow:
         return self.observations[-1]
 
     @property
+    def classes(self) -> frozenset[str]:
+        return frozenset(c for o in self.observations for c in o.classes)
+
+    @property
     def classification(self) -> str:
-        return self.latest.classification
+        """The classes as one label, most specific (PCI, PHI, SPI) first."""
+        return "/".join(sorted(self.classes, key=lambda c: (c == "PII", c)))
+
+    @property
+    def sources(self) -> list[FlowSource]:
+        return sorted({s for o in self.observations for s in o.sources})
 
     @property
     def unprotected(self) -> list[FlowObservation]:
@@ -302,9 +340,14 @@ class PiiFlow:
         return "none"
 
     def source_label(self) -> str:
-        if self.source is None:
-            return "(not in column lineage)"
-        return f"{self.source.uri}#{self.source_field}"
+        """Personal sources grouped by field name: ``email from a.csv, b.csv; phone from c``."""
+        if not self.sources:
+            return "(classified by the output's governance; no column lineage)"
+        by_field: dict[str, list[str]] = {}
+        for source in self.sources:
+            name = source.field + (" (derived)" if source.derived else "")
+            by_field.setdefault(name, []).append(source.dataset.short_name)
+        return "; ".join(f"{name} from {', '.join(sets)}" for name, sets in by_field.items())
 
     def target_label(self) -> str:
         return f"{self.target.uri}#{self.target_field}"
@@ -321,85 +364,142 @@ def dataset_governance(log: EventLog) -> dict[DatasetId, Governance]:
     return found
 
 
-FlowKey = tuple[JobId, DatasetId | None, str | None, DatasetId, str]
-"""job, source dataset and field (None: not in column lineage), target dataset and field"""
+def sink_name(use: DatasetUse) -> str:
+    """The spec's node name of an output (``symlinks``: ``<pipeline>.<node>``), else its URI."""
+    facet = use.facet("symlinks")
+    identifiers = facet.get("identifiers") if facet else None
+    if isinstance(identifiers, list):
+        for item in identifiers:
+            if isinstance(item, Mapping) and item.get("namespace") == "beamwright":
+                return str(item.get("name", "")).rsplit(".", 1)[-1] or use.dataset.uri
+    return use.dataset.uri
+
+
+def audience_masked(use: DatasetUse) -> tuple[str | None, frozenset[str]]:
+    """The output's audience and the fields masked for it (``beamwright_audience`` facet)."""
+    facet = use.facet(AUDIENCE_FACET)
+    if facet is None:
+        return None, frozenset()
+    masked = facet.get("masked_fields")
+    fields = frozenset(str(f) for f in masked) if isinstance(masked, list) else frozenset()
+    return (str(facet["name"]) if facet.get("name") else None), fields
+
+
+def derived_personal(
+    log: EventLog, catalogue: Mapping[DatasetId, Governance]
+) -> dict[FieldRef, str]:
+    """Fields no governance classifies that DIRECT column lineage feeds from personal fields,
+    transitively across jobs (job A writes ``staging#mail`` from ``raw#email``, job B reads
+    ``staging#mail``): the class they inherit. A field some governance classifies keeps that
+    classification, personal or not: the spec's word wins over inference."""
+    edges = {
+        (edge.source, edge.source_field, edge.target, edge.target_field)
+        for run in log.runs
+        for output in run.outputs.values()
+        for edge in column_edges(output)
+        if edge.target_field is not None and edge.direct
+    }
+    derived: dict[FieldRef, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for source, source_field, target, target_field in sorted(edges):
+            if (target, target_field) in derived or _declared(catalogue, target, target_field):
+                continue
+            cls = _class_of(catalogue, derived, source, source_field)
+            if cls is not None:
+                derived[(target, target_field)] = cls
+                changed = True
+    return derived
+
+
+def _declared(catalogue: Mapping[DatasetId, Governance], dataset: DatasetId, name: str) -> bool:
+    gov = catalogue.get(dataset)
+    return gov is not None and name in gov.fields
+
+
+def _class_of(
+    catalogue: Mapping[DatasetId, Governance],
+    derived: Mapping[FieldRef, str],
+    dataset: DatasetId,
+    name: str,
+) -> str | None:
+    """The personal class of a field: its classification, else what it derives from."""
+    gov = catalogue.get(dataset)
+    if gov is not None and name in gov.fields:
+        info = gov.fields[name]
+        return info.classification if info.personal else None
+    return derived.get((dataset, name))
+
+
+FlowKey = tuple[JobId, DatasetId, str]
+"""job, target dataset and field"""
 
 
 def personal_flows(log: EventLog) -> list[PiiFlow]:
-    """Every flow of personal data to an output field, observed run by run."""
+    """Every output field holding personal data, observed run by run.
+
+    An input field is personal when its dataset's governance classifies it PII, PHI, SPI or
+    PCI, or (not classified at all) when column lineage derives it from such a field. An
+    output's own classification of a field counts only for fields no personal input reaches
+    and no lineage explains: a dead-letter payload classified PII carries the personal fields
+    that feed it, not ``amount`` or ``status``.
+    """
     catalogue = dataset_governance(log)
+    derived = derived_personal(log, catalogue)
     flows: dict[FlowKey, PiiFlow] = {}
-
-    def observe(key: FlowKey, flow: PiiFlow, obs: FlowObservation) -> None:
-        flows.setdefault(key, flow).observations.append(obs)
-
     for run in log.runs:
         for output in run.outputs.values():
             target_gov = governance_of(output)
             target_fields = target_gov.fields if target_gov else {}
-            covered: set[str] = set()
+            audience, audience_fields = audience_masked(output)
+            edges_by_field: dict[str, list[ColumnEdge]] = {}
             for edge in column_edges(output):
-                if edge.target_field is None or not edge.direct:
-                    continue
-                source_gov = governance_of(run.inputs.get(edge.source)) or catalogue.get(
-                    edge.source
+                if edge.target_field is not None and edge.direct:
+                    edges_by_field.setdefault(edge.target_field, []).append(edge)
+            for name in sorted(set(edges_by_field) | set(target_fields)):
+                sources, personal_edges, frameworks = (
+                    [],
+                    [],
+                    set(target_gov.frameworks if target_gov else ()),
                 )
-                source_class = source_gov.fields.get(edge.source_field) if source_gov else None
-                target_class = target_fields.get(edge.target_field)
-                classes = [c for c in (source_class, target_class) if c and c.personal]
-                if not classes:
+                for edge in edges_by_field.get(name, []):
+                    source_gov = governance_of(run.inputs.get(edge.source)) or catalogue.get(
+                        edge.source
+                    )
+                    known = {edge.source: source_gov} if source_gov else {}
+                    cls = _class_of(known or catalogue, derived, edge.source, edge.source_field)
+                    if cls is None:
+                        continue
+                    is_derived = not (source_gov and edge.source_field in source_gov.fields)
+                    sources.append(FlowSource(edge.source, edge.source_field, cls, is_derived))
+                    personal_edges.append(edge)
+                    frameworks.update(source_gov.frameworks if source_gov else ())
+                target_class = target_fields.get(name)
+                if not sources and not (
+                    target_class and target_class.personal and name not in edges_by_field
+                ):
                     continue
-                covered.add(edge.target_field)
-                frameworks = set(source_gov.frameworks if source_gov else ())
-                frameworks.update(target_gov.frameworks if target_gov else ())
-                key: FlowKey = (
-                    run.job,
-                    edge.source,
-                    edge.source_field,
-                    edge.target,
-                    edge.target_field,
+                classes = {s.classification for s in sources} or {target_class.classification}
+                protection = target_class.protection if target_class else None
+                if protection is None and name in audience_fields:
+                    protection = f"masked for audience {audience}"
+                key: FlowKey = (run.job, output.dataset, name)
+                flow = flows.setdefault(
+                    key, PiiFlow(run.job, output.dataset, name, sink_name(output))
                 )
-                observe(
-                    key,
-                    PiiFlow(
-                        run.job, edge.source, edge.source_field, edge.target, edge.target_field
-                    ),
+                flow.observations.append(
                     FlowObservation(
                         run,
-                        classes[0].classification,
-                        edge.describe(),
-                        edge.masked,
-                        target_class.protection if target_class else None,
+                        frozenset(classes),
+                        "; ".join(sorted({e.describe() for e in personal_edges})) or "unknown",
+                        bool(personal_edges) and all(e.masked for e in personal_edges),
+                        protection,
                         tuple(sorted(frameworks)),
-                    ),
-                )
-            for name, info in target_fields.items():
-                if info.personal and name not in covered:
-                    key = (run.job, None, None, output.dataset, name)
-                    observe(
-                        key,
-                        PiiFlow(run.job, None, None, output.dataset, name),
-                        FlowObservation(
-                            run,
-                            info.classification,
-                            "unknown",
-                            False,
-                            info.protection,
-                            target_gov.frameworks if target_gov else (),
-                        ),
+                        tuple(sorted(set(sources))),
                     )
-    # A run that failed after START declared its outputs' governance but emitted no column
-    # lineage: its "source unknown" flows only repeat, less precisely, what the lineage of the
-    # other runs shows, so they are kept only when they reveal something (an unprotected field).
-    traced = {(k[0], k[3], k[4]) for k in flows if k[1] is not None}
-    kept = [
-        flow
-        for key, flow in flows.items()
-        if key[1] is not None or (key[0], key[3], key[4]) not in traced or flow.unprotected
-    ]
-    return sorted(
-        kept, key=lambda f: (str(f.job), f.target, f.target_field, f.source or DatasetId("", ""))
-    )
+                )
+    return sorted(flows.values(), key=lambda f: (str(f.job), f.target, f.target_field))
 
 
 # --- datasets ---------------------------------------------------------------------------------
@@ -533,6 +633,8 @@ class Finding:
     title: str
     detail: str
     evidence: list[Evidence]
+    recommendation: str
+    """What to change, concretely (which step, field, strategy, audience, dataset)."""
 
 
 def _evidence(
@@ -541,10 +643,57 @@ def _evidence(
     return Evidence(run.job, run.run_id, run.started, dataset, field_name, note)
 
 
-def _flow_findings(flows: Iterable[PiiFlow]) -> list[Finding]:
+SUGGESTED_STRATEGY = {
+    "PCI": "partial",
+    "PHI": "redact",
+    "SPI": "redact",
+    "PII": "pseudonymize",
+}
+"""What to recommend per class: card numbers keep their last four digits (PCI DSS 3.4.1 allows
+showing at most BIN and last four), health and special-category data go, other personal data
+is pseudonymised so joins across outputs keep working."""
+
+
+def _job_mask_strategies(flows: Iterable[PiiFlow]) -> dict[JobId, set[str]]:
+    """Masking strategies each job already applies somewhere (``masked: <strategy>``)."""
+    found: dict[JobId, set[str]] = {}
+    for flow in flows:
+        for obs in flow.observations:
+            for part in obs.transformations.split(", "):
+                if "masked: " in part:
+                    strategy = part.split("masked: ", 1)[1].split(" ", 1)[0]
+                    found.setdefault(flow.job, set()).add(strategy)
+            if obs.protection and not obs.protection.startswith("masked for audience"):
+                found.setdefault(flow.job, set()).add(obs.protection)
+    return found
+
+
+def flow_recommendation(flow: PiiFlow, strategies_in_job: Iterable[str] = ()) -> str:
+    """What to change so ``flow`` is protected: the field, the strategy, the sink, the audience."""
+    strategy = next(
+        (SUGGESTED_STRATEGY[c] for c in ("PCI", "PHI", "SPI", "PII") if c in flow.classes),
+        "redact",
+    )
+    origin = f" ({flow.source_label()})" if flow.sources else ""
+    existing = sorted(set(strategies_in_job))
+    where = (
+        f"add it to the mask step job {flow.job} already has (it applies {', '.join(existing)})"
+        if existing
+        else f"add a mask step to job {flow.job} before sink {flow.sink}"
+    )
+    return (
+        f"Mask field {flow.target_field}{origin} with strategy {strategy} before sink "
+        f"{flow.sink}: {where}. Or, if readers of {flow.sink} may see it, give sink "
+        f"{flow.sink} an audience (governance.audiences) cleared for {flow.classification} data, "
+        f"and make the rule conditional (when: security_level_below) for the other audiences."
+    )
+
+
+def _flow_findings(flows: Sequence[PiiFlow]) -> list[Finding]:
     """Protected data reaching an output unprotected, under each framework that covers the
     field's class (see PROTECTION_RULES) and is declared by the datasets involved."""
     findings: list[Finding] = []
+    strategies = _job_mask_strategies(flows)
     for flow in flows:
         unprotected = flow.unprotected
         if not unprotected:
@@ -557,26 +706,40 @@ def _flow_findings(flows: Iterable[PiiFlow]) -> list[Finding]:
             if still
             else f"protected since run {flow.latest.run.run_id}; data written before still holds it"
         )
-        where = f"{flow.source_label()} -> {flow.target_label()}"
+        if still:
+            recommendation = flow_recommendation(flow, strategies.get(flow.job, ()))
+        else:
+            recommendation = (
+                f"The field is masked now ({flow.protection_label}); the {len(unprotected)} "
+                f"earlier run(s) left unmasked values in {flow.target.uri}: rewrite or purge "
+                f"that output (e.g. re-run job {flow.job} over the same inputs)."
+            )
         for check in PROTECTION_RULES:
-            if check.framework not in flow.frameworks or flow.classification not in check.classes:
+            if check.framework not in flow.frameworks or not (flow.classes & check.classes):
                 continue
             evidence = [
                 _evidence(last_bad.run, flow.target, flow.target_field, last_bad.transformations)
             ]
-            if flow.source is not None:
-                evidence.append(
-                    _evidence(last_bad.run, flow.source, flow.source_field, "source field")
+            evidence += [
+                _evidence(
+                    last_bad.run,
+                    s.dataset,
+                    s.field,
+                    "derived source field" if s.derived else "source field",
                 )
+                for s in last_bad.sources
+            ]
             findings.append(
                 Finding(
                     check.rule,
                     check.framework,
                     "high" if still else "medium",
                     check.title,
-                    f"{flow.classification} field {where} in job {flow.job}: no masking "
-                    f"transformation and no protection declared, in {runs}; {status}.",
+                    f"{flow.classification} field {flow.target_label()} (sink {flow.sink}) in "
+                    f"job {flow.job}, from {flow.source_label()}: no masking transformation and "
+                    f"no protection declared, in {runs}; {status}.",
                     evidence,
+                    recommendation,
                 )
             )
     return findings
@@ -622,6 +785,9 @@ def _lineage_gap_findings(log: EventLog) -> list[Finding]:
                 "columnLineage facet: whether that data reaches it, and masked or not, cannot be "
                 "shown.",
                 [_evidence(run, dataset, None, "no columnLineage facet")],
+                f"Make job {job} emit column lineage for {dataset.uri}: every built-in kind "
+                "does, so a step or sink of a plugin kind on the way lacks a lineage rule in its "
+                f"KIND; until then, mask {listed} before that sink.",
             )
         )
     return findings
@@ -639,9 +805,17 @@ def _failed_run_findings(log: EventLog) -> list[Finding]:
             evidence = [_evidence(run, None, None, f"{run.state}: {message}")]
             if recovery is None:
                 severity, status = "high", "no later run of the job completed"
+                recommendation = (
+                    f"Fix the cause ({message}) and re-run job {job}; until a run completes, "
+                    "the outputs it should have written are missing or stale for SOX reporting."
+                )
             else:
                 severity, status = "info", f"recovered by run {recovery.run_id}"
                 evidence.append(_evidence(recovery, None, None, "first later successful run"))
+                recommendation = (
+                    f"No change needed: run {recovery.run_id} completed. Keep both runs' "
+                    "lineage as the audit trail of the failure and its recovery."
+                )
             findings.append(
                 Finding(
                     "SOX-FAILED-RUN",
@@ -652,6 +826,7 @@ def _failed_run_findings(log: EventLog) -> list[Finding]:
                     f"Run {run.run_id} of {job} ended {run.state} at "
                     f"{iso(run.ended or run.last_event)}: {message}; {status}.",
                     evidence,
+                    recommendation,
                 )
             )
     return findings
@@ -678,9 +853,19 @@ def _assertion_findings(histories: Iterable[QualityHistory]) -> list[Finding]:
                 severity = "info"
                 status = f"passed again in run {recovery.run_id}"
                 evidence.append(_evidence(recovery, history.dataset, None, "passed"))
+                recommendation = (
+                    f"No change needed: {key} passes again. The rows that failed it are in "
+                    f"the dead letters of run {run.run_id} (reason {key}); replay them once fixed."
+                )
             else:
                 severity = "medium" if result.severity == "warn" else "high"
                 status = "no later run passed it"
+                column = f" on field {result.column}" if result.column else ""
+                recommendation = (
+                    f"Look at the dead letters of run {run.run_id} with reason {key}: fix the "
+                    f"data producing {history.dataset.uri}, or, if the rule is wrong, change "
+                    f"{key}{column} in the validate step of job {run.job}."
+                )
             findings.append(
                 Finding(
                     "SOX-ASSERTION-FAILED",
@@ -691,6 +876,7 @@ def _assertion_findings(histories: Iterable[QualityHistory]) -> list[Finding]:
                     f"{len(series)} run(s) (severity {result.severity or 'unspecified'}), last in "
                     f"run {run.run_id} of {run.job}; {status}.",
                     evidence,
+                    recommendation,
                 )
             )
     return findings
@@ -722,6 +908,9 @@ def _unclassified_findings(log: EventLog) -> list[Finding]:
             f"{dataset.uri} is used by {run.job} alongside {'/'.join(frameworks)} datasets but "
             "declares no classification: its fields cannot be checked.",
             [_evidence(run, dataset, None, "no beamwright_governance facet")],
+            f"Classify {dataset.uri} in job {run.job}'s spec: governance.classification and "
+            "governance.fields for its personal fields (or the source/sink's own "
+            "classification), so its fields can be checked.",
         )
         for dataset, (run, frameworks) in sorted(seen.items())
     ]

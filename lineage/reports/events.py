@@ -75,6 +75,13 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+PRINCIPAL_FACET = "beamwright_principal"
+"""Run facet: who ran the run (``name``, ``type`` user/service/ci, ``source``)."""
+AUDIENCE_FACET = "beamwright_audience"
+"""Output dataset facet: who the output was written for (``name``, ``attributes``,
+``masked_fields``)."""
+
+
 @dataclass(frozen=True, order=True)
 class DatasetId:
     """A dataset by OpenLineage naming: ``file`` + absolute path, ``kafka://host:port`` + topic."""

@@ -126,7 +126,11 @@ def compliance_sections(report: ComplianceReport) -> list[Section]:
             Section(
                 f"{index}. {finding.severity.upper()} {finding.rule}: {finding.title}",
                 level=3,
-                blocks=[finding.detail, _evidence_table(finding.evidence)],
+                blocks=[
+                    finding.detail,
+                    Lead("Recommendation: ", finding.recommendation),
+                    _evidence_table(finding.evidence),
+                ],
             )
         )
 
@@ -166,16 +170,19 @@ def compliance_sections(report: ComplianceReport) -> list[Section]:
 
     flows = Section("Where personal data flows")
     flows.blocks.append(
-        "Input field to output field through DIRECT column lineage, per job, over all runs. "
-        "Protection comes from a masking transformation in the column lineage or from the "
-        "protection the output's governance facet declares for the field."
+        "One row per output field holding personal data, per job, over all runs: fields "
+        "classified PII, PHI, SPI or PCI by their dataset's governance, or derived from such "
+        "fields through DIRECT column lineage. Protection comes from a masking transformation "
+        "on every personal path, the protection the output's governance facet declares, or "
+        "the output's audience masking the field."
     )
     flows.blocks.append(
         Table(
             [
                 "Job",
-                "From",
-                "To",
+                "Output field",
+                "Sink",
+                "Personal sources",
                 "Class",
                 "Transformations",
                 "Protection",
@@ -185,8 +192,9 @@ def compliance_sections(report: ComplianceReport) -> list[Section]:
             [
                 [
                     Cell(str(f.job)),
-                    Cell(f.source_label()),
                     Cell(f.target_label()),
+                    Cell(f.sink),
+                    Cell(f.source_label()),
                     Cell(f.classification),
                     Cell(f.latest.transformations),
                     Cell(f.protection_label, "pass" if f.latest.protected else "fail"),

@@ -98,11 +98,11 @@ class Principal:
     source: str
 
 
-SVC_ETL = Principal("svc-etl", "service", "env")
-CI = Principal("ci-github", "ci", "ci")
-ALICE = Principal("alice@acme.example", "user", "env")
-BOB = Principal("bob@acme.example", "user", "env")
-DANA = Principal(ANOMALOUS_PRINCIPAL, "user", "env")
+SVC_ETL = Principal("svc-etl", "service", "env:BEAMWRIGHT_PRINCIPAL")
+CI = Principal("ci-github", "ci", "ci:github")
+ALICE = Principal("alice@acme.example", "user", "os")
+BOB = Principal("bob@acme.example", "user", "--as")
+DANA = Principal(ANOMALOUS_PRINCIPAL, "user", "os")
 
 
 def _facet(schema: str, version: str, **body: Any) -> dict[str, Any]:
