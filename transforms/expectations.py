@@ -22,7 +22,8 @@ Three kinds of expectation:
 * other aggregate expectations run through GX on each batch and are reported as outcomes
   only: they cannot reject a row.
 
-Semantics are GX's (pandas engine), applied to one batch at a time, which users should know:
+Semantics are GX's (pandas engine), applied to one batch at a time unless said otherwise,
+which users should know:
 
 * Nulls: apart from ``expect_column_values_to_not_be_null`` / ``..._to_be_null``, GX skips
   missing values in column map expectations (``filter_column_isnull = True`` on
@@ -32,9 +33,11 @@ Semantics are GX's (pandas engine), applied to one batch at a time, which users 
 * Every unexpected row is rejected, even when ``mostly`` lets the expectation itself succeed:
   GX still lists the row in ``unexpected_index_list``, and whether a row is acceptable must
   not depend on which batch it happened to land in. ``mostly`` only decides ``success``.
-* ``expect_column_values_to_be_unique`` sees the current batch of up to ``batch_size`` rows,
-  never the whole dataset; GX flags *every* row of a duplicated value, not just the repeats
-  (``~column.duplicated(keep=False)``).
+* ``expect_column_values_to_be_unique`` flags *every* row of a duplicated value, not just the
+  repeats (``~column.duplicated(keep=False)``). In a bounded run the validate step judges it on
+  the whole input (the values repeated anywhere come in as ``repeated``, computed by
+  :class:`transforms.gx_unique.RepeatedValues`); a streaming run, or ``evaluate`` without
+  ``repeated``, judges the table at hand.
 * An expectation GX cannot evaluate on a batch (a column missing from it, a regex that does not
   compile) fails with ``error`` set and rejects no rows.
 
@@ -66,6 +69,7 @@ from transforms.gx_table import supported as dataset_level_supported
 
 if TYPE_CHECKING:
     from transforms.gx_compile import CompiledCheck
+    from transforms.gx_unique import Repeated
 
 _DOMAIN_KWARGS = ("column", "column_A", "column_B", "column_list")
 
@@ -226,6 +230,19 @@ class ExpectationSuite:
         ]
 
     @property
+    def unique_columns(self) -> dict[int, str]:
+        """Suite position -> column of the uniqueness expectations a bounded run judges on the
+        whole input (:mod:`transforms.gx_unique`) when the caller passes ``repeated``."""
+        from transforms.gx_compile import may_compile
+        from transforms.gx_unique import TYPES
+
+        return {
+            index: exp.kwargs["column"]
+            for index, exp in enumerate(self._expectations)
+            if exp.type in TYPES and "column" in exp.kwargs and may_compile(exp.type, exp.kwargs)
+        }
+
+    @property
     def expectations(self) -> list[tuple[str, dict, dict]]:
         """(type, kwargs, meta) of every expectation, in suite order."""
         return [(e.type, e.kwargs, e.meta) for e in self._expectations]
@@ -255,14 +272,18 @@ class ExpectationSuite:
         if indexes:
             self._runtime(indexes)
 
-    def evaluate(self, table: pa.Table, *, compiled: bool = True) -> SuiteResult:
+    def evaluate(
+        self, table: pa.Table, *, compiled: bool = True, repeated: Repeated | None = None
+    ) -> SuiteResult:
         """Run the suite on ``table``; row indexes in the result are positions in ``table``.
 
         Expectations compiled for this table's schema (:mod:`transforms.gx_compile`) run as
         Arrow kernels; the rest run through GX in one validation, and GX is imported only then.
         Dataset-level expectations (:attr:`dataset_level`) are not judged here.
         ``compiled=False`` runs every expectation through GX: the oracle the compiled path is
-        tested against.
+        tested against. With ``repeated`` (the values held more than once in the whole input,
+        :class:`transforms.gx_unique.RepeatedValues`) the :attr:`unique_columns` expectations
+        flag the rows holding those values instead of judging this table on its own.
         """
         table = records.strip_positions(table)
         if compiled:
@@ -272,9 +293,16 @@ class ExpectationSuite:
             through_gx = tuple(
                 i for i in range(len(self._expectations)) if i not in self._dataset_level
             )
+        across: dict[int, CompiledCheck] = {}
+        if repeated is not None:
+            across = {
+                i: self._across_batches(i, c, repeated) for i, c in self.unique_columns.items()
+            }
+            checks = {**{i: c for i, c in checks.items() if i not in across}, **across}
+            through_gx = tuple(i for i in through_gx if i not in across)
         unexpected: dict[int, np.ndarray] = {}
         outcomes: dict[int, ExpectationOutcome] = {}
-        for index, check in checks.items():
+        for index, check in sorted(checks.items()):
             exp = self._expectations[index]
             rows, success, count = check.evaluate(table)
             unexpected[index] = rows
@@ -289,12 +317,35 @@ class ExpectationSuite:
             )
         if through_gx:
             self._evaluate_with_gx(table, through_gx, unexpected, outcomes)
+        reasons = {i: self._expectations[i].reason for i in unexpected}
+        for index in across:
+            reasons[index] += " on the whole input"
         return SuiteResult(
             unexpected=unexpected,
-            reasons={i: self._expectations[i].reason for i in unexpected},
+            reasons=reasons,
             types={i: self._expectations[i].type for i in unexpected},
             outcomes=[outcomes[i] for i in sorted(outcomes)],
         )
+
+    def _across_batches(self, index: int, column: str, repeated: Repeated) -> CompiledCheck:
+        """The uniqueness expectation at ``index`` as a check of a table against the values
+        ``repeated`` in the whole input."""
+        from transforms.gx_compile import CompiledCheck
+        from transforms.gx_unique import unexpected
+
+        exp = self._expectations[index]
+        mostly = float(exp.kwargs.get("mostly", 1.0))
+        found = repeated.get(index)
+
+        def kernel(table: pa.Table) -> tuple[np.ndarray, int]:
+            if column not in table.column_names:
+                raise ValueError(f"{exp.reason}: the rows have no column {column!r}")
+            rows, considered = unexpected(table.column(column), found)
+            mask = np.zeros(table.num_rows, bool)
+            mask[rows] = True
+            return mask, considered
+
+        return CompiledCheck(exp.type, mostly, kernel)
 
     def dataset_level_with_gx(self, table: pa.Table) -> list[ExpectationOutcome]:
         """GX's verdicts on the dataset-level expectations with ``table`` as the whole

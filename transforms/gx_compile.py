@@ -16,9 +16,9 @@ What GX (pandas engine, 1.x) does, and so what the kernels do:
   rows left (``(nonnull - unexpected) / nonnull >= mostly``, vacuously true with none left);
   ``..._to_not_be_null`` and ``..._to_be_null`` judge on all rows.
 * ``expect_column_values_to_be_unique`` flags *every* row of a repeated value within what GX
-  is given: one batch. Uniqueness across the whole dataset needs a shuffle; per-batch is what
-  GX on a batch means, so that is what is compiled (the dataset-wide verdict belongs to the
-  table-level ``expect_column_unique_value_count_to_be_between`` and friends).
+  is given. The kernel here judges one table (a batch of a streaming run, or a table handed to
+  :meth:`~transforms.expectations.ExpectationSuite.evaluate`); a bounded run judges it on the
+  whole input with a shuffle of the values (:mod:`transforms.gx_unique`).
 * Regexes are searched (``re.search``), not anchored; a pattern (every pattern of a
   ``regex_list``) is compiled only when :mod:`transforms.gx_regex` can rewrite it for RE2
   with the same matches.

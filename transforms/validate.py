@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.panes import is_streaming
 from connectors.records import POSITION_COLUMNS, dead_letters_for_rows
 from transforms.coerce import ARROW_TYPES, coerce, out_of_range, type_name
 from transforms.rules import Rule, failing_values
@@ -220,15 +222,28 @@ class Validator:
                     reject=rule.severity == "error",
                 )
 
-    def _apply_expectations(self, typed: pa.Table, found: _Rejections) -> None:
+    def typed_column(self, table: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
+        """Column ``name`` of an input batch as the checks see it (cast to its declared type,
+        null where it cannot be): what a suite's uniqueness is judged on across batches."""
+        if name not in table.column_names:
+            return pa.nulls(table.num_rows, self.fields.get(name, pa.null()))
+        if name not in self.fields:
+            return table.column(name)
+        return coerce(table.column(name), self.fields[name])[0]
+
+    def _apply_expectations(
+        self, typed: pa.Table, found: _Rejections, repeated: Any = None
+    ) -> None:
         """Row-level failures reject rows (every unexpected row, whatever ``mostly`` says:
         see :mod:`transforms.gx_compile`); failed aggregate expectations GX judges per batch
         are counted per batch (they cannot blame a row); an expectation GX cannot run fails
         the run, since silently skipping a declared check is worse than stopping.
-        Table-level expectations judged on the whole dataset only gather their partials."""
+        Table-level expectations judged on the whole dataset only gather their partials;
+        ``repeated`` (side input) holds the values repeated in the whole input, for the suite's
+        uniqueness expectations (:mod:`transforms.gx_unique`)."""
         if self._partial is not None:
             self._partial.add(typed)
-        result = self.expectations.evaluate(typed)
+        result = self.expectations.evaluate(typed, repeated=repeated)
         for outcome in result.outcomes:
             if outcome.error:
                 raise ValueError(
@@ -246,7 +261,7 @@ class Validator:
         typed = self._typed(table, found)
         self._apply_rules(typed, found)
         if self.expectations is not None and typed.num_rows:
-            self._apply_expectations(typed, found)
+            self._apply_expectations(typed, found, *side_inputs)
         counts = {k: v for k, v in found.counts.items() if v}
         if not found:
             return StepResult(rows=typed, rule_failures=counts)
@@ -291,3 +306,18 @@ class Validate(ArrowStep):
 
     def __init__(self, *, step_name: str = "validate", **options: Any) -> None:
         super().__init__(Validator(step_name=step_name, **options), step_name=step_name)
+
+    def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        """On a bounded input, a suite's uniqueness expectations are judged on the whole
+        input: the values repeated anywhere in it come in as a side input. Streaming runs
+        judge them per batch (a combine over an unbounded input never fires)."""
+        suite = self.processor.expectations
+        columns = suite.unique_columns if suite is not None else {}
+        if columns and not is_streaming(tables):
+            from transforms.gx_unique import RepeatedValues
+
+            repeated = tables | "RepeatedValues" >> RepeatedValues(
+                columns, self.processor.typed_column
+            )
+            self._side_inputs = (beam.pvalue.AsSingleton(repeated),)
+        return super().expand(tables)
