@@ -297,6 +297,10 @@ def _export_template(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.nexmark:
+        from pipelines.dev.nexmark_bench import main as nexmark_main
+
+        return nexmark_main(args)
     if args.documents:
         from pipelines.dev.document_accuracy import main as documents_main
 
@@ -465,6 +469,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="document_processing: field precision/recall per type on the shipped samples",
     )
+    bench.add_argument(
+        "--nexmark",
+        action="store_true",
+        help="Nexmark queries: Beam's Python implementation vs the specs in docs/examples/nexmark, "
+        "same events, results compared",
+    )
+    bench.add_argument("--nexmark-events", type=int, default=1_000_000)
+    bench.add_argument("--nexmark-queries", help="comma-separated query numbers (default: all)")
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.container import add_parser as add_container
