@@ -30,6 +30,7 @@ from openlineage.client.facet_v2 import (
     schema_dataset,
     source_code_location_job,
     symlinks_dataset,
+    tags_dataset,
     tags_run,
 )
 from openlineage.client.generated.base import DatasetFacet, RunFacet
@@ -46,6 +47,16 @@ RUN_WARNINGS_FACET = "beamwright_runWarnings"
 RUN_WARNINGS_SCHEMA_URL = (
     "https://raw.githubusercontent.com/beamwright/beamwright/main/lineage/schemas/"
     "RunWarningsRunFacet.json#/$defs/RunWarningsRunFacet"
+)
+PRINCIPAL_FACET = "beamwright_principal"
+PRINCIPAL_SCHEMA_URL = (
+    "https://raw.githubusercontent.com/beamwright/beamwright/main/lineage/schemas/"
+    "PrincipalRunFacet.json#/$defs/PrincipalRunFacet"
+)
+AUDIENCE_FACET = "beamwright_audience"
+AUDIENCE_SCHEMA_URL = (
+    "https://raw.githubusercontent.com/beamwright/beamwright/main/lineage/schemas/"
+    "AudienceDatasetFacet.json#/$defs/AudienceDatasetFacet"
 )
 CLASSIFICATION_ORDER = ("public", "internal", "confidential", "PII", "PHI", "restricted")
 
@@ -252,7 +263,63 @@ def governance(
     )
 
 
+@attr.define
+class AudienceDatasetFacet(DatasetFacet):
+    """beamwright's audience facet: who may read this output (an audience of the spec, by its
+    attributes) and which of its fields were masked for that audience. OpenLineage has no
+    standard facet for readers; the audience's name is also a standard dataset tag."""
+
+    name: str
+    attributes: dict[str, Any] = attr.field(factory=dict)
+    masked_fields: list[str] = attr.field(factory=list)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return AUDIENCE_SCHEMA_URL
+
+
+def audience(
+    name: str, attributes: Mapping[str, Any], masked_fields: Iterable[str]
+) -> AudienceDatasetFacet:
+    return AudienceDatasetFacet(
+        name=name,
+        attributes=dict(attributes),
+        masked_fields=sorted(masked_fields),
+        producer=PRODUCER,
+    )
+
+
+def dataset_tags(values: Mapping[str, str]) -> tags_dataset.TagsDatasetFacet:
+    return tags_dataset.TagsDatasetFacet(
+        tags=[
+            tags_dataset.TagsDatasetFacetFields(key=k, value=v, source="BEAMWRIGHT")
+            for k, v in values.items()
+        ],
+        producer=PRODUCER,
+    )
+
+
 # --------------------------------------------------------------------------- run and job
+
+
+@attr.define
+class PrincipalRunFacet(RunFacet):
+    """beamwright's principal facet: who ran this run (name, type user|service|ci, and where
+    the name came from: --as, env:BEAMWRIGHT_PRINCIPAL, ci:<system>, os). OpenLineage's
+    ownership facet names a job's maintainers, not who ran a run, so this is custom; the name
+    is also a standard run tag."""
+
+    name: str
+    type: str
+    source: str
+
+    @staticmethod
+    def _get_schema() -> str:
+        return PRINCIPAL_SCHEMA_URL
+
+
+def principal(name: str, type_: str, source: str) -> PrincipalRunFacet:
+    return PrincipalRunFacet(name=name, type=type_, source=source, producer=PRODUCER)
 
 
 def processing_engine(

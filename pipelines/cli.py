@@ -86,6 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.runner:
         spec.run.runner = args.runner
     _apply_runner_options(spec, args)
+    if args.run_as:
+        spec.lineage.run_as = args.run_as
     from pipelines.display import LiveProgress, render_summary
     from pipelines.run import ProgressPoller, RunFailed, run_spec
 
@@ -325,6 +327,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
     run.add_argument("--batch-size", type=int, help="rows per Arrow batch (overrides the spec)")
     run.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"])
+    run.add_argument(
+        "--as",
+        dest="run_as",
+        metavar="PRINCIPAL",
+        help="who runs this, recorded in lineage (service:NAME for a service account); "
+        "default: $BEAMWRIGHT_PRINCIPAL, else the CI system's user, else the OS user",
+    )
     run.add_argument(
         "--option",
         action="append",

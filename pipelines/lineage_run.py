@@ -1,8 +1,9 @@
 """The facts of a run, turned into OpenLineage datasets and facets (see :mod:`lineage.facets`).
 
 Before the run: input datasets with their real schemas (read from the files' heads), output
-datasets, job facets (type, documentation, ownership, source location) and run facets (engine,
-tags, parent template). After the run: column profiles (dataQualityMetrics), validation results
+datasets (with the audience each output names), job facets (type, documentation, ownership,
+source location) and run facets (engine, tags, parent template, the principal who ran it).
+After the run: column profiles (dataQualityMetrics), validation results
 (dataQualityAssertions), output schemas and statistics, column lineage and governance.
 """
 
@@ -23,8 +24,11 @@ from lineage.datasets import Dataset
 from lineage.naming import dataset_name, strip_credentials
 from pipelines import dataset_expectations, registry
 from pipelines import spec as s
+from pipelines.audience_masks import dead_letter_fields, masked_fields
 from pipelines.column_lineage import declared_fields, sink_lineage
 from pipelines.ids import beamwright_version
+from pipelines.principal import Principal
+from pipelines.principal import resolve as resolve_principal
 from pipelines.summary import RunSummary
 
 log = logging.getLogger(__name__)
@@ -86,8 +90,10 @@ class RunLineageFacts:
     spec_path: str | None = None
     input_schemas: dict[str, Any] = field(default_factory=dict)  # file path or uri -> schema
     parent_run_id: str | None = None
+    principal: Principal = field(init=False)  # who ran it: see pipelines/principal.py
 
     def __post_init__(self) -> None:
+        self.principal = resolve_principal(self.spec.lineage.run_as)
         for d in self.inputs:
             for f in d.files:
                 self.input_schemas[f] = read_schema(f, d.format)
@@ -172,7 +178,7 @@ class RunLineageFacts:
         from openlineage.client.event_v2 import OutputDataset
 
         lineage_states: dict[str, FieldState] = {}
-        if summary is not None:
+        if summary is not None or self._audiences():
             lineage_states = sink_lineage(self.spec, self.source_fields())
         out = []
         for d in self.outputs:
@@ -192,6 +198,7 @@ class RunLineageFacts:
             published = summary is None or summary.published or bool(d.files)
             if mode == "overwrite" and published:
                 ds_facets["lifecycleStateChange"] = facets.overwritten()
+            ds_facets.update(self._audience_facets(d, lineage_states))
             output_facets: dict[str, Any] = {}
             if summary is not None and published:
                 files = d.files  # what this run published
@@ -217,6 +224,37 @@ class RunLineageFacts:
                     ds_facets[facets.GOVERNANCE_FACET] = self._output_governance(state, names)
             out.append(OutputDataset(namespace, name, facets=ds_facets, outputFacets=output_facets))
         return out
+
+    def _audiences(self) -> dict[str, str | None]:
+        """Output node -> the audience it names (dead letters under their own name), for
+        the outputs that name one."""
+        named = {sink.name: sink.audience for sink in self.spec.sinks}
+        named[s.DEAD_LETTERS_INPUT] = self.spec.dead_letter.audience
+        return {node: name for node, name in named.items() if name is not None}
+
+    def _audience_facets(self, d: Dataset, states: dict[str, FieldState]) -> dict[str, Any]:
+        """The ``beamwright_audience`` facet (and the standard ``tags`` facet with the
+        audience's name) of an output that names its audience: nothing for one that does not.
+        Masked fields: what the column lineage marks as masked on the way to this output
+        (dead letters, and sinks reading them: the fields redacted for the audience)."""
+        node = s.DEAD_LETTERS_INPUT if d.kind == "dead_letter" else d.node
+        name = self._audiences().get(node)
+        if name is None:
+            return {}
+        reads_dead = node == s.DEAD_LETTERS_INPUT or any(
+            sink.name == node and sink.input == s.DEAD_LETTERS_INPUT for sink in self.spec.sinks
+        )
+        if reads_dead:
+            masked = dead_letter_fields(self.spec, name)
+            if self.spec.dead_letter.redact:
+                masked |= s.classified_fields(self.spec)
+        else:
+            masked = set(masked_fields(states[node])) if node in states else set()
+        attributes = self.spec.governance.audiences[name].values()
+        return {
+            facets.AUDIENCE_FACET: facets.audience(name, attributes, masked),
+            "tags": facets.dataset_tags({"audience": name}),
+        }
 
     def _output_governance(self, state: FieldState, names: list[str] | None) -> Any:
         known = self.classifications()
@@ -257,6 +295,10 @@ class RunLineageFacts:
             "tags": facets.tags(
                 {"runner": self.spec.run.runner, "pipeline": self.spec.name}
                 | ({"template": self.spec.template} if self.spec.template else {})
+                | {"principal": self.principal.name}
+            ),
+            facets.PRINCIPAL_FACET: facets.principal(
+                self.principal.name, self.principal.type, self.principal.source
             ),
         }
         if self.parent_run_id and self.spec.template:
