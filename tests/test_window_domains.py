@@ -1,0 +1,248 @@
+"""Session windows end to end and processing-time windows, for the window and top steps.
+
+Sessions: from a spec (merging across batches, the session bounds in the output, column
+lineage through a top step), and the streaming variant of a spec with a top step over
+sessions translated for Dataflow. Processing time: TestStream's ``advance_processing_time``
+drives the panes (BundleBasedDirectRunner, see tests/test_windowing.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import trigger as tr
+from apache_beam.transforms.window import GlobalWindows, TimestampedValue
+
+from connectors.arrow_coder import ArrowTableCoder
+from connectors.records import with_positions
+from pipelines.column_lineage import sink_lineage
+from pipelines.loading import spec_from_data
+from pipelines.run import run_spec
+from pipelines.steps.window import windowing_arguments
+from tests.stream_specs import BROKER
+from tests.test_plan import NetworkGuard
+from transforms.windowing import Window
+
+
+def bids(bidders: list[int], first: int) -> pa.Table:
+    table = pa.table({"bidder": pa.array(bidders, pa.int64())})
+    return with_positions(table, "bids.jsonl", range(first, first + len(bidders)))
+
+
+def test_processing_time_windows_fire_as_processing_time_advances():
+    """q12's windowing: counts per bidder in panes cut by processing time, not event time
+    (every row has the same event time here); the rest flushes when the input ends."""
+    events = (
+        TestStream(coder=ArrowTableCoder())
+        .advance_watermark_to(0)
+        .add_elements([TimestampedValue(bids([1, 1, 2], 1), 0)])
+        .advance_processing_time(11)  # 10 s of processing time since the first row: a pane
+        .add_elements([TimestampedValue(bids([1, 2, 2], 4), 0)])
+        .advance_processing_time(11)
+        .add_elements([TimestampedValue(bids([3], 7), 0)])
+        .advance_watermark_to_infinity()
+    )
+    spec = spec_from_data(
+        {
+            "name": "q12",
+            "sources": [{"name": "bids", "type": "file", "path": "/nonexistent/bids.jsonl"}],
+            "steps": [
+                {
+                    "name": "per_bidder",
+                    "type": "window",
+                    "time_domain": "processing",
+                    "window": {"type": "fixed", "size": 10},
+                    "group_by": ["bidder"],
+                    "metrics": {"bids": "count"},
+                }
+            ],
+            "sinks": [{"name": "out", "type": "file", "path": "/nonexistent/out"}],
+            "dead_letter": {"path": "/nonexistent/dead"},
+        }
+    )
+    arguments = windowing_arguments(spec.steps[0])
+    assert isinstance(arguments["window_fn"], GlobalWindows)
+    assert str(arguments["trigger"]) == str(tr.Repeatedly(tr.AfterProcessingTime(10)))
+    p = TestPipeline(runner="BundleBasedDirectRunner", options=PipelineOptions(streaming=True))
+    out = p | events | Window(metrics={"bids": "count"}, **arguments)
+    assert_that(
+        out.rows
+        | beam.FlatMap(
+            lambda t: [
+                (r["pane_index"], r["window_start"], r["bidder"], r["bids"]) for r in t.to_pylist()
+            ]
+        ),
+        equal_to(
+            [
+                (0, None, 1, 2),
+                (0, None, 2, 1),
+                (1, None, 1, 1),
+                (1, None, 2, 2),
+                (0, None, 3, 1),  # pane indices count per key
+            ]
+        ),
+    )
+    p.run().wait_until_finish()
+
+
+def test_processing_time_windows_are_fixed_windows_without_event_time():
+    base = {
+        "name": "w",
+        "type": "window",
+        "time_domain": "processing",
+        "window": {"type": "fixed", "size": 10},
+    }
+    spec = spec_from_data(
+        {
+            "name": "q12",
+            "sources": [{"name": "bids", "type": "file", "path": "/nonexistent/bids.jsonl"}],
+            "steps": [
+                {**base, "event_time": "at"},
+                {**base, "name": "w2", "window": {"type": "sliding", "size": 10, "period": 5}},
+                {**base, "name": "w3", "window": {"type": "fixed", "size": 2.5}},
+            ],
+            "sinks": [{"name": "out", "type": "file", "path": "/nonexistent/out"}],
+            "dead_letter": {"path": "/nonexistent/dead"},
+        }
+    )
+    for step, problem in zip(
+        spec.steps, ["without event_time", "without event_time", "whole"], strict=True
+    ):
+        with pytest.raises(ValueError, match=problem):
+            windowing_arguments(step)
+
+
+def test_sessions_from_a_spec_merge_across_batches_and_rank_with_lineage(tmp_path):
+    """q11's windowing (sessions per bidder, 10 s gap) through a spec: bids counted per
+    session, and the highest bid of each session kept whole by a top step; the files are
+    read in small batches so sessions merge across them."""
+    src = tmp_path / "bids.jsonl"
+    rows = [(1, 0, 5), (1, 4, 9), (2, 5, 1), (1, 13, 2), (2, 30, 8), (1, 40, 7), (2, 36, 3)]
+    src.write_text(
+        "".join(json.dumps({"bidder": b, "at": t * 1000, "price": p}) + "\n" for b, t, p in rows)
+    )
+    sessions = {"event_time": "at", "window": {"type": "session", "gap": 10}}
+    spec = spec_from_data(
+        {
+            "name": "sessions",
+            "sources": [{"name": "bids", "type": "file", "path": str(src)}],
+            "run": {"batch_size": 2},
+            "steps": [
+                {
+                    "name": "per_session",
+                    "type": "window",
+                    "input": "bids",
+                    **sessions,
+                    "group_by": ["bidder"],
+                    "metrics": {"bids": "count", "spent": "sum(price)"},
+                },
+                {
+                    "name": "best_bid",
+                    "type": "top",
+                    "input": "bids",
+                    **sessions,
+                    "group_by": ["bidder"],
+                    "value": "price",
+                },
+            ],
+            "sinks": [
+                {
+                    "name": "counts",
+                    "type": "file",
+                    "path": str(tmp_path / "counts"),
+                    "input": "per_session",
+                },
+                {
+                    "name": "best",
+                    "type": "file",
+                    "path": str(tmp_path / "best"),
+                    "input": "best_bid",
+                },
+            ],
+            "dead_letter": {"path": str(tmp_path / "dead")},
+            "lineage": {"event_log": str(tmp_path / "events.jsonl.log")},
+        }
+    )
+    summary = run_spec(spec)
+    assert summary.reconciled
+
+    def seconds(r: dict) -> tuple[int, int]:
+        return (int(r["window_start"].timestamp()), int(r["window_end"].timestamp()))
+
+    counts = sorted(
+        (r["bidder"], *seconds(r), r["bids"], r["spent"])
+        for r in pq.read_table(tmp_path / "counts").to_pylist()
+    )
+    # bidder 1: 0, 4, 13 -> [0, 23); 40 -> [40, 50); bidder 2: 5 -> [5, 15); 30, 36 -> [30, 46)
+    assert counts == [(1, 0, 23, 3, 16), (1, 40, 50, 1, 7), (2, 5, 15, 1, 1), (2, 30, 46, 2, 11)]
+    best = sorted(
+        (r["bidder"], *seconds(r), r["price"], r["at"])
+        for r in pq.read_table(tmp_path / "best").to_pylist()
+    )
+    assert best == [
+        (1, 0, 23, 9, 4000),
+        (1, 40, 50, 7, 40000),
+        (2, 5, 15, 1, 5000),
+        (2, 30, 46, 8, 30000),
+    ]
+    lineage = sink_lineage(spec, {"bids": ["bidder", "at", "price"]})["best"]
+    assert lineage.fields["price"] and lineage.fields["price"][0].steps == ()  # kept whole
+    subtypes = {o.steps[-1].subtype for o in lineage.dataset}
+    assert {"SORT", "GROUP_BY", "WINDOW"} <= subtypes
+
+
+def test_streaming_top_over_sessions_translates_for_dataflow(tmp_path, monkeypatch):
+    offline = NetworkGuard(monkeypatch)
+    from pipelines.plan import translate
+
+    spec = spec_from_data(
+        {
+            "name": "bidder_sessions",
+            "sources": [
+                {
+                    "name": "bids",
+                    "type": "kafka",
+                    "bootstrap_servers": BROKER,
+                    "topics": "bids",
+                    "group_id": "beamwright",
+                    "bounded": "end_offsets",
+                }
+            ],
+            "steps": [
+                {
+                    "name": "typed",
+                    "type": "validate",
+                    "fields": {"bidder": {"type": "int64"}, "price": {"type": "int64"}},
+                },
+                {
+                    "name": "best_bid",
+                    "type": "top",
+                    "window": {"type": "session", "gap": 10},
+                    "trigger": {"type": "watermark", "early": {"type": "count", "count": 1}},
+                    "allowed_lateness": 1,
+                    "group_by": ["bidder"],
+                    "value": "price",
+                    "n": 2,
+                    "ties": "first",
+                },
+            ],
+            "sinks": [{"name": "out", "type": "file", "path": str(tmp_path / "out")}],
+            "dead_letter": {"type": "kafka", "bootstrap_servers": BROKER, "topic": "dead"},
+            "lineage": {"enabled": False},
+        }
+    )
+    plan = translate(spec, "dataflow", streaming=True)
+    assert offline.attempts == []
+    assert plan["streaming"] is True and plan["job"]["type"] == "JOB_TYPE_STREAMING"
+    steps = [st for st in plan["steps"] if st["name"].split("/")[0] == "best_bid"]
+    assert any(st["name"].startswith("best_bid/LatenessGate") for st in steps)
+    (group,) = [st for st in steps if st["kind"] == "GroupByKey"]
+    assert group["windowing"] == ["pickled_python:v1"] and group["bounded"] is False
