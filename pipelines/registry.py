@@ -37,6 +37,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.extract",
         "pipelines.steps.document_fields",
         "pipelines.steps.window",
+        "pipelines.steps.join",
         "pipelines.steps.top",
         "pipelines.steps.batch",
     ),
