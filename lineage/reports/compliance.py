@@ -27,7 +27,7 @@ reported (at lower severity): data written while it was unprotected still exists
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lineage.facets import GOVERNANCE_FACET
@@ -581,29 +581,55 @@ def assertion_key(item: Mapping[str, object]) -> str:
     return f"{item.get('assertion')}({column})" if column else str(item.get("assertion"))
 
 
+def schema_fields(facet: Mapping[str, object] | None) -> frozenset[str] | None:
+    """Top-level field names in a ``schema`` facet; None without one."""
+    fields = facet.get("fields") if facet else None
+    if not isinstance(fields, list):
+        return None
+    return frozenset(str(f["name"]) for f in fields if isinstance(f, Mapping) and "name" in f)
+
+
+def _owns(columns: frozenset[str] | None, column: str | None) -> bool:
+    """Whether an assertion on ``column`` can be about a dataset with these fields: a rule
+    on a field the dataset does not have (``shipping.address`` checks ``shipping``) came
+    from another dataset, as events written before per-source assertion counts show."""
+    return columns is None or column is None or column.split(".", 1)[0] in columns
+
+
 def quality_histories(log: EventLog) -> list[QualityHistory]:
-    """Assertion results per dataset and run, from inputs and outputs alike."""
+    """Assertion results per dataset and run, from inputs and outputs alike; each dataset
+    keeps only assertions on its own fields (see :func:`_owns`), and a run that lists the
+    dataset twice (read and written) gives one record."""
     histories: dict[DatasetId, QualityHistory] = {}
     for run in log.runs:
+        by_dataset: dict[DatasetId, dict[str, AssertionResult]] = {}
         for use in (*run.inputs.values(), *run.outputs.values()):
             facet = use.facet("dataQualityAssertions")
             items = facet.get("assertions") if facet else None
             if not isinstance(items, list):
                 continue
-            results: dict[str, AssertionResult] = {}
+            columns = schema_fields(
+                use.facet("schema") or log.latest_dataset_facet(use.dataset, "schema")
+            )
+            results = by_dataset.setdefault(use.dataset, {})
             for item in items:
-                if isinstance(item, Mapping) and "assertion" in item:
-                    key = assertion_key(item)
-                    results[key] = AssertionResult(
-                        key,
-                        item.get("success") is True,
-                        str(item["column"]) if item.get("column") else None,
-                        str(item["severity"]).lower() if item.get("severity") else None,
-                        str(item["expected"]) if item.get("expected") is not None else None,
-                        str(item["actual"]) if item.get("actual") is not None else None,
-                    )
+                if not isinstance(item, Mapping) or "assertion" not in item:
+                    continue
+                column = str(item["column"]) if item.get("column") else None
+                if not _owns(columns, column):
+                    continue
+                key = assertion_key(item)
+                results[key] = AssertionResult(
+                    key,
+                    item.get("success") is True,
+                    column,
+                    str(item["severity"]).lower() if item.get("severity") else None,
+                    str(item["expected"]) if item.get("expected") is not None else None,
+                    str(item["actual"]) if item.get("actual") is not None else None,
+                )
+        for dataset, results in by_dataset.items():
             if results:
-                history = histories.setdefault(use.dataset, QualityHistory(use.dataset))
+                history = histories.setdefault(dataset, QualityHistory(dataset))
                 history.records.append(QualityRecord(run, results))
     return sorted(histories.values(), key=lambda h: h.dataset)
 
@@ -654,17 +680,19 @@ showing at most BIN and last four), health and special-category data go, other p
 is pseudonymised so joins across outputs keep working."""
 
 
-def _job_mask_strategies(flows: Iterable[PiiFlow]) -> dict[JobId, set[str]]:
-    """Masking strategies each job already applies somewhere (``masked: <strategy>``)."""
+def job_mask_strategies(log: EventLog) -> dict[JobId, set[str]]:
+    """Masking strategies each job already applies somewhere: from masking transformations
+    (``masked: <strategy>``) and the protections its outputs' governance declares."""
     found: dict[JobId, set[str]] = {}
-    for flow in flows:
-        for obs in flow.observations:
-            for part in obs.transformations.split(", "):
-                if "masked: " in part:
-                    strategy = part.split("masked: ", 1)[1].split(" ", 1)[0]
-                    found.setdefault(flow.job, set()).add(strategy)
-            if obs.protection and not obs.protection.startswith("masked for audience"):
-                found.setdefault(flow.job, set()).add(obs.protection)
+    for run in log.runs:
+        for output in run.outputs.values():
+            for edge in column_edges(output):
+                for t in edge.transformations:
+                    if t.masking and (t.description or "").startswith("masked: "):
+                        found.setdefault(run.job, set()).add(t.description.split(": ", 1)[1])
+            if (gov := governance_of(output)) is not None:
+                protections = {f.protection for f in gov.fields.values() if f.protection}
+                found.setdefault(run.job, set()).update(protections)
     return found
 
 
@@ -689,11 +717,10 @@ def flow_recommendation(flow: PiiFlow, strategies_in_job: Iterable[str] = ()) ->
     )
 
 
-def _flow_findings(flows: Sequence[PiiFlow]) -> list[Finding]:
+def _flow_findings(flows: Iterable[PiiFlow], strategies: Mapping[JobId, set[str]]) -> list[Finding]:
     """Protected data reaching an output unprotected, under each framework that covers the
     field's class (see PROTECTION_RULES) and is declared by the datasets involved."""
     findings: list[Finding] = []
-    strategies = _job_mask_strategies(flows)
     for flow in flows:
         unprotected = flow.unprotected
         if not unprotected:
@@ -965,7 +992,7 @@ def analyse(log: EventLog, *, generated: dt.datetime | None = None) -> Complianc
     flows = personal_flows(log)
     quality = quality_histories(log)
     findings = [
-        *_flow_findings(flows),
+        *_flow_findings(flows, job_mask_strategies(log)),
         *_lineage_gap_findings(log),
         *_failed_run_findings(log),
         *_assertion_findings(quality),
