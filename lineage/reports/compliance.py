@@ -11,14 +11,28 @@ The inputs are facets the pipelines already emit, nothing is configured here:
 * ``dataQualityAssertions`` (input facet) and the runs' terminal states.
 
 A field is *personal* when classified PII, PHI (health), SPI (special categories) or PCI (card
-data). Each framework protects some of these classes (``PROTECTION_RULES``). Personal data *flows* to an output field
-when a DIRECT column-lineage edge links them: DIRECT transformations carry values, INDIRECT
-ones (filters, join keys, sorts) only influence which rows are written, so they are not flows
-of the data itself. A flow is *protected* when one of its transformations is masking or the
-output's governance facet names a protection for the field; either source is enough, because
-the two are written by different steps (the mask step knows the strategy, the column lineage
-knows the path). Hashing and keyed tokens count as pseudonymisation, which GDPR still treats
-as personal data (Recital 26); redaction, partial masks, generalisation count as masking.
+data). Each framework protects some of these classes (``PROTECTION_RULES``). Personal data
+*flows* to an output field when a DIRECT column-lineage edge links it to an input field that
+is personal: classified so by its dataset's governance, or, when no governance classifies it,
+derived from a personal field through earlier DIRECT edges (transitively, across jobs). The
+output's own classification of a field only counts for fields no lineage explains: a
+dead-letter payload classified PII carries the personal fields feeding it, not ``amount`` or
+``status`` (the demo listed 120 such rows before this rule, 7 after). DIRECT transformations
+carry values, INDIRECT ones (filters, join keys, sorts) only influence which rows are
+written, so they are not flows. Flows are reported per output field, with the personal input
+fields feeding it: the output field is what is exposed and what a fix changes.
+
+A flow is *protected* when every personal edge into it is a masking transformation, the
+output's governance facet names a protection for the field, or the output's audience facet
+(``beamwright_audience``) lists the field as masked; any of these is enough, because they are
+written by different steps. Hashing and keyed tokens count as pseudonymisation, which GDPR
+still treats as personal data (Recital 26); redaction, partial masks, generalisation count
+as masking.
+
+Every finding carries a *recommendation*: what to change, concretely. For an unprotected
+flow, the field, a strategy for its class (``SUGGESTED_STRATEGY``), the sink (its spec name
+from the ``symlinks`` facet), whether the job already has a mask step to extend, or an
+audience cleared for the data; for the other rules, what to re-run, fix or classify.
 
 Findings are evaluated per run and aggregated, so a problem fixed in later runs is still
 reported (at lower severity): data written while it was unprotected still exists.
