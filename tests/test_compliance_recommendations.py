@@ -141,6 +141,7 @@ def test_each_finding_says_which_field_strategy_sink_and_audience():
         assert "Mask field pan" in text and "strategy partial" in text
         assert "before sink card_report" in text and "already has (it applies email_domain)" in text
         assert "audience" in text and "PCI data" in text
+        assert "ISO27001 A.8.11 data masking" in finding.controls
 
 
 def test_an_audience_masking_the_field_protects_the_flow():

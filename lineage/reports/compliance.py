@@ -676,6 +676,25 @@ class Finding:
     recommendation: str
     """What to change, concretely (which step, field, strategy, audience, dataset)."""
 
+    @property
+    def controls(self) -> tuple[str, ...]:
+        """SOC 2 and ISO/IEC 27001:2022 controls the finding is evidence against, beside its
+        own framework's rule (``CROSS_CONTROLS``)."""
+        suffix = self.rule.split("-")[-1]
+        return CROSS_CONTROLS.get(suffix, ())
+
+
+CROSS_CONTROLS: Mapping[str, tuple[str, ...]] = {
+    # personal data reaching an output unmasked
+    "UNPROTECTED": ("ISO27001 A.8.11 data masking", "SOC2 CC6.1", "SOC2 C1.1"),
+    # whether it does cannot be shown
+    "MISSING": ("ISO27001 A.8.11 data masking", "ISO27001 A.5.12 classification"),
+    # a dataset in a regulated run without classification
+    "UNCLASSIFIED": ("ISO27001 A.5.12 classification", "SOC2 C1.1"),
+}
+"""By the rule's last part (``GDPR-PII-UNPROTECTED`` -> ``UNPROTECTED``). SOX findings (failed
+runs, failed assertions) stay SOX only: they concern processing, not access or masking."""
+
 
 def _evidence(
     run: Run, dataset: DatasetId | None, field_name: str | None, note: str = ""

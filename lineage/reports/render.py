@@ -129,6 +129,11 @@ def compliance_sections(report: ComplianceReport) -> list[Section]:
                 blocks=[
                     finding.detail,
                     Lead("Recommendation: ", finding.recommendation),
+                    *(
+                        [Lead("Also concerns: ", ", ".join(finding.controls))]
+                        if finding.controls
+                        else []
+                    ),
                     _evidence_table(finding.evidence),
                 ],
             )
