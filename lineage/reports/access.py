@@ -72,6 +72,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lineage.reports.compliance import governance_of
 from lineage.reports.events import (
     AUDIENCE_FACET,
     PRINCIPAL_FACET,
@@ -82,7 +83,6 @@ from lineage.reports.events import (
     iso,
 )
 
-GOVERNANCE_FACET = "beamwright_governance"  # as lineage.facets names it (which imports pyarrow)
 THRESHOLD = 3.5
 MIN_HISTORY_DAYS = 7
 MIN_HISTORY_RUNS = 10
@@ -270,9 +270,8 @@ def rows_written(use: DatasetUse) -> int | None:
 
 
 def _frameworks(use: DatasetUse) -> tuple[str, ...]:
-    facet = use.facet(GOVERNANCE_FACET)
-    names = facet.get("frameworks") if facet is not None else None
-    return tuple(str(n).upper() for n in names) if isinstance(names, list) else ()
+    gov = governance_of(use)
+    return gov.frameworks if gov is not None else ()
 
 
 @dataclass

@@ -44,9 +44,9 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from lineage.facets import GOVERNANCE_FACET
 from lineage.reports.events import (
     AUDIENCE_FACET,
+    GOVERNANCE_FACET,
     DatasetId,
     DatasetUse,
     EventLog,

@@ -75,6 +75,9 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+GOVERNANCE_FACET = "beamwright_governance"
+"""Dataset facet: classification, frameworks, per-field classes and protections (the name
+lineage.facets emits; repeated here because that module imports pyarrow)."""
 PRINCIPAL_FACET = "beamwright_principal"
 """Run facet: who ran the run (``name``, ``type`` user/service/ci, ``source``)."""
 AUDIENCE_FACET = "beamwright_audience"
