@@ -423,3 +423,27 @@ def assertion(
     if column:
         item["column"] = column
     return item
+
+
+PSEUDONYMIZATION_FACET = "beamwright_pseudonymization"
+PSEUDONYMIZATION_SCHEMA_URL = (
+    "https://raw.githubusercontent.com/beamwright/beamwright/main/lineage/schemas/"
+    "PseudonymizationDatasetFacet.json#/$defs/PseudonymizationDatasetFacet"
+)
+
+
+@attr.define
+class PseudonymizationDatasetFacet(DatasetFacet):
+    """beamwright's pseudonymisation facet: which key (a reference) and key version made each
+    pseudonymised field of an output, so a key rotation between two runs is visible."""
+
+    fields: list[dict[str, Any]] = attr.field(factory=list)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return PSEUDONYMIZATION_SCHEMA_URL
+
+
+def pseudonymization(fields: Sequence[Mapping[str, Any]]) -> PseudonymizationDatasetFacet:
+    """From ``[{"field", "step", "key_ref", "key_version"}]``."""
+    return PseudonymizationDatasetFacet(fields=[dict(f) for f in fields], producer=PRODUCER)

@@ -222,8 +222,28 @@ class RunLineageFacts:
                         state, self._source_datasets(), names
                     )
                     ds_facets[facets.GOVERNANCE_FACET] = self._output_governance(state, names)
+                    keys = self._pseudonym_keys(state, names)
+                    if keys:
+                        ds_facets[facets.PSEUDONYMIZATION_FACET] = facets.pseudonymization(keys)
             out.append(OutputDataset(namespace, name, facets=ds_facets, outputFacets=output_facets))
         return out
+
+    def _pseudonym_keys(self, state: FieldState, names: list[str] | None) -> list[dict[str, Any]]:
+        """The keys (references and the versions the run pinned, never values) that made the
+        fields the column lineage marks as pseudonymised on the way to an output."""
+        from connectors.secrets.pseudonyms import keys_used
+
+        found: list[dict[str, Any]] = []
+        for name, origins in state.fields.items():
+            if names is not None and name not in names:
+                continue
+            if not any(st.protection == "pseudonymize" for o in origins for st in o.steps):
+                continue
+            for use in keys_used(self.run_id):
+                entry = {"field": name, "step": use.step, "key_ref": use.key_ref, "key_version": use.key_version}
+                if use.field.split(".")[0] == name and entry not in found:
+                    found.append(entry)
+        return found
 
     def _audiences(self) -> dict[str, str | None]:
         """Output node -> the audience it names (dead letters under their own name), for

@@ -74,6 +74,7 @@ from connectors.secrets.notify import (
     build_notifier,
 )
 from connectors.secrets.policy import RotationPolicy
+from connectors.secrets.pseudonyms import FIXED_VERSION, REKEY, Originals, write_rekey_map
 from connectors.secrets.registry import open_store
 from connectors.secrets.reporting import AuthFailure
 from connectors.secrets.state import RuntimeState, locked
@@ -361,7 +362,7 @@ class RotationEngine:
         assert record is not None
         token, version, trigger = record["token"], record["version"], record["trigger"]
         if record["step"] == "created":
-            problem = self._check(secret, expires)
+            problem = self._check(secret, expires) or self._rekey(secret, record, log)
             if problem is not None:
                 log("verify", "failed", version=version, fingerprint=secret.fingerprint, detail=problem)
                 return self._roll_back(state, secret, problem, ROLLED_BACK_OUTCOME, log)
@@ -377,7 +378,9 @@ class RotationEngine:
             return self._roll_back(state, secret, f"promotion failed: {self._error(exc)}", ROLLED_BACK_OUTCOME, log)
         log("promote", "ok", version=version, fingerprint=secret.fingerprint, detail=f"previous={previous}")
         now = time.time()
-        if previous is not None:
+        if previous is not None and self.policy.on_rotation == FIXED_VERSION:
+            log("keep_previous", "ok", version=previous, detail="fixed_version: pipelines may pin it")
+        elif previous is not None:
             assert self.policy.overlap is not None  # resolved by the policy
             state.retiring[previous] = now + self.policy.overlap
             log(
@@ -412,6 +415,25 @@ class RotationEngine:
         threshold = self.policy.expiry_threshold
         if threshold is not None and expires is not None and expires.timestamp() - time.time() <= threshold:
             return f"the new version expires at {expires.isoformat()}, within expiry_threshold"
+        return None
+
+    def _rekey(self, secret: Secret, record: dict[str, Any], log: Any) -> str | None:
+        """``on_rotation: rekey``: write the old -> new pseudonym map before the new key can be
+        promoted (see :mod:`connectors.secrets.pseudonyms`); why it failed, or None."""
+        old_version = record["expect_current"]
+        if self.policy.on_rotation != REKEY or old_version is None:
+            return None
+        rekey = self.policy.rekey or {}
+        path = Path(rekey["map_dir"]) / f"{self.name}-{old_version}-to-{record['version']}.csv"
+        try:
+            old = self._seen(self.store.access(self.name, old_version).secret)
+            originals = [Originals.from_dict(entry) for entry in rekey["originals"]]
+            rows = write_rekey_map(originals, old, secret, path, length=rekey.get("length"))
+        except SecretError as exc:
+            return f"rekey map not written: {self._error(exc)}"
+        except OSError as exc:
+            return f"rekey map not written: {path}: {exc.strerror}"
+        log("rekey_map", "ok", version=record["version"], detail=f"{rows} rows -> {path}")
         return None
 
     def _roll_back(self, state: RuntimeState, secret: Secret, problem: str, outcome: str, log: Any) -> RotationResult:

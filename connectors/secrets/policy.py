@@ -72,6 +72,13 @@ class RotationPolicy:
     topics: Pub/Sub topics Secret Manager notifies (``projects/P/topics/T``); with a schedule,
         Secret Manager also gets ``rotation.next_rotation_time``/``rotation_period`` and
         publishes ``SECRET_ROTATE`` messages there.
+    pseudonymization: the secret is a ``pseudonymize`` key: a rotation changes every pseudonym
+        made with it, so such a policy must say how joins survive (``on_rotation``).
+    on_rotation: ``rekey`` (before promoting, write an old -> new pseudonym map from the
+        originals in ``rekey``) or ``fixed_version`` (older versions are never disabled:
+        pipelines pin one in their spec). See :mod:`connectors.secrets.pseudonyms`.
+    rekey: ``{originals: [{path|paths, field}], map_dir, length}`` for ``on_rotation: rekey``:
+        the files holding the original values, where maps go, the pseudonyms' ``length``.
     """
 
     secret: str
@@ -89,9 +96,13 @@ class RotationPolicy:
     min_interval: float = 600.0
     rotation_timeout: float = 900.0
     topics: tuple[str, ...] = ()
+    pseudonymization: bool = False
+    on_rotation: str | None = None
+    rekey: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_name(self.secret)
+        self._check_pseudonymization()
         if "type" not in self.store:
             raise PolicyError("store: a provider config needs a 'type'")
         if self.store["type"] == "env":
@@ -123,6 +134,49 @@ class RotationPolicy:
             )
         object.__setattr__(self, "notify", tuple(self.notify))
         object.__setattr__(self, "topics", tuple(self.topics))
+
+    def _check_pseudonymization(self) -> None:
+        """A pseudonymisation key rotates only with a way to keep pseudonyms joinable."""
+        from connectors.errors import did_you_mean
+        from connectors.secrets.pseudonyms import ON_ROTATION, REKEY, Originals
+
+        where = f"policy {self.secret!r}"
+        if not self.pseudonymization:
+            if self.on_rotation is not None or self.rekey is not None:
+                raise PolicyError(
+                    "on_rotation/rekey apply to pseudonymisation keys only",
+                    where=f"{where}: on_rotation",
+                    hint="add 'pseudonymization: true' if this secret is a pseudonymize key",
+                )
+            return
+        if self.on_rotation is None:
+            raise PolicyError(
+                "this secret is a pseudonymisation key: rotating it changes every pseudonym, and "
+                "outputs written before the rotation would no longer join with those written after",
+                where=f"{where}: on_rotation",
+                hint="set 'on_rotation: rekey' (with rekey.originals and rekey.map_dir: an old -> new "
+                "pseudonym map is written before the new key is promoted) or 'on_rotation: "
+                "fixed_version' (older versions stay enabled; pin 'ref: <version>' in the spec)",
+            )
+        if self.on_rotation not in ON_ROTATION:
+            raise PolicyError(
+                f"unknown on_rotation {self.on_rotation!r}",
+                where=f"{where}: on_rotation",
+                hint=did_you_mean(self.on_rotation, ON_ROTATION),
+            )
+        if self.on_rotation == REKEY:
+            rekey = dict(self.rekey or {})
+            unknown = sorted(set(rekey) - {"originals", "map_dir", "length"})
+            if unknown or not rekey.get("originals") or not rekey.get("map_dir"):
+                raise PolicyError(
+                    "on_rotation: rekey needs rekey.originals (the files holding the original values) "
+                    f"and rekey.map_dir{f'; unknown: {unknown}' if unknown else ''}",
+                    where=f"{where}: rekey",
+                    hint="e.g. rekey: {originals: [{path: data/customers-*.csv, field: email}], "
+                    "map_dir: maps/}",
+                )
+            for entry in rekey["originals"]:
+                Originals.from_dict(entry)
 
     @property
     def minimum_overlap(self) -> float:
@@ -160,4 +214,6 @@ class RotationPolicy:
         data["issuer"] = dict(self.issuer)
         data["notify"] = [dict(n) for n in self.notify]
         data["topics"] = list(self.topics)
+        if self.rekey is not None:
+            data["rekey"] = dict(self.rekey)
         return data

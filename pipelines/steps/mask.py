@@ -88,6 +88,11 @@ def mask_transform(
         options = f.model_dump(exclude_none=True, exclude={"salt", "key", "when"})
         for secret in ("salt", "key"):
             ref = resolve_secret_ref(getattr(f, secret), f"{path}.fields[{i}].{secret}")
+            if ref is not None and secret == "key" and f.strategy == "pseudonymize":
+                from connectors.secrets.pseudonyms import pin_key
+
+                # one key version for the whole run, recorded for lineage (key rotation)
+                ref = pin_key(ref, run_id=ctx.run_id, step=step_name, field=f.field)
             if ref is not None:
                 options[secret] = ref
         fields.append(options)
