@@ -304,3 +304,55 @@ def test_merge_is_associative_over_any_grouping():
         table = merge.extract_output(merge.merge_accumulators([left, right]))
         results.add(tuple(table.column("auction").to_pylist()))
     assert results == {(2, 5)}  # price 2.0 twice: the earlier event time first
+
+
+def test_streaming_max_of_counts_stays_in_the_sliding_windows_it_came_from():
+    """q5 in streaming: counts per auction in sliding windows (size 10, period 5), then per
+    window the auctions with the most bids; the second step takes each count's window from
+    its columns (a count of [0, 10) stamped at 9.999999 s must not land in [5, 15) too)."""
+    events = (
+        _stream()
+        .add_elements([TimestampedValue(bids([(1, 1, 0.0), (2, 3, 0.0), (1, 6, 0.0)], 1), 0)])
+        .add_elements([TimestampedValue(bids([(2, 7, 0.0), (2, 8, 0.0)], 4), 0)])
+        .advance_watermark_to(12)  # [-5, 5) and [0, 10) fire
+        .add_elements([TimestampedValue(bids([(3, 13, 0.0)], 6), 0)])
+        .advance_watermark_to_infinity()
+    )
+    p = TestPipeline(runner="BundleBasedDirectRunner", options=PipelineOptions(streaming=True))
+    counts = (
+        p
+        | events
+        | "counts"
+        >> Window(
+            window_fn=window_fn("sliding", size=10, period=5),
+            key_fields=["auction"],
+            metrics={"num": "count"},
+            event_time_field="ts",
+            step_name="counts",
+        )
+    )
+    hottest = counts.rows | "hottest" >> Window(
+        window_fn=window_fn("input"), aggregation=TopRows([], "num"), step_name="hottest"
+    )
+
+    def summary(table: pa.Table) -> list[tuple]:
+        return [
+            (round(r["window_start"].timestamp()), r["pane_timing"], r["auction"], r["num"])
+            for r in table.to_pylist()
+        ]
+
+    assert_that(
+        hottest.rows | beam.FlatMap(summary),
+        equal_to(
+            [
+                (-5, "ON_TIME", 1, 1),  # [-5, 5): 1 once, 2 once: both
+                (-5, "ON_TIME", 2, 1),
+                (0, "ON_TIME", 2, 3),  # [0, 10): 1 twice, 2 three times
+                (5, "ON_TIME", 2, 2),  # [5, 15): 1 once, 2 twice, 3 once
+                (10, "ON_TIME", 3, 1),  # [10, 20): 3 once
+            ]
+        ),
+        label="rows",
+    )
+    assert_that(hottest.dead_letters, equal_to([]), label="dead")
+    p.run().wait_until_finish()
