@@ -66,7 +66,7 @@ class SecretSpec(SpecModel):
     file: str | None = None
     store: dict[str, Any] | None = Field(
         default=None,
-        description="A secret store config (type: gcp|aws|vault|env|file, ...) with 'name' "
+        description="A secret store config (type: gcp|aws|vault|azure|env|file, ...) with 'name' "
         "and optional 'ref' (current, previous, a version): see beamwright secrets.",
     )
     generate: bool = Field(

@@ -197,7 +197,33 @@ def test_fixed_version_keeps_pseudonyms_and_the_pinned_version(
     service.close()
 
 
-def test_a_pseudonymization_key_without_a_rotation_rule_is_refused(store: dict[str, Any]) -> None:
+def test_a_pseudonymization_key_without_a_rotation_rule_is_refused(
+    store: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.secrets_cli import main
+
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text(json.dumps({"store": store, "pseudonymization": True}))
+    code = main(
+        [
+            "secrets",
+            "--home",
+            str(tmp_path / "home"),
+            "start",
+            "pii-key",
+            "--policy",
+            str(policy_file),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert (
+        "policy 'pii-key': on_rotation: this secret is a pseudonymisation key" in err
+        and "fixed_version" in err
+    )
+    assert not (tmp_path / "home").exists() or not any(
+        (tmp_path / "home").rglob("*.json")
+    )  # nothing registered
     with pytest.raises(PolicyError) as refused:
         RotationPolicy.from_dict({"secret": "pii-key", "store": store, "pseudonymization": True})
     error = refused.value
