@@ -24,7 +24,7 @@ ROLES = ("source", "step", "sink")
 ENTRY_POINT_GROUPS = {role: f"beamwright.{role}s" for role in ROLES}
 
 BUILTIN: dict[str, tuple[str, ...]] = {
-    "source": ("pipelines.sources.file", "pipelines.sources.kafka", "pipelines.sources.http", "pipelines.sources.alpha_vantage", "pipelines.sources.document"),
+    "source": ("pipelines.sources.file", "pipelines.sources.kafka", "pipelines.sources.http", "pipelines.sources.alpha_vantage", "pipelines.sources.document", "pipelines.sources.postgres", "pipelines.sources.records_api"),
     "step": (
         "pipelines.steps.validate",
         "pipelines.steps.mask",
@@ -40,6 +40,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.join",
         "pipelines.steps.top",
         "pipelines.steps.batch",
+        "pipelines.steps.reconcile",
     ),
     "sink": (
         "pipelines.sinks.file",
@@ -47,6 +48,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.sinks.kafka",
         "pipelines.sinks.notify",
         "pipelines.sinks.postgres",
+        "pipelines.sinks.records_api",
     ),
 }
 

@@ -32,7 +32,8 @@ from typing import Any
 from pipelines.spec import ParameterSpec, PipelineSpec
 from templates.base import pipeline_spec, postgres_connection, rejections_report
 
-DIRECTIONS = ["api_to_db"]
+DIRECTIONS = ["api_to_db", "db_to_api", "both"]
+POLICIES = ["source_wins", "target_wins", "newest_wins", "manual"]
 TYPES = ("string", "int32", "int64", "float32", "float64", "bool", "date", "timestamp")
 SAMPLE_MAPPING = ["name", "email", "amount:float64", "status", "notes"]
 
@@ -41,7 +42,50 @@ PARAMETERS = {
         type="string",
         default="api_to_db",
         choices=DIRECTIONS,
-        description="api_to_db: API records upserted into the table (the only one served yet).",
+        description="api_to_db: API records upserted into the table; db_to_api: table rows "
+        "written to the API; both: each side's changes to the other, conflicts settled by "
+        "conflicts.",
+    ),
+    "conflicts": ParameterSpec(
+        type="string",
+        default="manual",
+        choices=POLICIES,
+        description="both: a record changed on both sides since the last sync: the API wins "
+        "(source_wins), the table wins (target_wins), the later change wins (newest_wins), or "
+        "both versions go to conflicts_table and neither side is written (manual).",
+    ),
+    "conflicts_table": ParameterSpec(
+        type="string",
+        default="public.contacts_conflicts",
+        description="both, manual: schema.table receiving both versions of a conflict.",
+    ),
+    "state_table": ParameterSpec(
+        type="string",
+        default="public.beamwright_sync_state",
+        description="db_to_api, both: schema.table of the per-side high-water marks (created "
+        "when missing).",
+    ),
+    "db_modified_column": ParameterSpec(
+        type="string",
+        default="modified_at",
+        description="db_to_api, both: the table's own modified time (set by whoever edits a row).",
+    ),
+    "synced_column": ParameterSpec(
+        type="string",
+        default="synced_at",
+        description="db_to_api, both: the modified time the sync last wrote or sent; a row "
+        "whose modified time equals it is the sync's own write, not a change.",
+    ),
+    "api_id_column": ParameterSpec(
+        type="string",
+        default="api_id",
+        description="db_to_api, both: the API's record id (written back after a create).",
+    ),
+    "external_id": ParameterSpec(
+        type="string",
+        default="sync_key",
+        description="db_to_api, both: the API field holding key_column of records the sync "
+        "creates; creates are upserts merged on it, so a re-run never duplicates.",
     ),
     "api_url": ParameterSpec(
         type="string", default="http://127.0.0.1:8766", description="The API's base URL."
@@ -218,6 +262,199 @@ def _writes(values: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
     return steps, sinks
 
 
+def _api_spec(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> dict:
+    """What the records API source and sink share."""
+    spec: dict[str, Any] = {
+        "url": values["api_url"],
+        "base": values["api_base"],
+        "table": values["api_table"],
+        "fields": {c: {"field": f, "type": t} for c, f, t in mapping},
+        "key_column": values["key_column"],
+        "id_column": values["api_id_column"],
+        "external_id": values["external_id"],
+        "rate_limit": values["rate_limit"],
+    }
+    if values["deletes"] == "soft_delete":
+        spec["deleted_column"] = values["deleted_column"]
+    if values["api_token"]:
+        spec["auth"] = {"type": "bearer", "secret": values["api_token"]}
+    return spec
+
+
+def _db_columns(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> list[str]:
+    own = [
+        values["key_column"],
+        values["api_id_column"],
+        values["modified_column"],
+        values["db_modified_column"],
+        values["synced_column"],
+    ]
+    if values["deletes"] == "soft_delete":
+        own.append(values["deleted_column"])
+    return own + [c for c, _, _ in mapping]
+
+
+def _db_source(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> dict:
+    return {
+        "name": "db_changes",
+        "type": "postgres",
+        "connection": _connection(values),
+        "table": values["table"],
+        "key": values["key_column"],
+        "columns": _db_columns(values, mapping),
+        "incremental": {
+            "modified": values["db_modified_column"],
+            "state_table": values["state_table"],
+            "sync": "record_sync",
+            "side": "db",
+            "echo_column": values["synced_column"],
+        },
+    }
+
+
+def _api_sink(values: Mapping[str, Any], mapping: list[tuple[str, str, str]], src: str) -> dict:
+    """The records API sink fed by ``src``, writing ids, API times and the acknowledged
+    change time (``synced_column``) back into the table."""
+    sink = {
+        "name": "api",
+        "type": "records_api",
+        "input": src,
+        **_api_spec(values, mapping),
+        "write_back": {
+            "connection": _connection(values),
+            "table": values["table"],
+            "key": values["key_column"],
+            "id_column": values["api_id_column"],
+            "modified_column": values["modified_column"],
+            "passthrough": [values["synced_column"]],
+        },
+    }
+    return sink
+
+
+def _db_to_api(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> tuple:
+    out = values["output_dir"].rstrip("/")
+    db_mod, synced = values["db_modified_column"], values["synced_column"]
+    gone = values["deleted_column"] if values["deletes"] == "soft_delete" else None
+    api_id = values["api_id_column"]
+    action = f"if({api_id} == null, 'api_create', 'api_update')"
+    if gone:
+        action = f"if(coalesce({gone}, false), 'api_delete', {action})"
+    steps = [
+        {
+            "name": "outgoing",
+            "type": "map",
+            "input": "db_changes",
+            "description": "The change sent is acknowledged by its modified time (written "
+            "back once the API took it), and labelled for the report.",
+            "derive": {synced: db_mod, "sync_action": action},
+        }
+    ]
+    sinks = [
+        _api_sink(values, mapping, "outgoing"),
+        {
+            "name": "sync_report",
+            "type": "report",
+            "input": "outgoing",
+            "path": f"{out}/report/sync_report.json",
+            "group_by": ["sync_action"],
+            "metrics": {"records": "count"},
+        },
+    ]
+    return [_db_source(values, mapping)], steps, sinks
+
+
+def _both(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> tuple:
+    out = values["output_dir"].rstrip("/")
+    key, api_id = values["key_column"], values["api_id_column"]
+    api_mod, db_mod = values["modified_column"], values["db_modified_column"]
+    synced = values["synced_column"]
+    gone = values["deleted_column"] if values["deletes"] == "soft_delete" else None
+    fields = [c for c, _, _ in mapping]
+    api_source = {
+        "name": "api_changes",
+        "type": "records_api",
+        **_api_spec(values, mapping),
+        "modified_column": api_mod,
+        "page_size": values["page_size"],
+        "state": {
+            "connection": _connection(values),
+            "table": values["state_table"],
+            "sync": "record_sync",
+            "side": "api",
+        },
+    }
+    reconcile: dict[str, Any] = {
+        "name": "reconcile",
+        "type": "reconcile",
+        "input": "api_changes",
+        "target": "db_changes",
+        "connection": _connection(values),
+        "table": values["table"],
+        "policy": values["conflicts"],
+        "fields": {c: t for c, _, t in mapping},
+        "key": key,
+        "id_column": api_id,
+        "api_modified": api_mod,
+        "modified": db_mod,
+        "echo_column": synced,
+    }
+    reconcile["deleted"] = gone
+
+    def route(name: str, actions: list[str], select: list[str] | None) -> list[dict]:
+        listed = ", ".join(f"'{a}'" for a in actions)
+        found = {"name": name, "type": "filter", "input": "reconcile"}
+        found["where"] = f"sync_action in [{listed}]"
+        if select is None:
+            return [found]
+        return [found, {"name": f"{name}_columns", "type": "map", "input": name, "select": select}]
+
+    flag = [gone] if gone else []
+    steps = [
+        reconcile,
+        *route(
+            "to_db",
+            ["db_create", "db_update"],
+            [key, api_id, *fields, *flag, api_mod, db_mod, synced],
+        ),
+        *route("to_api", ["api_create", "api_update", "api_delete"], None),
+        *route("to_acks", ["db_ack"], [key, api_id, api_mod]),
+        *route("to_conflicts", ["conflict"], [key, api_mod, db_mod, "api_version", "db_version"]),
+    ]
+    if gone:
+        steps += route("to_db_deletes", ["db_delete"], [key, gone, api_mod, db_mod, synced])
+    db = {
+        "type": "postgres",
+        "connection": _connection(values),
+        "table": values["table"],
+        "key": key,
+    }
+    sinks = [
+        {"name": "db", "input": "to_db_columns", **db},
+        {"name": "db_acks", "input": "to_acks_columns", **db},
+        _api_sink(values, mapping, "to_api"),
+        {
+            "name": "conflicts_table",
+            "input": "to_conflicts_columns",
+            "type": "postgres",
+            "connection": _connection(values),
+            "table": values["conflicts_table"],
+            "key": [key, api_mod, db_mod],
+        },
+        {
+            "name": "sync_report",
+            "type": "report",
+            "input": "reconcile",
+            "path": f"{out}/report/sync_report.json",
+            "group_by": ["sync_action"],
+            "metrics": {"records": "count"},
+        },
+    ]
+    if gone:
+        sinks.append({"name": "db_deletes", "input": "to_db_deletes_columns", **db})
+    return [api_source, _db_source(values, mapping)], steps, sinks
+
+
 class RecordSyncTemplate:
     name = "record_sync"
     version = "0.1"
@@ -237,12 +474,17 @@ class RecordSyncTemplate:
                 "modified_column are columns too)"
             )
         out = values["output_dir"].rstrip("/")
-        steps, sinks = _writes(values)
+        if values["direction"] == "api_to_db":
+            sources = [_api_source(values, mapping)]
+            steps, sinks = _writes(values)
+        else:
+            make = _both if values["direction"] == "both" else _db_to_api
+            sources, steps, sinks = make(values, mapping)
         return pipeline_spec(
             self,
             values,
             owner="integrations",
-            sources=[_api_source(values, mapping)],
+            sources=sources,
             steps=steps,
             sinks=[
                 *sinks,

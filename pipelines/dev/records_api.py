@@ -19,7 +19,10 @@ Endpoints (JSON, HTTP/1.1 keep-alive, 127.0.0.1 only), per base and table:
   (ids ``rec`` + 14 characters, assigned in order) and answers the created records.
 - ``PATCH /v0/{base}/{table}`` with ``{"records": [{"id", "fields"}, ...]}``: merges the fields
   into existing records; an unknown id fails the whole request (422 ``ROW_DOES_NOT_EXIST``),
-  as batch APIs do, so nothing is half-applied.
+  as batch APIs do, so nothing is half-applied. With ``"performUpsert": {"fieldsToMergeOn":
+  [field, ...]}`` (Airtable's upsert), a record without ``id`` updates the live record whose
+  merge fields hold the same values, or is created when none does; the answer then also lists
+  ``createdRecords`` and ``updatedRecords`` (ids). Sending the same upsert twice creates once.
 - ``DELETE /v0/{base}/{table}?records[]=id&records[]=id``: deletes them (tombstones kept).
 
 More than :data:`MAX_BATCH` (10) records in one write is refused with 422 ``INVALID_RECORDS``.
@@ -215,6 +218,15 @@ class RecordsApi(LoopbackServer):
         with self._lock:
             return self._update(self._table(base, table), rid, fields)
 
+    def add(self, base: str, table: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Create a record as a user of the API would (not logged, not rate limited)."""
+        with self._lock:
+            return json.loads(
+                json.dumps(
+                    self._create(self._table(base, table), [{"fields": fields}])["records"][0]
+                )
+            )
+
     def remove(self, base: str, table: str, rid: str) -> None:
         """Delete a record as a user of the API would (a tombstone is kept)."""
         with self._lock:
@@ -288,7 +300,11 @@ class RecordsApi(LoopbackServer):
                 else:
                     items = _records_of(body)
                     count = len(items)
-                    payload = self._create(t, items) if method == "POST" else self._patch(t, items)
+                    payload = (
+                        self._create(t, items)
+                        if method == "POST"
+                        else self._patch(t, items, _merge_fields(body))
+                    )
                 status = 200
             except ApiError as exc:
                 status, payload = exc.status, {"error": {"type": exc.kind, "message": exc.message}}
@@ -344,13 +360,33 @@ class RecordsApi(LoopbackServer):
             made.append(record)
         return {"records": made}
 
-    def _patch(self, t: _Table, items: list[Any]) -> dict[str, Any]:
+    def _patch(self, t: _Table, items: list[Any], merge_on: list[str] | None) -> dict[str, Any]:
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("fields"), dict):
                 raise ApiError(422, "INVALID_RECORDS", "each record needs an id and fields")
+            if merge_on is not None and "id" not in item:
+                if any(item["fields"].get(f) is None for f in merge_on):
+                    raise ApiError(422, "INVALID_RECORDS", f"upserts need values of {merge_on}")
+                continue
             if item.get("id") not in t.records:
                 raise ApiError(422, "ROW_DOES_NOT_EXIST", f"record {item.get('id')!r} not found")
-        return {"records": [self._update(t, item["id"], item["fields"]) for item in items]}
+        if merge_on is None:
+            return {"records": [self._update(t, item["id"], item["fields"]) for item in items]}
+        by_merge = {
+            tuple(r["fields"].get(f) for f in merge_on): rid for rid, r in t.records.items()
+        }
+        done, created, updated = [], [], []
+        for item in items:
+            rid = item.get("id") or by_merge.get(tuple(item["fields"][f] for f in merge_on))
+            if rid is None:
+                record = self._create(t, [item])["records"][0]
+                by_merge[tuple(item["fields"][f] for f in merge_on)] = record["id"]
+                created.append(record["id"])
+            else:
+                record = self._update(t, rid, item["fields"])
+                updated.append(rid)
+            done.append(record)
+        return {"records": done, "createdRecords": created, "updatedRecords": updated}
 
     def _update(self, t: _Table, rid: str, fields: dict[str, Any]) -> dict[str, Any]:
         record = t.records.get(rid)
@@ -384,6 +420,17 @@ def _records_of(body: bytes) -> list[Any]:
     if len(items) > MAX_BATCH:
         raise ApiError(422, "INVALID_RECORDS", f"at most {MAX_BATCH} records per request")
     return items
+
+
+def _merge_fields(body: bytes) -> list[str] | None:
+    """The ``performUpsert.fieldsToMergeOn`` of a PATCH body, or None for a plain update."""
+    upsert = json.loads(body).get("performUpsert")
+    if upsert is None:
+        return None
+    fields = upsert.get("fieldsToMergeOn") if isinstance(upsert, dict) else None
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+        raise ApiError(422, "INVALID_REQUEST", "performUpsert needs fieldsToMergeOn: [field]")
+    return fields
 
 
 def _encode_offset(modified: str, rid: str) -> str:

@@ -12,6 +12,7 @@ secret reference; it is never printed.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import os
 import sys
 import tempfile
@@ -23,6 +24,47 @@ TABLE_SQL = (
     "CREATE TABLE public.contacts (record_id text PRIMARY KEY, api_modified_at timestamptz, "
     "name text, email text, amount float8, status text, notes text)"
 )
+# db_to_api and both: the table's own modified time, the sync's acknowledgement, the API id
+# and the soft-delete flag beside the mapped fields
+SYNC_TABLE_SQL = (
+    "CREATE TABLE {table} (record_id text PRIMARY KEY, api_id text, "
+    "api_modified_at timestamptz, modified_at timestamptz NOT NULL DEFAULT now(), "
+    "synced_at timestamptz, api_deleted boolean NOT NULL DEFAULT false, "
+    "name text, email text, amount float8, status text, notes text)"
+)
+SYNC_INDEX_SQL = "CREATE INDEX ON {table} (modified_at, (record_id::text))"
+CONFLICTS_SQL = (
+    "CREATE TABLE {table} (record_id text, api_modified_at timestamptz, modified_at "
+    "timestamptz, api_version text, db_version text, "
+    "PRIMARY KEY (record_id, api_modified_at, modified_at))"
+)
+FIELDS = ("name", "email", "amount", "status", "notes")
+
+
+def seed_table(conn: Any, table: str, n: int) -> None:
+    """Rows 1..n equal to :meth:`RecordsApi.seed`'s records (same ids, fields and times), as
+    if an earlier sync had written them: loaded by COPY."""
+    from pipelines.dev.records_api import SEED_TIME, record_id, seed_fields
+
+    columns = "record_id, api_id, api_modified_at, modified_at, synced_at, " + ", ".join(FIELDS)
+    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for i in range(1, n + 1):
+            moment = SEED_TIME + _dt.timedelta(seconds=i)
+            fields = seed_fields(i)
+            rid = record_id(i)
+            copy.write_row([rid, rid, moment, moment, moment, *(fields[f] for f in FIELDS)])
+
+
+def start_marks(settings: Any, state_table: str, n: int) -> None:
+    """Both sides' marks at the last seed record: the sides are equal up to there."""
+    from connectors.sync_state import SyncState
+    from pipelines.dev.records_api import SEED_TIME, record_id
+
+    state = SyncState(settings, state_table, "record_sync")
+    state.ensure()
+    mark = (SEED_TIME + _dt.timedelta(seconds=n), record_id(n))
+    state.set("api", mark)
+    state.set("db", mark)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
