@@ -11,7 +11,7 @@ arguments, and writes each result as one JSON line (``model_to_json`` for Beam's
 (one read of the events, each query's transforms under its own label): the tests do that.
 
 Both sides' rows are then normalised to one canonical form per query (field names mapped,
-floats to 12 significant digits, nulls dropped) and compared as multisets: order never matters,
+floats to 12 significant digits and whole ones to integers, nulls dropped) and compared as multisets: order never matters,
 duplicates do.
 """
 
@@ -53,7 +53,8 @@ _EVENT_FIELDS = {
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, float):
-        return float(f"{value:.12g}")
+        value = float(f"{value:.12g}")
+        return int(value) if value.is_integer() else value  # 2.0 and 2 are one number
     if isinstance(value, dict):
         return {_EVENT_FIELDS.get(k, k): _canonical(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
