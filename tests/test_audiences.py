@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from pipelines import spec as s
+from pipelines.audience_masks import sink_rules
 from pipelines.audience_spec import AudienceSpec, ConditionSpec, holds
 from pipelines.checks import _processors, build_graph, static_problems
 from pipelines.loading import SpecError, load_spec
@@ -261,3 +262,51 @@ def test_a_step_may_not_read_a_field_masked_per_audience(example):
         "audience (fields[2].when)"
     )
     assert "move the mask step after 'derive'" in problem
+
+
+def test_outputs_without_an_audience_get_every_mask_and_dead_letter_readers_theirs(example):
+    data = example_data()
+    data["governance"]["require_audience"] = False
+    data["sinks"].append({"name": "anyone", "type": "file", "path": "out/anyone"})
+    data["sinks"].append(
+        {
+            "name": "rejections",
+            "type": "report",
+            "input": "dead_letters",
+            "path": "out/rejections.csv",
+            "group_by": ["rule"],
+            "audience": "risk",
+        }
+    )
+    spec = spec_of(data)
+    assert [r.rule.field for r in sink_rules(spec, ["protect"], None)] == ["ssn", "balance"]
+    built = build_graph(spec, streaming=False)
+    masks = [name for name in _processors(built.pipeline) if name.endswith(".protect")]
+    assert masks == ["analysts.protect"]  # 'anyone' gets the strictest masking: the analysts'
+    labels = {
+        node.full_label
+        for node in built.pipeline.transforms_stack[0].parts
+        if "RedactFor" in node.full_label
+    }
+    # the dead-letter sink's audience (analysts) and the report's (risk: only the holder)
+    assert labels == {"DeadLetters/RedactFor/analysts", "DeadLetters/RedactFor/risk"}
+
+
+def test_partial_keeps_separators_in_place():
+    import pyarrow as pa
+
+    from transforms.masking import MaskError, mask_array
+
+    values = pa.array(["123-45-6789", None, "12-3", "4111 1111 1111 1234", "123-45-6789"])
+    masked = mask_array(values, "partial", keep_last=4, keep_separators="- ")
+    assert masked.to_pylist() == [
+        "***-**-6789",
+        None,
+        "**-*",  # too short to reveal anything: masked whole, separators kept
+        "**** **** **** 1234",
+        "***-**-6789",
+    ]
+    dictionary = mask_array(values.dictionary_encode(), "partial", keep_separators="-")
+    assert dictionary.dictionary.to_pylist()[0] == "***-**-6789"
+    with pytest.raises(MaskError, match="must not hold the mask_char"):
+        mask_array(values, "partial", keep_separators="*-")
