@@ -13,11 +13,14 @@ has no aliases, no secret-level metadata and no conditional write. So:
   added in the same second as the one before it would otherwise tie), then ``created``, then id.
 * **The pending claim is write-then-check**, as Key Vault has no compare-and-set: a rotation
   adds its version tagged ``pending`` only if no enabled version is pending, then lists the
-  versions again; when two rotations raced, every one of them sees both versions and the
-  oldest claim wins, the others disable their own version and report a conflict. Promotion
-  re-checks that ``pending`` is still ours and ``current`` is what the rotation started from;
-  only the claim's holder ever promotes, so the remaining gap between that check and the
-  ``PATCH`` is not a race between two rotations.
+  versions again and goes on only if its version is the only pending one; otherwise it untags
+  and disables its own and reports a conflict. Each rotation writes before it reads, so two
+  cannot both find themselves alone: at most one goes on (both may back off). Promotion
+  re-checks that our version is still an enabled ``pending`` and ``current`` is what the
+  rotation started from; only the claim's holder ever promotes, so the remaining gap between
+  that check and the ``PATCH`` is not a race between two rotations. (An earlier "oldest claim
+  wins" rule let a rotation that had found itself alone lose to a later one whose version
+  sorted first within the same second; the two-homes test caught it.)
 * **Expiry is Key Vault's own ``exp``** per version (informational in Key Vault: the service
   still returns the value, consumers refuse it, as with every store).
 * Values are text in Key Vault; a non-UTF-8 value is stored base64-encoded with content type
@@ -151,6 +154,11 @@ def _order(props: Any) -> tuple[int, float, str]:
     return (int(seq) if seq.isdigit() else 0, created, props.version)
 
 
+def _pending(props: Any) -> bool:
+    """An enabled version tagged ``pending``: a rotation's claim (or a rival's, mid-retreat)."""
+    return bool(props.enabled) and (props.tags or {}).get(STAGE_TAG) == PENDING
+
+
 @dataclass(frozen=True)
 class _Resolved:
     """The stages of one listing: which version each points at, by the rules above."""
@@ -167,13 +175,11 @@ class _Resolved:
             for p in sorted(enabled, key=_order, reverse=True)
             if (p.tags or {}).get(STAGE_TAG) == CURRENT
         ]
-        pendings = sorted(
-            (p for p in enabled if (p.tags or {}).get(STAGE_TAG) == PENDING), key=_order
-        )
+        pendings = sorted((p for p in enabled if _pending(p)), key=_order)
         return cls(
             currents[0] if currents else None,
             currents[1] if len(currents) > 1 else None,
-            pendings[0].version if pendings else None,  # the oldest claim wins
+            pendings[0].version if pendings else None,  # two only while one backs off
         )
 
     def stages(self) -> dict[str, str]:
@@ -378,8 +384,8 @@ class AzureKeyVault:
         )
         version = created.properties.version
         after = self._versions(name)
-        winner = _Resolved.of(after).pending
-        if winner != version:  # another rotation claimed first: retire ours, nobody points at it
+        rivals = [p.version for p in after if p.version != version and _pending(p)]
+        if rivals:  # another rotation claimed meanwhile: retire ours, nobody points at it
             mine = self._find(after, version)
             if mine is not None:
                 self._set_tag(name, mine, None)
@@ -390,7 +396,7 @@ class AzureKeyVault:
                 version,
                 enabled=False,
             )
-            raise SecretConflict(f"secret {name!r}: version {winner} is already pending")
+            raise SecretConflict(f"secret {name!r}: version {rivals[0]} is already pending")
         return version
 
     def _versions_or_none(self, name: str) -> list[Any]:
@@ -401,14 +407,13 @@ class AzureKeyVault:
 
     def promote(self, name: str, version: str, *, expect_current: str | None = None) -> str | None:
         versions, resolved = self._resolve(name)
-        if resolved.pending != version or resolved.current != expect_current:
+        mine = self._find(versions, version)
+        if mine is None or not _pending(mine) or resolved.current != expect_current:
             raise SecretConflict(
-                f"secret {name!r}: cannot promote version {version}: pending is {resolved.pending}, "
+                f"secret {name!r}: cannot promote version {version}: it is "
+                f"{'an enabled pending version' if mine is not None and _pending(mine) else 'not pending'}, "
                 f"current is {resolved.current} (expected {expect_current})"
             )
-        mine = self._find(versions, version)
-        if mine is None or not mine.enabled:
-            raise SecretConflict(f"secret {name!r}: version {version} is not enabled")
         # the one write readers see: current moves, and previous with it
         self._set_tag(name, mine, CURRENT)
         # older demoted versions lose their tag, as an alias would move off them
@@ -422,9 +427,15 @@ class AzureKeyVault:
 
     def clear_stage(self, name: str, stage: str, version: str) -> bool:
         versions, resolved = self._resolve(name)
-        if getattr(resolved, stage) != version:
+        mine = self._find(versions, version)
+        holds = (
+            _pending(mine)
+            if stage == PENDING and mine is not None
+            else getattr(resolved, stage) == version
+        )
+        if not holds:
             return False
-        self._set_tag(name, self._find(versions, version), None)
+        self._set_tag(name, mine, None)
         return True
 
     def disable(self, name: str, version: str) -> None:
