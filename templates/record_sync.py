@@ -1,6 +1,5 @@
-"""The ``record_sync`` template: a records API (Airtable-like) kept in sync with a PostgreSQL
-table. Served today: the ``api_to_db`` direction only (``db_to_api`` and ``both``, with their
-conflict policies, are not written yet and are refused by the parameter's choices).
+"""The ``record_sync`` template: a records API (Airtable-like) and a PostgreSQL table kept in
+sync, in one direction or both.
 
 ``api_to_db``: an ``http`` source walks ``{api_url}/v0/{api_base}/{api_table}`` page by page
 (the answer's ``offset`` token sent back as ``?offset=``, ``pageSize`` records a page), asking
@@ -14,11 +13,41 @@ its ``modifiedTime`` to ``modified_column``, and each ``field_mapping`` entry
 point leaves the mark where it was, and the re-run fetches the same records again and rewrites
 the same rows: no gap, no duplicate. Rows the table refuses are dead letters; a report counts
 the records synced, and the run's summary and lineage the rows the table took.
-
 Deletes (``deletes``): ``ignore`` leaves rows as last synced; ``soft_delete`` lists the API's
 tombstones too (``include_deleted=true``), upserts live records whole with ``deleted_column``
 false, and tombstones as key + deletion time + ``deleted_column`` true only, so the row keeps
-its last fields. The report then counts records read per flag.
+its last fields.
+
+``db_to_api`` and ``both`` keep per-side high-water marks ``(modified time, id)`` in
+``state_table`` (PostgreSQL, created when missing), committed only after everything the run
+wrote is written, so a run killed at any point is re-read from the same marks and its
+idempotent writes are applied again to the same values. The table needs, besides the key and
+the mapped columns: ``api_id_column`` (the API's id), ``modified_column`` (the API's
+``modifiedTime`` last seen or written), ``db_modified_column`` (its own modified time, set by
+whoever edits a row: the ``postgres`` source reads rows with ``(modified, key)`` strictly after
+its mark), ``synced_column`` (the modified time the sync last wrote or sent: rows where the two
+are equal are the sync's own writes, not changes) and, with ``soft_delete``,
+``deleted_column``. An index on ``(db_modified_column, (key_column::text))`` keeps the change
+query cheap.
+
+``db_to_api``: the table's changed rows go to the API (``records_api`` sink): 10 records a
+request under ``rate_limit``, updates by API id, creates as upserts merged on the
+``external_id`` field holding the row's key (a re-run after a crash updates the record the
+killed run created instead of creating it twice), soft-deleted rows deleted. The API's id and
+``modifiedTime`` of every record written come back into the row with ``synced_column`` set to
+the change's modified time.
+
+``both``: the API's changes (``records_api`` source) and the table's (``postgres`` source) are
+keyed together by the ``reconcile`` step. A record changed on one side is written to the
+other; one changed on both since the last sync is a conflict settled by ``conflicts``:
+``source_wins`` (the API), ``target_wins`` (the table), ``newest_wins`` (the later modified
+time), or ``manual``: both versions to ``conflicts_table`` (``key_column``, ``modified_column``,
+``db_modified_column``, ``api_version``, ``db_version`` text; primary key the first three) and
+neither side touched. The sync's own writes coming back from either side are recognised (the
+API's modified time written back; the table's ``synced_column``) and not synced again.
+The report (``report/sync_report.json``) counts the records per action (``db_create``,
+``db_update``, ``db_delete``, ``api_create``, ``api_update``, ``api_delete``, ``conflict``,
+``db_ack``); the run summary has the same counts per node.
 
 The table must exist with ``key_column`` as its primary key (or a unique constraint); its
 column types decide how values are stored.
@@ -337,7 +366,7 @@ def _db_to_api(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -
     db_mod, synced = values["db_modified_column"], values["synced_column"]
     gone = values["deleted_column"] if values["deletes"] == "soft_delete" else None
     api_id = values["api_id_column"]
-    action = f"if({api_id} == null, 'api_create', 'api_update')"
+    action = f"if({api_id} is null, 'api_create', 'api_update')"
     if gone:
         action = f"if(coalesce({gone}, false), 'api_delete', {action})"
     steps = [

@@ -32,9 +32,10 @@ from connectors.secrets import EnvSecret
 from pipelines.dev.records_api import RecordsApi, record_id
 from pipelines.dev.sample_records import (
     CONFLICTS_SQL,
-    FIELDS,
     SYNC_INDEX_SQL,
     SYNC_TABLE_SQL,
+    change_both,
+    differences,
     seed_table,
     start_marks,
 )
@@ -108,51 +109,15 @@ class Pair:
         return sorted(r[0] for r in found)
 
     def change(self, rng: random.Random, tag: str) -> dict[str, list[str]]:
-        """Edits on both sides: 1 % API only, 1 % table only, 1 % both (the table's edit
-        later), two creates and one delete per side. Returns the keys by kind."""
-        m = max(2, self.n // 100)
-        picked = [record_id(i) for i in rng.sample(range(1, self.n + 1), 3 * m + 2)]
-        api_only, db_only, both = picked[:m], picked[m : 2 * m], picked[2 * m : 3 * m]
-        api_gone, db_gone = picked[3 * m], picked[3 * m + 1]
-        records = self.api.records(BASE, TABLE)
-        for rid in api_only + both:
-            if rid in records:
-                self.api.edit(BASE, TABLE, rid, {"status": f"api {tag}", "amount": 1.5})
-        self.api.remove(BASE, TABLE, api_gone)
-        made = [self.api.add(BASE, TABLE, {"name": f"api new {tag} {k}"})["id"] for k in (1, 2)]
-        time.sleep(0.01)  # the table's edits are later than the API's (newest_wins: the table)
         with self.pg.connect() as conn:
-            conn.execute(
-                f"UPDATE {self.table} SET notes = %s, modified_at = clock_timestamp() "
-                "WHERE record_id = ANY(%s) AND NOT api_deleted",
-                [f"db {tag}", db_only + both],
-            )
-            conn.execute(
-                f"UPDATE {self.table} SET api_deleted = true, modified_at = clock_timestamp() "
-                "WHERE record_id = %s",
-                [db_gone],
-            )
-            for k in (1, 2):
-                conn.execute(
-                    f"INSERT INTO {self.table} (record_id, name, amount) VALUES (%s, %s, %s)",
-                    [f"db-{tag}-{k}", f"db new {tag} {k}", k / 4],
-                )
-        return {"api": api_only, "db": db_only, "both": both, "api_new": made}
+            return change_both(self.api, conn, self.table, self.n, rng, tag)
 
     def assert_agree(self, except_keys: set[str] = frozenset()) -> None:
-        """Live API records and live rows hold the same keys and fields (bar ``except_keys``);
-        every row deleted on one side is deleted on the other."""
-        api_live = {}
-        for rid, record in self.api.records(BASE, TABLE).items():
-            key = record["fields"].get("sync_key") or rid
-            api_live[key] = tuple(record["fields"].get(f) for f in FIELDS)
-        rows = self.rows()
-        db_live = {k: tuple(r[f] for f in FIELDS) for k, r in rows.items() if not r["api_deleted"]}
-        assert sorted(set(api_live) - except_keys) == sorted(set(db_live) - except_keys)
-        different = [k for k in api_live if k not in except_keys and api_live[k] != db_live[k]]
-        assert different == []
-        for key in except_keys:
-            assert api_live.get(key) != db_live.get(key), key
+        """Live API records and live rows hold the same keys and fields, but for
+        ``except_keys``, which must differ."""
+        with self.pg.connect() as conn:
+            left = differences(self.api, conn, self.table)
+        assert sorted(left) == sorted(except_keys), {k: left.get(k) for k in sorted(left)[:3]}
 
 
 def api_server(monkeypatch: Any) -> RecordsApi:
@@ -188,16 +153,60 @@ def test_one_sync_makes_both_sides_agree_but_manual_conflicts(
         assert api.busiest_second(BASE) <= 5
         writes = [e for e in api.log if e.method in ("PATCH", "DELETE")]
         assert writes and max(e.records for e in writes) <= 10
-        # a second sync finds nothing new: its own writes are echoes, not changes
+        print(
+            f"{RECORDS} records a side: one sync {took:.1f} s, {len(writes)} API writes, "
+            f"busiest second {api.busiest_second(BASE)}"
+        )
+        # a second sync writes nothing: what it reads back of the first one's writes are
+        # echoes (the API's) or skipped by the echo column (the table's), not changes
         api.reset_log()
         again = pair.sync(conflicts="manual")
-        assert not {
-            k: v
-            for k, v in again.node("reconcile").stats.items()
-            if k.startswith(("db_", "api_", "conflict"))
+        decided = again.node("reconcile").stats
+        assert not {k: v for k, v in decided.items() if k.startswith(("db_", "api_", "conflict"))}
+        assert decided["echoes"] == stats["api_update"] + stats["api_create"]
+        assert decided["deletes_already_applied"] == stats["api_delete"]
+        assert {e.method for e in api.log} == {"GET"}
+
+
+@pytest.mark.slow
+def test_db_to_api_writes_table_changes_and_maps_new_ids(
+    pg: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """db_to_api: the table's edits, creates and soft deletes reach the API (creates get their
+    API id written back); the next run finds nothing: the write-back is not a change."""
+    with api_server(monkeypatch) as api:
+        pair = Pair(pg, api, 300, tmp_path)
+        with pg.connect() as conn:
+            conn.execute(
+                f"UPDATE {pair.table} SET notes = 'db edit', modified_at = clock_timestamp() "
+                "WHERE record_id = ANY(%s)",
+                [[record_id(i) for i in (3, 30, 300)]],
+            )
+            conn.execute(
+                f"UPDATE {pair.table} SET api_deleted = true, modified_at = clock_timestamp() "
+                "WHERE record_id = %s",
+                [record_id(4)],
+            )
+            conn.execute(f"INSERT INTO {pair.table} (record_id, name) VALUES ('db-new', 'new')")
+        summary = pair.sync(direction="db_to_api")
+        assert summary.node("api").stats == {
+            "requests": 2,
+            "updated": 3,
+            "created": 1,
+            "deleted": 1,
         }
-        assert [e.method for e in api.log] == ["GET"]
-        print(f"{RECORDS} records a side: one sync {took:.1f} s, {len(writes)} API writes")
+        pair.assert_agree()
+        made = pair.rows()["db-new"]
+        assert api.records(BASE, TABLE)[made["api_id"]]["fields"]["sync_key"] == "db-new"
+        report = json.loads((tmp_path / "report" / "sync_report.json").read_text())
+        assert sorted((r["sync_action"], r["records"]) for r in report) == [
+            ("api_create", 1),
+            ("api_delete", 1),
+            ("api_update", 3),
+        ]
+        api.reset_log()
+        again = pair.sync(direction="db_to_api")
+        assert again.node("db_changes").rows_out == 0 and api.log == []
 
 
 def test_decisions_per_policy() -> None:
@@ -294,3 +303,51 @@ def _synced(pair: Pair) -> int:
             f"SELECT count(*) FROM {pair.table} WHERE synced_at > %s",
             [_dt.datetime(2026, 11, 30, tzinfo=_dt.timezone.utc)],
         ).fetchone()[0]
+
+
+def test_writer_batches_upserts_by_external_id_and_dead_letters_refused_records() -> None:
+    """The records API writer without Beam: creates merged on the external id (sent twice,
+    created once), a batch refused for one unknown id retried record by record (only that one
+    fails, with the API's answer), a delete of a record already gone counted as done."""
+    import pyarrow as pa
+
+    from transforms.records_api_write import RecordsApiWriter
+
+    with RecordsApi(rate_limit=100) as api:
+        api.seed(BASE, TABLE, 12)
+        writer = RecordsApiWriter(
+            url=f"{api.url}/v0/{BASE}/{TABLE}",
+            fields={"name": "name"},
+            id_column="api_id",
+            key_column="record_id",
+            external_id="sync_key",
+            deleted_column="gone",
+            rate_limit=50,
+        )
+        rows = pa.table(
+            {
+                "record_id": ["db-1", "db-2", *(record_id(i) for i in range(1, 10)), "x"],
+                "api_id": [None, None, *(record_id(i) for i in range(1, 10)), "recMISSING"],
+                "name": [f"n{i}" for i in range(12)],
+                "gone": [False] * 12,
+            }
+        )
+        first = writer.write(rows)
+        assert (first.created, first.updated) == (2, 9)
+        assert list(first.failures) == [11] and "ROW_DOES_NOT_EXIST" in first.failures[11]
+        again = writer.write(rows.slice(0, 2))  # a re-run after a crash: no duplicate
+        assert (again.created, again.updated) == (0, 2)
+        made = [r for r in api.records(BASE, TABLE).values() if r["fields"].get("sync_key")]
+        assert sorted(r["fields"]["sync_key"] for r in made) == ["db-1", "db-2"]
+        api.remove(BASE, TABLE, record_id(12))
+        gone = pa.table(
+            {
+                "record_id": [record_id(12)],
+                "api_id": [record_id(12)],
+                "name": [None],
+                "gone": [True],
+            }
+        )
+        assert writer.write(gone).deleted == 1
+        batches = [e.records for e in api.log if e.method == "PATCH"]
+        assert max(batches) == 10 and batches[:2] == [10, 2]

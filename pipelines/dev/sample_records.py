@@ -1,5 +1,8 @@
 """``beamwright sample-records``: the ``record_sync`` template end to end on a laptop.
 
+``--direction both`` (or ``db_to_api``) seeds both sides equal instead and edits both sides
+between runs (1 % each, 1 % conflicting); see :func:`_two_way`.
+
 It starts the local records API (:mod:`pipelines.dev.records_api`, seeded with ``--count``
 records, its 5 requests/s limit enforced) and a throw-away PostgreSQL
 (:mod:`pipelines.dev.postgres_server`, on a free 127.0.0.1 port), creates the table, runs the
@@ -14,8 +17,10 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import random
 import sys
 import tempfile
+import time
 from typing import Any
 
 BASE, TABLE = "app1", "contacts"
@@ -67,6 +72,60 @@ def start_marks(settings: Any, state_table: str, n: int) -> None:
     state.set("db", mark)
 
 
+def change_both(
+    api: Any, conn: Any, table: str, n: int, rng: random.Random, tag: str
+) -> dict[str, list[str]]:
+    """Edits on both sides of a sync of ``n`` seeded records: 1 % API only, 1 % table only,
+    1 % both (conflicts; the table's edit a little later), two creates and one soft delete per
+    side. Returns the keys by kind (``api``, ``db``, ``both``, ``api_new``)."""
+    from pipelines.dev.records_api import record_id
+
+    m = max(2, n // 100)
+    picked = [record_id(i) for i in rng.sample(range(1, n + 1), 3 * m + 2)]
+    api_only, db_only, both = picked[:m], picked[m : 2 * m], picked[2 * m : 3 * m]
+    api_gone, db_gone = picked[3 * m], picked[3 * m + 1]
+    live = api.records(BASE, TABLE)
+    for rid in api_only + both:
+        if rid in live:
+            api.edit(BASE, TABLE, rid, {"status": f"api {tag}", "amount": 1.5})
+    api.remove(BASE, TABLE, api_gone)
+    made = [api.add(BASE, TABLE, {"name": f"api new {tag} {k}"})["id"] for k in (1, 2)]
+    time.sleep(0.01)  # the table's edits are later than the API's (newest_wins: the table)
+    conn.execute(
+        f"UPDATE {table} SET notes = %s, modified_at = clock_timestamp() "
+        "WHERE record_id = ANY(%s) AND NOT api_deleted",
+        [f"db {tag}", db_only + both],
+    )
+    conn.execute(
+        f"UPDATE {table} SET api_deleted = true, modified_at = clock_timestamp() "
+        "WHERE record_id = %s",
+        [db_gone],
+    )
+    for k in (1, 2):
+        conn.execute(
+            f"INSERT INTO {table} (record_id, name, amount) VALUES (%s, %s, %s)",
+            [f"db-{tag}-{k}", f"db new {tag} {k}", k / 4],
+        )
+    return {"api": api_only, "db": db_only, "both": both, "api_new": made}
+
+
+def differences(api: Any, conn: Any, table: str) -> dict[str, tuple[Any, Any]]:
+    """Keys whose live API record and live row differ (or exist on one side only): key ->
+    (API fields, row fields). A record the sync created from a row is keyed by its
+    ``sync_key`` field."""
+    api_live = {}
+    for rid, record in api.records(BASE, TABLE).items():
+        key = record["fields"].get("sync_key") or rid
+        api_live[key] = tuple(record["fields"].get(f) for f in FIELDS)
+    columns = ", ".join(FIELDS)
+    rows = conn.execute(
+        f"SELECT record_id, {columns} FROM {table} WHERE NOT api_deleted"
+    ).fetchall()
+    db_live = {r[0]: tuple(r[1:]) for r in rows}
+    keys = set(api_live) | set(db_live)
+    return {k: (api_live.get(k), db_live.get(k)) for k in keys if api_live.get(k) != db_live.get(k)}
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sample-records",
@@ -75,6 +134,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--count", type=int, default=500, help="records the API holds at start")
     p.add_argument("--runs", type=int, default=2, help="syncs, with API edits between them")
+    p.add_argument(
+        "--direction",
+        choices=("api_to_db", "db_to_api", "both"),
+        default="api_to_db",
+        help="both/db_to_api: both sides seeded equal, then edited on both sides between runs",
+    )
     p.add_argument("--output-dir", default="", help="outputs (default: a temporary directory)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=main)
@@ -90,6 +155,12 @@ def main(args: argparse.Namespace) -> int:
     except PostgresUnavailable as exc:
         print(f"beamwright: {exc}", file=sys.stderr)
         return 2
+    if args.direction != "api_to_db":
+        try:
+            return _two_way(server, args, out)
+        finally:
+            os.environ.pop(PASSWORD_ENV, None)
+            server.stop()
     try:
         with RecordsApi() as api:
             api.seed(BASE, TABLE, args.count)
@@ -122,6 +193,69 @@ def main(args: argparse.Namespace) -> int:
     finally:
         os.environ.pop(PASSWORD_ENV, None)
         server.stop()
+
+
+def _two_way(server: Any, args: argparse.Namespace, out: str) -> int:
+    """``both`` or ``db_to_api``: both sides seeded equal (API in bulk, table by COPY, marks at
+    the seed), then before each run edits on both sides (``db_to_api``: the API's are synced
+    to no one, so only the table's are checked); after each run the sides must agree but for
+    ``manual`` conflicts, which must all be in the conflicts table."""
+    from connectors.postgres import PostgresSettings, close_pools
+    from connectors.secrets import EnvSecret
+    from pipelines.dev.records_api import RecordsApi
+
+    os.environ[PASSWORD_ENV] = server.password
+    table, conflicts = "public.contacts", "public.contacts_conflicts"
+    server.execute(SYNC_TABLE_SQL.format(table=table))
+    server.execute(SYNC_INDEX_SQL.format(table=table))
+    server.execute(CONFLICTS_SQL.format(table=conflicts))
+    settings = PostgresSettings(
+        server.host, server.port, server.dbname, server.user, EnvSecret(PASSWORD_ENV)
+    )
+    rng = random.Random(15)
+    manual = _policy(args.param) == "manual"
+    try:
+        with RecordsApi() as api, server.connect() as conn:
+            api.seed(BASE, TABLE, args.count)
+            seed_table(conn, table, args.count)
+            start_marks(settings, "public.beamwright_sync_state", args.count)
+            print(
+                f"records API on {api.url}/v0/{BASE}/{TABLE}; PostgreSQL on "
+                f"{server.host}:{server.port}; {args.count} records a side; outputs in {out}",
+                flush=True,
+            )
+            for run in range(max(1, args.runs)):
+                changed = change_both(api, conn, table, args.count, rng, f"r{run}")
+                extra = [f"direction={args.direction}", "deletes=soft_delete", *args.param]
+                code = _sync(api, server, out, extra)
+                if code:
+                    return code
+                left = differences(api, conn, table)
+                if args.direction == "db_to_api":  # API-side edits are not synced back
+                    ignored = set(changed["api"]) | set(changed["both"]) | set(changed["api_new"])
+                    left = {k: v for k, v in left.items() if k not in ignored}
+                found = {r[0] for r in conn.execute(f"SELECT record_id FROM {conflicts}")}
+                expected = set(changed["both"]) if manual and args.direction == "both" else set()
+                unexplained = sorted(set(left) - found)
+                print(
+                    f"run {run + 1}: records differing: {len(left)} (manual conflicts in "
+                    f"{conflicts}: {len(found & expected)}/{len(expected)}), unexplained: "
+                    f"{unexplained[:5]}; API requests so far: {len(api.log)}, busiest "
+                    f"second: {api.busiest_second(BASE)} (limit {api.rate_limit}), 429s: "
+                    f"{api.statuses().get(429, 0)}",
+                    flush=True,
+                )
+                if unexplained or not expected <= found:
+                    return 1
+            return 0
+    finally:
+        close_pools()
+
+
+def _policy(pairs: list[str]) -> str:
+    """The ``conflicts`` parameter given with -p (the template's default otherwise)."""
+    given = dict(p.partition("=")[::2] for p in pairs)
+    return given.get("conflicts", "manual")
 
 
 def _sync(api: Any, server: Any, out: str, pairs: list[str]) -> int:
