@@ -22,6 +22,7 @@ from lineage import facets
 from lineage.columns import FieldState
 from lineage.datasets import Dataset
 from lineage.naming import dataset_name, strip_credentials
+from lineage.sync_report import SYNC_REPORT_FACET
 from pipelines import dataset_expectations, registry
 from pipelines import spec as s
 from pipelines.audience_masks import dead_letter_fields, masked_fields
@@ -30,6 +31,7 @@ from pipelines.ids import beamwright_version
 from pipelines.principal import Principal
 from pipelines.principal import resolve as resolve_principal
 from pipelines.summary import RunSummary
+from pipelines.sync_report import sync_report_facet
 
 log = logging.getLogger(__name__)
 
@@ -591,6 +593,9 @@ class LineageSession:
         warnings = run_warnings(spec, self.facts.run_id, summary, profiles, beam_seen)
         if warnings:
             run_facets[facets.RUN_WARNINGS_FACET] = facets.run_warnings(warnings)
+        sync = sync_report_facet(spec, summary) if counted else None
+        if sync is not None:
+            run_facets[SYNC_REPORT_FACET] = sync
         self.emitter.emit(
             state,
             inputs=inputs,

@@ -149,6 +149,11 @@ def test_one_sync_makes_both_sides_agree_but_manual_conflicts(
         report = json.loads((tmp_path / "report" / "sync_report.json").read_text())
         counted = {r["sync_action"]: r["records"] for r in report}
         assert counted["conflict"] == len(conflicted) and counted["api_create"] == 2
+        events = [json.loads(line) for line in (tmp_path / "lineage" / "events.jsonl").open()]
+        facet = events[-1]["run"]["facets"]["beamwright_syncReport"]
+        assert facet["sides"]["db"] == {"created": 2, "updated": m, "deleted": 1}
+        assert facet["sides"]["api"] == {"created": 2, "updated": m, "deleted": 1}
+        assert (facet["conflicts"], facet["manual"]) == (len(conflicted), len(conflicted))
         # the API's log: never over its limit, and the sync's writes 10 records a request
         assert api.busiest_second(BASE) <= 5
         writes = [e for e in api.log if e.method in ("PATCH", "DELETE")]
