@@ -21,6 +21,7 @@ HEAVY = (
     "boto3",
     "botocore",
     "hvac",
+    "azure",
     "croniter",
     "yaml",
 )
