@@ -246,3 +246,27 @@ def test_streaming_top_over_sessions_translates_for_dataflow(tmp_path, monkeypat
     assert any(st["name"].startswith("best_bid/LatenessGate") for st in steps)
     (group,) = [st for st in steps if st["kind"] == "GroupByKey"]
     assert group["windowing"] == ["pickled_python:v1"] and group["bounded"] is False
+
+
+def test_validate_finds_top_and_input_window_fields_without_running(tmp_path, capsys):
+    from tests.test_validation_without_running import validate, write_spec
+
+    cases = [
+        ([{"name": "t", "type": "top", "value": "amont * 2"}], "steps[0].value: unknown field"),
+        ([{"name": "t", "type": "top", "value": "amount", "group_by": ["statuss"]}],
+         "steps[0].group_by[0]: unknown field"),
+        ([{"name": "t", "type": "top", "value": "amount", "event_time": "tss"}],
+         "steps[0].event_time: unknown field"),
+        # input windows need the window columns of an earlier window step
+        ([{"name": "t", "type": "top", "value": "amount", "window": {"type": "input"}}],
+         "steps[0].window: unknown field 'window_start'"),
+    ]  # fmt: skip
+    for steps, problem in cases:
+        code, out = validate(capsys, write_spec(tmp_path, steps))
+        assert code == 2 and problem in out, out
+    after_window = [
+        {"name": "w", "type": "window", "event_time": "ts", "group_by": ["status"]},
+        {"name": "t", "type": "top", "value": "rows", "window": {"type": "input"}},
+    ]
+    code, out = validate(capsys, write_spec(tmp_path, after_window))
+    assert code == 0, out

@@ -425,12 +425,14 @@ class MergePartials(beam.CombineFn):
 
 
 class FormatPanes(beam.DoFn):
-    """``(key, metrics table)`` -> the table with window bounds and pane timing in front.
+    """``(key, metrics table)`` -> ``(window start, window end, pane timing, pane index,
+    table)``: the pane a result fired in, which :class:`ConcatPanes` writes in front of it.
 
     Empty panes (an on-time firing after early firings consumed every row in discarding mode)
     are skipped: a row of zeros would read as "nothing happened", which is not what it means.
-    Window and pane columns the rows already had (rows an earlier window step aggregated, now
-    ranked or aggregated again in the same windows) are replaced by this step's.
+    The front columns are built once per joined table, not per result: building four one-row
+    columns per key and window cost ~0.3 ms each, which is most of a window step's time when
+    it emits many small groups (per-auction counts, per-bidder sessions).
     """
 
     def __init__(self, step: str) -> None:
@@ -442,28 +444,37 @@ class FormatPanes(beam.DoFn):
 
     def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         _, table = element
-        n = table.num_rows
-        if not n:
+        if not table.num_rows:
             return
-        table = table.drop_columns([c for c in _FRONT if c in table.column_names])
         is_global = isinstance(window, GlobalWindow)
         start = None if is_global else window.start.micros
         end = None if is_global else window.end.micros
-        front = {
-            WINDOW_START: pa.array([start] * n, pa.int64()).cast(_TIME),
-            WINDOW_END: pa.array([end] * n, pa.int64()).cast(_TIME),
-            PANE_TIMING: pa.array([_TIMINGS[pane.timing]] * n, pa.string()),
-            PANE_INDEX: pa.array([pane.index] * n, pa.int64()),
-        }
-        for i, (name, column) in enumerate(front.items()):
-            table = table.add_column(i, name, column)
         assert self._counters is not None
-        self._counters.inc(AGGREGATES_OUT, n)
-        yield table
+        self._counters.inc(AGGREGATES_OUT, table.num_rows)
+        yield start, end, _TIMINGS[pane.timing], pane.index, table
+
+
+def with_panes(results: Sequence[tuple[Any, Any, str, int, pa.Table]]) -> pa.Table:
+    """The tables of :class:`FormatPanes` results joined, with the window and pane columns in
+    front. Window and pane columns the rows already had (rows an earlier window step
+    aggregated, now ranked or aggregated again in the same windows) are replaced."""
+    table = pa.concat_tables([r[4] for r in results], promote_options="permissive")
+    table = table.drop_columns([c for c in _FRONT if c in table.column_names])
+    owner = pa.array(np.repeat(np.arange(len(results)), [r[4].num_rows for r in results]))
+    front = {
+        WINDOW_START: pa.array([r[0] for r in results], pa.int64()).take(owner).cast(_TIME),
+        WINDOW_END: pa.array([r[1] for r in results], pa.int64()).take(owner).cast(_TIME),
+        PANE_TIMING: pa.array([r[2] for r in results], pa.string()).take(owner),
+        PANE_INDEX: pa.array([r[3] for r in results], pa.int64()).take(owner),
+    }
+    for i, (name, column) in enumerate(front.items()):
+        table = table.add_column(i, name, column)
+    return table
 
 
 class ConcatPanes(beam.DoFn):
-    """Join the aggregate rows of one bundle into one table per window and pane.
+    """Join the aggregate rows of one bundle into one table per window and pane, with the
+    window and pane columns in front (:func:`with_panes`).
 
     Each table is emitted at the end of the bundle in its window and pane, with the earliest
     timestamp of what it joins, so no element moves later in event time. In batch the rows
@@ -471,21 +482,20 @@ class ConcatPanes(beam.DoFn):
     """
 
     def start_bundle(self) -> None:
-        self._panes: dict[tuple[Any, Any], tuple[list[pa.Table], Any]] = {}
+        self._panes: dict[tuple[Any, Any], tuple[list[tuple], Any]] = {}
 
     def process(
         self,
-        table,
+        result,
         timestamp=beam.DoFn.TimestampParam,
         window=beam.DoFn.WindowParam,
         pane=beam.DoFn.PaneInfoParam,
     ):
-        tables, earliest = self._panes.get((window, pane), ([], timestamp))
-        tables.append(table)
-        self._panes[(window, pane)] = (tables, min(earliest, timestamp))
+        results, earliest = self._panes.get((window, pane), ([], timestamp))
+        results.append(result)
+        self._panes[(window, pane)] = (results, min(earliest, timestamp))
 
     def finish_bundle(self):
-        for (window, pane), (tables, earliest) in self._panes.items():
-            joined = pa.concat_tables(tables, promote_options="permissive")
-            yield WindowedValue(joined, earliest, (window,), pane)
+        for (window, pane), (results, earliest) in self._panes.items():
+            yield WindowedValue(with_panes(results), earliest, (window,), pane)
         self._panes = {}

@@ -625,6 +625,8 @@ class RowSplitter:
         derives windows from event times)."""
         if not self._input_windows:
             return None
+        if not rows.num_rows:  # also when the batch lacked the window columns
+            return np.zeros(0, np.int64)
         return event_micros(rows.column(WINDOW_START), WINDOW_START)[0]
 
     def late_letters(
@@ -950,7 +952,7 @@ class Window(beam.PTransform):
                 allowed_lateness=self._lateness,
             )
             | "Aggregate" >> beam.CombinePerKey(self._aggregation.combine_fn())
-            | "Panes" >> beam.ParDo(FormatPanes(self._step)).with_output_types(pa.Table)
+            | "Panes" >> beam.ParDo(FormatPanes(self._step))
         )
         if not streaming:
             panes = panes | "Unwindow" >> beam.WindowInto(GlobalWindows())
