@@ -70,7 +70,11 @@ def _input(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 def _run(
-    tmp_path: Path, label: str, rows: list[tuple[str, str]], key: dict[str, Any]
+    tmp_path: Path,
+    label: str,
+    rows: list[tuple[str, str]],
+    key: dict[str, Any],
+    key_id: bool = False,
 ) -> tuple[dict[str, str], dict]:
     """One run: customer id -> pseudonym in its output, and its lineage facet."""
     from pipelines.run import run_spec
@@ -87,7 +91,12 @@ def _run(
                     "name": "protect",
                     "type": "mask",
                     "fields": [
-                        {"field": "email", "strategy": "pseudonymize", "key": {"store": key}}
+                        {
+                            "field": "email",
+                            "strategy": "pseudonymize",
+                            "key": {"store": key},
+                            "key_id": key_id,
+                        }
                     ],
                 }
             ],
@@ -135,11 +144,12 @@ def test_rekey_map_joins_runs_across_a_rotation(tmp_path: Path, store: dict[str,
             "rekey": {
                 "originals": [{"path": str(tmp_path / "first.csv"), "field": "email"}],
                 "map_dir": str(tmp_path / "maps"),
+                "key_id": True,
             },
         }
     )
     service, v1 = _service(tmp_path, policy)
-    first, facet1 = _run(tmp_path, "first", FIRST, {**store, "name": name})
+    first, facet1 = _run(tmp_path, "first", FIRST, {**store, "name": name}, key_id=True)
     assert facet1["fields"] == [
         {"field": "email", "step": "protect", "key_ref": f"azure:{name}", "key_version": v1}
     ]
@@ -147,9 +157,11 @@ def test_rekey_map_joins_runs_across_a_rotation(tmp_path: Path, store: dict[str,
     result = service.rotate(name)
     assert result.outcome == "rotated", result.reason
     v2 = result.version
-    second, facet2 = _run(tmp_path, "second", SECOND, {**store, "name": name})
+    second, facet2 = _run(tmp_path, "second", SECOND, {**store, "name": name}, key_id=True)
     assert facet2["fields"][0]["key_version"] == v2 != v1
 
+    assert all(p.startswith(f"{v1[:8]}:") for p in first.values())  # key_id: the version made it
+    assert all(p.startswith(f"{v2[:8]}:") for p in second.values())
     assert not set(first.values()) & set(second.values()), "the rotation changed every pseudonym"
     with open(tmp_path / "maps" / f"{name}-{v1}-to-{v2}.csv", newline="") as f:
         mapping = {row["old_pseudonym"]: row["new_pseudonym"] for row in csv.DictReader(f)}
@@ -233,6 +245,16 @@ def test_a_pseudonymization_key_without_a_rotation_rule_is_refused(
     with pytest.raises(PolicyError, match="did you mean 'rekey'"):
         RotationPolicy.from_dict(
             {"secret": "pii-key", "store": store, "pseudonymization": True, "on_rotation": "rekye"}
+        )
+    from pydantic import ValidationError
+
+    from pipelines.steps.mask import MaskFieldSpec
+
+    with pytest.raises(
+        ValidationError, match="key_id applies to pseudonymize with a key from a store"
+    ):
+        MaskFieldSpec.model_validate(
+            {"field": "email", "strategy": "pseudonymize", "key": {"env": "K"}, "key_id": True}
         )
     with pytest.raises(PolicyError, match="rekey.originals"):
         RotationPolicy.from_dict(

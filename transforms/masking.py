@@ -78,7 +78,7 @@ _OPTIONS: dict[str, dict[str, object]] = {
     "redact": {"replacement": "[REDACTED]"},
     "partial": {"keep_last": 4, "mask_char": "*", "keep_first": 0, "keep_separators": ""},
     "hash": {"salt": _REQUIRED, "algorithm": "sha256"},
-    "pseudonymize": {"key": _REQUIRED, "length": None},
+    "pseudonymize": {"key": _REQUIRED, "length": None, "prefix": ""},
     "bucket": {"boundaries": _REQUIRED, "labels": None, "prefix": "", "suffix": ""},
     "email_domain": {"mask": "***"},
 }
@@ -197,7 +197,9 @@ def mask_array(values: Values, strategy: str, **options: object) -> Values:
     * ``hash``: ``salt`` (bytes or str, at least 8 bytes, required), ``algorithm``
       [``"sha256"``]. Hex digest of ``salt + value`` (UTF-8).
     * ``pseudonymize``: ``key`` (bytes or str, at least 16 bytes, required), ``length``
-      [None: all 64 hex characters; else 16 to 64]. Hex HMAC-SHA256 of the value under ``key``.
+      [None: all 64 hex characters; else 16 to 64], ``prefix`` [""]. Hex HMAC-SHA256 of the
+      value under ``key``, after ``prefix`` (the mask step's ``key_id``: the key version, so
+      tokens made with different versions of a rotated key cannot be mistaken for each other).
     * ``bucket``: ``boundaries`` (strictly increasing finite numbers, required), ``labels``
       [generated], ``prefix`` [""], ``suffix`` [""]. Intervals include their lower bound:
       ``v < b[0]`` gets label 0, ``b[i-1] <= v < b[i]`` label ``i``, ``v >= b[-1]`` the last
@@ -402,13 +404,14 @@ def _compile_pseudonymize(settings: Mapping[str, object]) -> _Masker:
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     chars = length or _SHA256_HEX_CHARS
+    prefix = _check_str("pseudonymize", "prefix", settings["prefix"])
 
     def digest(value: bytes) -> str:
         state = inner.copy()
         state.update(value)
         result = outer.copy()
         result.update(state.digest())
-        return result.hexdigest()[:chars]
+        return prefix + result.hexdigest()[:chars]
 
     def pseudonymize(values: Values, where: str) -> Values:
         return _digest_distinct(_as_bytes(values, "pseudonymize", where), digest)

@@ -74,7 +74,7 @@ from connectors.secrets.notify import (
     build_notifier,
 )
 from connectors.secrets.policy import RotationPolicy
-from connectors.secrets.pseudonyms import FIXED_VERSION, REKEY, Originals, write_rekey_map
+from connectors.secrets.pseudonyms import FIXED_VERSION, REKEY, Originals, key_id, write_rekey_map
 from connectors.secrets.registry import open_store
 from connectors.secrets.reporting import AuthFailure
 from connectors.secrets.state import RuntimeState, locked
@@ -428,7 +428,8 @@ class RotationEngine:
         try:
             old = self._seen(self.store.access(self.name, old_version).secret)
             originals = [Originals.from_dict(entry) for entry in rekey["originals"]]
-            rows = write_rekey_map(originals, old, secret, path, length=rekey.get("length"))
+            ids = (key_id(old_version), key_id(record["version"])) if rekey.get("key_id") else ("", "")
+            rows = write_rekey_map(originals, old, secret, path, length=rekey.get("length"), prefixes=ids)
         except SecretError as exc:
             return f"rekey map not written: {self._error(exc)}"
         except OSError as exc:

@@ -77,8 +77,9 @@ class RotationPolicy:
     on_rotation: ``rekey`` (before promoting, write an old -> new pseudonym map from the
         originals in ``rekey``) or ``fixed_version`` (older versions are never disabled:
         pipelines pin one in their spec). See :mod:`connectors.secrets.pseudonyms`.
-    rekey: ``{originals: [{path|paths, field}], map_dir, length}`` for ``on_rotation: rekey``:
-        the files holding the original values, where maps go, the pseudonyms' ``length``.
+    rekey: ``{originals: [{path|paths, field}], map_dir, length, key_id}`` for ``on_rotation:
+        rekey``: the files holding the original values, where maps go, and the pseudonyms'
+        ``length`` and ``key_id`` as the mask step makes them.
     """
 
     secret: str
@@ -166,7 +167,7 @@ class RotationPolicy:
             )
         if self.on_rotation == REKEY:
             rekey = dict(self.rekey or {})
-            unknown = sorted(set(rekey) - {"originals", "map_dir", "length"})
+            unknown = sorted(set(rekey) - {"originals", "map_dir", "length", "key_id"})
             if unknown or not rekey.get("originals") or not rekey.get("map_dir"):
                 raise PolicyError(
                     "on_rotation: rekey needs rekey.originals (the files holding the original values) "

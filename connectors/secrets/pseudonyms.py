@@ -107,15 +107,21 @@ def _current_version(ref: StoredSecret) -> str:
         source.close()
 
 
+def key_id(version: str) -> str:
+    """The ``key_id`` prefix of pseudonyms made with key ``version``: its first 8 characters."""
+    return f"{version[:8]}:"
+
+
 def keys_used(run_id: str) -> list[KeyUse]:
     """The pseudonymisation keys the graph of run ``run_id`` was built with (this process)."""
     with _LOCK:
         return list(_USED.get(run_id, ()))
 
 
-def pseudonym(key: bytes, value: bytes, length: int | None = None) -> str:
-    """The ``pseudonymize`` strategy's token: HMAC-SHA256 hex, cut to ``length`` characters."""
-    return hmac.new(key, value, hashlib.sha256).hexdigest()[: length or 64]
+def pseudonym(key: bytes, value: bytes, length: int | None = None, prefix: str = "") -> str:
+    """The ``pseudonymize`` strategy's token: ``prefix`` + HMAC-SHA256 hex, cut to ``length``
+    characters."""
+    return prefix + hmac.new(key, value, hashlib.sha256).hexdigest()[: length or 64]
 
 
 @dataclass(frozen=True)
@@ -182,9 +188,11 @@ def write_rekey_map(
     path: Path,
     *,
     length: int | None = None,
+    prefixes: tuple[str, str] = ("", ""),
 ) -> int:
     """Write ``old_pseudonym,new_pseudonym`` for every distinct original value to ``path``
-    (atomically: a temporary file renamed into place); the number of rows."""
+    (atomically: a temporary file renamed into place); the number of rows. ``prefixes`` are
+    the old and new ``key_id`` prefixes, for specs that use ``key_id``."""
     values = _distinct_values(originals)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -193,7 +201,8 @@ def write_rekey_map(
         writer = csv.writer(out)
         writer.writerow(["old_pseudonym", "new_pseudonym"])
         for value in values:
-            writer.writerow([pseudonym(old_key, value, length), pseudonym(new_key, value, length)])
+            old_token = pseudonym(old_key, value, length, prefixes[0])
+            writer.writerow([old_token, pseudonym(new_key, value, length, prefixes[1])])
         out.flush()
         os.fsync(out.fileno())
     os.replace(partial, path)

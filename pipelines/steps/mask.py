@@ -42,6 +42,12 @@ class MaskFieldSpec(SpecModel):
         description="partial: characters kept in place and not counted, e.g. '-' masks "
         "123-45-6789 as ***-**-6789.",
     )
+    key_id: bool = Field(
+        default=False,
+        description="pseudonymize with a key from a store: prefix each token with the first 8 "
+        "characters of the key version the run used and ':', so tokens made before and after "
+        "a key rotation cannot be mistaken for each other.",
+    )
     when: ConditionSpec | None = Field(
         default=None,
         description="Apply this rule only to outputs whose audience satisfies the condition, "
@@ -59,6 +65,8 @@ class MaskFieldSpec(SpecModel):
         for option in self._NEEDS.get(self.strategy, ()):
             if getattr(self, option) is None:
                 raise ValueError(f"strategy '{self.strategy}' needs '{option}'")
+        if self.key_id and (self.strategy != "pseudonymize" or self.key.store is None):
+            raise ValueError("key_id applies to pseudonymize with a key from a store (its versions have ids)")
         return self
 
 
@@ -85,14 +93,16 @@ def mask_transform(
 
     fields = []
     for i, f in rules:
-        options = f.model_dump(exclude_none=True, exclude={"salt", "key", "when"})
+        options = f.model_dump(exclude_none=True, exclude={"salt", "key", "when", "key_id"})
         for secret in ("salt", "key"):
             ref = resolve_secret_ref(getattr(f, secret), f"{path}.fields[{i}].{secret}")
             if ref is not None and secret == "key" and f.strategy == "pseudonymize":
-                from connectors.secrets.pseudonyms import pin_key
+                from connectors.secrets.pseudonyms import key_id, pin_key
 
                 # one key version for the whole run, recorded for lineage (key rotation)
                 ref = pin_key(ref, run_id=ctx.run_id, step=step_name, field=f.field)
+                if f.key_id:
+                    options["prefix"] = key_id(ref.ref)
             if ref is not None:
                 options[secret] = ref
         fields.append(options)
