@@ -270,3 +270,75 @@ def test_validate_finds_top_and_input_window_fields_without_running(tmp_path, ca
     ]
     code, out = validate(capsys, write_spec(tmp_path, after_window))
     assert code == 0, out
+
+
+def test_processing_time_on_bounded_input_is_one_pane_with_every_row(tmp_path):
+    """Beam's batch FnApiRunner cannot run a processing-time trigger (its batch trigger driver
+    has no clock); the step runs what such a trigger means in batch: no processing time
+    passes, so one pane at the end holds every row."""
+    src = tmp_path / "bids.jsonl"
+    src.write_text("".join(json.dumps({"bidder": b}) + "\n" for b in [1, 2, 1, 3, 1]))
+    spec = spec_from_data(
+        {
+            "name": "q12_batch",
+            "sources": [{"name": "bids", "type": "file", "path": str(src)}],
+            "steps": [
+                {
+                    "name": "per_bidder",
+                    "type": "window",
+                    "time_domain": "processing",
+                    "window": {"type": "fixed", "size": 10},
+                    "group_by": ["bidder"],
+                    "metrics": {"bids": "count"},
+                },
+                {
+                    "name": "early",  # an early processing-time firing: never in batch either
+                    "type": "window",
+                    "input": "bids",
+                    "trigger": {
+                        "type": "watermark",
+                        "early": {"type": "processing_time", "delay": 5},
+                    },
+                    "window": {"type": "global"},
+                    "metrics": {"bids": "count"},
+                },
+            ],
+            "sinks": [
+                {
+                    "name": "out",
+                    "type": "file",
+                    "path": str(tmp_path / "out"),
+                    "input": "per_bidder",
+                },
+                {"name": "all", "type": "file", "path": str(tmp_path / "all"), "input": "early"},
+            ],
+            "dead_letter": {"path": str(tmp_path / "dead")},
+            "lineage": {"enabled": False},
+        }
+    )
+    assert run_spec(spec).reconciled
+    got = {
+        r["bidder"]: (r["bids"], r["pane_index"])
+        for r in pq.read_table(tmp_path / "out").to_pylist()
+    }
+    assert got == {1: (3, 0), 2: (1, 0), 3: (1, 0)}
+    assert [r["bids"] for r in pq.read_table(tmp_path / "all").to_pylist()] == [5]
+
+
+def test_batch_triggers_keep_all_but_processing_time():
+    from transforms.windowing import without_processing_time
+
+    cases = [
+        (
+            tr.Repeatedly(tr.AfterAny(tr.AfterProcessingTime(10), tr.AfterWatermark())),
+            "Repeatedly(AfterAny(Never, AfterWatermark()))",
+        ),
+        (
+            tr.AfterWatermark(early=tr.AfterProcessingTime(5), late=tr.AfterCount(1)),
+            "AfterWatermark(late=AfterCount(1))",
+        ),
+        (tr.AfterWatermark(early=tr.AfterCount(3)), "AfterWatermark(early=AfterCount(3))"),
+        (tr.DefaultTrigger(), "DefaultTrigger()"),
+    ]
+    for trigger, expected in cases:
+        assert str(without_processing_time(trigger)) == expected

@@ -256,6 +256,36 @@ def never_finishing(trigger: tr.TriggerFn) -> tr.TriggerFn:
     )
 
 
+def without_processing_time(trigger: tr.TriggerFn) -> tr.TriggerFn:
+    """``trigger`` for a batch run: every ``AfterProcessingTime`` in it never fires.
+
+    In batch no processing time passes between reading the input and the end of it, so a
+    processing-time trigger cannot fire before the watermark closes the window: the result is
+    the one pane at the end. Beam's batch FnApiRunner cannot run such a trigger at all (its
+    batch trigger driver has no clock: ``AttributeError: 'NoneType' object has no attribute
+    'time'``, which is also why Beam's own Nexmark q12 fails in batch), so the step says what
+    the trigger means there instead. Streaming runs keep the trigger as given.
+    """
+    if isinstance(trigger, tr.AfterProcessingTime):
+        return tr._Never()  # Beam's own "never fires" (translated as Trigger.Never)
+    if isinstance(trigger, tr.AfterWatermark):
+        early, late = (
+            None if part is None else without_processing_time(part.underlying)
+            for part in (trigger.early, trigger.late)
+        )
+        return tr.AfterWatermark(
+            early=None if isinstance(early, tr._Never) else early,
+            late=None if isinstance(late, tr._Never) else late,
+        )
+    if isinstance(trigger, tr.Repeatedly):
+        return tr.Repeatedly(without_processing_time(trigger.underlying))
+    if isinstance(trigger, (tr.AfterAny, tr.AfterAll)):
+        return type(trigger)(*(without_processing_time(t) for t in trigger.triggers))
+    if isinstance(trigger, tr.AfterEach):
+        return tr.AfterEach(*(without_processing_time(t) for t in trigger.triggers))
+    return trigger
+
+
 # --------------------------------------------------------------------------- event time
 
 
@@ -947,7 +977,7 @@ class Window(beam.PTransform):
             | "Window"
             >> beam.WindowInto(
                 self._assign,
-                trigger=self._trigger,
+                trigger=self._trigger if streaming else without_processing_time(self._trigger),
                 accumulation_mode=self._accumulation,
                 allowed_lateness=self._lateness,
             )
