@@ -117,14 +117,45 @@ def _mostly(considered: int, unexpected: int, mostly: float) -> bool:
 
 def verdict(exp_type: str, kwargs: Mapping[str, Any], frame: pd.DataFrame) -> Verdict:
     """GX's verdict on ``frame`` (a fresh RangeIndex: labels are positions)."""
+    return verdicts(exp_type, [kwargs], frame, [0, len(frame)])[0]
+
+
+def verdicts(
+    exp_type: str, each: list[Mapping[str, Any]], frame: pd.DataFrame, bounds: list[int]
+) -> list[Verdict]:
+    """GX's verdict on each of the tables stacked in ``frame``, table ``i`` being rows
+    ``bounds[i]:bounds[i + 1]`` with kwargs ``each[i]`` (the same but for ``mostly``): one
+    condition call for all of them (the call, not the rows, is what costs), each verdict from
+    its own rows and ``mostly``. Only for expectations that judge rows one by one (not
+    uniqueness), on tables to which pandas gives the same dtypes on their own: the stacked
+    frame must be, table by table, what GX would see."""
+    unexpected, considered, dtype_success = _rows(exp_type, each[0], frame)
+    out = []
+    for kwargs, a, b in zip(each, bounds, bounds[1:], strict=False):
+        if dtype_success is not None:
+            out.append(Verdict([], 0, dtype_success))
+            continue
+        mostly = success_kwargs(exp_type, kwargs).get("mostly", 1.0)
+        rows = np.flatnonzero(unexpected[a:b]).tolist()
+        judged = int(considered[a:b].sum())
+        out.append(Verdict(rows, len(rows), _mostly(judged, len(rows), mostly)))
+    return out
+
+
+def _rows(
+    exp_type: str, kwargs: Mapping[str, Any], frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, bool | None]:
+    """(unexpected rows, rows ``mostly`` is judged on, success when GX judged the dtype and
+    listed no rows), each a boolean mask over ``frame``."""
     impl = _impl(exp_type)
     values = success_kwargs(exp_type, kwargs)
-    mostly = values.pop("mostly", 1.0)
+    values.pop("mostly", None)
     metric, condition = _metric(impl.map_metric)
     # a domain kwarg, not a success one: it picks the rows (below)
     ignore = kwargs.get("ignore_row_if", _default(exp_type, "ignore_row_if"))
     # GX hands the condition only its metric's value kwargs
     values = {k: v for k, v in values.items() if k in metric.condition_value_keys}
+    unexpected = np.zeros(len(frame), bool)
     if "column" in kwargs:
         column = frame[kwargs["column"]]
         if "type_" in values or "type_list" in values:
@@ -134,15 +165,15 @@ def verdict(exp_type: str, kwargs: Mapping[str, Any], frame: pd.DataFrame) -> Ve
             ):
                 # GX's aggregate path: the column's dtype decides, no row is listed
                 check = impl._validate_pandas(None, column.dtype, wanted)
-                return Verdict([], 0, bool(check["success"]))
+                return unexpected, unexpected, bool(check["success"])
         present = column.notnull().to_numpy()
         if getattr(metric, "filter_column_isnull", True):
             column = column[present]
         meets = np.asarray(_condition(metric, condition, column, values), dtype=bool)
-        rows = column.index[~meets].tolist()
+        unexpected[column.index[~meets]] = True
         # ColumnMapExpectation judges mostly on the non-null rows, the null ones on all rows
-        considered = len(frame) if exp_type in _ALL_ROWS else int(present.sum())
-        return Verdict(rows, len(rows), _mostly(considered, len(rows), mostly))
+        considered = np.ones(len(frame), bool) if exp_type in _ALL_ROWS else present
+        return unexpected, considered, None
     names = [kwargs["column_A"], kwargs["column_B"]] if "column_A" in kwargs else None
     names = names or list(kwargs["column_list"])
     how = {"both_values_are_missing": "all", "all_values_are_missing": "all",
@@ -152,5 +183,7 @@ def verdict(exp_type: str, kwargs: Mapping[str, Any], frame: pd.DataFrame) -> Ve
         meets = condition(metric, data[names[0]], data[names[1]], **values, _metrics={})
     else:
         meets = condition(metric, data[names], **values, _metrics={})
-    rows = data.index[~np.asarray(meets, dtype=bool)].tolist()
-    return Verdict(rows, len(rows), _mostly(len(data), len(rows), mostly))
+    unexpected[data.index[~np.asarray(meets, dtype=bool)]] = True
+    considered = np.zeros(len(frame), bool)
+    considered[data.index] = True
+    return unexpected, considered, None

@@ -46,6 +46,7 @@ computes it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -279,6 +280,7 @@ def _regex(negate: bool, *, many: bool = False) -> Callable[..., _Kernel | None]
     return build
 
 
+@functools.lru_cache(maxsize=4096)
 def re2_compiles(pattern: str) -> bool:
     try:
         pc.match_substring_regex(pa.array([""]), pattern)

@@ -7,9 +7,9 @@ syntax but not on everything users write, so a pattern is rewritten token by tok
 Python's meaning, and anything whose meaning differs and cannot be rewritten exactly makes
 :func:`to_re2` return ``None`` (the expectation then keeps running through GX):
 
-* ``\\d``, ``\\s``, ``\\w`` are Unicode-aware in Python (``str.isdecimal``, ``str.isspace``,
-  ``str.isalnum`` or ``_``) and ASCII in RE2: they become explicit classes built from this
-  Python's own Unicode tables. Their negations are kept only outside ``[...]``.
+* ``\\d``, ``\\s``, ``\\w`` are Unicode-aware in Python and ASCII in RE2: they become
+  explicit classes of the code points this Python's ``re`` matches with them. Their
+  negations are kept only outside ``[...]``.
 * ``$`` also matches before a final newline in Python: it becomes ``(?:\\n?\\z)`` when nothing
   but ``)`` or ``|`` follows it (the match is only tested for existence, so consuming the
   newline changes nothing).
@@ -29,11 +29,7 @@ import warnings
 
 _SIMPLE_ESCAPES = frozenset("ntrfva")
 _UNSUPPORTED_ESCAPES = frozenset("bBAZgN0123456789")
-_CLASS_TESTS = {
-    "d": str.isdecimal,
-    "s": str.isspace,
-    "w": lambda c: c.isalnum() or c == "_",
-}
+_CLASSES = frozenset("dsw")  # Unicode-aware in Python, ASCII in RE2
 
 
 class _Unsupported(Exception):
@@ -42,23 +38,17 @@ class _Unsupported(Exception):
 
 @functools.cache
 def _ranges(kind: str) -> str:
-    """The characters Python's ``\\<kind>`` matches, as RE2 class ranges (no brackets)."""
-    test = _CLASS_TESTS[kind]
-    parts: list[str] = []
-    start = None
-    for code in range(sys.maxunicode + 2):
-        inside = code <= sys.maxunicode and test(chr(code))
-        if inside and start is None:
-            start = code
-        elif not inside and start is not None:
-            end = code - 1
-            parts.append(
-                f"\\x{{{start:x}}}" if start == end else f"\\x{{{start:x}}}-\\x{{{end:x}}}"
-            )
-            start = None
+    """The characters Python's ``\\<kind>`` matches, as RE2 class ranges (no brackets): found by
+    Python's ``re`` itself over every code point, so the class is exactly what ``re`` means."""
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    parts = []
+    for run in re.finditer(f"\\{kind}+", every):
+        start, end = run.start(), run.end() - 1
+        parts.append(f"\\x{{{start:x}}}" if start == end else f"\\x{{{start:x}}}-\\x{{{end:x}}}")
     return "".join(parts)
 
 
+@functools.lru_cache(maxsize=4096)
 def to_re2(pattern: str) -> str | None:
     """An RE2 pattern that ``search``es exactly like Python's ``re.search(pattern)``, or None."""
     try:
@@ -106,7 +96,7 @@ class _Rewriter:
             raise _Unsupported("trailing backslash")
         c = self.p[self.i + 1]
         self.i += 2
-        if c in _CLASS_TESTS:
+        if c in _CLASSES:
             ranges = _ranges(c)
             return ranges if in_class else f"[{ranges}]"
         if c in "DSW":
