@@ -62,9 +62,20 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _flat_auction_bid(row: dict[str, Any]) -> dict[str, Any]:
+    """Beam's ``AuctionBid`` ({auction: {...}, bid: {...}}) as the specs' one flat row: the
+    auction's fields, then the bid's prefixed ``bid_`` (the join's prefix for its right side)."""
+    if set(row) != {"auction", "bid"}:
+        return row
+    bid = _canonical(row["bid"])
+    return {**_canonical(row["auction"]), **{f"bid_{k}": v for k, v in bid.items()}}
+
+
 def canonical_rows(rows: Iterable[dict[str, Any]]) -> collections.Counter[str]:
     """Rows as a multiset of canonical JSON texts: what two results must share to be equal."""
-    return collections.Counter(json.dumps(_canonical(r), sort_keys=True) for r in rows)
+    return collections.Counter(
+        json.dumps(_canonical(_flat_auction_bid(r)), sort_keys=True) for r in rows
+    )
 
 
 @dataclass(frozen=True)
