@@ -19,15 +19,6 @@ alone, and those rows come back as failures with PostgreSQL's message, the other
 Rows with a null key are failures before anything is sent. Connection failures are retried
 (``retries``, doubling backoff), then raised as :class:`~connectors.postgres.PostgresError`.
 
-Each batch's transaction commits with ``synchronous_commit = off`` (``SET LOCAL``): it does not
-wait for its WAL to reach the disk, which saves a flush per batch. A server crash can then lose
-the last fraction of a second of committed batches, never half of one (WAL stays ordered and
-crash-safe). That is safe for an incremental sync: its mark (``connectors.sync_state``) is
-committed later with the default ``synchronous_commit = on``, whose flush covers every earlier
-WAL record, so a durable mark implies durable rows; when the rows were lost so was the mark,
-and the re-run rewrites them. Rows written with no mark after them (a plain load) are only as
-durable as their re-run.
-
 The answer counts rows ``created`` and ``updated`` (``xmax = 0`` marks a row the statement
 inserted), for sync reports.
 """
@@ -192,8 +183,6 @@ class UpsertWriter:
         keys = sql.SQL(", ").join(sql.Identifier(k) for k in self.keys)
         data = _csv(rows)
         with conn.transaction():
-            # Durability is the sync state's job: see the module docstring.
-            conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute(
                 sql.SQL(
                     "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"

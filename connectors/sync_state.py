@@ -11,9 +11,7 @@ any point leaves the committed marks where they were; the next run stages its ow
 run id) and reads the same changes again, which the sync's idempotent writes apply again to
 the same values: no gap, no duplicate.
 
-The commit is one ``UPDATE`` for every side of the sync with the default
-``synchronous_commit = on``: its WAL flush also makes durable every batch upserted before it
-with ``synchronous_commit = off`` (:mod:`connectors.postgres_upsert`).
+The commit is one ``UPDATE`` for every side of the sync, so the sides' marks move together.
 
 The table is created when missing (``CREATE TABLE IF NOT EXISTS``): it is the sync's own
 bookkeeping, not user data.
