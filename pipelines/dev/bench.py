@@ -214,8 +214,10 @@ def _audience_spec(
         {"name": "analysts", "type": "file", "path": str(out / "analysts"), "format": "parquet"},
         {"name": "risk", "type": "file", "path": str(out / "risk"), "format": "parquet"},
     ]
-    if conditional:
+    dead_letter: dict[str, Any] = {"path": str(out / "dead"), "format": "jsonl"}
+    if conditional:  # dead letters for risk: exact, as the plain case writes them
         sinks[0]["audience"], sinks[1]["audience"] = "analysts", "risk"
+        dead_letter["audience"] = "risk"
     else:
         sinks[1]["input"] = "validate"
     return PipelineSpec.model_validate(
@@ -229,7 +231,7 @@ def _audience_spec(
             "sources": [{"name": "orders", "type": "file", "path": source}],
             "steps": [validate, {"name": "mask", "type": "mask", "fields": rules}],
             "sinks": sinks,
-            "dead_letter": {"path": str(out / "dead"), "format": "jsonl"},
+            "dead_letter": dead_letter,
             "lineage": {"enabled": False},
             "governance": AUDIENCES if conditional else {},
         }
