@@ -127,7 +127,7 @@ def api_server(monkeypatch: Any) -> RecordsApi:
 
 @pytest.mark.slow
 def test_one_sync_makes_both_sides_agree_but_manual_conflicts(
-    pg: Any, tmp_path: Path, monkeypatch: Any
+    pg: Any, tmp_path: Path, monkeypatch: Any, caplog: Any, capfd: Any
 ) -> None:
     with api_server(monkeypatch) as api:
         pair = Pair(pg, api, RECORDS, tmp_path)
@@ -171,6 +171,14 @@ def test_one_sync_makes_both_sides_agree_but_manual_conflicts(
         assert decided["echoes"] == stats["api_update"] + stats["api_create"]
         assert decided["deletes_already_applied"] == stats["api_delete"]
         assert {e.method for e in api.log} == {"GET"}
+        # neither secret reached a file the runs wrote (lineage, reports, dead letters) nor
+        # the logs and output, nor the conflicts table
+        captured = capfd.readouterr()
+        written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+        with pg.connect() as conn:
+            versions = str(conn.execute(f"SELECT * FROM {pair.conflicts}").fetchall())
+        for text in [*written, caplog.text, captured.out, captured.err, versions]:
+            assert TOKEN not in text and pg.password not in text
 
 
 @pytest.mark.slow
