@@ -109,6 +109,14 @@ def test_table_expectations_are_judged_once_on_the_whole_input(tmp_path: Path) -
     assert not_null["result"]["unexpected_count"] == 5 and not not_null["success"]
     assert result["results"][1]["result"]["observed_value"] == ROWS
     assert result["statistics"]["evaluated_expectations"] == 4
+    # GX itself reads it as its ExpectationSuiteValidationResult (what Data Docs render)
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResultSchema,
+    )
+
+    loaded = ExpectationSuiteValidationResultSchema().load(result)
+    assert loaded.success is False and len(loaded.results) == 4
+    assert loaded.results[1].result["observed_value"] == ROWS
 
 
 def test_a_failing_critical_table_expectation_fails_the_run_and_publishes_nothing(
@@ -116,7 +124,11 @@ def test_a_failing_critical_table_expectation_fails_the_run_and_publishes_nothin
 ) -> None:
     write_orders(tmp_path / "in.jsonl")
     run(tmp_path, write_suite(tmp_path / "suite.json", max_rows=100))
-    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+    def files(folder: str) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in (tmp_path / folder).iterdir()}
+
+    before, dead_before = files("out"), files("dead")
     write_orders(tmp_path / "in.jsonl", rows=ROWS + 60)  # 110 rows: above max_value=100
     with pytest.raises(RunFailed) as failed:
         run(tmp_path, tmp_path / "suite.json")
@@ -124,8 +136,15 @@ def test_a_failing_critical_table_expectation_fails_the_run_and_publishes_nothin
     assert "expect_table_row_count_to_be_between(min_value=20, max_value=100)" in message
     assert "observed 110" in message
     assert not failed.value.summary.published
-    after = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
-    assert after == before  # the previous outputs are untouched
+    assert files("out") == before  # the previous outputs are untouched, byte for byte
+    # the failed run's dead letters are kept beside the earlier ones (they say why), which
+    # stay as they were; its GX result says what failed
+    dead_after = files("dead")
+    assert {k: dead_after[k] for k in dead_before if k.startswith("part-")} == {
+        k: v for k, v in dead_before.items() if k.startswith("part-")
+    }
+    result = json.loads(Path(failed.value.summary.data_quality_result).read_text())
+    assert not result["success"]
 
 
 def test_a_warning_severity_reports_without_failing(tmp_path: Path) -> None:
