@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import glob
 import json
 import time
@@ -172,23 +173,22 @@ def oracle_runner(query: int) -> str:
     return ORACLE_RUNNERS.get(query, "FnApiRunner")
 
 
-class _FixedMovingMean:
+@functools.cache
+def _fix_query6() -> None:
     """Beam's query 6 ``MovingMeanSellingPriceFn`` sorts by ``-bid.date_time``, and a Beam
-    ``Timestamp`` has no unary minus (TypeError on every runner). The same order (newest first,
-    then highest price) by the timestamp's micros is the one-line fix; nothing else changes."""
+    ``Timestamp`` has no unary minus (TypeError on every runner). The fix: the same order
+    (newest first, then highest price) by the timestamp's micros; nothing else changes. Applied
+    once per process to Beam's module, whose ``load`` looks the class up when it is called."""
+    from apache_beam.testing.benchmarks.nexmark.queries import query6
 
-    @staticmethod
-    def patched() -> type:
-        from apache_beam.testing.benchmarks.nexmark.queries import query6
+    class MovingMeanSellingPriceFn(query6.MovingMeanSellingPriceFn):
+        def add_input(self, accumulator, element):  # noqa: ANN001, ANN201 - Beam's signature
+            accumulator.append(element)
+            accumulator.sort(key=lambda bid: (-bid.date_time.micros, -bid.price))
+            del accumulator[self.max_num_bids :]
+            return accumulator
 
-        class MovingMeanSellingPriceFn(query6.MovingMeanSellingPriceFn):
-            def add_input(self, accumulator, element):  # noqa: ANN001, ANN201 - Beam's signature
-                accumulator.append(element)
-                accumulator.sort(key=lambda bid: (-bid.date_time.micros, -bid.price))
-                del accumulator[self.max_num_bids :]
-                return accumulator
-
-        return MovingMeanSellingPriceFn
+    query6.MovingMeanSellingPriceFn = MovingMeanSellingPriceFn
 
 
 def _query_transform(number: int) -> Callable[[Any], Any]:
@@ -198,7 +198,7 @@ def _query_transform(number: int) -> Callable[[Any], Any]:
         f"apache_beam.testing.benchmarks.nexmark.queries.query{number}"
     )
     if number == 6:
-        module.MovingMeanSellingPriceFn = _FixedMovingMean.patched()
+        _fix_query6()
     return lambda events: module.load(events, dict(QUERY_ARGS), None)
 
 
