@@ -325,8 +325,8 @@ def test_processing_time_on_bounded_input_is_one_pane_with_every_row(tmp_path):
     assert [r["bids"] for r in pq.read_table(tmp_path / "all").to_pylist()] == [5]
 
 
-def test_batch_triggers_keep_all_but_processing_time():
-    from transforms.windowing import without_processing_time
+def test_batch_triggers_keep_all_but_processing_time_and_row_counts():
+    from transforms.windowing import batch_trigger
 
     cases = [
         (
@@ -337,8 +337,50 @@ def test_batch_triggers_keep_all_but_processing_time():
             tr.AfterWatermark(early=tr.AfterProcessingTime(5), late=tr.AfterCount(1)),
             "AfterWatermark(late=AfterCount(1))",
         ),
-        (tr.AfterWatermark(early=tr.AfterCount(3)), "AfterWatermark(early=AfterCount(3))"),
+        (tr.AfterWatermark(early=tr.AfterCount(3)), "AfterWatermark()"),  # one pane: ON_TIME
+        (tr.Repeatedly(tr.AfterAny(tr.AfterCount(1), tr.AfterWatermark())), None),
         (tr.DefaultTrigger(), "DefaultTrigger()"),
     ]
     for trigger, expected in cases:
-        assert str(without_processing_time(trigger)) == expected
+        assert str(batch_trigger(trigger)) == (expected or str(trigger))
+
+
+def test_a_count_trigger_in_batch_gives_each_session_one_pane_from_partials():
+    """q11's trigger in batch: sessions per bidder with an early count; Beam's batch driver
+    decides each window once with all its rows, so the counts are the same whether the early
+    pane fires; the step feeds partials (not a row each) and emits one ON_TIME pane."""
+    from transforms.windowing import Window, window_fn
+
+    rows = [(1, 1), (1, 2), (1, 3), (1, 4), (2, 2), (1, 30)]
+    tables = [
+        with_positions(
+            pa.table({"bidder": [b for b, _ in part], "at": [t * 1000 for _, t in part]}),
+            "bids.jsonl",
+            range(i, i + len(part)),
+        )
+        for i, part in ((1, rows[:3]), (4, rows[3:]))
+    ]
+    p = TestPipeline(runner="FnApiRunner")
+    out = (
+        p
+        | beam.Create(tables).with_output_types(pa.Table)
+        | Window(
+            window_fn=window_fn("session", gap=10),
+            key_fields=["bidder"],
+            metrics={"bids": "count"},
+            event_time_field="at",
+            trigger=tr.AfterWatermark(early=tr.AfterCount(3)),
+            allowed_lateness=1,
+        )
+    )
+    assert_that(
+        out.rows
+        | beam.FlatMap(
+            lambda t: [
+                (r["bidder"], int(r["window_start"].timestamp()), r["pane_timing"], r["bids"])
+                for r in t.to_pylist()
+            ]
+        ),
+        equal_to([(1, 1, "ON_TIME", 4), (1, 30, "ON_TIME", 1), (2, 2, "ON_TIME", 1)]),
+    )
+    p.run().wait_until_finish()

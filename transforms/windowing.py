@@ -19,8 +19,9 @@ therefore pre-aggregated per key and window first (combiner lifting, see
 computed with the rows' (:meth:`Closing.windows`, Beam's own assignment) and kept by
 :class:`PresetWindows`, never re-derived from an element's timestamp. Triggers see partials
 instead of rows, which changes nothing for watermark, processing-time and ``AfterCount(1)``
-triggers; a trigger that counts more than one element means rows, so the step then feeds Beam
-one partial per row (:func:`counts_elements`), at the old per-row speed.
+triggers; a trigger that counts more than one element means rows, so in streaming the step
+then feeds Beam one partial per row (:func:`counts_elements`), at the old per-row speed. In
+batch it does not need to (see :func:`batch_trigger`).
 
 Why the windows stay in streaming. The tables a streaming step emits are in the event-time
 window and pane that produced them, timestamped at the window's end, so a downstream
@@ -256,21 +257,35 @@ def never_finishing(trigger: tr.TriggerFn) -> tr.TriggerFn:
     )
 
 
-def without_processing_time(trigger: tr.TriggerFn) -> tr.TriggerFn:
-    """``trigger`` for a batch run: every ``AfterProcessingTime`` in it never fires.
+def batch_trigger(trigger: tr.TriggerFn) -> tr.TriggerFn:
+    """``trigger`` for a bounded (batch) run: ``AfterProcessingTime`` and ``AfterCount(n > 1)``
+    never fire; every other part is kept.
 
-    In batch no processing time passes between reading the input and the end of it, so a
-    processing-time trigger cannot fire before the watermark closes the window: the result is
-    the one pane at the end. Beam's batch FnApiRunner cannot run such a trigger at all (its
-    batch trigger driver has no clock: ``AttributeError: 'NoneType' object has no attribute
-    'time'``, which is also why Beam's own Nexmark q12 fails in batch), so the step says what
-    the trigger means there instead. Streaming runs keep the trigger as given.
+    Beam's batch trigger driver hands a trigger each key's elements at once and then ends the
+    window, so in batch a window is decided with all its rows:
+
+    * No processing time passes between reading the input and the end of it, so a
+      processing-time trigger cannot fire before the window's pane at the end. Beam's batch
+      FnApiRunner cannot run one at all (its batch trigger driver has no clock:
+      ``AttributeError: 'NoneType' object has no attribute 'time'``, which is also why Beam's
+      own Nexmark q12 fails in batch), so the step says what it means there instead.
+    * A count of more than one either fires with every row of the window or not at all, and
+      the window's result is the same (discarding: the pane after an early one is empty).
+      Only Beam's label would differ (EARLY once the window has ``n`` rows); knowing it would
+      cost one Beam element per row (:func:`counts_elements`), which is what made such a
+      window step slower than Beam's own per-element pipeline. So in batch the step feeds
+      partials and each window's one pane is ON_TIME (in accumulating mode Beam would repeat
+      the rows in a second pane; the step gives them once).
+
+    Streaming runs keep the trigger as given, and count rows exactly.
     """
-    if isinstance(trigger, tr.AfterProcessingTime):
+    if isinstance(trigger, tr.AfterProcessingTime) or (
+        isinstance(trigger, tr.AfterCount) and trigger.count > 1
+    ):
         return tr._Never()  # Beam's own "never fires" (translated as Trigger.Never)
     if isinstance(trigger, tr.AfterWatermark):
         early, late = (
-            None if part is None else without_processing_time(part.underlying)
+            None if part is None else batch_trigger(part.underlying)
             for part in (trigger.early, trigger.late)
         )
         return tr.AfterWatermark(
@@ -278,11 +293,11 @@ def without_processing_time(trigger: tr.TriggerFn) -> tr.TriggerFn:
             late=None if isinstance(late, tr._Never) else late,
         )
     if isinstance(trigger, tr.Repeatedly):
-        return tr.Repeatedly(without_processing_time(trigger.underlying))
+        return tr.Repeatedly(batch_trigger(trigger.underlying))
     if isinstance(trigger, (tr.AfterAny, tr.AfterAll)):
-        return type(trigger)(*(without_processing_time(t) for t in trigger.triggers))
+        return type(trigger)(*(batch_trigger(t) for t in trigger.triggers))
     if isinstance(trigger, tr.AfterEach):
-        return tr.AfterEach(*(without_processing_time(t) for t in trigger.triggers))
+        return tr.AfterEach(*(batch_trigger(t) for t in trigger.triggers))
     return trigger
 
 
@@ -947,10 +962,18 @@ class Window(beam.PTransform):
             input_windows=input_windows,
             aggregation=aggregation,
         )
-        partials = aggregation.batch_partials(
-            session_gap=session_gap, per_row=counts_elements(self._trigger), step=step_name
-        )
-        self._emitter = _Emitter(partials, self._closing, step_name)
+        self._emitters = {  # streaming or not: whether a count trigger needs a partial per row
+            streaming: _Emitter(
+                aggregation.batch_partials(
+                    session_gap=session_gap,
+                    per_row=streaming and counts_elements(self._trigger),
+                    step=step_name,
+                ),
+                self._closing,
+                step_name,
+            )
+            for streaming in (False, True)
+        }
 
     def expand(self, tables: beam.PCollection) -> WindowOutputs:
         streaming = is_streaming(tables)
@@ -963,12 +986,13 @@ class Window(beam.PTransform):
                     beam.typehints.Tuple[int, pa.Table]
                 )
                 | labelled_pardo(
-                    "LatenessGate", _LatenessGateFn(self._splitter, self._closing, self._emitter)
+                    "LatenessGate",
+                    _LatenessGateFn(self._splitter, self._closing, self._emitters[True]),
                 ).with_outputs(DEAD_LETTERS, main=ROWS)
             )
         else:
             split = tables | labelled_pardo(
-                "Partials", _PartialsFn(self._splitter, self._emitter)
+                "Partials", _PartialsFn(self._splitter, self._emitters[streaming])
             ).with_outputs(DEAD_LETTERS, main=ROWS)
         dead_letters = split[DEAD_LETTERS]
         dead_letters.element_type = pa.Table
@@ -977,7 +1001,7 @@ class Window(beam.PTransform):
             | "Window"
             >> beam.WindowInto(
                 self._assign,
-                trigger=self._trigger if streaming else without_processing_time(self._trigger),
+                trigger=self._trigger if streaming else batch_trigger(self._trigger),
                 accumulation_mode=self._accumulation,
                 allowed_lateness=self._lateness,
             )
