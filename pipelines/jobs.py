@@ -65,6 +65,7 @@ class JobRecord:
     event_log: str | None = None
     spec_path: str | None = None
     ended: str | None = None  # the lineage end state, once emitted
+    principal: dict[str, str] | None = None  # who submitted it (the terminal event's principal)
 
     @property
     def path(self) -> Path:
@@ -148,6 +149,7 @@ def detach_spec(
         leases=leases,
         event_log=lineage.emitter.event_log if lineage else None,
         spec_path=spec_path,
+        principal=lineage.facts.principal.as_dict() if lineage else None,
     )
     record.save()
     if lineage:
@@ -278,6 +280,7 @@ def _finish_lineage(record: JobRecord, service: _JobService, end: str) -> dict[s
     from lineage.datasets import Dataset
     from pipelines.lineage_run import LineageSession
     from pipelines.loading import spec_from_data
+    from pipelines.principal import Principal
     from pipelines.summary import RunSummary, counts_from_metrics
 
     spec = spec_from_data(record.spec)
@@ -310,6 +313,7 @@ def _finish_lineage(record: JobRecord, service: _JobService, end: str) -> dict[s
         event_log=record.event_log,
         spec_path=record.spec_path,
         started=True,
+        principal=Principal(**record.principal) if record.principal else None,
     )
     message = {"ABORT": "cancelled", "FAIL": "the detached job failed"}.get(end)
     return session.finish(end, summary, message=message)

@@ -500,12 +500,17 @@ class LineageSession:
         event_log: str | None,
         spec_path: str | None = None,
         started: bool = False,
+        principal: Principal | None = None,
     ) -> None:
         """``started``: another process already emitted this run's START (a detached job,
-        :mod:`pipelines.jobs`); only the terminal event is left to emit."""
+        :mod:`pipelines.jobs`); only the terminal event is left to emit. ``principal``: who
+        ran it, when that was decided elsewhere (the detached job's submitter, not whoever
+        asks for its status)."""
         from lineage.emitter import RunLineage
 
         self.facts = RunLineageFacts(spec, run_id, inputs, outputs, spec_path=spec_path)
+        if principal is not None:
+            self.facts.principal = principal
         self.emitter = RunLineage(
             namespace=spec.lineage.namespace,
             job_name=spec.name,

@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _cli(*args: str, cwd: Path, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BEAMWRIGHT_HOME": str(home)}
+def _cli(*args: str, cwd: Path, home: Path, principal: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BEAMWRIGHT_HOME": str(home),
+           "BEAMWRIGHT_PRINCIPAL": principal}  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
@@ -57,7 +58,7 @@ def test_detached_streaming_job_is_followed_and_cancelled_from_other_processes(
         flags = [f"--option={k}={v}" for k, v in options.items()]
         t0 = time.monotonic()
         done = _cli("run", str(spec), "--runner", "portable", "--detach", *flags,
-                    cwd=tmp_path, home=home)  # fmt: skip
+                    cwd=tmp_path, home=home, principal="service:scheduler")  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
         assert time.monotonic() - t0 < 120  # returned while the job runs on
         job_id = done.stdout.split("submitted job ", 1)[1].split()[0]
@@ -77,7 +78,9 @@ def test_detached_streaming_job_is_followed_and_cancelled_from_other_processes(
         assert metrics.returncode == 0, metrics.stderr
         assert [n["name"] for n in json.loads(metrics.stdout)][:2] == ["orders", "typed"]
 
-        cancelled = json.loads(_cli("jobs", "cancel", job_id, cwd=tmp_path, home=home).stdout)
+        # cancelled by someone else: the run is still the submitter's
+        cancel = _cli("jobs", "cancel", job_id, cwd=tmp_path, home=home, principal="operator")
+        cancelled = json.loads(cancel.stdout)
         assert cancelled["state"] == "CANCELLED" and cancelled["ended"] == "ABORT"
         assert all(not Path(p).exists() for p in record["leases"])
 
@@ -88,6 +91,9 @@ def test_detached_streaming_job_is_followed_and_cancelled_from_other_processes(
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["eventType"] for e in events] == ["START", "ABORT"]
     assert {e["run"]["runId"] for e in events} == {record["run_id"]}
+    submitter = {"name": "scheduler", "type": "service", "source": "env:BEAMWRIGHT_PRINCIPAL"}
+    facets = [e["run"]["facets"]["beamwright_principal"] for e in events]
+    assert [{k: f[k] for k in submitter} for f in facets] == [submitter] * 2
 
 
 def test_a_bounded_job_cannot_detach(tmp_path):
