@@ -77,7 +77,7 @@ def change_both(
 ) -> dict[str, list[str]]:
     """Edits on both sides of a sync of ``n`` seeded records: 1 % API only, 1 % table only,
     1 % both (conflicts; the table's edit a little later), two creates and one soft delete per
-    side. Returns the keys by kind (``api``, ``db``, ``both``, ``api_new``)."""
+    side. Returns the keys by kind (``api``, ``db``, ``both``, ``api_new``, ``api_gone``)."""
     from pipelines.dev.records_api import record_id
 
     m = max(2, n // 100)
@@ -106,7 +106,7 @@ def change_both(
             f"INSERT INTO {table} (record_id, name, amount) VALUES (%s, %s, %s)",
             [f"db-{tag}-{k}", f"db new {tag} {k}", k / 4],
         )
-    return {"api": api_only, "db": db_only, "both": both, "api_new": made}
+    return {"api": api_only, "db": db_only, "both": both, "api_new": made, "api_gone": [api_gone]}
 
 
 def differences(api: Any, conn: Any, table: str) -> dict[str, tuple[Any, Any]]:
@@ -224,6 +224,7 @@ def _two_way(server: Any, args: argparse.Namespace, out: str) -> int:
                 f"{server.host}:{server.port}; {args.count} records a side; outputs in {out}",
                 flush=True,
             )
+            api_side: set[str] = set()  # db_to_api: records only the API changed, all runs
             for run in range(max(1, args.runs)):
                 changed = change_both(api, conn, table, args.count, rng, f"r{run}")
                 extra = [f"direction={args.direction}", "deletes=soft_delete", *args.param]
@@ -232,8 +233,9 @@ def _two_way(server: Any, args: argparse.Namespace, out: str) -> int:
                     return code
                 left = differences(api, conn, table)
                 if args.direction == "db_to_api":  # API-side edits are not synced back
-                    ignored = set(changed["api"]) | set(changed["both"]) | set(changed["api_new"])
-                    left = {k: v for k, v in left.items() if k not in ignored}
+                    kinds = ("api", "both", "api_new", "api_gone")
+                    api_side |= {k for kind in kinds for k in changed[kind]}
+                    left = {k: v for k, v in left.items() if k not in api_side}
                 found = {r[0] for r in conn.execute(f"SELECT record_id FROM {conflicts}")}
                 expected = set(changed["both"]) if manual and args.direction == "both" else set()
                 unexplained = sorted(set(left) - found)
