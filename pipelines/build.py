@@ -26,6 +26,7 @@ from pipelines.spec_base import SecretSpec
 
 if TYPE_CHECKING:
     from connectors.originals import Origins
+    from connectors.secrets.pseudonyms import KeyPins, KeyUse
 
 
 @dataclass
@@ -36,6 +37,12 @@ class StagedOutput:
     committer: Any  # connectors.committer.OutputCommitter
     dead_letters: bool = False
     done: Any = None  # the write's finalizing PCollection (its staging listing is written)
+
+
+def _key_pins() -> KeyPins:
+    from connectors.secrets.pseudonyms import KeyPins
+
+    return KeyPins()
 
 
 @dataclass
@@ -56,6 +63,8 @@ class BuildContext:
     # called with the RunSummary after the run, before publishing; a returned problem fails
     # the run (a validate step's table-level expectations)
     before_publish: list[Callable[[Any], str | None]] = field(default_factory=list)
+    # the pseudonymisation key versions this run uses (connectors.secrets.pseudonyms)
+    key_pins: KeyPins = field(default_factory=_key_pins)
 
     dataset = Dataset  # kinds describe their inputs and outputs with ctx.dataset(...)
 
@@ -144,6 +153,7 @@ class BuiltPipeline:
     committers: list[StagedOutput]  # outputs pipelines.run publishes once the run's checks pass
     after_publish: list[Callable[[Any], None]] = field(default_factory=list)
     before_publish: list[Callable[[Any], str | None]] = field(default_factory=list)
+    key_uses: list[KeyUse] = field(default_factory=list)  # pseudonymisation keys, for lineage
 
 
 def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -> BuiltPipeline:
@@ -208,6 +218,7 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
         ctx.committers,
         ctx.after_publish,
         ctx.before_publish,
+        ctx.key_pins.uses,
     )
 
 

@@ -66,6 +66,7 @@ class JobRecord:
     spec_path: str | None = None
     ended: str | None = None  # the lineage end state, once emitted
     principal: dict[str, str] | None = None  # who submitted it (the terminal event's principal)
+    key_uses: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # pseudonym keys
 
     @property
     def path(self) -> Path:
@@ -150,6 +151,7 @@ def detach_spec(
         event_log=lineage.emitter.event_log if lineage else None,
         spec_path=spec_path,
         principal=lineage.facts.principal.as_dict() if lineage else None,
+        key_uses=[dataclasses.asdict(use) for use in built.key_uses],
     )
     record.save()
     if lineage:
@@ -277,6 +279,7 @@ def _settle(record: JobRecord, service: _JobService, state: str) -> dict[str, An
 
 
 def _finish_lineage(record: JobRecord, service: _JobService, end: str) -> dict[str, Any]:
+    from connectors.secrets.pseudonyms import KeyUse
     from lineage.datasets import Dataset
     from pipelines.lineage_run import LineageSession
     from pipelines.loading import spec_from_data
@@ -314,6 +317,7 @@ def _finish_lineage(record: JobRecord, service: _JobService, end: str) -> dict[s
         spec_path=record.spec_path,
         started=True,
         principal=Principal(**record.principal) if record.principal else None,
+        key_uses=[KeyUse(**use) for use in record.key_uses],
     )
     message = {"ABORT": "cancelled", "FAIL": "the detached job failed"}.get(end)
     return session.finish(end, summary, message=message)

@@ -92,6 +92,7 @@ class RunLineageFacts:
     spec_path: str | None = None
     input_schemas: dict[str, Any] = field(default_factory=dict)  # file path or uri -> schema
     parent_run_id: str | None = None
+    key_uses: list[Any] = field(default_factory=list)  # connectors.secrets.pseudonyms.KeyUse
     principal: Principal = field(init=False)  # who ran it: see pipelines/principal.py
 
     def __post_init__(self) -> None:
@@ -233,15 +234,13 @@ class RunLineageFacts:
     def _pseudonym_keys(self, state: FieldState, names: list[str] | None) -> list[dict[str, Any]]:
         """The keys (references and the versions the run pinned, never values) that made the
         fields the column lineage marks as pseudonymised on the way to an output."""
-        from connectors.secrets.pseudonyms import keys_used
-
         found: list[dict[str, Any]] = []
         for name, origins in state.fields.items():
             if names is not None and name not in names:
                 continue
             if not any(st.protection == "pseudonymize" for o in origins for st in o.steps):
                 continue
-            for use in keys_used(self.run_id):
+            for use in self.key_uses:
                 entry = {"field": name, "step": use.step, "key_ref": use.key_ref, "key_version": use.key_version}
                 if use.field.split(".")[0] == name and entry not in found:
                     found.append(entry)
@@ -501,14 +500,18 @@ class LineageSession:
         spec_path: str | None = None,
         started: bool = False,
         principal: Principal | None = None,
+        key_uses: list[Any] | None = None,
     ) -> None:
         """``started``: another process already emitted this run's START (a detached job,
         :mod:`pipelines.jobs`); only the terminal event is left to emit. ``principal``: who
         ran it, when that was decided elsewhere (the detached job's submitter, not whoever
-        asks for its status)."""
+        asks for its status). ``key_uses``: the pseudonymisation key versions the graph was
+        built with (``BuiltPipeline.key_uses``)."""
         from lineage.emitter import RunLineage
 
-        self.facts = RunLineageFacts(spec, run_id, inputs, outputs, spec_path=spec_path)
+        self.facts = RunLineageFacts(
+            spec, run_id, inputs, outputs, spec_path=spec_path, key_uses=list(key_uses or [])
+        )
         if principal is not None:
             self.facts.principal = principal
         self.emitter = RunLineage(

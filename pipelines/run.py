@@ -349,6 +349,7 @@ def _lineage_session(
         run_id,
         event_log=event_log or spec.lineage.event_log or DEFAULT_EVENT_LOG,
         spec_path=spec_path,
+        key_uses=built.key_uses,
     )
 
 

@@ -9,7 +9,8 @@ written after it. Three things follow:
   at a stage (``current``) is replaced by the version id the stage points at (read from the
   store's stage pointers, no value), so every worker of the run uses that version even if a
   rotation lands mid-run, and the version is what lineage records
-  (:func:`pin_key` / :func:`keys_used`; the ``beamwright_pseudonymization`` dataset facet).
+  (:class:`KeyPins`, one per built graph, handed to the run's lineage with the graph; the
+  ``beamwright_pseudonymization`` dataset facet).
 * **A pseudonymisation key is not rotated unless its policy says how**
   (:class:`~connectors.secrets.policy.RotationPolicy` ``pseudonymization: true`` with
   ``on_rotation``): ``fixed_version`` keeps every older version enabled, for pipelines that pin
@@ -31,9 +32,8 @@ import dataclasses
 import hashlib
 import hmac
 import os
-import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,28 +69,30 @@ def key_label(ref: SecretRef) -> str:
     return type(ref).__name__
 
 
-_LOCK = threading.Lock()
-_USED: dict[str, list[KeyUse]] = {}  # run id -> keys its graph was built with
-_PINS: dict[tuple[str, str, str], str] = {}  # (run id, source, name@ref) -> version id
+@dataclass
+class KeyPins:
+    """The pseudonymisation keys one graph was built with: one version per key for the whole
+    run (every step and audience naming the same key gets the same version), and each use,
+    which the run's lineage reports. One per build (``BuildContext``), carried to lineage by
+    the built pipeline and a detached job's record, so nothing outlives the run."""
 
+    versions: dict[tuple[str, str], str] = field(default_factory=dict)  # (source, name@ref)
+    uses: list[KeyUse] = field(default_factory=list)
 
-def pin_key(ref: SecretRef, *, run_id: str, step: str, field: str) -> SecretRef:
-    """``ref`` pinned to one version for the run ``run_id`` (the same version for every
-    step and audience of the run that names the same key), recorded for lineage. A stored key
-    at a stage is pinned to the version the stage points at now; a version id stays as it is."""
-    version = None
-    if isinstance(ref, StoredSecret):
-        key = (run_id, ref.source_json, f"{ref.name}@{ref.ref}")
-        with _LOCK:
-            version = _PINS.get(key)
-        if version is None:
-            version = _current_version(ref)
-            with _LOCK:
-                version = _PINS.setdefault(key, version)
-        ref = dataclasses.replace(ref, ref=version)
-    with _LOCK:
-        _USED.setdefault(run_id, []).append(KeyUse(step, field, key_label(ref), version))
-    return ref
+    def pin(self, ref: SecretRef, *, step: str, field: str) -> SecretRef:
+        """``ref`` pinned to one version for this run, recorded. A stored key at a stage is
+        pinned to the version the stage points at now; a version id stays as it is."""
+        version = None
+        if isinstance(ref, StoredSecret):
+            key = (ref.source_json, f"{ref.name}@{ref.ref}")
+            if key not in self.versions:
+                self.versions[key] = _current_version(ref)
+            version = self.versions[key]
+            ref = dataclasses.replace(ref, ref=version)
+        use = KeyUse(step, field, key_label(ref), version)
+        if use not in self.uses:
+            self.uses.append(use)
+        return ref
 
 
 def _current_version(ref: StoredSecret) -> str:
@@ -110,12 +112,6 @@ def _current_version(ref: StoredSecret) -> str:
 def key_id(version: str) -> str:
     """The ``key_id`` prefix of pseudonyms made with key ``version``: its first 8 characters."""
     return f"{version[:8]}:"
-
-
-def keys_used(run_id: str) -> list[KeyUse]:
-    """The pseudonymisation keys the graph of run ``run_id`` was built with (this process)."""
-    with _LOCK:
-        return list(_USED.get(run_id, ()))
 
 
 def pseudonym(key: bytes, value: bytes, length: int | None = None, prefix: str = "") -> str:

@@ -97,10 +97,10 @@ def mask_transform(
         for secret in ("salt", "key"):
             ref = resolve_secret_ref(getattr(f, secret), f"{path}.fields[{i}].{secret}")
             if ref is not None and secret == "key" and f.strategy == "pseudonymize":
-                from connectors.secrets.pseudonyms import key_id, pin_key
+                from connectors.secrets.pseudonyms import key_id
 
                 # one key version for the whole run, recorded for lineage (key rotation)
-                ref = pin_key(ref, run_id=ctx.run_id, step=step_name, field=f.field)
+                ref = ctx.key_pins.pin(ref, step=step_name, field=f.field)
                 if f.key_id:
                     options["prefix"] = key_id(ref.ref)
             if ref is not None:
