@@ -364,3 +364,31 @@ def test_writer_batches_upserts_by_external_id_and_dead_letters_refused_records(
         assert writer.write(gone).deleted == 1
         batches = [e.records for e in api.log if e.method == "PATCH"]
         assert max(batches) == 10 and batches[:2] == [10, 2]
+
+
+def test_change_reader_pages_strictly_after_the_mark_in_order(pg: Any) -> None:
+    """Keyset pages of 2 over rows sharing a modified time: every row once, in (modified,
+    key) order; from a mark inside the tie only the rows after it; echo rows skipped while the
+    mark passes them."""
+    from connectors.postgres_changes import ChangeReader
+
+    t = _dt.datetime(2026, 12, 1, tzinfo=_dt.timezone.utc)
+    table = f"public.changes_{uuid.uuid4().hex[:8]}"
+    pg.execute(f"CREATE TABLE {table} (k text PRIMARY KEY, m timestamptz, echo timestamptz)")
+    rows = [("a", 0, None), ("c", 1, None), ("b", 1, None), ("d", 1, 1), ("e", 2, None)]
+    with pg.connect() as conn:
+        for key, seconds, echo in rows:
+            at = t + _dt.timedelta(seconds=seconds)
+            conn.execute(
+                f"INSERT INTO {table} VALUES (%s, %s, %s)",
+                [key, at, at if echo is not None else None],
+            )
+    settings = PostgresSettings(pg.host, pg.port, pg.dbname, pg.user, EnvSecret(PASSWORD_ENV))
+    reader = ChangeReader(settings, table, "k", "m", echo_column="echo", page_size=2)
+    pages = list(reader.pages(None))
+    assert [p.rows.column("k").to_pylist() for p in pages] == [["a", "b"], ["c"], ["e"]]
+    assert [p.echoes for p in pages] == [0, 1, 0]
+    assert pages[1].last == (t + _dt.timedelta(seconds=1), "d")  # past the echo row
+    after = list(reader.pages((t + _dt.timedelta(seconds=1), "b")))
+    assert [k for p in after for k in p.rows.column("k").to_pylist()] == ["c", "e"]
+    assert list(reader.pages((t + _dt.timedelta(seconds=2), "e"))) == []
