@@ -59,8 +59,8 @@ class ChangeReader:
     Args:
         settings: where to connect.
         table: ``schema.table``.
-        key: the key column (text or a type whose text form orders alike is not needed: the
-            server orders, the mark keeps the key's text).
+        key: the key column; ties of modified time are ordered by its text (``key::text``),
+            and the mark keeps that text.
         modified: the modified-time column (timestamptz), or None to read the whole table.
         columns: the columns to read (None: all).
         echo_column: rows where it equals ``modified`` are the sync's own writes: skipped.
@@ -121,10 +121,6 @@ class ChangeReader:
                 )
             self._columns = [by_name[n] for n in names]
         return self._columns
-
-    @property
-    def schema(self) -> pa.Schema:
-        return pa.schema([(c.name, c.arrow) for c in self.columns()])
 
     def pages(self, after: Mark | None) -> Iterator[ChangePage]:
         """Every page after ``after`` (None: from the start), in order."""

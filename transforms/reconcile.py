@@ -52,16 +52,6 @@ from transforms.coerce import ARROW_TYPES
 from transforms.step import DEAD_LETTERS, ROWS
 
 POLICIES = ("source_wins", "target_wins", "newest_wins", "manual")
-ACTIONS = (
-    "db_create",
-    "db_update",
-    "db_delete",
-    "db_ack",
-    "api_create",
-    "api_update",
-    "api_delete",
-    "conflict",
-)
 ACTION, RESOLUTION, API_VERSION, DB_VERSION = (
     "sync_action",
     "sync_resolution",

@@ -26,18 +26,16 @@ from pipelines.registry import Kind
 from pipelines.spec_base import Name, SpecModel
 from pipelines.steps.http import AuthSpec, BreakerSpec, RetrySpec, open_auth
 from pipelines.steps.postgres import PostgresConnectionSpec, check_table_name
+from pipelines.steps.reconcile import FieldType
 
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_$]*$"
-TYPES = ("string", "int32", "int64", "float32", "float64", "bool", "date", "timestamp")
 
 
 class ApiFieldSpec(SpecModel):
     """One mapped API field: its name in the API's ``fields`` and its type."""
 
     field: str = Field(min_length=1)
-    type: Literal["string", "int32", "int64", "float32", "float64", "bool", "date", "timestamp"] = (
-        "string"
-    )
+    type: FieldType = "string"
 
 
 class RecordsApiSpec(SpecModel):
