@@ -29,7 +29,7 @@ after a window do not pay per-row costs either.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -424,15 +424,16 @@ class MergePartials(beam.CombineFn):
 # The DoFn methods below carry no annotations on purpose: Beam reads them as type hints.
 
 
-class FormatPanes(beam.DoFn):
-    """``(key, metrics table)`` -> ``(window start, window end, pane timing, pane index,
-    table)``: the pane a result fired in, which :class:`ConcatPanes` writes in front of it.
+class PaneResults(beam.DoFn):
+    """Base of the DoFns that turn combined results into panes: ``(window start, window end,
+    pane timing, pane index, table)``, which :class:`ConcatPanes` writes in front of the rows.
 
-    Empty panes (an on-time firing after early firings consumed every row in discarding mode)
-    are skipped: a row of zeros would read as "nothing happened", which is not what it means.
-    The front columns are built once per joined table, not per result: building four one-row
-    columns per key and window cost ~0.3 ms each, which is most of a window step's time when
-    it emits many small groups (per-auction counts, per-bidder sessions).
+    Empty results (an on-time firing after early firings consumed every row in discarding
+    mode) are skipped: a row of zeros would read as "nothing happened", which is not what it
+    means. Counts the rows as ``aggregates_out``. The front columns are built once per joined
+    table, not per result: building four one-row columns per key and window cost ~0.3 ms
+    each, which is most of a window step's time when it emits many small groups (per-auction
+    counts, per-bidder sessions).
     """
 
     def __init__(self, step: str) -> None:
@@ -442,16 +443,24 @@ class FormatPanes(beam.DoFn):
     def setup(self) -> None:
         self._counters = NodeCounters(self._step)
 
+    def pane(
+        self, start: int | None, end: int | None, timing: str, index: int, table: pa.Table
+    ) -> Iterator[tuple[int | None, int | None, str, int, pa.Table]]:
+        if table.num_rows:
+            assert self._counters is not None
+            self._counters.inc(AGGREGATES_OUT, table.num_rows)
+            yield start, end, timing, index, table
+
+
+class FormatPanes(PaneResults):
+    """``(key, result table)`` in its Beam window and pane -> its pane (see
+    :class:`PaneResults`)."""
+
     def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-        _, table = element
-        if not table.num_rows:
-            return
         is_global = isinstance(window, GlobalWindow)
         start = None if is_global else window.start.micros
         end = None if is_global else window.end.micros
-        assert self._counters is not None
-        self._counters.inc(AGGREGATES_OUT, table.num_rows)
-        yield start, end, _TIMINGS[pane.timing], pane.index, table
+        yield from self.pane(start, end, _TIMINGS[pane.timing], pane.index, element[1])
 
 
 def with_panes(results: Sequence[tuple[Any, Any, str, int, pa.Table]]) -> pa.Table:
