@@ -156,7 +156,7 @@ def ms(seconds: float) -> int:
 
 
 def pairs(columns: tuple[str, ...]):  # noqa: ANN201
-    return lambda t: [tuple(row[c] for c in columns) for row in t.to_pylist()]
+    return lambda t: [tuple(row.get(c) for c in columns) for row in t.to_pylist()]
 
 
 def counters(result: Any) -> dict[str, int]:

@@ -250,13 +250,26 @@ class JoinWindow:
         )
 
     def closes(self, ends: np.ndarray) -> np.ndarray:
+        """When windows ending at ``ends`` close: their last instant (Beam's window
+        ``max_timestamp``) plus the allowed lateness, so a window's result is stamped
+        inside it."""
         assert self.closing is not None
-        return ends + self.closing.lateness
+        return ends - 1 + self.closing.lateness
 
-    def latest_close(self, table: pa.Table) -> np.ndarray:
-        """When each row's last window closes (sessions: its own ``[t, t + gap)``)."""
+    def close_of(self, table: pa.Table, after: int | None = None) -> np.ndarray:
+        """When each row's last window closes, or (``after``) its first window closing
+        later than ``after`` (the maximum int when none does). A session row's window is
+        its own ``[t, t + gap)``."""
         assert self.closing is not None
-        return self.closing.closes_at(_times(table))
+        t = _times(table)
+        if after is None or self.closing.kind != "sliding":
+            return self.closes(self.closing.latest_window(t)[1])
+        rows, _, ends = self.closing.windows(t)
+        closes = self.closes(ends)
+        later = closes > after
+        first = np.full(len(t), np.iinfo(np.int64).max)
+        np.minimum.at(first, rows[later], closes[later])
+        return first
 
 
 def _times(table: pa.Table) -> np.ndarray:
@@ -492,19 +505,19 @@ class _Tally:
     """Counts one step's rows (see the module docstring) and makes its unmatched dead letters."""
 
     def __init__(self, step: str, on_unmatched: str, preps: tuple[SidePrep, SidePrep]) -> None:
-        self._step = step
+        self.step = step
         self._on_unmatched = on_unmatched
-        self._preps = preps
+        self.preps = preps
         self._counters: NodeCounters | None = None
 
     def setup(self) -> None:
-        self._counters = NodeCounters(self._step)
+        self._counters = NodeCounters(self.step)
 
     def arrived(self, n: int, letters: list[pa.Table]) -> Iterator[Any]:
         counters = self._counters
         assert counters is not None
         counters.inc(ROWS_IN, n)
-        TALLY.add(self._step, n)
+        TALLY.add(self.step, n)
         yield from self.dead(letters)
 
     def dead(self, letters: list[pa.Table]) -> Iterator[Any]:
@@ -541,7 +554,7 @@ class _Tally:
             return
         unmatched = rows.filter(pa.array(~hit))
         yield from self.dead(
-            [self._preps[side].letters(unmatched, [why] * unmatched.num_rows, UNMATCHED)]
+            [self.preps[side].letters(unmatched, [why] * unmatched.num_rows, UNMATCHED)]
         )
 
 
@@ -614,21 +627,17 @@ def _settle(
     left_hit: np.ndarray,
     right_hit: np.ndarray,
 ) -> Iterator[Any]:
+    yield from tally.settled(
+        LEFT, left, left_hit, joiner.how == "left", unmatched_reason(joiner, LEFT)
+    )
+    yield from tally.settled(RIGHT, right, right_hit, False, unmatched_reason(joiner, RIGHT))
+
+
+def unmatched_reason(joiner: Joiner, side: int) -> str:
+    """The dead-letter message of a ``side`` row that joined nothing."""
+    other = (joiner.right, joiner.left)[side].name
     where = "in the same window" if joiner.window.windowed else "while both were kept"
-    yield from tally.settled(
-        LEFT,
-        left,
-        left_hit,
-        joiner.how == "left",
-        f"unmatched: no {joiner.right.name} row with the same key {where}",
-    )
-    yield from tally.settled(
-        RIGHT,
-        right,
-        right_hit,
-        False,
-        f"unmatched: no {joiner.left.name} row with the same key {where}",
-    )
+    return f"unmatched: no {other} row with the same key {where}"
 
 
 # --------------------------------------------------------------------------- streaming path
@@ -692,29 +701,34 @@ class _StreamJoinFn(beam.DoFn):
         flush=beam.DoFn.TimerParam(FLUSH),  # noqa: B008
     ):
         _, (side, rows) = element
-        rows, late = self._late(side, rows, closed.read())
+        fired = closed.read()
+        rows, late = self._late(side, rows, fired)
         if late is not None:
             yield from self._tally.dead([late])
-        yield from self._arrive(side, rows, kept, armed, flush)
+        after = -_END_OF_TIME - 1 if fired is None else fired
+        yield from self._arrive(side, rows, after, kept, armed, flush)
 
     def _arrive(
-        self, side: int, rows: pa.Table, kept: Any, armed: Any, flush: Any
+        self, side: int, rows: pa.Table, after: int, kept: Any, armed: Any, flush: Any
     ) -> Iterator[Any]:
+        """Keep arriving rows (global window: after joining them at once) and arm the timer
+        for the first of their windows closing after ``after`` (or their expiry)."""
         if not rows.num_rows:
             return
         rows = rows.append_column(_HIT, pa.array(np.zeros(rows.num_rows, bool)))
+        _SCHEMAS[(self._tally.step, side)] = rows.schema
         if not self._joiner.window.windowed:
             rows = yield from self._meet(side, rows, kept)
             if not rows.num_rows:
                 return
         kept.add((side, rows))
-        self._arm(flush, armed, int(self._ends(rows).min()))
+        self._arm(flush, armed, int(self._ends(rows, after=after).min()))
 
     def _late(self, side: int, rows: pa.Table, closed: int | None) -> tuple[pa.Table, Any]:
         """Rows whose window (lifetime) had already closed for this key: dead letters."""
         if closed is None:
             return rows, None
-        late = self._ends(rows, latest=True) <= closed
+        late = self._ends(rows) <= closed
         if not late.any():
             return rows, None
         what = "window" if self._joiner.window.windowed else "lifetime"
@@ -722,21 +736,26 @@ class _StreamJoinFn(beam.DoFn):
             f"late: the {what} of this row had closed for its join key (the key's timer had "
             f"fired at {Timestamp(micros=closed).to_rfc3339()}) when it arrived"
         )
-        prep = _preps_of(self._tally)[side]
+        prep = self._tally.preps[side]
         dead = rows.filter(pa.array(late))
         return rows.filter(pa.array(~late)), prep.letters(dead, [error] * dead.num_rows, LATE)
 
-    def _ends(self, rows: pa.Table, latest: bool = False) -> np.ndarray:
-        """When rows stop waiting: the first (``latest``: last) window closing, or expiry."""
+    def _ends(self, rows: pa.Table, after: int | None = None) -> np.ndarray:
+        """When rows stop waiting: their expiry (global window), or when their last window
+        closes, or (``after``) when their next window closing after ``after`` does."""
         window = self._joiner.window
         if not window.windowed:
             return np.minimum(rows.column(_EXP).to_numpy(), _END_OF_TIME)
-        if latest or window.closing.kind != "sliding":
-            return window.latest_close(rows)
-        closing = window.closing
-        first_end = _times(rows) - np.mod(_times(rows) - closing.offset, closing.step)
-        first_end = first_end - (closing.size - closing.step) + closing.size
-        return np.maximum(first_end, _times(rows) + 1) + closing.lateness
+        return window.close_of(rows, after)
+
+    def _row_ends(self, left: pa.Table, right: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """When each kept row is done: as :meth:`_ends`, except that a session row is done
+        when its merged session (over both sides' rows) closes."""
+        window = self._joiner.window
+        if window.windowed and window.closing.kind == "session":
+            (_, _, left_ends), (_, _, right_ends) = window.assign(left, right)
+            return window.closes(left_ends), window.closes(right_ends)
+        return self._ends(left), self._ends(right)
 
     def _meet(self, side: int, rows: pa.Table, kept: Any) -> Any:
         """Global window: join arriving rows with the other side's kept rows at once."""
@@ -796,7 +815,7 @@ class _StreamJoinFn(beam.DoFn):
         tables = [pa.concat_tables(t, promote_options="default") if t else None for t in sides]
         schemas = [t.schema if t is not None else None for t in tables]
         left, right = (
-            t if t is not None else _empty_like(schemas[1 - i], self._joiner, i)
+            t if t is not None else _empty_like(self._tally.step, schemas[1 - i], self._joiner, i)
             for i, t in enumerate(tables)
         )
         window = self._joiner.window
@@ -815,29 +834,23 @@ class _StreamJoinFn(beam.DoFn):
                 yield from self._tally.joined(joined.rows)
         kept.clear()
         earliest = None
-        for side, table in ((LEFT, left), (RIGHT, right)):
-            if not table.num_rows:
-                continue
-            done = self._ends(table, latest=True) <= now
-            hits = table.column(_HIT).to_numpy(zero_copy_only=False)
+        ends_by_side = self._row_ends(left, right)
+        for side, table, ends in zip((LEFT, RIGHT), (left, right), ends_by_side, strict=True):
+            done = ends <= now
             if done.any():
-                why = (
-                    f"unmatched: no {(self._joiner.right, self._joiner.left)[side].name} row "
-                    "with the same key "
-                    + ("in the same window" if window.windowed else "while both were kept")
-                )
+                hits = table.column(_HIT).to_numpy(zero_copy_only=False)
                 yield from self._tally.settled(
                     side,
                     table.filter(pa.array(done)),
                     hits[done],
                     side == LEFT and self._joiner.how == "left",
-                    why,
+                    unmatched_reason(self._joiner, side),
                 )
-            rest = table.filter(pa.array(~done))
-            if rest.num_rows:
+            if not done.all():
+                rest = table.filter(pa.array(~done))
                 kept.add((side, rest))
-                first = int(self._ends(rest).min())
-                first = max(first, now + 1)
+                sliding = window.windowed and window.closing.kind == "sliding"
+                first = int((self._ends(rest, after=now) if sliding else ends[~done]).min())
                 earliest = first if earliest is None else min(earliest, first)
         if earliest is not None:
             flush.set(Timestamp(micros=earliest))
@@ -849,25 +862,24 @@ def _or_hits(table: pa.Table, hit: np.ndarray) -> pa.Table:
     return table.set_column(table.column_names.index(_HIT), _HIT, pa.array(old | hit))
 
 
-def _empty_like(schema: pa.Schema | None, joiner: Joiner, side: int) -> pa.Table:
-    """An empty table for a side this key never saw: its internal columns, plus the fields
-    the spec lists (null-typed), so a left join's unmatched rows still get their columns."""
+_SCHEMAS: dict[tuple[str, int], pa.Schema] = {}
+"""(step, side) -> the schema of that side's kept rows, as last seen in this process."""
+
+
+def _empty_like(step: str, other: pa.Schema | None, joiner: Joiner, side: int) -> pa.Table:
+    """An empty table for a side this key never saw, so a left join's unmatched rows still
+    get that side's columns: its schema as seen by this process for other keys, else the
+    fields the spec lists (null-typed) and the other side's internal columns."""
+    seen = _SCHEMAS.get((step, side))
+    if seen is not None:
+        return seen.empty_table()
     columns: dict[str, pa.Array] = {}
-    spec = (joiner.left, joiner.right)[side]
-    for name in spec.fields or ():
+    for name in (joiner.left, joiner.right)[side].fields or ():
         columns[name] = pa.array([], pa.null())
-    if schema is not None:
-        for name in schema.names:
-            if name.startswith(_INTERNAL):
-                columns[name] = pa.array([], schema.field(name).type)
-    columns.setdefault(_T, pa.array([], pa.int64()))
-    columns.setdefault(_EXP, pa.array([], pa.int64()))
-    columns[_HIT] = pa.array([], pa.bool_())
+    for name in other.names if other is not None else ():
+        if name.startswith(_INTERNAL):
+            columns[name] = pa.array([], other.field(name).type)
     return pa.table(columns)
-
-
-def _preps_of(tally: _Tally) -> tuple[SidePrep, SidePrep]:
-    return tally._preps  # noqa: SLF001 - the tally carries the sides' preps for its letters
 
 
 # --------------------------------------------------------------------------- the step
@@ -945,7 +957,7 @@ class Join(beam.PTransform):
         parts: list[beam.PCollection] = []
         letters: list[beam.PCollection] = []
         for side, name, pcoll in ((LEFT, "Left", left), (RIGHT, "Right", right)):
-            prep = self._tally._preps[side]  # noqa: SLF001
+            prep = self._tally.preps[side]
             fn: beam.DoFn = (
                 _KeyFn(side, prep, n_keys, self._tally)
                 if streaming
