@@ -53,6 +53,8 @@ def option_values(
         values["direct_running_mode"] = (
             "in_memory" if settings.direct_num_workers == 1 else "multi_threading"
         )
+        if settings.direct_num_workers > 1:  # threaded workers: see pipelines.direct_runner
+            values["runner"] = "pipelines.direct_runner.ElementAlignedFnApiRunner"
     if settings.runner == "portable":
         values.setdefault("environment_type", "LOOPBACK")
     values.update(settings.runner_options)
