@@ -251,3 +251,47 @@ def test_in_order_streams_give_the_bounded_paths_pairs(window_fn, keep, how):
     assert dead == []
     assert len(expected) > 10
     assert got == expected
+
+
+def test_a_streaming_join_spec_builds_and_translates_for_dataflow(tmp_path):
+    """Persons and auctions from Kafka (unbounded), joined per 10 s window as query 8: the
+    spec builds and translates for Dataflow as a streaming job whose join is a stateful ParDo
+    on unbounded input (no network: the broker is never contacted)."""
+    pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient")  # the gcp extra
+    from pipelines.loading import spec_from_data
+    from pipelines.plan import translate
+    from tests.stream_specs import BROKER
+
+    def topic(name: str) -> dict:
+        return {
+            "name": name,
+            "type": "kafka",
+            "bootstrap_servers": BROKER,
+            "topics": name,
+            "group_id": "beamwright",
+        }
+
+    spec = spec_from_data(
+        {
+            "name": "query8",
+            "sources": [topic("persons"), topic("auctions")],
+            "steps": [
+                {
+                    "name": "new_sellers",
+                    "type": "join",
+                    "left": {"input": "persons", "on": "id", "fields": ["id", "name"]},
+                    "right": {"input": "auctions", "on": "seller", "fields": ["reserve"]},
+                    "window": {"type": "fixed", "size": 10},
+                }
+            ],
+            "sinks": [{"name": "out", "type": "file", "path": str(tmp_path / "out")}],
+            "dead_letter": {"type": "kafka", "bootstrap_servers": BROKER, "topic": "dead"},
+            "lineage": {"enabled": False},
+        }
+    )
+    plan = translate(spec, "dataflow", streaming=True)
+    assert plan["streaming"] is True and plan["job"]["type"] == "JOB_TYPE_STREAMING"
+    steps = [st for st in plan["steps"] if st["name"].startswith("new_sellers/")]
+    (join,) = [st for st in steps if st["name"] == "new_sellers/Join/Join"]
+    assert join["kind"] == "ParDo" and join["bounded"] is False
+    assert not any(st["kind"] == "GroupByKey" for st in steps)  # state, not a CoGroupByKey
