@@ -199,6 +199,7 @@ def test_sessions_from_a_spec_merge_across_batches_and_rank_with_lineage(tmp_pat
     assert {"SORT", "GROUP_BY", "WINDOW"} <= subtypes
 
 
+@pytest.mark.slow
 def test_streaming_top_over_sessions_translates_for_dataflow(tmp_path, monkeypatch):
     offline = NetworkGuard(monkeypatch)
     from pipelines.plan import translate
@@ -384,3 +385,43 @@ def test_a_count_trigger_in_batch_gives_each_session_one_pane_from_partials():
         equal_to([(1, 1, "ON_TIME", 4), (1, 30, "ON_TIME", 1), (2, 2, "ON_TIME", 1)]),
     )
     p.run().wait_until_finish()
+
+
+def test_a_step_over_input_windows_keeps_them_open_as_long_as_their_step(tmp_path):
+    from pipelines.checks import build_graph
+    from pipelines.loading import SpecError
+
+    (tmp_path / "b.jsonl").write_text('{"auction": 1, "at": 1000}\n')
+
+    def spec(lateness: float):
+        return spec_from_data(
+            {
+                "name": "q5",
+                "sources": [{"name": "bids", "type": "file", "path": str(tmp_path / "b.jsonl")}],
+                "steps": [
+                    {
+                        "name": "counts",
+                        "type": "window",
+                        "event_time": "at",
+                        "window": {"type": "sliding", "size": 10, "period": 5},
+                        "allowed_lateness": 5,
+                        "group_by": ["auction"],
+                    },
+                    {
+                        "name": "hottest",
+                        "type": "top",
+                        "window": {"type": "input"},
+                        "value": "rows",
+                        "allowed_lateness": lateness,
+                    },
+                ],
+                "sinks": [{"name": "out", "type": "file", "path": str(tmp_path / "out")}],
+                "dead_letter": {"path": str(tmp_path / "dead")},
+            }
+        )
+
+    with pytest.raises(SpecError) as caught:
+        build_graph(spec(0), streaming=False)
+    assert "steps[1].allowed_lateness: is 0s but 'counts'" in str(caught.value)
+    assert "set allowed_lateness: 5" in str(caught.value)
+    build_graph(spec(5), streaming=False)

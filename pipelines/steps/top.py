@@ -15,7 +15,12 @@ from pydantic import Field
 
 from lineage.columns import FieldState, Step, depend
 from pipelines.registry import Kind
-from pipelines.steps.window import WindowedStepBase, add_window_fields, read_event_time
+from pipelines.steps.window import (
+    WindowedStepBase,
+    add_window_fields,
+    check_input_windows,
+    read_event_time,
+)
 
 
 class TopStepSpec(WindowedStepBase):
@@ -38,6 +43,7 @@ def build(node: TopStepSpec, ctx: Any, path: str, rows: Any) -> Any:
     from transforms.windowing import Window
 
     ctx.check_expression(node.value, f"{path}.value")
+    check_input_windows(node, ctx, path)
     try:
         top = TopRows(list(node.group_by), node.value, node.n, node.order, node.ties)
         transform = Window(aggregation=top, run_id=ctx.run_id, **windowing_arguments(node))

@@ -94,9 +94,32 @@ def windowing_arguments(node: WindowedStepBase) -> dict[str, Any]:
     }
 
 
+def check_input_windows(node: WindowedStepBase, ctx: Any, path: str) -> None:
+    """A step over an earlier step's windows must keep them open as long as that step does:
+    in streaming, the earlier step's LATE panes arrive after their window's end, and with a
+    shorter allowed lateness here they would all be dead-lettered as ``late``."""
+    if node.window.type != "input":
+        return
+    from pipelines.spec import step_inputs
+
+    upstream = {step.name: step for step in ctx.spec.steps}
+    reads = next(names for _, step, names in step_inputs(ctx.spec) if step is node)
+    for name in reads:
+        before = upstream.get(name)
+        lateness = getattr(before, "allowed_lateness", 0.0)
+        if lateness > node.allowed_lateness:
+            raise ctx.fail(
+                f"{path}.allowed_lateness",
+                f"is {node.allowed_lateness:g}s but '{name}', whose windows this step uses, "
+                f"allows {lateness:g}s: its late panes would be dead-lettered here as late; "
+                f"hint: set allowed_lateness: {lateness:g} (or more)",
+            )
+
+
 def build(node: WindowStepSpec, ctx: Any, path: str, rows: Any) -> Any:
     from transforms.windowing import Window
 
+    check_input_windows(node, ctx, path)
     try:
         transform = Window(metrics=node.metrics, run_id=ctx.run_id, **windowing_arguments(node))
     except (ValueError, TypeError) as exc:
