@@ -1,5 +1,6 @@
-"""The ``window`` step: event-time windows, triggers and aggregates over Arrow batches, with
-late rows routed to the dead letters instead of vanishing.
+"""The ``window`` step (and the ``top`` step, the same machinery with another
+:class:`~transforms.window_aggregate.Aggregation`): event-time windows, triggers and
+aggregates over Arrow batches, with late rows routed to the dead letters instead of vanishing.
 
 Shape of the step::
 
@@ -7,6 +8,8 @@ Shape of the step::
         ──▶ per batch: one partial aggregate per key and window (Arrow group_by), an element
             carrying its window and stamped with its earliest event time
         ──▶ WindowInto(PresetWindows, trigger, accumulation) ──▶ CombinePerKey(MergePartials)
+            (batch, one pane per window: CombinePerKey, or sessions merged per key, without
+            Beam's windowing: see Window._batch_panes)
         ──▶ one Arrow row per key, window and pane ──▶ Arrow tables:
               batch: one per bundle, in the global window (as a report's);
               streaming: one per bundle, window and pane, left in that window and pane
