@@ -282,7 +282,7 @@ def test_syncs_killed_at_random_points_converge(pg: Any, tmp_path: Path, monkeyp
     marks not committed), then one run to the end: both sides agree, no record was created
     twice in the API, and the API's limit held. RECORD_SYNC_BOTH_KILLS sets how many kills."""
     with api_server(monkeypatch) as api:
-        pair = Pair(pg, api, max(200, RECORDS // 4), tmp_path)
+        pair = Pair(pg, api, RECORDS, tmp_path)
         rng = random.Random(7)
         pair.change(rng, "k")
         wrote = False
