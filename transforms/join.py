@@ -589,8 +589,11 @@ class _PartitionFn(beam.DoFn):
         rows, letters = self._prep.prepare(table, _micros_of(timestamp))
         yield from self._tally.arrived(table.num_rows, letters)
         part = _partition_of(rows, self._n_keys, self._partitions)
+        order = np.argsort(part, kind="stable")  # one take, then a slice per partition
+        ordered = rows.take(pa.array(order))
+        bounds = np.searchsorted(part[order], np.arange(self._partitions + 1))
         for p in range(self._partitions):
-            yield (p, (self._side, rows.filter(pa.array(part == p))))
+            yield (p, (self._side, ordered.slice(bounds[p], bounds[p + 1] - bounds[p])))
 
 
 def _micros_of(timestamp: Timestamp) -> int:
@@ -965,7 +968,13 @@ class Join(beam.PTransform):
             )
             if streaming:
                 pcoll = pcoll | f"{name}/Global" >> beam.WindowInto(GlobalWindows())
-            split = pcoll | labelled_pardo(f"{name}/Keys", fn).with_outputs(DEAD_LETTERS, main=ROWS)
+            # typed, so Beam encodes tables with the Arrow coder (not pickle) and keys
+            # deterministically (state keys: tuples of text)
+            key = beam.typehints.Tuple[str, ...] if streaming else int
+            typed = labelled_pardo(f"{name}/Keys", fn).with_output_types(
+                beam.typehints.Tuple[key, beam.typehints.Tuple[int, pa.Table]]
+            )
+            split = pcoll | typed.with_outputs(DEAD_LETTERS, main=ROWS)
             split[DEAD_LETTERS].element_type = pa.Table
             parts.append(split[ROWS])
             letters.append(split[DEAD_LETTERS])

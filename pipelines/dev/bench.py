@@ -57,7 +57,9 @@ CASES = (
     "gx_rules",
     "audience_masks",
     "plain_masks",
+    "join",
 )
+JOIN_CUSTOMERS = 100_000  # the join case: --rows orders x this many customers (bounded join)
 TARGETS = {"parquet": 1_000_000, "jsonl": 500_000}
 WINDOW_TARGET = 0.5  # window rows/s over validate_only rows/s
 GX_TARGET = 0.8  # gx_suite rows/s over gx_rules rows/s
@@ -153,6 +155,8 @@ def _bench_spec(case: str, source: str, out: Path, batch_size: int, workers: int
         steps = [validate]
     elif case in ("audience_masks", "plain_masks"):
         return _audience_spec(case, source, out, batch_size, workers, validate)
+    elif case == "join":
+        return _join_spec(source, out, batch_size, workers)
     else:
         mask = {
             "name": "mask",
@@ -193,6 +197,41 @@ def _bench_spec(case: str, source: str, out: Path, batch_size: int, workers: int
                 "enabled": case.endswith("_lineage"),
                 "event_log": str(out / "events.jsonl"),
             },
+        }
+    )
+
+
+def _join_spec(source: str, out: Path, batch_size: int, workers: int) -> Any:
+    """Orders x customers (the bounded join path: hash partitions, one Arrow join each)."""
+    from pipelines.spec import PipelineSpec
+
+    customers = str(Path(source).parent / "customers.parquet")
+    return PipelineSpec.model_validate(
+        {
+            "name": "bench",
+            "run": {
+                "batch_size": batch_size,
+                "error_threshold": 0.5,
+                "direct_num_workers": workers,
+            },
+            "sources": [
+                {"name": "orders", "type": "file", "path": source},
+                {"name": "customers", "type": "file", "path": customers},
+            ],
+            "steps": [
+                {
+                    "name": "with_customer",
+                    "type": "join",
+                    "left": "orders",
+                    "right": {"input": "customers", "fields": ["name", "segment", "loyalty_tier"]},
+                    "on": "customer_id",
+                }
+            ],
+            "sinks": [
+                {"name": "out", "type": "file", "path": str(out / "out"), "format": "parquet"}
+            ],
+            "dead_letter": {"path": str(out / "dead"), "format": "jsonl"},
+            "lineage": {"enabled": False},
         }
     )
 
@@ -245,6 +284,7 @@ def _generate(workdir: Path, rows: int) -> dict[str, Path]:
         "parquet": workdir / "orders.parquet",
         "jsonl": workdir / "orders.jsonl",
         "events": workdir / "orders_events.parquet",  # the same orders and when they were placed
+        "customers": workdir / "customers.parquet",  # the join case's right side
     }
     if all(p.exists() for p in paths.values()) and (workdir / f"rows-{rows}").exists():
         return paths
@@ -253,6 +293,7 @@ def _generate(workdir: Path, rows: int) -> dict[str, Path]:
     datagen.write_jsonl(table, paths["jsonl"])
     events = table.append_column("ordered_at", datagen.event_times(rows, seed=11))
     datagen.write_parquet(events, paths["events"], row_group_size=250_000)
+    datagen.write_parquet(datagen.customers(JOIN_CUSTOMERS, seed=11), paths["customers"])
     (workdir / f"rows-{rows}").touch()
     return paths
 
@@ -267,6 +308,7 @@ _SOURCES = {
     "gx_rules": "parquet",
     "audience_masks": "parquet",
     "plain_masks": "parquet",
+    "join": "parquet",
 }
 
 
