@@ -272,11 +272,15 @@ def test_keys_of_different_names_and_types_meet():
     assert rows == [(2, "y", "p"), (2, "y", "q")]
 
 
-def test_an_empty_side_joins_nothing_and_counts_every_row():
+@pytest.mark.parametrize("right", [[], "empty table"], ids=["no-batch", "empty-batch"])
+def test_an_empty_side_joins_nothing_and_counts_every_row(right):
+    """A right input with no rows, or no batch at all (a filter before the join dropped
+    everything): a left join still emits every left row, with the listed right fields null."""
     left = table(k=[1, 2], t=[0, 1])
-    join = Join(left=JoinSide("l", ("k",)), right=JoinSide("r", ("k",)), how="left")
-    rows, _, counts = run_join([left], [left.slice(0, 0)], join, ("k",))
-    assert rows == [(1,), (2,)]
+    join = Join(left=JoinSide("l", ("k",)), right=JoinSide("r", ("k",), fields=("v",)), how="left")
+    batches = [table(k=[3], v=["x"]).slice(0, 0)] if right else []
+    rows, _, counts = run_join([left], batches, join, ("k", "v"))
+    assert rows == [(1, None), (2, None)]
     assert counts["join/rows_in"] == 2 and counts["join/rows_out"] == 2
 
 

@@ -612,14 +612,20 @@ class _JoinPartitionFn(beam.DoFn):
     def process(self, element):
         _, parts = element
         sides = [[t for s, t in parts if s == side] for side in (LEFT, RIGHT)]
-        # every partition gets a (maybe empty) table of every batch of both sides
-        if sides[LEFT] and sides[RIGHT]:
-            left, right = (pa.concat_tables(t, promote_options="default") for t in sides)
-            joined = self._joiner.join(left, right)
-            yield from self._tally.joined(joined.rows)
-            yield from _settle(
-                self._tally, self._joiner, left, right, joined.left_hit, joined.right_hit
-            )
+        # every partition gets a (maybe empty) table of every batch of both sides; a side
+        # with no batch at all (everything filtered upstream) gets an empty table
+        tables = [pa.concat_tables(t, promote_options="default") if t else None for t in sides]
+        left, right = (
+            t
+            if t is not None
+            else _empty_like(self._tally.step, tables[1 - i].schema, self._joiner, i)
+            for i, t in enumerate(tables)
+        )
+        joined = self._joiner.join(left, right)
+        yield from self._tally.joined(joined.rows)
+        yield from _settle(
+            self._tally, self._joiner, left, right, joined.left_hit, joined.right_hit
+        )
 
 
 def _settle(
