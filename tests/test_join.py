@@ -348,3 +348,36 @@ def test_a_window_without_a_size_fails_before_running(tmp_path):
     assert any(
         "steps[2].window: fixed windows need a positive 'size'" in p for p in caught.value.problems
     )
+
+
+def test_validate_names_unknown_fields_of_either_side_and_of_where(tmp_path, capsys):
+    """Fields are checked against each side's own schema (and ``where`` against the joined
+    row's columns) before anything runs."""
+    import pyarrow.parquet as pq_write
+
+    from pipelines.cli import main
+
+    pq_write.write_table(table(id=[1], name=["a"], t=[5]), tmp_path / "p.parquet")
+    pq_write.write_table(table(seller=[1], reserve=[3], t=[6]), tmp_path / "a.parquet")
+    (tmp_path / "spec.yaml").write_text(
+        f"""name: jv
+sources:
+  - {{name: persons, type: file, path: {tmp_path / "p.parquet"}}}
+  - {{name: auctions, type: file, path: {tmp_path / "a.parquet"}}}
+steps:
+  - name: j
+    type: join
+    left: {{input: persons, on: idd, event_time: t}}
+    right: {{input: auctions, on: seller, event_time: tt, fields: [reserve]}}
+    where: "reserve > 2 and nme is not null"
+sinks:
+  - {{name: out, type: file, path: {tmp_path / "out"}}}
+dead_letter: {{path: {tmp_path / "dead"}}}
+"""
+    )
+    assert main(["validate", str(tmp_path / "spec.yaml")]) != 0
+    err = capsys.readouterr().err
+    assert "steps[0].left.on: unknown field 'idd'; did you mean 'id'?" in err
+    assert "steps[0].right.event_time: unknown field 'tt'; did you mean 't'?" in err
+    assert "steps[0].where: unknown field 'nme'; did you mean 'name'?" in err
+    assert "unknown field 'reserve'" not in err  # a column of the joined row

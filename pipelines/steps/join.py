@@ -197,8 +197,9 @@ def lineage(node: JoinStepSpec, state: FieldState, walk: Any, path: str) -> Fiel
         spec: JoinSideSpec = getattr(node, which)
         before = walk.state(spec.input)
         walk.read(f"{path}.{which}.on", node.side_keys(which), before)
-        named = [f for f in (spec.event_time, spec.keep_until) if f]
-        walk.read(f"{path}.{which}", named, before)
+        for key in ("event_time", "keep_until"):
+            if getattr(spec, key):
+                walk.read(f"{path}.{which}.{key}", [getattr(spec, key)], before)
         walk.read(f"{path}.{which}.fields", spec.fields or [], before)
         sides[which] = (spec, before)
     (lspec, lstate), (rspec, rstate) = sides["left"], sides["right"]
