@@ -300,7 +300,7 @@ def spec_problems(tmp_path: Any, step: dict) -> list[str]:
             {"left": "people", "right": "lots", "on": "id", "how": "right"},
             "swap 'left' and 'right'",
         ),
-        ({"left": "people", "right": "lots", "on": "id", "how": "full"}, "not inner or left"),
+        ({"left": "people", "right": "lots", "on": "id", "how": "full"}, "only inner and left"),
         ({"left": "people", "right": "lots"}, "give the key field(s): 'on', or 'left.on'"),
         (
             {"left": "people", "right": {"input": "lots", "on": ["seller", "aid"]}, "on": "id"},

@@ -56,7 +56,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.coders import FastPrimitivesCoder
+from apache_beam.coders import TupleCoder, VarIntCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import (
     BagStateSpec,
@@ -67,7 +67,7 @@ from apache_beam.transforms.userstate import (
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows, Sessions, WindowFn
 from apache_beam.utils.timestamp import Timestamp
 
-import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
+from connectors.arrow_coder import ArrowTableCoder
 from connectors.metrics import (
     ROWS_DEAD,
     ROWS_FILTERED,
@@ -690,9 +690,9 @@ class _StreamJoinFn(beam.DoFn):
     the other side is ``unique`` and it found its one partner.
     """
 
-    ROWS_STATE = BagStateSpec("rows", FastPrimitivesCoder())
-    CLOSED = ReadModifyWriteStateSpec("closed", FastPrimitivesCoder())
-    ARMED = ReadModifyWriteStateSpec("armed", FastPrimitivesCoder())
+    ROWS_STATE = BagStateSpec("rows", TupleCoder([VarIntCoder(), ArrowTableCoder()]))
+    CLOSED = ReadModifyWriteStateSpec("closed", VarIntCoder())
+    ARMED = ReadModifyWriteStateSpec("armed", VarIntCoder())
     FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
 
     def __init__(self, joiner: Joiner, unique: str | None, tally: _Tally):

@@ -66,7 +66,7 @@ class JoinStepSpec(StepBase):
     on: str | list[str] | None = Field(
         default=None, description="Key field(s) with the same names on both sides."
     )
-    how: str = Field(
+    how: Literal["inner", "left"] = Field(
         default="inner",
         description="inner: only pairs; left: also every left row without a partner (right "
         "columns null). For a right join swap the sides; full joins are not provided.",
@@ -96,13 +96,13 @@ class JoinStepSpec(StepBase):
         default=32, ge=1, le=4096, description="Bounded inputs: hash partitions joined in parallel."
     )
 
-    @field_validator("how")
+    @field_validator("how", mode="before")
     @classmethod
-    def _how(cls, value: str) -> str:
+    def _how(cls, value: Any) -> Any:
         if value == "right":
             raise ValueError("how 'right' is not provided; swap 'left' and 'right' and use left")
-        if value not in ("inner", "left"):
-            raise ValueError(f"how '{value}' is not inner or left (full joins are not provided)")
+        if value in ("full", "outer", "full_outer"):
+            raise ValueError(f"how '{value}' is not provided (only inner and left joins)")
         return value
 
     @model_validator(mode="after")
