@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import apache_beam as beam
 import numpy as np
@@ -116,24 +116,47 @@ def _merge(kind: str, a: Any, b: Any) -> Any:
     return a | b
 
 
-def _final(metric: Metric, partial: Any) -> pa.Array:
+_FLOAT_RESULTS = ("mean", "stddev", "percentile")
+"""Metrics whose result is a float64 column even when every value is null."""
+
+
+def _final(metric: Metric, partial: Any) -> Any:
+    """The result of one metric from its merged partial, as a Python value."""
     kind = metric.kind
     if kind == "count":
-        return pa.array([partial], pa.int64())
+        return partial
     if kind == "mean":
         total, n = partial
-        return pa.array([None if total is None else total / n], pa.float64())
+        return None if total is None else total / n
     if kind == "count_distinct":
-        return pa.array([len(partial)], pa.int64())
+        return len(partial)
     if kind in ("first", "last"):
-        return pa.array([None if partial is None else partial[1]])
+        return None if partial is None else partial[1]
     if kind == "stddev":  # the sample standard deviation, as SQL's STDDEV_SAMP
-        value = float(np.std(partial, ddof=1)) if len(partial) > 1 else None
-        return pa.array([value], pa.float64())
+        return float(np.std(partial, ddof=1)) if len(partial) > 1 else None
     if kind == "percentile":  # linear interpolation between ranks, as numpy's default
-        value = float(np.percentile(partial, metric.percent)) if partial else None
-        return pa.array([value], pa.float64())
-    return pa.array([partial])
+        return float(np.percentile(partial, metric.percent)) if partial else None
+    return partial
+
+
+class MetricRow(NamedTuple):
+    """One key's metrics in one window and pane, as Python values; :func:`with_panes` builds
+    the Arrow table of a bundle's rows at once (~0.2 µs a row, against ~30-60 µs for a
+    one-row table each: with tens of thousands of keys per window that was the step's largest
+    cost). ``floats`` are the columns typed float64 even when all null."""
+
+    values: dict[str, Any]
+    floats: tuple[str, ...]
+
+
+def rows_table(rows: Sequence[MetricRow]) -> pa.Table:
+    """The Arrow table of ``rows`` (types inferred as ``pa.array`` infers them, float metrics
+    float64)."""
+    table = pa.Table.from_pylist([row.values for row in rows])
+    for name in rows[0].floats if rows else ():
+        i = table.column_names.index(name)
+        table = table.set_column(i, name, table.column(i).cast(pa.float64()))
+    return table
 
 
 # --------------------------------------------------------------------------- what is computed
@@ -163,7 +186,8 @@ class Aggregation(Protocol):
         ...
 
     def combine_fn(self) -> beam.CombineFn:
-        """The in-Beam half: merges the partials of one key and window into an Arrow table."""
+        """The in-Beam half: merges the partials of one key and window into an Arrow table
+        (or a :class:`MetricRow`, which the panes join into one table per bundle)."""
         ...
 
 
@@ -185,7 +209,7 @@ class MetricAggregation:
         )
 
     def combine_fn(self) -> MergePartials:
-        return MergePartials(self.key_fields, self.metrics)
+        return MergePartialsToRows(self.key_fields, self.metrics)
 
 
 # --------------------------------------------------------------------------- in the batch
@@ -388,6 +412,7 @@ class MergePartials(beam.CombineFn):
         self._metrics = parsed
         self._outputs = [m.output for m in parsed]
         self._kinds = [m.kind for m in parsed]
+        self._floats = tuple(m.output for m in parsed if m.kind in _FLOAT_RESULTS)
 
     def create_accumulator(self) -> Partial:
         return [None, [_fresh(kind) for kind in self._kinds]]
@@ -409,16 +434,29 @@ class MergePartials(beam.CombineFn):
         acc[1] = [_merge(kind, a, b) for kind, a, b in zip(self._kinds, acc[1], parts, strict=True)]
         return acc
 
-    def extract_output(self, acc: Partial) -> pa.Table:
+    def row(self, acc: Partial) -> MetricRow | None:
+        """The key fields and metrics of ``acc`` (``None``: no partial was merged)."""
         key, partials = acc
         if key is None:
-            return pa.table({output: pa.array([], pa.int64()) for output in self._outputs})
-        columns = {
-            name: pa.array([value]) for name, value in zip(self._key_fields, key, strict=True)
-        }
+            return None
+        values = dict(zip(self._key_fields, key, strict=True))
         for metric, partial in zip(self._metrics, partials, strict=True):
-            columns[metric.output] = _final(metric, partial)
-        return pa.table(columns)
+            values[metric.output] = _final(metric, partial)
+        return MetricRow(values, self._floats)
+
+    def extract_output(self, acc: Partial) -> pa.Table:
+        row = self.row(acc)
+        if row is None:
+            return pa.table({output: pa.array([], pa.int64()) for output in self._outputs})
+        return rows_table([row])
+
+
+class MergePartialsToRows(MergePartials):
+    """:class:`MergePartials` as the window step runs it: each result a :class:`MetricRow`,
+    which :class:`ConcatPanes` turns into Arrow with the rest of its bundle."""
+
+    def extract_output(self, acc: Partial) -> MetricRow | None:  # type: ignore[override]
+        return self.row(acc)
 
 
 # The DoFn methods below carry no annotations on purpose: Beam reads them as type hints.
@@ -444,12 +482,19 @@ class PaneResults(beam.DoFn):
         self._counters = NodeCounters(self._step)
 
     def pane(
-        self, start: int | None, end: int | None, timing: str, index: int, table: pa.Table
-    ) -> Iterator[tuple[int | None, int | None, str, int, pa.Table]]:
-        if table.num_rows:
+        self,
+        start: int | None,
+        end: int | None,
+        timing: str,
+        index: int,
+        result: pa.Table | MetricRow | None,
+    ) -> Iterator[tuple[int | None, int | None, str, int, pa.Table | MetricRow]]:
+        """``result`` (a table of rows, one :class:`MetricRow`, or ``None``) as a pane."""
+        rows = 0 if result is None else 1 if isinstance(result, MetricRow) else result.num_rows
+        if rows:
             assert self._counters is not None
-            self._counters.inc(AGGREGATES_OUT, table.num_rows)
-            yield start, end, timing, index, table
+            self._counters.inc(AGGREGATES_OUT, rows)
+            yield start, end, timing, index, result
 
 
 class FormatPanes(PaneResults):
@@ -467,9 +512,14 @@ def with_panes(results: Sequence[tuple[Any, Any, str, int, pa.Table]]) -> pa.Tab
     """The tables of :class:`FormatPanes` results joined, with the window and pane columns in
     front. Window and pane columns the rows already had (rows an earlier window step
     aggregated, now ranked or aggregated again in the same windows) are replaced."""
-    table = pa.concat_tables([r[4] for r in results], promote_options="permissive")
+    payloads = [r[4] for r in results]
+    if isinstance(payloads[0], MetricRow):
+        table, sizes = rows_table(payloads), [1] * len(payloads)
+    else:
+        table = pa.concat_tables(payloads, promote_options="permissive")
+        sizes = [p.num_rows for p in payloads]
     table = table.drop_columns([c for c in _FRONT if c in table.column_names])
-    owner = pa.array(np.repeat(np.arange(len(results)), [r[4].num_rows for r in results]))
+    owner = pa.array(np.repeat(np.arange(len(results)), sizes))
     front = {
         WINDOW_START: pa.array([r[0] for r in results], pa.int64()).take(owner).cast(_TIME),
         WINDOW_END: pa.array([r[1] for r in results], pa.int64()).take(owner).cast(_TIME),
