@@ -19,6 +19,15 @@ before the bundle ends; size-based flushing (10 MB, between elements) stays.
 Beam offers no option for it in this mode (the runner replaces its environment with the
 default one), so this runner sets the interval on the pipeline's embedded-gRPC environment
 before running it; the interval cannot be 0 (Beam reads 0 as "use the default").
+
+The runner's own side has the same timer: its data server (``worker_handlers.GrpcServer``)
+creates every stream to the workers with the module constant ``DATA_BUFFER_TIME_LIMIT_MS``
+(1000), and a stream's flush (``get()`` then ``_clear()``, no lock against ``write``) drops
+whatever the runner's thread writes between the two: input chunks lost without an error.
+The runner writes a stage's input and closes the stream, so it needs no timed flush either;
+the constant is set to 0 (size-based streams, no timer thread) before the server is made.
+That is a change of a Beam module constant for the process, the third shim beside the two in
+``pipelines.runners``, and only this runner (``direct_num_workers`` > 1) makes it.
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ class ElementAlignedFnApiRunner(FnApiRunner):
     """FnApiRunner whose embedded gRPC workers flush outputs by size or at close, never by time."""
 
     def run_via_runner_api(self, pipeline_proto: Any, options: Any) -> Any:
+        from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+        worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0  # the runner's streams: see the docstring
         for env in pipeline_proto.components.environments.values():
             if env.urn == python_urns.EMBEDDED_PYTHON_GRPC:
                 config = json.loads(env.payload or b"{}")
