@@ -1,27 +1,33 @@
 """The ``record_sync`` template: a records API (Airtable-like) and a PostgreSQL table kept in
 sync, in one direction or both.
 
-``api_to_db``: an ``http`` source walks ``{api_url}/v0/{api_base}/{api_table}`` page by page
-(the answer's ``offset`` token sent back as ``?offset=``, ``pageSize`` records a page), asking
-only for records modified since the last successful run (``?modified_since=<mark>``, the
-greatest ``modifiedTime`` the run read, kept in a checkpoint under ``output_dir/state`` and
-written only after the outputs were published), at most ``rate_limit`` requests/s for the
-whole job, 429s retried after their ``Retry-After``. Each record's id goes to ``key_column``,
-its ``modifiedTime`` to ``modified_column``, and each ``field_mapping`` entry
-(``column=api_field:type``) to its column; the rows are upserted into ``table`` by
-``key_column`` (the ``postgres`` sink: COPY + ``INSERT ... ON CONFLICT``). A run killed at any
-point leaves the mark where it was, and the re-run fetches the same records again and rewrites
-the same rows: no gap, no duplicate. Rows the table refuses are dead letters; a report counts
-the records synced, and the run's summary and lineage the rows the table took.
-Deletes (``deletes``): ``ignore`` leaves rows as last synced; ``soft_delete`` lists the API's
+Every direction keeps per-side high-water marks ``(modified time, id)`` in ``state_table``
+(PostgreSQL, created when missing; one row per side of sync ``record_sync``): a change is new
+when its ``(modified time, id)`` is strictly after its side's mark. Readers stage the furthest
+mark they read as pending; the driver commits all sides in one statement only after
+everything the run wrote is written (:mod:`connectors.sync_state`), so a run killed at any
+point is re-read from the same marks and its idempotent writes are applied again to the same
+values: no gap, no duplicate.
+
+The API side (``api_to_db`` and ``both``) is the ``records_api`` source: it walks
+``{api_url}/v0/{api_base}/{api_table}`` page by page (``offset`` tokens, ``page_size``
+records a page) from ``?modified_since=<mark time>`` (inclusive: the records at the mark are
+listed again and dropped), at most ``rate_limit`` requests/s for the whole job, 429s retried
+after their ``Retry-After``. A record's key (``key_column``) is its ``external_id`` field when
+the sync created it from a row, else its API id.
+
+``api_to_db``: each record's key goes to ``key_column``, its ``modifiedTime`` to
+``modified_column``, and each ``field_mapping`` entry (``column=api_field:type``) to its
+column; the rows are upserted into ``table`` by ``key_column`` (the ``postgres`` sink: COPY +
+``INSERT ... ON CONFLICT``). Rows the table refuses are dead letters; the report counts the
+new records, and the run's summary and lineage the rows the table took. Deletes
+(``deletes``): ``ignore`` leaves rows as last synced; ``soft_delete`` lists the API's
 tombstones too (``include_deleted=true``), upserts live records whole with ``deleted_column``
 false, and tombstones as key + deletion time + ``deleted_column`` true only, so the row keeps
-its last fields.
+its last fields. The table needs only the key, ``modified_column``, the mapped columns and,
+with ``soft_delete``, ``deleted_column``.
 
-``db_to_api`` and ``both`` keep per-side high-water marks ``(modified time, id)`` in
-``state_table`` (PostgreSQL, created when missing), committed only after everything the run
-wrote is written, so a run killed at any point is re-read from the same marks and its
-idempotent writes are applied again to the same values. The table needs, besides the key and
+For ``db_to_api`` and ``both`` the table needs, besides the key and
 the mapped columns: ``api_id_column`` (the API's id), ``modified_column`` (the API's
 ``modifiedTime`` last seen or written), ``db_modified_column`` (its own modified time, set by
 whoever edits a row: the ``postgres`` source reads rows with ``(modified, key)`` strictly after
@@ -91,8 +97,7 @@ PARAMETERS = {
     "state_table": ParameterSpec(
         type="string",
         default="public.beamwright_sync_state",
-        description="db_to_api, both: schema.table of the per-side high-water marks (created "
-        "when missing).",
+        description="schema.table of the per-side high-water marks (created when missing).",
     ),
     "db_modified_column": ParameterSpec(
         type="string",
@@ -203,54 +208,26 @@ def _connection(values: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def _api_source(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> dict:
-    out = values["output_dir"].rstrip("/")
-    key, modified = values["key_column"], values["modified_column"]
-    fields: dict[str, Any] = {
-        key: {"path": "id", "type": "string"},
-        modified: {"path": "modifiedTime", "type": "timestamp"},
-    }
-    for column, field, type_name in mapping:
-        fields[column] = {"path": f"fields.{field}", "type": type_name}
-    url = f"{values['api_url'].rstrip('/')}/v0/{values['api_base']}/{values['api_table']}"
-    if values["deletes"] == "soft_delete":
-        fields[values["deleted_column"]] = {"path": "deleted", "type": "bool"}
-        url += "?include_deleted=true"
-    source: dict[str, Any] = {
-        "name": "api",
-        "type": "http",
-        "url": url,
-        "records": "records",
-        "fields": fields,
-        "pagination": {
-            "style": "cursor",
-            "size": values["page_size"],
-            "size_param": "pageSize",
-            "cursor_param": "offset",
-            "cursor_path": "offset",
-        },
-        "incremental": {
-            "field": modified,
-            "param": "modified_since",
-            "checkpoint": f"{out}/state/api_marks.json",
-        },
-        "rate_limit": values["rate_limit"],
-    }
-    if values["api_token"]:
-        source["auth"] = {"type": "bearer", "secret": values["api_token"]}
-    return source
-
-
-def _writes(values: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
-    """Steps and sinks after the API source: every record upserted (``ignore``), or live
-    records upserted whole and tombstones as key + modified time + deleted flag only, so a
-    soft-deleted row keeps its last fields (``soft_delete``); and the sync report."""
+def _api_to_db(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> tuple:
+    """The API's changes (the ``records_api`` source, its mark in ``state_table`` as the
+    ``api`` side) upserted into the table: every record (``ignore``), or live records whole
+    and tombstones as key + modified time + deleted flag only, so a soft-deleted row keeps
+    its last fields (``soft_delete``); and the sync report."""
     out = values["output_dir"].rstrip("/")
     key, modified, deleted = (
         values["key_column"],
         values["modified_column"],
         values["deleted_column"],
     )
+    soft = values["deletes"] == "soft_delete"
+    source = {
+        "name": "api",
+        "type": "records_api",
+        **_api_spec(values, mapping),
+        "modified_column": modified,
+        "page_size": values["page_size"],
+        "state": _state(values, "api"),
+    }
     db = {
         "type": "postgres",
         "connection": _connection(values),
@@ -260,21 +237,24 @@ def _writes(values: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
     report: dict[str, Any] = {
         "name": "sync_report",
         "type": "report",
+        "input": "rows",
         "path": f"{out}/report/sync_report.json",
         "metrics": {"api_records_read": "count"},
     }
-    if values["deletes"] != "soft_delete":
-        return [], [{"name": "db", "input": "api", **db}, {**report, "input": "api"}]
-    steps = [
+    steps: list[dict[str, Any]] = [
         {
-            "name": "flags",
+            "name": "rows",
             "type": "map",
             "input": "api",
-            "description": "Live records have no deleted flag in the API: false.",
-            "derive": {deleted: f"coalesce({deleted}, false)"},
-        },
-        {"name": "live", "type": "filter", "input": "flags", "where": f"{deleted} == false"},
-        {"name": "deleted", "type": "filter", "input": "flags", "where": f"{deleted} == true"},
+            "description": "The table's columns: the API id is the key, not a column of its own.",
+            "select": [key, modified, *([deleted] if soft else []), *(c for c, _, _ in mapping)],
+        }
+    ]
+    if not soft:
+        return [source], steps, [{"name": "db", "input": "rows", **db}, report]
+    steps += [
+        {"name": "live", "type": "filter", "input": "rows", "where": f"{deleted} == false"},
+        {"name": "deleted", "type": "filter", "input": "rows", "where": f"{deleted} == true"},
         {
             "name": "tombstones",
             "type": "map",
@@ -286,9 +266,19 @@ def _writes(values: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
     sinks = [
         {"name": "db", "input": "live", **db},
         {"name": "db_deletes", "input": "tombstones", **db},
-        {**report, "input": "flags", "group_by": [deleted]},
+        {**report, "group_by": [deleted]},
     ]
-    return steps, sinks
+    return [source], steps, sinks
+
+
+def _state(values: Mapping[str, Any], side: str) -> dict[str, Any]:
+    """Where ``side``'s high-water mark is kept: one row of ``state_table``."""
+    return {
+        "connection": _connection(values),
+        "table": values["state_table"],
+        "sync": "record_sync",
+        "side": side,
+    }
 
 
 def _api_spec(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> dict:
@@ -406,12 +396,7 @@ def _both(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -> tup
         **_api_spec(values, mapping),
         "modified_column": api_mod,
         "page_size": values["page_size"],
-        "state": {
-            "connection": _connection(values),
-            "table": values["state_table"],
-            "sync": "record_sync",
-            "side": "api",
-        },
+        "state": _state(values, "api"),
     }
     reconcile: dict[str, Any] = {
         "name": "reconcile",
@@ -489,7 +474,7 @@ class RecordSyncTemplate:
     version = "0.1"
     description = (
         "A records API (Airtable-like: paged, modified_since, 5 req/s) synced into a "
-        "PostgreSQL table by batched upserts, resuming from a high-water mark."
+        "PostgreSQL table (one way or both), resuming from per-side high-water marks."
     )
     parameters = PARAMETERS
 
@@ -503,12 +488,8 @@ class RecordSyncTemplate:
                 "modified_column are columns too)"
             )
         out = values["output_dir"].rstrip("/")
-        if values["direction"] == "api_to_db":
-            sources = [_api_source(values, mapping)]
-            steps, sinks = _writes(values)
-        else:
-            make = _both if values["direction"] == "both" else _db_to_api
-            sources, steps, sinks = make(values, mapping)
+        make = {"api_to_db": _api_to_db, "both": _both, "db_to_api": _db_to_api}
+        sources, steps, sinks = make[values["direction"]](values, mapping)
         return pipeline_spec(
             self,
             values,

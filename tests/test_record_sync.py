@@ -74,6 +74,7 @@ def expand(out: Path, api: RecordsApi, pg: Any, table: str, **params: Any) -> An
         "postgres": f"{pg.user}@{pg.host}:{pg.port}/{pg.dbname}",
         "postgres_password": f"env:{PASSWORD_ENV}",
         "table": table,
+        "state_table": f"{table}_state",
         "error_threshold": 0.0,
     } | params
     return TEMPLATE.expand(resolve_parameters(TEMPLATE.parameters, values))
@@ -97,6 +98,24 @@ def assert_agree(api: RecordsApi, pg: Any, table: str) -> None:
         assert stamp == record["modifiedTime"]
 
 
+def api_mark(pg: Any, table: str) -> tuple[str, str] | None:
+    """The committed API-side mark of the sync into ``table``: (modifiedTime, id)."""
+    with pg.connect() as conn:
+        row = conn.execute(
+            f"SELECT mark_time, mark_id FROM {table}_state WHERE sync = 'record_sync' "
+            "AND side = 'api'"
+        ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    stamp = row[0].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return stamp, row[1]
+
+
+def last_change(api: RecordsApi) -> tuple[str, str]:
+    """The greatest (modifiedTime, id) of the API's live records."""
+    return max((r["modifiedTime"], rid) for rid, r in api.records(BASE, TABLE).items())
+
+
 def test_api_to_db_syncs_within_the_rate_limit_and_resumes_from_its_mark(
     api: RecordsApi, pg: Any, table: str, tmp_path: Path, caplog: Any, capfd: Any
 ) -> None:
@@ -118,23 +137,33 @@ def test_api_to_db_syncs_within_the_rate_limit_and_resumes_from_its_mark(
     (target,) = [d for d in complete["outputs"] if d["namespace"].startswith("postgres://")]
     assert target["name"] == f"{pg.dbname}.{table}"
 
-    # changes on the API side: only they are fetched (the inclusive mark brings back the
-    # last record of the previous run, rewritten to the same values)
+    # the mark is the greatest (modifiedTime, id) read, in the state table, not in a file
+    assert api_mark(pg, table) == last_change(api)
+    assert not (tmp_path / "state").exists()
+
+    # changes on the API side: only they are fetched (the API's inclusive modified_since
+    # lists the mark's record again; it is not after the mark, so it is dropped, not written)
     api.edit(BASE, TABLE, record_id(7), {"status": "churned", "notes": None})
     api.edit(BASE, TABLE, record_id(90), {"amount": 1.25})
     api.reset_log()
     second = run_spec(expand(tmp_path, api, pg, table))
-    assert second.node("api").rows_in == 3
-    assert second.node("db").stats == {"updated": 3}
+    assert second.node("api").rows_in == 3 and second.node("rows").rows_out == 2
+    assert second.node("db").stats == {"updated": 2}
+    assert json.loads((tmp_path / "report" / "sync_report.json").read_text()) == [
+        {"api_records_read": 2}
+    ]
     assert_agree(api, pg, table)
     assert len(api.log) == 1
+    assert api_mark(pg, table) == last_change(api)
 
     # a run that fails after reading (a value the mapping cannot type) leaves the mark:
     # the next run fetches everything since the old mark again, the fix included
     api.edit(BASE, TABLE, record_id(11), {"name": "renamed"})
     api.edit(BASE, TABLE, record_id(12), {"amount": "lots"})
+    marked = api_mark(pg, table)
     with pytest.raises(RunFailed, match="error threshold"):
         run_spec(expand(tmp_path, api, pg, table))
+    assert api_mark(pg, table) == marked
     api.edit(BASE, TABLE, record_id(12), {"amount": 3.5})
     third = run_spec(expand(tmp_path, api, pg, table))
     assert third.node("api").rows_in >= 2
@@ -198,7 +227,7 @@ def test_soft_deletes_keep_the_row_flagged_with_its_last_fields(
     assert live[record_id(8)]["name"] == "still here"
     report = json.loads((tmp_path / "report" / "sync_report.json").read_text())
     assert sorted(report, key=lambda r: r["api_deleted"]) == [
-        {"api_deleted": False, "api_records_read": 2},
+        {"api_deleted": False, "api_records_read": 1},  # record 8: the mark's is not new
         {"api_deleted": True, "api_records_read": 2},
     ]
     assert api.busiest_second(BASE) <= 5 and 429 not in api.statuses()
@@ -219,6 +248,7 @@ def cli_sync(tmp_path: Path, api: RecordsApi, pg: Any, table: str) -> subprocess
         "postgres": f"{pg.user}@{pg.host}:{pg.port}/{pg.dbname}",
         "postgres_password": f"env:{PASSWORD_ENV}",
         "table": table,
+        "state_table": f"{table}_state",
         "deletes": "soft_delete",
     }
     command = [sys.executable, "-m", "pipelines.cli", "run", "record_sync"]
@@ -296,5 +326,6 @@ def test_many_records_within_the_limit(pg: Any, table: str, tmp_path: Path) -> N
             api.edit(BASE, TABLE, record_id(n), {"status": "edited", "amount": n / 8})
         second = run_spec(expand(tmp_path, api, pg, table, page_size=100))
         assert second.node("api").rows_in == RECORDS // 100 + 1  # the edits, and the mark's
+        assert second.node("db").rows_in == RECORDS // 100  # ... which is not after the mark
         assert_agree(api, pg, table)
         assert api.busiest_second(BASE) <= 5 and 429 not in api.statuses()
