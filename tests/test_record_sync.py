@@ -329,3 +329,33 @@ def test_many_records_within_the_limit(pg: Any, table: str, tmp_path: Path) -> N
         assert second.node("db").rows_in == RECORDS // 100  # ... which is not after the mark
         assert_agree(api, pg, table)
         assert api.busiest_second(BASE) <= 5 and 429 not in api.statuses()
+
+
+def sample_records(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipelines.cli", "sample-records", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_sample_records_edits_only_records_a_small_sample_has() -> None:
+    """``sample-records --count N`` below 35 used to edit record 35 (every 7th of five) and
+    die on the API's 422; two-way runs below 8 died in random.sample: now the edited records
+    are among the seeded ones, and too small counts are usage errors before anything starts."""
+    from pipelines.dev.sample_records import TWO_WAY_MIN, edited_ids
+
+    for count in (1, 2, 7, 10, 34, 35, 500):
+        ids = edited_ids(count)
+        assert ids and set(ids) <= {record_id(i) for i in range(1, count + 1)}, count
+        assert len(ids) == len(set(ids)) <= 5
+    assert edited_ids(500) == [record_id(n * 7) for n in range(1, 6)]
+    refused = sample_records("--count", str(TWO_WAY_MIN - 1), "--direction", "both")
+    assert refused.returncode == 2 and f"at least {TWO_WAY_MIN}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    zero = sample_records("--count", "0")
+    assert zero.returncode == 2 and "--count: 0 is below 1" in zero.stderr
+
+
+@pytest.mark.slow
+def test_sample_records_with_a_few_records_runs_and_agrees() -> None:
+    done = sample_records("--count", "3", "--runs", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("both sides agree: True") == 2

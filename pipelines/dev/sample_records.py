@@ -44,6 +44,8 @@ CONFLICTS_SQL = (
     "PRIMARY KEY (record_id, api_modified_at, modified_at))"
 )
 FIELDS = ("name", "email", "amount", "status", "notes")
+# change_both picks 3 * max(2, n // 100) + 2 distinct seeded records
+TWO_WAY_MIN = 8
 
 
 def seed_table(conn: Any, table: str, n: int) -> None:
@@ -132,8 +134,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run the record_sync template against a local records API and a throw-away "
         "PostgreSQL, then stop both",
     )
-    p.add_argument("--count", type=int, default=500, help="records the API holds at start")
-    p.add_argument("--runs", type=int, default=2, help="syncs, with API edits between them")
+    p.add_argument(
+        "--count",
+        type=_at_least(1),
+        default=500,
+        help=f"records the API holds at start (both/db_to_api: at least {TWO_WAY_MIN})",
+    )
+    p.add_argument(
+        "--runs", type=_at_least(1), default=2, help="syncs, with API edits between them"
+    )
     p.add_argument(
         "--direction",
         choices=("api_to_db", "db_to_api", "both"),
@@ -145,10 +154,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+def _at_least(low: int) -> Any:
+    """An argparse type: an integer >= ``low`` (a usage error otherwise, not a traceback)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its message
+    return parse
+
+
+def edited_ids(count: int) -> list[str]:
+    """The API records edited between api_to_db runs: up to five of the ``count`` seeded
+    (every 7th, wrapping), so a small sample edits records it has instead of failing."""
+    from pipelines.dev.records_api import record_id
+
+    return [record_id(i) for i in sorted({1 + (7 * k - 1) % count for k in range(1, 6)})]
+
+
 def main(args: argparse.Namespace) -> int:
     from pipelines.dev.postgres_server import PostgresUnavailable, TempPostgres
-    from pipelines.dev.records_api import RecordsApi, record_id
+    from pipelines.dev.records_api import RecordsApi
 
+    if args.direction != "api_to_db" and args.count < TWO_WAY_MIN:
+        print(
+            f"beamwright: --count {args.count}: --direction {args.direction} edits, creates and "
+            f"deletes records on both sides between runs and needs at least {TWO_WAY_MIN} "
+            f"(hint: --count {TWO_WAY_MIN} or more)",
+            file=sys.stderr,
+        )
+        return 2
     out = args.output_dir or tempfile.mkdtemp(prefix="beamwright-sample-records-")
     try:
         server = TempPostgres().start()
@@ -174,8 +212,8 @@ def main(args: argparse.Namespace) -> int:
             code = 0
             for run in range(max(1, args.runs)):
                 if run:
-                    for n in range(1, 6):  # edits on the API side, fetched by the next run
-                        api.edit(BASE, TABLE, record_id(n * 7), {"status": f"edited in {run}"})
+                    for rid in edited_ids(args.count):  # API edits, fetched by the next run
+                        api.edit(BASE, TABLE, rid, {"status": f"edited in {run}"})
                 code = _sync(api, server, out, args.param)
                 if code:
                     break
