@@ -129,20 +129,31 @@ def verdicts(
     its own rows and ``mostly``. Only for expectations that judge rows one by one (not
     uniqueness), on tables to which pandas gives the same dtypes on their own: the stacked
     frame must be, table by table, what GX would see."""
-    unexpected, considered, dtype_success = _rows(exp_type, each[0], frame)
+    unexpected, considered, dtype_success = masks(exp_type, each[0], frame)
     out = []
     for kwargs, a, b in zip(each, bounds, bounds[1:], strict=False):
         if dtype_success is not None:
             out.append(Verdict([], 0, dtype_success))
             continue
-        mostly = success_kwargs(exp_type, kwargs).get("mostly", 1.0)
         rows = np.flatnonzero(unexpected[a:b]).tolist()
         judged = int(considered[a:b].sum())
-        out.append(Verdict(rows, len(rows), _mostly(judged, len(rows), mostly)))
+        out.append(Verdict(rows, len(rows), success(exp_type, kwargs, judged, len(rows))))
     return out
 
 
-def _rows(
+def success(exp_type: str, kwargs: Mapping[str, Any], considered: int, unexpected: int) -> bool:
+    """GX's ``mostly`` rule for ``kwargs`` given its considered and unexpected row counts."""
+    return _mostly(considered, unexpected, gx_mostly(exp_type, kwargs.get("mostly")))
+
+
+@cache
+def gx_mostly(exp_type: str, mostly: float | None) -> float:
+    """``mostly`` as GX's model coerces it (1 when not given); cached, the model is slow."""
+    given = {} if mostly is None else {"mostly": mostly}
+    return success_kwargs(exp_type, given).get("mostly", 1.0)
+
+
+def masks(
     exp_type: str, kwargs: Mapping[str, Any], frame: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray, bool | None]:
     """(unexpected rows, rows ``mostly`` is judged on, success when GX judged the dtype and

@@ -6,25 +6,28 @@ exactly GX's unexpected rows, ``unexpected_count`` and ``success`` (``mostly`` i
 
 Two oracles, because a full GX validation costs ~25 ms an expectation:
 
-* ``test_compiled_kernels_agree_with_gx_metric_functions``: ``GX_DIFF_CASES`` (default 1,000)
-  random cases per type, each a random table (its own columns) and a random config, judged by
-  GX's own metric condition functions through :mod:`tests.gx_oracle`. A condition call costs
-  ~0.15 ms (between) to ~1.5 ms (regex lists) whatever the rows, so cases alike but for their
-  data and ``mostly`` (same other kwargs, same column types and null shape, hence the same
-  pandas dtypes) are stacked into one frame for one call, each case judged from its own rows
-  and ``mostly`` (uniqueness case by case); the kernels still run on each case's own table;
+* ``test_compiled_kernels_agree_with_gx_metric_functions``: ``GX_DIFF_CASES`` (default
+  10,000) random cases per type, judged by GX's own metric condition functions through
+  :mod:`tests.gx_oracle`. A call (ours or GX's) costs ~0.1-1.5 ms whatever the rows, so each
+  run draws ``GX_DIFF_POOL`` (default 100) random parameter sets per type (regexes, value
+  sets, bounds, types, ``ignore_row_if``... each as random as a case of its own) and every
+  case takes one, with random data (nulls, NaN, ±inf, empty strings, unicode, boundary values,
+  0-34 rows) and ``mostly`` of its own. Cases alike but for data and ``mostly`` (same kwargs,
+  Arrow types and null shape, hence the same pandas dtypes) are stacked: one GX condition call
+  and one call of our kernel over the stacked columns (row verdicts are row-local), then each
+  case is judged on its own rows: unexpected rows, ``unexpected_count``, and success with its
+  own ``mostly`` (on the rows GX judges it on, which must total ours over the group).
+  Uniqueness is not row-local: each case alone. Every ``ALONE``-th case is also run alone
+  through the suite's normal compiled path (``ExpectationSuite.evaluate``, what the validate
+  step calls) against GX on its own frame, so stacking cannot hide a per-case difference;
 * ``test_compiled_kernels_and_metric_oracle_agree_with_full_gx``: ``CONFIGS`` (default 25)
   random cases per type through a full GX validation (``ExpectationSuite.evaluate(table,
   compiled=False)``), which both the kernels *and* the metric oracle must match, so the
   oracle's glue around GX's functions cannot drift from GX.
 
-Why not 10,000 cases a type by default: stacking only saves calls where cases share kwargs;
-random regexes and value sets rarely do, and one call per case of GX's regex functions and of
-the kernels (RE2 compiles each translated pattern) is most of the time. Measured figures are
-in docs/architecture.md ("Great Expectations suites").
-
-Environment: ``GX_DIFF_SEED`` (default 16) picks the random draw; ``GX_DIFF_CASES`` and
-``GX_DIFF_CONFIGS`` run more, e.g. ``GX_DIFF_CASES=10000 GX_DIFF_CONFIGS=500``.
+Environment: ``GX_DIFF_SEED`` replays a draw (a new one each run otherwise, printed and in
+every failure message); ``GX_DIFF_CASES``, ``GX_DIFF_POOL`` and ``GX_DIFF_CONFIGS`` run more,
+e.g. ``GX_DIFF_CASES=100000 GX_DIFF_POOL=1000 GX_DIFF_CONFIGS=500``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -48,12 +50,16 @@ from transforms.gx_table import DATASET_TYPES, Partial, judge, metrics_needed, s
 
 # GX and pandas warn about the random patterns on the oracle's side (match groups, "possible
 # nested set"); the verdicts are what is compared.
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::UserWarning", "ignore::FutureWarning", "ignore::RuntimeWarning"
+)
 
-SEED = int(os.environ.get("GX_DIFF_SEED", "16"))
+# a new draw each run (printed, and in every failure message); GX_DIFF_SEED replays one
+SEED = int(os.environ.get("GX_DIFF_SEED") or random.SystemRandom().randrange(1_000_000))
 CONFIGS = int(os.environ.get("GX_DIFF_CONFIGS", "25"))
-CASES_PER_TYPE = int(os.environ.get("GX_DIFF_CASES", "1000"))
-CHUNK = 500  # cases sharing one Arrow table (one column set each) and one to_pandas call
+CASES_PER_TYPE = int(os.environ.get("GX_DIFF_CASES", "10000"))
+POOL = int(os.environ.get("GX_DIFF_POOL", "100"))  # parameter sets per type and run
+ALONE = 50  # every ALONE-th case is also judged on its own, through the suite's normal path
 ROWS = 70
 ROW_COUNTS = [0, 1, 2, 3, 5, 8, 13, 21, 34]
 PER_SUITE = 25
@@ -250,6 +256,16 @@ def test_type_checks_pandas_would_decide_are_left_to_gx(
     assert gx_compile.compile_expectation(exp_type, {"column": "c", **numpy_name}, int_schema)
 
 
+def _case_columns(rng: random.Random, kinds: list[str], rows: int) -> list[pa.Array]:
+    """One case's random columns; a second column drawn from the first one's values makes
+    pairs often equal."""
+    arrays = [_column(rng, kind, rows) for kind in kinds]
+    if len(kinds) == 2 and kinds[0] == kinds[1] and rng.random() < 0.5:
+        base = arrays[0].to_pylist()
+        arrays[1] = pa.array([v if rng.random() < 0.8 else None for v in base], arrays[0].type)
+    return arrays
+
+
 def _suite_and_table(
     rng: random.Random, exp_type: str, count: int, rows: int = ROWS
 ) -> tuple[ExpectationSuite, pa.Table]:
@@ -260,14 +276,7 @@ def _suite_and_table(
     for j in range(count):
         kinds = rng.choice(shapes)
         names = [f"c{j}_{i}" for i in range(len(kinds))]
-        for name, kind in zip(names, kinds, strict=True):
-            columns[name] = _column(rng, kind, rows)
-        # a second column drawn from the first one's values makes pairs often equal
-        if len(kinds) == 2 and kinds[0] == kinds[1] and rng.random() < 0.5:
-            base = columns[names[0]].to_pylist()
-            columns[names[1]] = pa.array(
-                [v if rng.random() < 0.8 else None for v in base], columns[names[0]].type
-            )
+        columns.update(zip(names, _case_columns(rng, kinds, rows), strict=True))
         expectations.append({"type": exp_type, "kwargs": _mostly(rng, make(rng, names, kinds))})
     suite = ExpectationSuite({"name": "differential", "expectations": expectations})
     return suite, pa.table(columns) if columns else pa.table({})
@@ -284,10 +293,7 @@ def _shown(table: pa.Table, kwargs: dict[str, Any], rows: list[int]) -> Any:
     return table.select(_cols(kwargs)).take(pa.array(rows[:5], pa.int64())).to_pylist()
 
 
-_DOMAIN = ("column", "column_A", "column_B", "column_list")
-
-
-def _state(values: pa.ChunkedArray) -> str:
+def _state(values: pa.Array) -> str:
     """What decides the dtype pandas gives a column (an int column with a null is float64)."""
     if not len(values):
         return "empty"
@@ -296,72 +302,126 @@ def _state(values: pa.ChunkedArray) -> str:
     return "no null"
 
 
-def _gx_verdicts(
-    exp_type: str, cases: list[dict[str, Any]], table: pa.Table
-) -> list[gx_oracle.Verdict]:
-    """GX's metric-function verdict on each case (``cases[i]``'s kwargs on its own columns of
-    ``table``). Cases alike but for their data and ``mostly`` (same other kwargs, same Arrow
-    types and null shape, so the same pandas dtypes) are stacked into one frame and judged by
-    one condition call, each case from its own rows; uniqueness is judged case by case."""
-    groups: dict[tuple, list[int]] = {}
-    for i, kwargs in enumerate(cases):
-        names = _cols(kwargs)
+Case = tuple[int, dict[str, Any], list[pa.Array]]  # (index, kwargs on x0, x1..., columns)
+
+
+def _pool(rng: random.Random, exp_type: str) -> list[tuple[list[str], dict[str, Any]]]:
+    """``POOL`` random parameter sets (column kinds, kwargs on columns ``x0``, ``x1``...), each
+    drawn as randomly as a case of its own: the cases of a run share them, so many cases
+    differ only in their data and ``mostly`` and are judged together."""
+    shapes, make = CASES[exp_type]
+    out = []
+    for _ in range(POOL):
+        kinds = rng.choice(shapes)
+        out.append((kinds, make(rng, [f"x{i}" for i in range(len(kinds))], kinds)))
+    return out
+
+
+def _groups(rng: random.Random, exp_type: str) -> list[list[Case]]:
+    """``CASES_PER_TYPE`` random cases (parameters from the pool, random data and ``mostly``
+    of their own), grouped where they are alike but for data and ``mostly``: same kwargs, same
+    Arrow types and null shape, so pandas gives the stacked columns the dtypes it gives each
+    case's own. Uniqueness is not judged row by row: a group of its own per case."""
+    pool = _pool(rng, exp_type)
+    groups: dict[tuple, list[Case]] = {}
+    for i in range(CASES_PER_TYPE):
+        kinds, kwargs = rng.choice(pool)
+        arrays = _case_columns(rng, kinds, rng.choice(ROW_COUNTS))
         key = (
-            repr(sorted((k, v) for k, v in kwargs.items() if k not in (*_DOMAIN, "mostly"))),
-            tuple((str(table.column(n).type), _state(table.column(n))) for n in names),
+            repr(sorted(kwargs.items())),
+            tuple(kinds),
+            tuple(_state(a) for a in arrays),
             i if exp_type == "expect_column_values_to_be_unique" else None,
         )
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(key, []).append((i, _mostly(rng, kwargs), arrays))
+    return list(groups.values())
+
+
+def _case_table(case: Case) -> pa.Table:
+    return pa.table({f"x{j}": a for j, a in enumerate(case[2])})
+
+
+def _segment_sums(mask: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """The count of true values of ``mask`` in each segment ``bounds[k]:bounds[k + 1]``."""
+    total = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    return total[bounds[1:]] - total[bounds[:-1]]
+
+
+def _judge_group(exp_type: str, members: list[Case]) -> None:
+    """Our kernels and GX's condition function, each called once on the group's cases stacked,
+    then every case judged on its own rows: its unexpected rows (compared as one mask, and
+    case by case where they differ), its ``unexpected_count`` and its success with its own
+    ``mostly``."""
+    names = [f"x{j}" for j in range(len(members[0][2]))]
+    table = pa.table(
+        {n: pa.concat_arrays([case[2][j] for case in members]) for j, n in enumerate(names)}
+    )
+    bounds = np.cumsum([0] + [len(case[2][0]) for case in members])
+    each = [case[1] for case in members]
     # as ExpectationSuite hands a batch to GX: pyarrow converts each column on its own
-    frame = table.to_pandas(ignore_metadata=True)
-    out: dict[int, gx_oracle.Verdict] = {}
-    for members in groups.values():
-        names = [f"x{j}" for j in range(len(_cols(cases[members[0]])))]
-        stacked = pd.DataFrame(
-            {
-                name: pd.concat([frame[_cols(cases[i])[j]] for i in members], ignore_index=True)
-                for j, name in enumerate(names)
-            }
-        )
-        each = [_renamed(cases[i], names) for i in members]
-        bounds = [j * table.num_rows for j in range(len(members) + 1)]
-        verdicts = gx_oracle.verdicts(exp_type, each, stacked, bounds)
-        out.update(zip(members, verdicts, strict=True))
-    return [out[i] for i in range(len(cases))]
+    theirs, considered, dtype_success = gx_oracle.masks(
+        exp_type, each[0], table.to_pandas(ignore_metadata=True)
+    )
+    bare = {k: v for k, v in each[0].items() if k != "mostly"}
+    check = gx_compile.compile_expectation(exp_type, bare, table.schema)
+    assert check is not None, f"seed {SEED}: {exp_type} {bare} does not compile on {table.schema}"
+    # GX judging the dtype (listing no rows) is where our check has a dtype verdict
+    assert (check.verdict is None) == (dtype_success is None), f"seed {SEED}: {exp_type} {bare}"
+    if check.verdict is not None:
+        verdict = check.verdict(table)
+        for case in members:
+            where = f"seed {SEED}, {exp_type} {case[1]}: {_case_table(case)}"
+            assert verdict == dtype_success, where
+        return
+    ours, our_considered = check.unexpected(table)
+    if not np.array_equal(ours, theirs):
+        for case, a, b in zip(members, bounds, bounds[1:], strict=False):
+            mine, gx = np.flatnonzero(ours[a:b]).tolist(), np.flatnonzero(theirs[a:b]).tolist()
+            differ = sorted(set(mine) ^ set(gx))
+            own = _case_table(case)
+            assert mine == gx, (
+                f"seed {SEED}, {exp_type} {case[1]}: {own}\nrows {differ[:5]} differ: "
+                + str(_shown(own, case[1], differ))
+            )
+    # the rows GX judges mostly on, case by case, are ours in sum; per case below
+    assert our_considered == int(considered.sum()), f"seed {SEED}: {exp_type} {bare}"
+    counts = _segment_sums(ours, bounds)
+    judged = _segment_sums(considered, bounds)
+    for case, count, on in zip(members, counts.tolist(), judged.tolist(), strict=True):
+        mostly = float(case[1].get("mostly", 1.0))  # as compile_expectation reads it
+        mine = on == 0 or (on - count) / on >= mostly
+        gx = gx_oracle.success(exp_type, case[1], on, count)
+        assert mine == gx, f"seed {SEED}, {exp_type} {case[1]}: {_case_table(case)}"
 
 
-def _renamed(kwargs: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """``kwargs`` on the stacked frame's columns ``names`` (in the order ``_cols`` lists them)."""
-    if "column_list" in kwargs:
-        return {**kwargs, "column_list": names}
-    if "column_A" in kwargs:
-        return {**kwargs, "column_A": names[0], "column_B": names[1]}
-    return {**kwargs, "column": names[0]}
+def _judge_alone(exp_type: str, case: Case) -> None:
+    """One case through the suite's normal compiled path (what the validate step calls) and
+    GX's condition on the case's own frame: stacking must change neither verdict."""
+    own = _case_table(case)
+    suite = ExpectationSuite(
+        {"name": "alone", "expectations": [{"type": exp_type, "kwargs": case[1]}]}
+    )
+    _compiled(suite, own)
+    ours = suite.evaluate(own)
+    rows = ours.unexpected.get(0, np.empty(0, np.int64)).tolist()
+    gx = gx_oracle.verdict(exp_type, case[1], own.to_pandas(ignore_metadata=True))
+    outcome = ours.outcomes[0]
+    assert gx == gx_oracle.Verdict(rows, outcome.unexpected_count, outcome.success), (
+        f"seed {SEED}, {exp_type} {case[1]}: {own}; GX {gx}, ours {rows} {outcome}"
+    )
 
 
 @pytest.mark.parametrize("exp_type", sorted(CASES))
 def test_compiled_kernels_agree_with_gx_metric_functions(exp_type: str) -> None:
+    print(f"GX_DIFF_SEED={SEED} GX_DIFF_CASES={CASES_PER_TYPE} GX_DIFF_POOL={POOL}")
     rng = random.Random(f"{SEED}:low:{exp_type}")
     judged = 0
-    while judged < CASES_PER_TYPE:
-        count = min(CHUNK, CASES_PER_TYPE - judged)
-        suite, table = _suite_and_table(rng, exp_type, count, rng.choice(ROW_COUNTS))
-        cases = [kwargs for _, kwargs, _ in suite.expectations]
-        gx = _gx_verdicts(exp_type, cases, table)
-        for check, kwargs, theirs in zip(_compiled(suite, table), cases, gx, strict=True):
-            # each case on its own table: the kernels look its columns up by name
-            rows, success, count_ = check.evaluate(table.select(_cols(kwargs)))
-            where = f"seed {SEED}, {exp_type} {kwargs}: {table.select(_cols(kwargs))}"
-            differ = sorted(set(rows.tolist()) ^ set(theirs.rows))
-            assert rows.tolist() == theirs.rows, f"{where}\nrows {differ[:5]} differ: " + str(
-                _shown(table, kwargs, differ)
-            )
-            assert count_ == theirs.unexpected_count, where
-            assert success == theirs.success, where
-            if judged % 50 == 0:  # stacking must not change GX's verdict: the case on its own
-                own = table.select(_cols(kwargs)).to_pandas(ignore_metadata=True)
-                assert gx_oracle.verdict(exp_type, kwargs, own) == theirs, where
-            judged += 1
+    for members in _groups(rng, exp_type):
+        _judge_group(exp_type, members)
+        for case in members:
+            if case[0] % ALONE == 0:
+                _judge_alone(exp_type, case)
+        judged += len(members)
     assert judged == CASES_PER_TYPE
 
 
