@@ -278,13 +278,19 @@ def test_runs_killed_at_random_points_converge(
     for attempt in range(4):
         process = cli_sync(tmp_path, api, pg, table)
         # the pages are all read before the sink starts (the local runner runs stages one
-        # after the other), so a kill at a random moment would rarely hit the writes: each
-        # run is killed at a random moment or as soon as it has written rows, the earlier
+        # after the other), so a kill at a random moment would rarely hit the writes: even
+        # runs are killed at a random moment or as soon as they have written rows, the
+        # earlier; odd ones as soon as they have written rows (between the upserts and the
+        # mark's commit), however long reading took on a loaded machine
         before = count_rows(pg, table)
-        deadline = time.monotonic() + rng.uniform(1.0, 14.0)
+        wait = rng.uniform(1.0, 14.0) if attempt % 2 == 0 else 120.0
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline and count_rows(pg, table) == before:
+            if process.poll() is not None:  # it finished first: a completed run, no kill
+                break
             time.sleep(0.02)
-        os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         rid = record_id(rng.randint(1, 700))
         if attempt % 2:
