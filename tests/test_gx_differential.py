@@ -326,7 +326,7 @@ def _groups(rng: random.Random, exp_type: str) -> list[list[Case]]:
     """``CASES_PER_TYPE`` random cases (parameters from the pool, random data and ``mostly``
     of their own), grouped where they are alike but for data and ``mostly``: same kwargs, same
     Arrow types and null shape, so pandas gives the stacked columns the dtypes it gives each
-    case's own. Uniqueness is not judged row by row: a group of its own per case."""
+    case's own."""
     pool = _pool(rng, exp_type)
     groups: dict[tuple, list[Case]] = {}
     for i in range(CASES_PER_TYPE):
@@ -336,7 +336,6 @@ def _groups(rng: random.Random, exp_type: str) -> list[list[Case]]:
             repr(sorted(kwargs.items())),
             tuple(kinds),
             tuple(_state(a) for a in arrays),
-            i if exp_type == "expect_column_values_to_be_unique" else None,
         )
         groups.setdefault(key, []).append((i, _mostly(rng, kwargs), arrays))
     return list(groups.values())
@@ -352,24 +351,48 @@ def _segment_sums(mask: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return total[bounds[1:]] - total[bounds[:-1]]
 
 
-def _judge_group(exp_type: str, members: list[Case]) -> None:
-    """Our kernels and GX's condition function, each called once on the group's cases stacked,
-    then every case judged on its own rows: its unexpected rows (compared as one mask, and
-    case by case where they differ), its ``unexpected_count`` and its success with its own
-    ``mostly`` (by our check on the case's own rows wherever the rows considered decide it)."""
+def _stacked(
+    exp_type: str, members: list[Case]
+) -> tuple[pa.Table, np.ndarray, dict[str, Any], gx_compile.CompiledCheck]:
+    """The group's cases stacked (case ``k`` is rows ``bounds[k]:bounds[k + 1]``), their
+    kwargs but ``mostly``, and our check for them (``mostly`` 1)."""
     names = [f"x{j}" for j in range(len(members[0][2]))]
     table = pa.table(
         {n: pa.concat_arrays([case[2][j] for case in members]) for j, n in enumerate(names)}
     )
     bounds = np.cumsum([0] + [len(case[2][0]) for case in members])
-    each = [case[1] for case in members]
-    # as ExpectationSuite hands a batch to GX: pyarrow converts each column on its own
-    theirs, considered, dtype_success = gx_oracle.masks(
-        exp_type, each[0], table.to_pandas(ignore_metadata=True)
-    )
-    bare = {k: v for k, v in each[0].items() if k != "mostly"}
+    bare = {k: v for k, v in members[0][1].items() if k != "mostly"}
     check = gx_compile.compile_expectation(exp_type, bare, table.schema)
     assert check is not None, f"seed {SEED}: {exp_type} {bare} does not compile on {table.schema}"
+    return table, bounds, bare, check
+
+
+def _judge_each(exp_type: str, members: list[Case]) -> None:
+    """Uniqueness is not row-local: each case gets its own GX call and its own check, on its
+    slice of the group's stacked table and frame (converted once: the same dtypes)."""
+    table, bounds, _, check = _stacked(exp_type, members)
+    frame = table.to_pandas(ignore_metadata=True)
+    for case, a, b in zip(members, bounds.tolist(), bounds[1:].tolist(), strict=False):
+        gx = gx_oracle.verdict(exp_type, case[1], frame.iloc[a:b].reset_index(drop=True))
+        mostly = float(case[1].get("mostly", 1.0))
+        rows, success, count = dataclasses.replace(check, mostly=mostly).evaluate(
+            table.slice(a, b - a)
+        )
+        assert gx == gx_oracle.Verdict(rows.tolist(), count, success), (
+            f"seed {SEED}, {exp_type} {case[1]}: {_case_table(case)}; GX {gx}, ours {rows}"
+        )
+
+
+def _judge_group(exp_type: str, members: list[Case]) -> None:
+    """Our kernels and GX's condition function, each called once on the group's cases stacked,
+    then every case judged on its own rows: its unexpected rows (compared as one mask, and
+    case by case where they differ), its ``unexpected_count`` and its success with its own
+    ``mostly`` (by our check on the case's own rows wherever the rows considered decide it)."""
+    table, bounds, bare, check = _stacked(exp_type, members)
+    # as ExpectationSuite hands a batch to GX: pyarrow converts each column on its own
+    theirs, considered, dtype_success = gx_oracle.masks(
+        exp_type, members[0][1], table.to_pandas(ignore_metadata=True)
+    )
     # GX judging the dtype (listing no rows) is where our check has a dtype verdict
     assert (check.verdict is None) == (dtype_success is None), f"seed {SEED}: {exp_type} {bare}"
     if check.verdict is not None:
@@ -427,8 +450,9 @@ def test_compiled_kernels_agree_with_gx_metric_functions(exp_type: str) -> None:
     print(f"GX_DIFF_SEED={SEED} GX_DIFF_CASES={CASES_PER_TYPE} GX_DIFF_POOL={POOL}")
     rng = random.Random(f"{SEED}:low:{exp_type}")
     judged = 0
+    judge = _judge_each if exp_type == "expect_column_values_to_be_unique" else _judge_group
     for members in _groups(rng, exp_type):
-        _judge_group(exp_type, members)
+        judge(exp_type, members)
         for case in members:
             if case[0] % ALONE == 0:
                 _judge_alone(exp_type, case)
