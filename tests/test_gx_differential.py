@@ -16,10 +16,12 @@ Two oracles, because a full GX validation costs ~25 ms an expectation:
   Arrow types and null shape, hence the same pandas dtypes) are stacked: one GX condition call
   and one call of our kernel over the stacked columns (row verdicts are row-local), then each
   case is judged on its own rows: unexpected rows, ``unexpected_count``, and success with its
-  own ``mostly`` (on the rows GX judges it on, which must total ours over the group).
-  Uniqueness is not row-local: each case alone. Every ``ALONE``-th case is also run alone
-  through the suite's normal compiled path (``ExpectationSuite.evaluate``, what the validate
-  step calls) against GX on its own frame, so stacking cannot hide a per-case difference;
+  own ``mostly`` (from our check on the case's own rows wherever the rows considered decide
+  it; those GX considers must total ours over the group). Uniqueness is not row-local: a
+  group is converted once, then each case gets its own GX call and check call. Every
+  ``ALONE``-th case is also run alone through the suite's normal compiled path
+  (``ExpectationSuite.evaluate``, what the validate step calls) against GX on its own frame,
+  so stacking cannot hide a per-case difference;
 * ``test_compiled_kernels_and_metric_oracle_agree_with_full_gx``: ``CONFIGS`` (default 25)
   random cases per type through a full GX validation (``ExpectationSuite.evaluate(table,
   compiled=False)``), which both the kernels *and* the metric oracle must match, so the
