@@ -61,6 +61,7 @@ column types decide how values are stored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -98,6 +99,12 @@ PARAMETERS = {
         type="string",
         default="public.beamwright_sync_state",
         description="schema.table of the per-side high-water marks (created when missing).",
+    ),
+    "sync_name": ParameterSpec(
+        type="string",
+        default="",
+        description="This sync's name in state_table (default: sync_<api_base>-<api_table>-"
+        "<table>, so syncs of other tables sharing the state table keep their own marks).",
     ),
     "db_modified_column": ParameterSpec(
         type="string",
@@ -271,12 +278,23 @@ def _api_to_db(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -
     return [source], steps, sinks
 
 
+def sync_name(values: Mapping[str, Any]) -> str:
+    """The sync's rows in ``state_table``: ``sync_name``, or what it keeps in sync
+    (``sync_<api_base>-<api_table>-<table>``, dots as ``_``). One fixed name made every record_sync sharing a state
+    table read and move the same marks: a second sync would start after the first one's mark
+    and skip every record changed before it."""
+    if values.get("sync_name"):
+        return str(values["sync_name"])
+    what = f"{values['api_base']}-{values['api_table']}-{values['table']}"
+    return "sync_" + re.sub(r"[^A-Za-z0-9_-]", "_", what)  # a name: see connectors.sync_state
+
+
 def _state(values: Mapping[str, Any], side: str) -> dict[str, Any]:
     """Where ``side``'s high-water mark is kept: one row of ``state_table``."""
     return {
         "connection": _connection(values),
         "table": values["state_table"],
-        "sync": "record_sync",
+        "sync": sync_name(values),
         "side": side,
     }
 
@@ -324,7 +342,7 @@ def _db_source(values: Mapping[str, Any], mapping: list[tuple[str, str, str]]) -
         "incremental": {
             "modified": values["db_modified_column"],
             "state_table": values["state_table"],
-            "sync": "record_sync",
+            "sync": sync_name(values),
             "side": "db",
             "echo_column": values["synced_column"],
         },

@@ -102,8 +102,8 @@ def api_mark(pg: Any, table: str) -> tuple[str, str] | None:
     """The committed API-side mark of the sync into ``table``: (modifiedTime, id)."""
     with pg.connect() as conn:
         row = conn.execute(
-            f"SELECT mark_time, mark_id FROM {table}_state WHERE sync = 'record_sync' "
-            "AND side = 'api'"
+            f"SELECT mark_time, mark_id FROM {table}_state WHERE sync = %s AND side = 'api'",
+            ["sync_app1-contacts-" + table.replace(".", "_")],
         ).fetchone()
     if row is None or row[0] is None:
         return None
@@ -199,6 +199,28 @@ def test_mapping_and_connection_parameters_are_checked(
         expand(tmp_path, api, pg, table, field_mapping="record_id=name")
     with pytest.raises(ValueError, match="user@host:port/database"):
         expand(tmp_path, api, pg, table, postgres="secret:pw@host/db")
+
+
+def test_syncs_sharing_a_state_table_keep_their_own_marks(
+    api: RecordsApi, pg: Any, table: str, tmp_path: Path
+) -> None:
+    """Every direction's readers name the sync's own rows of the state table: two syncs of
+    other tables (or other API tables) into one state table never read each other's marks."""
+
+    def marks(spec: Any) -> set[tuple[str, str]]:
+        found = set()
+        for source in spec.sources:
+            state = getattr(source, "state", None) or getattr(source, "incremental", None)
+            found.add((state.sync, state.side))
+        return found
+
+    one = expand(tmp_path, api, pg, table, direction="both")
+    other = expand(tmp_path, api, pg, f"{table}_b", direction="both", state_table=f"{table}_state")
+    renamed = expand(tmp_path, api, pg, table, api_table="leads", sync_name="crm")
+    name = "sync_app1-contacts-" + table.replace(".", "_")
+    assert marks(one) == {(name, "api"), (name, "db")}
+    assert marks(other) == {(f"{name}_b", side) for side in ("api", "db")}
+    assert marks(renamed) == {("crm", "api")}
 
 
 def test_soft_deletes_keep_the_row_flagged_with_its_last_fields(

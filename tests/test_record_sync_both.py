@@ -75,7 +75,7 @@ class Pair:
         with pg.connect() as conn:
             seed_table(conn, self.table, n)
         settings = PostgresSettings(pg.host, pg.port, pg.dbname, pg.user, EnvSecret(PASSWORD_ENV))
-        start_marks(settings, self.state, n)
+        start_marks(settings, self.state, n, self.table)
 
     def params(self, **more: Any) -> dict[str, Any]:
         return {

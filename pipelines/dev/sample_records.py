@@ -62,12 +62,15 @@ def seed_table(conn: Any, table: str, n: int) -> None:
             copy.write_row([rid, rid, moment, moment, moment, *(fields[f] for f in FIELDS)])
 
 
-def start_marks(settings: Any, state_table: str, n: int) -> None:
-    """Both sides' marks at the last seed record: the sides are equal up to there."""
+def start_marks(settings: Any, state_table: str, n: int, table: str) -> None:
+    """Both sides' marks at the last seed record of the sync of ``table``: the sides are equal
+    up to there."""
     from connectors.sync_state import SyncState
     from pipelines.dev.records_api import SEED_TIME, record_id
+    from templates.record_sync import sync_name
 
-    state = SyncState(settings, state_table, "record_sync")
+    names = {"api_base": BASE, "api_table": TABLE, "table": table}
+    state = SyncState(settings, state_table, sync_name(names))
     state.ensure()
     mark = (SEED_TIME + _dt.timedelta(seconds=n), record_id(n))
     state.set("api", mark)
@@ -256,7 +259,7 @@ def _two_way(server: Any, args: argparse.Namespace, out: str) -> int:
         with RecordsApi() as api, server.connect() as conn:
             api.seed(BASE, TABLE, args.count)
             seed_table(conn, table, args.count)
-            start_marks(settings, "public.beamwright_sync_state", args.count)
+            start_marks(settings, "public.beamwright_sync_state", args.count, table)
             print(
                 f"records API on {api.url}/v0/{BASE}/{TABLE}; PostgreSQL on "
                 f"{server.host}:{server.port}; {args.count} records a side; outputs in {out}",
