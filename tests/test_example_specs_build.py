@@ -11,7 +11,15 @@ import templates
 from pipelines import spec as s
 from pipelines.checks import build_graph
 from pipelines.loading import load_spec, resolve_parameters
+from tests.postgres_server import (
+    password_in_env,
+    postgres_server,  # noqa: F401 - a fixture
+)
 from tests.test_readme_examples import _sample_workspace, parse_yaml, spec_examples
+
+# templates that read state from PostgreSQL while their graph is built (record_sync's marks)
+BUILT_WITH_POSTGRES = {"record_sync"}
+PG_PASSWORD_ENV = "BW_TEST_BUILD_PG_PASSWORD"
 
 
 def _build_both(spec: s.PipelineSpec) -> list[bool]:
@@ -39,9 +47,17 @@ def test_the_readme_has_an_example_with_a_kafka_source():
 
 
 @pytest.mark.parametrize("name", templates.names())
-def test_template_builds(name, tmp_path, monkeypatch):
+def test_template_builds(name, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PSEUDONYM_KEY", "a-test-key-that-is-long-enough-0123456789")
     template = templates.get_template(name)
-    spec = template.expand(resolve_parameters(template.parameters, {}))
-    _build_both(spec)
+    if name not in BUILT_WITH_POSTGRES:
+        _build_both(template.expand(resolve_parameters(template.parameters, {})))
+        return
+    server = request.getfixturevalue("postgres_server")
+    values = {
+        "postgres": f"{server.user}@{server.host}:{server.port}/{server.dbname}",
+        "postgres_password": f"env:{PG_PASSWORD_ENV}",
+    }
+    with password_in_env(server, PG_PASSWORD_ENV):
+        _build_both(template.expand(resolve_parameters(template.parameters, values)))
