@@ -62,7 +62,8 @@ def _timed(command: list[str], run_seconds: Callable[[str], float]) -> dict[str,
     seconds, cpu = time.perf_counter() - began, _children_cpu() - cpu0
     result: dict[str, Any] = {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3)}
     if done.returncode != 0:
-        result["error"] = (done.stderr or done.stdout)[-1500:]
+        # a process the kernel killed (out of memory) leaves no output: say how it ended
+        result["error"] = (done.stderr or done.stdout)[-1500:] or f"exit code {done.returncode}"
     else:
         result["run_seconds"] = round(run_seconds(done.stdout), 3)
     return result
