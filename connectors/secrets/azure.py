@@ -389,13 +389,7 @@ class AzureKeyVault:
             mine = self._find(after, version)
             if mine is not None:
                 self._set_tag(name, mine, None)
-            self._call(
-                f"secret {name!r} version {version}",
-                self.client.update_secret_properties,
-                self._name(name),
-                version,
-                enabled=False,
-            )
+            self._set_enabled(name, version, False)
             raise SecretConflict(f"secret {name!r}: version {rivals[0]} is already pending")
         return version
 
@@ -447,21 +441,20 @@ class AzureKeyVault:
             raise SecretNotFound(f"secret {name!r}: no version {version} in Key Vault")
         if STAGE_TAG in (props.tags or {}):
             self._set_tag(name, props, None)
-        self._call(
-            f"secret {name!r} version {version}",
-            self.client.update_secret_properties,
-            self._name(name),
-            version,
-            enabled=False,
-        )
+        self._set_enabled(name, version, False)
 
     def enable(self, name: str, version: str) -> None:
+        self._set_enabled(name, version, True)
+
+    def _set_enabled(self, name: str, version: str, enabled: bool) -> None:
+        """Key Vault's own per-version switch: one PATCH of ``enabled``, shared by disable and
+        enable so both go through the same timeout and error mapping."""
         self._call(
             f"secret {name!r} version {version}",
             self.client.update_secret_properties,
             self._name(name),
             version,
-            enabled=True,
+            enabled=enabled,
         )
 
     def destroy(self, name: str, version: str) -> None:
