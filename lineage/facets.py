@@ -290,11 +290,14 @@ def audience(
 
 
 def dataset_tags(values: Mapping[str, str]) -> tags_dataset.TagsDatasetFacet:
-    return tags_dataset.TagsDatasetFacet(
-        tags=[
-            tags_dataset.TagsDatasetFacetFields(key=k, value=v, source="BEAMWRIGHT")
-            for k, v in values.items()
-        ],
+    return _tagged(tags_dataset.TagsDatasetFacet, tags_dataset.TagsDatasetFacetFields, values)
+
+
+def _tagged(facet: Any, field: Any, values: Mapping[str, str]) -> Any:
+    """One tags facet (dataset or run: OpenLineage gives each its own classes of the same
+    shape) holding ``values``, every tag sourced from beamwright."""
+    return facet(
+        tags=[field(key=k, value=v, source="BEAMWRIGHT") for k, v in values.items()],
         producer=PRODUCER,
     )
 
@@ -334,13 +337,7 @@ def processing_engine(
 
 
 def tags(values: Mapping[str, str]) -> tags_run.TagsRunFacet:
-    return tags_run.TagsRunFacet(
-        tags=[
-            tags_run.TagsRunFacetFields(key=k, value=v, source="BEAMWRIGHT")
-            for k, v in values.items()
-        ],
-        producer=PRODUCER,
-    )
+    return _tagged(tags_run.TagsRunFacet, tags_run.TagsRunFacetFields, values)
 
 
 @attr.define

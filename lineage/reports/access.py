@@ -149,20 +149,22 @@ _MONITORING = (
     ("SOC2", "CC7.2", "monitors system components for anomalies"),
     ("ISO27001", "A.8.16", "monitoring activities"),
 )
+_ACTIVITY_REVIEW = (
+    ("PCI-DSS", "10.4.1", "audit logs reviewed at least once daily"),
+    ("HIPAA", "164.308(a)(1)(ii)(D)", "information system activity review"),
+)
 CONTROLS: Mapping[str, tuple[Control, ...]] = {
     "volume": _controls(
         *_MONITORING,
         ("ISO27001", "A.8.12", "data leakage prevention"),
         ("GDPR", "Art. 32(1)(b)", "ongoing confidentiality of processing"),
         ("GDPR", "Art. 33", "assess whether a personal data breach must be notified (72 h)"),
-        ("PCI-DSS", "10.4.1", "audit logs reviewed at least once daily"),
-        ("HIPAA", "164.308(a)(1)(ii)(D)", "information system activity review"),
+        *_ACTIVITY_REVIEW,
         ("SOX", "404 ITGC", "access to financial data monitored"),
     ),
     "time_of_day": _controls(
         *_MONITORING,
-        ("PCI-DSS", "10.4.1", "audit logs reviewed at least once daily"),
-        ("HIPAA", "164.308(a)(1)(ii)(D)", "information system activity review"),
+        *_ACTIVITY_REVIEW,
     ),
     "new_dataset": _controls(
         ("SOC2", "CC6.1", "logical access to protected information assets"),

@@ -181,12 +181,8 @@ def _bench_spec(case: str, source: str, out: Path, batch_size: int, workers: int
     return PipelineSpec.model_validate(
         {
             "name": "bench",
-            "run": {
-                "batch_size": batch_size,
-                # the GX suite's status set is narrower than the generated statuses
-                "error_threshold": 1.0 if case.startswith("gx_") else 0.5,
-                "direct_num_workers": workers,
-            },
+            # the GX suite's status set is narrower than the generated statuses
+            "run": _run(batch_size, workers, 1.0 if case.startswith("gx_") else 0.5),
             "sources": [{"name": "orders", "type": "file", "path": source}],
             "steps": steps,
             "sinks": [
@@ -201,6 +197,15 @@ def _bench_spec(case: str, source: str, out: Path, batch_size: int, workers: int
     )
 
 
+def _run(batch_size: int, workers: int, error_threshold: float = 0.5) -> dict[str, Any]:
+    """The ``run`` section every bench spec shares, so each case differs only in its steps."""
+    return {
+        "batch_size": batch_size,
+        "error_threshold": error_threshold,
+        "direct_num_workers": workers,
+    }
+
+
 def _join_spec(source: str, out: Path, batch_size: int, workers: int) -> Any:
     """Orders x customers (the bounded join path: hash partitions, one Arrow join each)."""
     from pipelines.spec import PipelineSpec
@@ -209,11 +214,7 @@ def _join_spec(source: str, out: Path, batch_size: int, workers: int) -> Any:
     return PipelineSpec.model_validate(
         {
             "name": "bench",
-            "run": {
-                "batch_size": batch_size,
-                "error_threshold": 0.5,
-                "direct_num_workers": workers,
-            },
+            "run": _run(batch_size, workers),
             "sources": [
                 {"name": "orders", "type": "file", "path": source},
                 {"name": "customers", "type": "file", "path": customers},
@@ -262,11 +263,7 @@ def _audience_spec(
     return PipelineSpec.model_validate(
         {
             "name": "bench",
-            "run": {
-                "batch_size": batch_size,
-                "error_threshold": 0.5,
-                "direct_num_workers": workers,
-            },
+            "run": _run(batch_size, workers),
             "sources": [{"name": "orders", "type": "file", "path": source}],
             "steps": [validate, {"name": "mask", "type": "mask", "fields": rules}],
             "sinks": sinks,
