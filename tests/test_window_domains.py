@@ -37,6 +37,18 @@ def bids(bidders: list[int], first: int) -> pa.Table:
     return with_positions(table, "bids.jsonl", range(first, first + len(bidders)))
 
 
+def per_bidder() -> dict:
+    """Nexmark q12's step: bids counted per bidder in 10 s panes of processing time."""
+    return {
+        "name": "per_bidder",
+        "type": "window",
+        "time_domain": "processing",
+        "window": {"type": "fixed", "size": 10},
+        "group_by": ["bidder"],
+        "metrics": {"bids": "count"},
+    }
+
+
 def test_processing_time_windows_fire_as_processing_time_advances():
     """q12's windowing: counts per bidder in panes cut by processing time, not event time
     (every row has the same event time here); the rest flushes when the input ends."""
@@ -54,16 +66,7 @@ def test_processing_time_windows_fire_as_processing_time_advances():
         {
             "name": "q12",
             "sources": [{"name": "bids", "type": "file", "path": "/nonexistent/bids.jsonl"}],
-            "steps": [
-                {
-                    "name": "per_bidder",
-                    "type": "window",
-                    "time_domain": "processing",
-                    "window": {"type": "fixed", "size": 10},
-                    "group_by": ["bidder"],
-                    "metrics": {"bids": "count"},
-                }
-            ],
+            "steps": [per_bidder()],
             "sinks": [{"name": "out", "type": "file", "path": "/nonexistent/out"}],
             "dead_letter": {"path": "/nonexistent/dead"},
         }
@@ -284,14 +287,7 @@ def test_processing_time_on_bounded_input_is_one_pane_with_every_row(tmp_path):
             "name": "q12_batch",
             "sources": [{"name": "bids", "type": "file", "path": str(src)}],
             "steps": [
-                {
-                    "name": "per_bidder",
-                    "type": "window",
-                    "time_domain": "processing",
-                    "window": {"type": "fixed", "size": 10},
-                    "group_by": ["bidder"],
-                    "metrics": {"bids": "count"},
-                },
+                per_bidder(),
                 {
                     "name": "early",  # an early processing-time firing: never in batch either
                     "type": "window",
