@@ -159,14 +159,20 @@ class Decide:
             ACTION: "db_ack",
         }
 
+    def _change(self, winner: dict, *, to: str, exists: bool) -> tuple[dict[str, Any], str]:
+        """The winning side's field values with its deleted flag, and the action ``to`` the
+        other side ("db" or "api"): both directions copy the same way, only ids and marks
+        differ."""
+        row = {n: winner.get(n) for n in self.names}
+        gone = self.gone(winner)
+        if self.c.deleted:
+            row[self.c.deleted] = gone
+        return row, f"{to}_delete" if gone else (f"{to}_update" if exists else f"{to}_create")
+
     def _to_db(self, key: str, api: dict, *, exists: bool) -> dict[str, Any]:
         c = self.c
         moment = api.get(c.api_modified)
-        row = {n: api.get(n) for n in self.names}
-        gone = self.gone(api)
-        action = "db_delete" if gone else ("db_update" if exists else "db_create")
-        if c.deleted:
-            row[c.deleted] = gone
+        row, action = self._change(api, to="db", exists=exists)
         row.update(
             {
                 c.key: key,
@@ -181,11 +187,7 @@ class Decide:
 
     def _to_api(self, key: str, db: dict, *, api_id: str | None, exists: bool) -> dict[str, Any]:
         c = self.c
-        row = {n: db.get(n) for n in self.names}
-        gone = self.gone(db)
-        action = "api_delete" if gone else ("api_update" if exists else "api_create")
-        if c.deleted:
-            row[c.deleted] = gone
+        row, action = self._change(db, to="api", exists=exists)
         row.update(
             {
                 c.key: key,
