@@ -15,6 +15,21 @@ AZURE_TOKEN = "azure-test-bearer-token"
 PROVIDERS = ("file", "gcp", "vault", "aws", "azure")
 
 
+def azure_config(server: AzureKeyVaultServer, **options: Any) -> dict[str, Any]:
+    """The provider config for a local Key Vault server, plus ``options`` (``name_prefix``,
+    ``timeout``, ...): one place that knows how a test reaches the server (the bearer token in
+    ``BW_TEST_AZURE_TOKEN``, the server's own CA, no challenge-resource check since the server
+    is 127.0.0.1, not *.vault.azure.net)."""
+    return {
+        "type": "azure",
+        "vault_url": server.url,
+        "token_env": "BW_TEST_AZURE_TOKEN",
+        "ca_file": server.ca_file,
+        "verify_challenge_resource": False,
+        **options,
+    }
+
+
 class StoreServers:
     """One Secret Manager, Vault, moto and Key Vault server for a whole test module, and the provider
     config for each kind. The configs use environment variables for credentials
@@ -56,15 +71,7 @@ class StoreServers:
                 "path_prefix": f"{prefix}/",
             }
         if kind == "azure":
-            return {
-                "type": "azure",
-                "vault_url": self.azure.url,
-                "token_env": "BW_TEST_AZURE_TOKEN",
-                "ca_file": self.azure.ca_file,
-                "verify_challenge_resource": False,  # the server is 127.0.0.1, not *.vault.azure.net
-                "name_prefix": f"{prefix}-" if prefix else "",
-                "timeout": 5,
-            }
+            return azure_config(self.azure, name_prefix=f"{prefix}-" if prefix else "", timeout=5)
         return {"type": "aws", "endpoint_url": self.aws_url, "region": "us-east-1", "timeout": 5}
 
     def close(self) -> None:

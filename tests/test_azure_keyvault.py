@@ -21,6 +21,7 @@ from connectors.secrets.pseudonyms import pseudonym
 from connectors.secrets.registry import create_provider, open_source, open_store
 from connectors.secrets.service import RotationService
 from pipelines.spec import PipelineSpec
+from tests.secret_servers import azure_config
 from tests.servers.azure_keyvault import AzureKeyVaultServer
 
 TOKEN = "keyvault-test-bearer-token"
@@ -38,14 +39,7 @@ def keyvault() -> Iterator[AzureKeyVaultServer]:
 @pytest.fixture
 def config(keyvault: AzureKeyVaultServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("BW_TEST_AZURE_TOKEN", TOKEN)
-    return {
-        "type": "azure",
-        "vault_url": keyvault.url,
-        "token_env": "BW_TEST_AZURE_TOKEN",
-        "ca_file": keyvault.ca_file,
-        "verify_challenge_resource": False,
-        "timeout": 2,
-    }
+    return azure_config(keyvault, timeout=2)
 
 
 def _put(config: dict[str, Any], name: str, value: bytes) -> str:

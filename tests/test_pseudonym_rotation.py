@@ -27,6 +27,7 @@ from connectors.secrets.registry import open_store
 from connectors.secrets.service import RotationService
 from pipelines.spec import PipelineSpec
 from tests.openlineage_schema import event_problems
+from tests.secret_servers import azure_config
 from tests.servers.azure_keyvault import AzureKeyVaultServer
 
 TOKEN = "pseudonym-test-bearer-token"
@@ -51,14 +52,7 @@ def store(
     keyvault: AzureKeyVaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
     monkeypatch.setenv("BW_TEST_AZURE_TOKEN", TOKEN)
-    return {
-        "type": "azure",
-        "vault_url": keyvault.url,
-        "token_env": "BW_TEST_AZURE_TOKEN",
-        "ca_file": keyvault.ca_file,
-        "verify_challenge_resource": False,
-        "name_prefix": f"{tmp_path.name.replace('_', '-')}-",
-    }
+    return azure_config(keyvault, name_prefix=f"{tmp_path.name.replace('_', '-')}-")
 
 
 def _input(path: Path, rows: list[tuple[str, str]]) -> Path:

@@ -22,6 +22,7 @@ from connectors.secrets.model import (
 )
 from connectors.secrets.refs import StoredSecret, secret_ref
 from connectors.secrets.registry import create_provider, open_source, open_store
+from tests.secret_servers import azure_config
 from tests.servers.azure_keyvault import AzureKeyVaultServer
 from tests.servers.gsm import FakeSecretManager
 from tests.servers.moto import moto_endpoint
@@ -76,15 +77,9 @@ def store_config(
         }
     if kind == "azure":
         monkeypatch.setenv("BW_TEST_AZURE_TOKEN", "azure-bearer-token")
-        server = request.getfixturevalue("keyvault")
-        return {
-            "type": "azure",
-            "vault_url": server.url,
-            "token_env": "BW_TEST_AZURE_TOKEN",
-            "ca_file": server.ca_file,
-            "verify_challenge_resource": False,
-            "name_prefix": f"{tmp_path.name.replace('_', '-')}-",
-        }
+        return azure_config(
+            request.getfixturevalue("keyvault"), name_prefix=f"{tmp_path.name.replace('_', '-')}-"
+        )
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     return {
@@ -193,7 +188,11 @@ def test_secret_manager_aliases_are_visible_to_any_client(gsm: FakeSecretManager
     client.create_secret(
         parent="projects/p2",
         secret_id="doomed",
-        secret={"replication": {"automatic": {}}, "expire_time": doomed, "annotations": {"owner": "team-a"}},
+        secret={
+            "replication": {"automatic": {}},
+            "expire_time": doomed,
+            "annotations": {"owner": "team-a"},
+        },
     )
     info = store.describe("doomed")
     assert info.expire_time == doomed and info.annotations == {"owner": "team-a"}
@@ -236,7 +235,9 @@ def test_vault_rejects_a_wrong_token(vault: VaultServer, monkeypatch: pytest.Mon
 def test_env_provider_and_chain_order(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     file_config = {"type": "file", "path": str(tmp_path / "store")}
     store = open_store(file_config)
-    store.promote("api-key", store.add_version("api-key", Secret(b"from-the-store")), expect_current=None)
+    store.promote(
+        "api-key", store.add_version("api-key", Secret(b"from-the-store")), expect_current=None
+    )
     chain_config = [{"type": "env", "prefix": "BWT_"}, file_config]
     chain = open_source(chain_config)
     assert chain.access("api-key").secret.reveal() == b"from-the-store"
@@ -256,7 +257,9 @@ def test_env_provider_and_chain_order(tmp_path: Any, monkeypatch: pytest.MonkeyP
 def test_unreachable_provider_stops_the_chain(tmp_path: Any, gsm: FakeSecretManager) -> None:
     file_config = {"type": "file", "path": str(tmp_path / "store")}
     fallback = open_store(file_config)
-    fallback.promote("db", fallback.add_version("db", Secret(b"stale-fallback")), expect_current=None)
+    fallback.promote(
+        "db", fallback.add_version("db", Secret(b"stale-fallback")), expect_current=None
+    )
     dead = {"type": "gcp", "project": "p", "emulator_host": "127.0.0.1:9", "timeout": 1}
     with pytest.raises(SecretUnavailable):
         open_source([dead, file_config]).access("db")
