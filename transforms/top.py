@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 from connectors.errors import RunError
 from transforms.aggregate import groupable
 from transforms.expressions import ExpressionError, parse
-from transforms.window_aggregate import BatchPartial, proto_sessions
+from transforms.window_aggregate import BatchPartial, rows_in_windows
 
 VALUE = "value"
 """Dead-letter rule (and ``<step>/rule/value`` counter) for rows whose value cannot be ranked."""
@@ -224,15 +224,11 @@ class TopPartials:
         table = rows.append_column(_TIME, pa.array(micros, pa.int64()))
         extra: dict[str, np.ndarray] = {}
         if windows is not None:
-            row, start, end = windows
-            if len(row) != table.num_rows:
-                table = table.take(pa.array(row))
-            extra = {"__bw_s": start, "__bw_e": end}
-            extra["__bw_w"] = (
-                start
-                if self._session_gap is None
-                else proto_sessions(table, self._top.key_fields, _TIME, self._session_gap)
+            _, start, end = windows
+            table, window_id = rows_in_windows(
+                table, windows, self._top.key_fields, _TIME, self._session_gap
             )
+            extra = {"__bw_s": start, "__bw_e": end, "__bw_w": window_id}
         if self._per_row:
             extra["__bw_r"] = np.arange(table.num_rows)
         for name, values in extra.items():

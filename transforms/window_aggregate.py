@@ -269,6 +269,25 @@ def proto_sessions(table: pa.Table, keys: Sequence[str], time: str, gap: int) ->
     return session
 
 
+def rows_in_windows(
+    table: pa.Table,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    keys: Sequence[str],
+    time: str,
+    session_gap: int | None,
+) -> tuple[pa.Table, np.ndarray]:
+    """``table`` with one row per (row, window) of ``windows`` (as :meth:`BatchPartials.partials`
+    takes it) and each such row's window id: its window's start, or its proto-session (see
+    :func:`proto_sessions`) when windows are sessions of gap ``session_gap``. The window and
+    top steps both group by this id, so a session is cut the same way for both."""
+    row, start, _ = windows
+    if len(row) != table.num_rows:
+        table = table.take(pa.array(row))
+    if session_gap is None:
+        return table, start
+    return table, proto_sessions(table, keys, time, session_gap)
+
+
 class BatchPartials:
     """Pre-aggregates the rows of one batch into a partial per key and window.
 
@@ -340,14 +359,8 @@ class BatchPartials:
         by = list(self._keys)
         aggs: list[tuple[Any, str]] = [("__t", "min")]
         if windows is not None:
-            row, start, end = windows
-            if len(row) != table.num_rows:
-                table = table.take(pa.array(row))
-            window_id = (
-                start
-                if self._session_gap is None
-                else proto_sessions(table, self._keys, "__t", self._session_gap)
-            )
+            _, start, end = windows
+            table, window_id = rows_in_windows(table, windows, self._keys, "__t", self._session_gap)
             for name, values in (("__s", start), ("__e", end), ("__w", window_id)):
                 table = table.append_column(name, pa.array(values, pa.int64()))
             by.append("__w")
