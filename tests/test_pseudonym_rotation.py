@@ -121,28 +121,38 @@ def _run(
     return out, sink["facets"]["beamwright_pseudonymization"]
 
 
-def _service(tmp_path: Path, policy: RotationPolicy) -> tuple[RotationService, str]:
-    service = RotationService(tmp_path / "home", actor="test")
-    service.start(policy)
-    return service, open_store(policy.store).stages(policy.secret).current
-
-
-def test_rekey_map_joins_runs_across_a_rotation(tmp_path: Path, store: dict[str, Any]) -> None:
-    name = "pii-email-key"
+def _start(
+    tmp_path: Path, store: dict[str, Any], name: str, on_rotation: str, **rule: Any
+) -> tuple[RotationService, RotationPolicy, str]:
+    """A rotation service managing pseudonymisation key ``name`` in ``store`` under
+    ``on_rotation`` (plus the rest of the ``rule``), and the key's first current version."""
     policy = RotationPolicy.from_dict(
         {
             "secret": name,
             "store": store,
             "pseudonymization": True,
-            "on_rotation": "rekey",
-            "rekey": {
-                "originals": [{"path": str(tmp_path / "first.csv"), "field": "email"}],
-                "map_dir": str(tmp_path / "maps"),
-                "key_id": True,
-            },
+            "on_rotation": on_rotation,
+            **rule,
         }
     )
-    service, v1 = _service(tmp_path, policy)
+    service = RotationService(tmp_path / "home", actor="test")
+    service.start(policy)
+    return service, policy, open_store(policy.store).stages(policy.secret).current
+
+
+def test_rekey_map_joins_runs_across_a_rotation(tmp_path: Path, store: dict[str, Any]) -> None:
+    name = "pii-email-key"
+    service, _, v1 = _start(
+        tmp_path,
+        store,
+        name,
+        "rekey",
+        rekey={
+            "originals": [{"path": str(tmp_path / "first.csv"), "field": "email"}],
+            "map_dir": str(tmp_path / "maps"),
+            "key_id": True,
+        },
+    )
     first, facet1 = _run(tmp_path, "first", FIRST, {**store, "name": name}, key_id=True)
     assert facet1["fields"] == [
         {"field": "email", "step": "protect", "key_ref": f"azure:{name}", "key_version": v1}
@@ -176,17 +186,9 @@ def test_fixed_version_keeps_pseudonyms_and_the_pinned_version(
     tmp_path: Path, store: dict[str, Any]
 ) -> None:
     name = "pii-email-pinned"
-    policy = RotationPolicy.from_dict(
-        {
-            "secret": name,
-            "store": store,
-            "pseudonymization": True,
-            "on_rotation": "fixed_version",
-            "refresh_interval": 0.05,
-            "longest_bundle": 0.05,
-        }
+    service, policy, v1 = _start(
+        tmp_path, store, name, "fixed_version", refresh_interval=0.05, longest_bundle=0.05
     )
-    service, v1 = _service(tmp_path, policy)
     pinned = {**store, "name": name, "ref": v1}
     first, facet1 = _run(tmp_path, "first", FIRST, pinned)
     result = service.rotate(name)
