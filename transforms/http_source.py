@@ -63,6 +63,26 @@ ONE_PAGE = Pagination()
 DEFAULT_BREAKER = BreakerConfig()
 
 
+def open_limited_caller(options: Any, *, name: str) -> tuple[Any, Any]:
+    """The job-wide limiter (``name``'s share of ``options.rate_limit`` over ``options.workers``)
+    and a caller that waits on it, from an HTTP reader's or writer's ``auth``, ``credentials``,
+    ``timeout``, ``retry`` and ``breaker``: opened in each worker's setup, never pickled, so
+    every HTTP step throttles, retries and breaks the same way."""
+    limiter = make_limiter(
+        StrategyConfig(rate_limit=options.rate_limit), workers=options.workers, name=name
+    )
+    caller = open_caller(
+        ConnectionPool(),
+        auth=options.auth,
+        credentials=options.credentials,
+        timeout=options.timeout,
+        retry=options.retry,
+        breakers=Breakers(options.breaker),
+        limiter=limiter,
+    )
+    return limiter, caller
+
+
 class HttpSourceError(RunError):
     """A page of a listing could not be read; the run fails and its checkpoint stays."""
 
@@ -170,18 +190,7 @@ class HttpReader:
     def setup(self) -> None:
         if self._ready:
             return
-        self._limiter = make_limiter(
-            StrategyConfig(rate_limit=self.rate_limit), workers=self.workers, name=self.source_name
-        )
-        self._caller = open_caller(
-            ConnectionPool(),
-            auth=self.auth,
-            credentials=self.credentials,
-            timeout=self.timeout,
-            retry=self.retry,
-            breakers=Breakers(self.breaker),
-            limiter=self._limiter,
-        )
+        self._limiter, self._caller = open_limited_caller(self, name=self.source_name)
         self._counters = NodeCounters(self.source_name)
         self._ready = True
 

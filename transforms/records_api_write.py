@@ -44,14 +44,13 @@ import pyarrow as pa
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
 from connectors import records
-from connectors.http.breaker import BreakerConfig, Breakers
-from connectors.http.pool import ConnectionPool
+from connectors.http.breaker import BreakerConfig
 from connectors.http.request import Request
 from connectors.http.retry import RetryPolicy
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_WRITTEN, NodeCounters
 from connectors.names import labelled_pardo
-from transforms.call_strategies import StrategyConfig, make_limiter
-from transforms.http_client import open_caller, scrub_credentials
+from transforms.http_client import scrub_credentials
+from transforms.http_source import open_limited_caller
 
 DEAD_LETTERS = "dead_letters"
 WRITTEN = "written"
@@ -146,20 +145,7 @@ class RecordsApiWriter:
     def setup(self) -> None:
         if self._ready:
             return
-        self._limiter = make_limiter(
-            StrategyConfig(rate_limit=self.rate_limit),
-            workers=self.workers,
-            name=self.limiter_name,
-        )
-        self._caller = open_caller(
-            ConnectionPool(),
-            auth=self.auth,
-            credentials=self.credentials,
-            timeout=self.timeout,
-            retry=self.retry,
-            breakers=Breakers(self.breaker),
-            limiter=self._limiter,
-        )
+        self._limiter, self._caller = open_limited_caller(self, name=self.limiter_name)
         self._ready = True
 
     def requests_made(self) -> dict[str, int]:
