@@ -142,11 +142,30 @@ def dataset_uri(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/') or '/'}"
 
 
-def build(node: HttpSourceSpec, ctx: Any, path: str) -> None:
+def client_options(node: Any, ctx: Any, path: str, workers: int) -> dict[str, Any]:
+    """The ReadHttp arguments every HTTP-backed source fills from its spec the same way (auth
+    opened from the secret, retry, breaker, rate limit over ``workers``, the run's batch size
+    and id), so an ``http`` source and a ``records_api`` source call alike."""
     from connectors.http.breaker import BreakerConfig
+    from connectors.http.retry import RetryPolicy
+
+    auth, credentials = open_auth(node.auth, node.timeout, path)
+    return {
+        "auth": auth,
+        "credentials": credentials,
+        "timeout": node.timeout,
+        "retry": RetryPolicy(**node.retry.model_dump()),
+        "breaker": BreakerConfig(**node.breaker.model_dump()),
+        "rate_limit": node.rate_limit,
+        "workers": workers,
+        "batch_size": ctx.spec.run.batch_size,
+        "run_id": ctx.run_id,
+    }
+
+
+def build(node: HttpSourceSpec, ctx: Any, path: str) -> None:
     from connectors.http.checkpoint import CheckpointError, from_metric, read_marks, write_marks
     from connectors.http.paging import Pagination
-    from connectors.http.retry import RetryPolicy
     from transforms.call_strategies import StrategyError, workers_from_options
     from transforms.http_source import Endpoint, ReadHttp, SourceField, high_water_marks
 
@@ -168,7 +187,6 @@ def build(node: HttpSourceSpec, ctx: Any, path: str) -> None:
         for u in node.urls()
     ]
     fields = [SourceField(n, f.path, f.type) for n, f in node.source_fields().items()]
-    auth, credentials = open_auth(node.auth, node.timeout, path)
     p = node.pagination
     read = ReadHttp(
         endpoints,
@@ -189,15 +207,7 @@ def build(node: HttpSourceSpec, ctx: Any, path: str) -> None:
         headers=node.headers,
         since_param=inc.param if inc else None,
         mark_field=inc.field if inc else None,
-        auth=auth,
-        credentials=credentials,
-        timeout=node.timeout,
-        retry=RetryPolicy(**node.retry.model_dump()),
-        breaker=BreakerConfig(**node.breaker.model_dump()),
-        rate_limit=node.rate_limit,
-        workers=workers,
-        batch_size=ctx.spec.run.batch_size,
-        run_id=ctx.run_id,
+        **client_options(node, ctx, path, workers),
     )
     outputs = ctx.pipeline | node.name >> read
     ctx.outputs[node.name] = outputs.rows

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from pipelines.registry import Kind
 from pipelines.spec_base import Name, SpecModel
-from pipelines.steps.http import AuthSpec, BreakerSpec, RetrySpec, open_auth
+from pipelines.steps.http import AuthSpec, BreakerSpec, RetrySpec
 from pipelines.steps.postgres import PostgresConnectionSpec, check_table_name
 from pipelines.steps.reconcile import FieldType
 
@@ -119,11 +119,10 @@ class RecordsApiSourceSpec(RecordsApiSpec):
 def build(node: RecordsApiSourceSpec, ctx: Any, path: str) -> None:
     import apache_beam as beam
 
-    from connectors.http.breaker import BreakerConfig
     from connectors.http.paging import Pagination
-    from connectors.http.retry import RetryPolicy
     from connectors.postgres import PostgresError
     from connectors.sync_state import StageMark, SyncState
+    from pipelines.sources.http import client_options
     from pipelines.steps.postgres import connection_settings
     from transforms.call_strategies import StrategyError, workers_from_options
     from transforms.http_source import Endpoint, ReadHttp, SourceField
@@ -153,7 +152,6 @@ def build(node: RecordsApiSourceSpec, ctx: Any, path: str) -> None:
     if node.deleted_column:
         fields.append(SourceField(node.deleted_column, "deleted", "bool"))
     since = mark[0].isoformat().replace("+00:00", "Z") if mark else None
-    auth, credentials = open_auth(node.auth, node.timeout, path)
     read = ReadHttp(
         [Endpoint(uri, url, since)],
         source_name=node.name,
@@ -167,15 +165,7 @@ def build(node: RecordsApiSourceSpec, ctx: Any, path: str) -> None:
             cursor_path="offset",
         ),
         since_param="modified_since",
-        auth=auth,
-        credentials=credentials,
-        timeout=node.timeout,
-        retry=RetryPolicy(**node.retry.model_dump()),
-        breaker=BreakerConfig(**node.breaker.model_dump()),
-        rate_limit=node.rate_limit,
-        workers=workers,
-        batch_size=ctx.spec.run.batch_size,
-        run_id=ctx.run_id,
+        **client_options(node, ctx, path, workers),
     )
     outputs = ctx.pipeline | node.name >> read
     rows = outputs.rows | f"{node.name}/Records" >> beam.Map(
