@@ -36,6 +36,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "pipelines.steps.http",
         "pipelines.steps.extract",
         "pipelines.steps.document_fields",
+        "pipelines.steps.read_documents",
         "pipelines.steps.window",
         "pipelines.steps.join",
         "pipelines.steps.top",

@@ -20,6 +20,13 @@ Parameter values map to behaviour:
   redacted (an unreadable document's bytes are not copied into the dead letters; its path
   and SHA-256-free position still name the original file).
 
+- ``kafka_topic`` (with ``kafka_bootstrap_servers``, ``kafka_group_id``): read references to
+  the documents from Kafka instead of ``document_paths``: JSON messages ``{"path": "..."}``
+  (local path, file:// or any Beam FileSystems URI) from a ``kafka`` source, bounded by the
+  end offsets seen at start, each read by a ``read_documents`` step with the same provider
+  options; a missing or unreadable document is a dead letter of its message (original bytes,
+  topic/partition, offset, reason). Everything downstream is the same.
+
 The defaults run on the documents shipped in ``templates/sample_data/documents`` (made by
 ``python -m pipelines.dev.document_samples``); tests in ``templates/tests/document_processing.yaml``.
 """
@@ -101,6 +108,17 @@ PARAMETERS = {
         default=[str(SAMPLES / f"*.{ext}") for ext in ("pdf", "png", "jpg", "docx", "html", "txt")]
         + [str(SAMPLES / "unreadable" / "*")],
         description="Document files or glob patterns (PDF, PNG/JPEG/TIFF, DOCX, HTML, TXT).",
+    ),
+    "kafka_topic": ParameterSpec(
+        type="string",
+        description="Read document references ({\"path\": ...} JSON messages) from this Kafka "
+        "topic instead of document_paths.",
+    ),
+    "kafka_bootstrap_servers": ParameterSpec(
+        type="string", default="127.0.0.1:9092", description="Kafka brokers (with kafka_topic)."
+    ),
+    "kafka_group_id": ParameterSpec(
+        type="string", default="document-processing", description="Kafka consumer group (with kafka_topic)."
     ),
     "document_types": ParameterSpec(
         type="list", default=DOCUMENT_TYPES, choices=DOCUMENT_TYPES,
@@ -236,19 +254,29 @@ class DocumentProcessingTemplate:
                 branch_steps, branch_sinks = _branch(kind, values, out)
                 steps += branch_steps
                 sinks += branch_sinks
+        reading = {
+            "min_ocr_confidence": values["min_ocr_confidence"],
+            "provider": values["ai_providers"][0],
+            **_provider_settings(values),
+        }
+        if values["kafka_topic"]:
+            sources = [{
+                "name": "references", "type": "kafka", "bootstrap_servers": values["kafka_bootstrap_servers"],
+                "topics": values["kafka_topic"], "group_id": values["kafka_group_id"],
+                "value_format": "json", "bounded": "end_offsets",
+            }]
+            steps.insert(0, {
+                "name": "documents", "type": "read_documents", "input": "references",
+                "description": "Read the document each message names.", "path_field": "path", **reading,
+            })
+        else:
+            sources = [{"name": "documents", "type": "document", "paths": list(values["document_paths"]), **reading}]
         sinks.append(rejections_report("rejections", f"{out}/alerts/rejections_by_rule.csv"))
         return pipeline_spec(
             self,
             values,
             owner="document-operations",
-            sources=[{
-                "name": "documents",
-                "type": "document",
-                "paths": list(values["document_paths"]),
-                "min_ocr_confidence": values["min_ocr_confidence"],
-                "provider": values["ai_providers"][0],
-                **_provider_settings(values),
-            }],
+            sources=sources,
             steps=steps,
             sinks=sinks,
             dead_letter={"path": f"{out}/alerts/dead_letters", "format": "jsonl", "redact": compliance},

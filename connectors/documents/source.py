@@ -57,6 +57,27 @@ def document_row(path: str, data: bytes, min_ocr_confidence: float, remote: Remo
     return with_positions(table, path, [1])
 
 
+def remote_reader(textract: Any = None, azure: Any = None, google: Any = None) -> Remote | None:
+    """The remote reader of the one provider configured (Textract, Azure or Google), or None
+    for the local readers: built on a worker (clients and circuit breakers are not picklable),
+    by the ``document`` source and the ``read_documents`` step alike."""
+    if textract is not None:
+        from connectors.documents.textract import client, textract_document
+        from connectors.http.breaker import CircuitBreaker
+
+        textract_client, breaker = client(textract), CircuitBreaker()
+        return lambda data, threshold: textract_document(textract_client, data, threshold, breaker)
+    if azure is not None:
+        from connectors.documents.azure import AzureReader
+
+        return AzureReader(azure)
+    if google is not None:
+        from connectors.documents.google import GoogleReader
+
+        return GoogleReader(google)
+    return None
+
+
 class _ReadDocumentFn(beam.DoFn):
     def __init__(
         self, source: str, min_ocr_confidence: float, run_id: str, textract: Any, azure: Any, google: Any
@@ -71,20 +92,7 @@ class _ReadDocumentFn(beam.DoFn):
 
     def setup(self) -> None:
         self._counters = NodeCounters(self._source)
-        if self._textract_config is not None:
-            from connectors.documents.textract import client, textract_document
-            from connectors.http.breaker import CircuitBreaker
-
-            textract, breaker = client(self._textract_config), CircuitBreaker()
-            self._remote = lambda data, threshold: textract_document(textract, data, threshold, breaker)
-        elif self._azure_config is not None:
-            from connectors.documents.azure import AzureReader
-
-            self._remote = AzureReader(self._azure_config)
-        elif self._google_config is not None:
-            from connectors.documents.google import GoogleReader
-
-            self._remote = GoogleReader(self._google_config)
+        self._remote = remote_reader(self._textract_config, self._azure_config, self._google_config)
 
     def process(self, path: str) -> Iterable[Any]:
         self._counters.inc(FILES)

@@ -20,41 +20,16 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from pipelines.document_reading import (
+    FIELDS,
+    AwsTextractSpec,
+    AzureDocumentSpec,
+    GoogleDocumentSpec,
+    check_provider_settings,
+    provider_configs,
+)
 from pipelines.registry import Kind
-from pipelines.spec_base import Name, SecretSpec, SpecModel
-
-FIELDS = [
-    "document_id", "path", "file_name", "format", "size_bytes", "pages", "extraction_method",
-    "ocr_confidence", "text",
-]
-
-
-class AwsTextractSpec(SpecModel):
-    """Where Textract is (provider aws)."""
-
-    region: str = "us-east-1"
-    endpoint_url: str | None = Field(default=None, description="A VPC endpoint, LocalStack or moto.")
-    max_attempts: int = Field(default=5, ge=1, description="Attempts per document (adaptive retries).")
-
-
-class AzureDocumentSpec(SpecModel):
-    """Where Azure AI Document Intelligence is (provider azure)."""
-
-    endpoint: str = Field(description="The resource's endpoint, e.g. https://NAME.cognitiveservices.azure.com.")
-    key: SecretSpec = Field(description="The resource key: env:VAR, file:PATH or a secret store reference.")
-    model: str = Field(default="prebuilt-read", description="The analysis model.")
-    max_attempts: int = Field(default=4, ge=1, description="Attempts per request.")
-
-
-class GoogleDocumentSpec(SpecModel):
-    """Which Google Document AI processor reads the documents (provider google)."""
-
-    project: str
-    location: str = Field(default="us", description="The processor's location: us or eu.")
-    processor: str = Field(description="The processor id (an OCR or form parser processor).")
-    token: SecretSpec = Field(description="An OAuth access token: env:VAR, file:PATH or a store reference.")
-    endpoint: str | None = Field(default=None, description="Default https://LOCATION-documentai.googleapis.com.")
-    max_attempts: int = Field(default=4, ge=1, description="Attempts per document.")
+from pipelines.spec_base import Name, SpecModel
 
 
 class DocumentSourceSpec(SpecModel):
@@ -82,10 +57,7 @@ class DocumentSourceSpec(SpecModel):
 
     @model_validator(mode="after")
     def _provider_settings(self) -> DocumentSourceSpec:
-        if self.provider == "azure" and self.azure is None:
-            raise ValueError("provider azure needs azure: {endpoint, key}")
-        if self.provider == "google" and self.google is None:
-            raise ValueError("provider google needs google: {project, location, processor, token}")
+        check_provider_settings(self)
         return self
 
 
@@ -103,29 +75,8 @@ def build(node: DocumentSourceSpec, ctx: Any, path: str) -> None:
     if not files and not node.allow_empty:
         raise ctx.fail(f"{path}.paths", f"no file matches {node.paths}; check the paths, or set allow_empty: true")
     images = [f for f in files if FORMATS.get(PurePath(f).suffix.lower()) == "image"]
-    textract = azure = google = None
-    if node.provider == "google" and node.google is not None:
-        from connectors.documents.google import GoogleConfig
-
-        g = node.google
-        google = GoogleConfig(
-            g.project, g.location, g.processor,
-            g.token.model_dump(exclude_none=True, exclude_defaults=True), g.endpoint, g.max_attempts,
-        )
-    elif node.provider == "azure" and node.azure is not None:
-        from connectors.documents.azure import AzureConfig
-
-        azure = AzureConfig(
-            node.azure.endpoint,
-            node.azure.key.model_dump(exclude_none=True, exclude_defaults=True),
-            node.azure.model,
-            node.azure.max_attempts,
-        )
-    elif node.provider == "aws":
-        from connectors.documents.textract import TextractConfig
-
-        textract = TextractConfig(node.aws.region, node.aws.endpoint_url, node.aws.max_attempts)
-    elif images:  # images always need OCR: say so before the run (scanned PDFs are found later)
+    textract, azure, google = provider_configs(node)
+    if node.provider == "local" and images:  # images need OCR: say so before the run (scans later)
         from connectors.documents.ocr import OcrUnavailable, check_available
 
         try:
