@@ -359,24 +359,62 @@ class TableReader:
     def _with_retries(self, call: Any) -> Any:
         """``call(connection)`` with a pooled connection; connection failures are retried
         ``retries`` times with doubling backoff, then raised as :class:`PostgresError`."""
-        import psycopg
+        return read_with_retries(
+            self.settings,
+            self.table,
+            call,
+            doing="reading",
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            hint="is the server up and reachable? the bundle fails and the runner may retry it",
+        )
 
-        def failed(attempts: int, exc: BaseException) -> PostgresError:
-            return PostgresError(
-                f"PostgreSQL at {self.settings.address} failed {attempts} time(s) "
-                f"reading {self.table}: {first_line(exc)}",
-                hint="is the server up and reachable? the bundle fails and the runner may retry it",
-            )
 
-        try:
-            return with_connection_retries(
-                self.settings, call, retries=self.retries, backoff_s=self.backoff_s, failed=failed
-            )
-        except psycopg.Error as exc:  # a query error: retrying cannot help
-            raise PostgresError(
-                f"PostgreSQL at {self.settings.address} refused a read of {self.table}: "
-                f"{first_line(exc)}"
-            ) from None
+def read_with_retries(
+    settings: PostgresSettings,
+    table: str,
+    call: Callable[[Any], Any],
+    *,
+    doing: str,
+    retries: int,
+    backoff_s: float,
+    hint: str,
+) -> Any:
+    """:func:`with_connection_retries` for a read of ``table``: a connection that stays lost
+    fails as "failed N time(s) ``doing`` ``table``" with ``hint``, and a query error (which
+    retrying cannot help) as a refused read; both as :class:`PostgresError` without the psycopg
+    chain, which can hold the connection string."""
+    import psycopg
+
+    try:
+        return with_connection_retries(
+            settings,
+            call,
+            retries=retries,
+            backoff_s=backoff_s,
+            failed=failed_after(settings, f"{doing} {table}", hint),
+        )
+    except psycopg.Error as exc:
+        raise PostgresError(
+            f"PostgreSQL at {settings.address} refused a read of {table}: {first_line(exc)}"
+        ) from None
+
+
+def failed_after(
+    settings: PostgresSettings, doing: str, hint: str
+) -> Callable[[int, BaseException], PostgresError]:
+    """The ``failed`` of :func:`with_connection_retries`: one wording of "the server stayed
+    unreachable while ``doing``" for every PostgreSQL caller, naming the address (never the
+    connection string) and PostgreSQL's first message line."""
+
+    def failed(attempts: int, exc: BaseException) -> PostgresError:
+        return PostgresError(
+            f"PostgreSQL at {settings.address} failed {attempts} time(s) {doing}: "
+            f"{first_line(exc)}",
+            hint=hint,
+        )
+
+    return failed
 
 
 def with_connection_retries(

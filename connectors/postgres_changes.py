@@ -28,15 +28,13 @@ from connectors.postgres import (
     IDENTIFIER,
     Column,
     PostgresConfigError,
-    PostgresError,
     PostgresSettings,
     _csv_field,
     _fetch_one,
     _parse_csv,
-    first_line,
+    read_with_retries,
     split_table,
     table_columns,
-    with_connection_retries,
 )
 from connectors.sync_state import Mark, table_mark
 
@@ -184,21 +182,12 @@ class ChangeReader:
         return query, params
 
     def _call(self, what: str, call: Any) -> Any:
-        import psycopg
-
-        def failed(attempts: int, exc: BaseException) -> PostgresError:
-            return PostgresError(
-                f"PostgreSQL at {self.settings.address} failed {attempts} time(s) {what} "
-                f"{self.table}: {first_line(exc)}",
-                hint="is the server up? the run fails and its marks stay where they were",
-            )
-
-        try:
-            return with_connection_retries(
-                self.settings, call, retries=self.retries, backoff_s=0.5, failed=failed
-            )
-        except psycopg.Error as exc:
-            raise PostgresError(
-                f"PostgreSQL at {self.settings.address} refused a read of {self.table}: "
-                f"{first_line(exc)}"
-            ) from None
+        return read_with_retries(
+            self.settings,
+            self.table,
+            call,
+            doing=what,
+            retries=self.retries,
+            backoff_s=0.5,
+            hint="is the server up? the run fails and its marks stay where they were",
+        )

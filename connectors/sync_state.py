@@ -29,9 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.postgres import (
-    PostgresError,
     PostgresSettings,
-    first_line,
+    failed_after,
     split_table,
     with_connection_retries,
 )
@@ -55,13 +54,11 @@ class SyncState:
     sync: str
 
     def _call(self, what: str, call: Any) -> Any:
-        def failed(attempts: int, exc: BaseException) -> PostgresError:
-            return PostgresError(
-                f"PostgreSQL at {self.settings.address} failed {attempts} time(s) while "
-                f"{what} sync state {self.table}: {first_line(exc)}",
-                hint="is the server up? the marks stay where they were",
-            )
-
+        failed = failed_after(
+            self.settings,
+            f"while {what} sync state {self.table}",
+            "is the server up? the marks stay where they were",
+        )
         return with_connection_retries(self.settings, call, retries=3, backoff_s=0.5, failed=failed)
 
     def _ident(self) -> Any:
