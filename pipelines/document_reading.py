@@ -5,7 +5,7 @@ module so that neither kind imports the other (sources and steps stay acyclic)."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -43,6 +43,29 @@ class GoogleDocumentSpec(SpecModel):
     token: SecretSpec = Field(description="An OAuth access token: env:VAR, file:PATH or a store reference.")
     endpoint: str | None = Field(default=None, description="Default https://LOCATION-documentai.googleapis.com.")
     max_attempts: int = Field(default=4, ge=1, description="Attempts per document.")
+
+
+MinOcrConfidence = Annotated[
+    float,
+    Field(
+        ge=0, le=100,
+        description="Mean Tesseract word confidence (0-100) below which an OCR'd document is "
+        "dead-lettered (rule ocr_confidence).",
+    ),
+]
+Provider = Annotated[
+    Literal["local", "aws", "azure", "google"],
+    Field(
+        description="Who reads PDFs and images: local (pypdf, Tesseract), aws (Amazon "
+        "Textract DetectDocumentText, credentials from boto3's chain), azure (Document "
+        "Intelligence prebuilt-read) or google (a Document AI processor). DOCX, HTML and "
+        "text are read locally either way.",
+    ),
+]
+AzureSettings = Annotated[AzureDocumentSpec | None, Field(description="Required with provider azure.")]
+GoogleSettings = Annotated[GoogleDocumentSpec | None, Field(description="Required with provider google.")]
+"""The reading options' field types, declared once for the source's and the step's models
+(fields rather than a shared base model, which would put them before ``type`` and ``name``)."""
 
 
 def check_provider_settings(node: Any) -> None:

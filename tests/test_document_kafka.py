@@ -48,6 +48,8 @@ def test_reader_rows_equal_the_sources_and_bad_paths_are_dead_letters(tmp_path: 
     ]
     assert missing in dead[0]["errorMessage"] and json.loads(dead[0]["payloadString"]) == {"path": missing}
     assert dict(result.rule_failures) == {"missing": 1, "path": 1, "encrypted": 1}
+    with pytest.raises(ValueError, match="no field 'path'.*set path_field"):
+        reader.process(pa.table({"uri": [good]}))
 
 
 def _expand(out: Path, **params: Any) -> PipelineSpec:

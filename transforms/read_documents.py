@@ -77,6 +77,9 @@ class DocumentReader:
             return None, exc.rule, f"{path}: {exc}"
 
     def process(self, table: pa.Table, *side_inputs: Any) -> StepResult:
+        if self.path_field not in table.column_names:
+            fields = ", ".join(strip_positions(table).column_names)
+            raise ValueError(f"no field {self.path_field!r} in the rows ({fields}); set path_field")
         paths = table.column(self.path_field).to_pylist()
         kept: list[int] = []
         docs: list[pa.Table] = []

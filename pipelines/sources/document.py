@@ -23,8 +23,10 @@ from pydantic import Field, model_validator
 from pipelines.document_reading import (
     FIELDS,
     AwsTextractSpec,
-    AzureDocumentSpec,
-    GoogleDocumentSpec,
+    AzureSettings,
+    GoogleSettings,
+    MinOcrConfidence,
+    Provider,
     check_provider_settings,
     provider_configs,
 )
@@ -38,22 +40,12 @@ class DocumentSourceSpec(SpecModel):
     type: Literal["document"]
     name: Name
     paths: list[str] = Field(min_length=1, description="Files or glob patterns (local, gs://, ...).")
-    min_ocr_confidence: float = Field(
-        default=60.0, ge=0, le=100,
-        description="Mean Tesseract word confidence (0-100) below which an OCR'd document is "
-        "dead-lettered (rule ocr_confidence).",
-    )
+    min_ocr_confidence: MinOcrConfidence = 60.0
     allow_empty: bool = Field(default=False, description="Succeed when no file matches.")
-    provider: Literal["local", "aws", "azure", "google"] = Field(
-        default="local",
-        description="Who reads PDFs and images: local (pypdf, Tesseract), aws (Amazon "
-        "Textract DetectDocumentText, credentials from boto3's chain), azure (Document "
-        "Intelligence prebuilt-read) or google (a Document AI processor). DOCX, HTML and "
-        "text are read locally either way.",
-    )
+    provider: Provider = "local"
     aws: AwsTextractSpec = Field(default_factory=AwsTextractSpec)
-    azure: AzureDocumentSpec | None = Field(default=None, description="Required with provider azure.")
-    google: GoogleDocumentSpec | None = Field(default=None, description="Required with provider google.")
+    azure: AzureSettings = None
+    google: GoogleSettings = None
 
     @model_validator(mode="after")
     def _provider_settings(self) -> DocumentSourceSpec:

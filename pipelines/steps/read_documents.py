@@ -19,8 +19,10 @@ from lineage.columns import FieldState, Step
 from pipelines.document_reading import (
     FIELDS,
     AwsTextractSpec,
-    AzureDocumentSpec,
-    GoogleDocumentSpec,
+    AzureSettings,
+    GoogleSettings,
+    MinOcrConfidence,
+    Provider,
     check_provider_settings,
 )
 from pipelines.registry import Kind
@@ -34,23 +36,11 @@ class ReadDocumentsStepSpec(StepBase):
     path_field: str = Field(
         default="path", description="The field holding each document's path or URI."
     )
-    min_ocr_confidence: float = Field(
-        default=60.0,
-        ge=0,
-        le=100,
-        description="Mean Tesseract word confidence (0-100) below which an OCR'd document is "
-        "dead-lettered (rule ocr_confidence).",
-    )
-    provider: Literal["local", "aws", "azure", "google"] = Field(
-        default="local", description="Who reads PDFs and images, as the document source's provider."
-    )
+    min_ocr_confidence: MinOcrConfidence = 60.0
+    provider: Provider = "local"
     aws: AwsTextractSpec = Field(default_factory=AwsTextractSpec)
-    azure: AzureDocumentSpec | None = Field(
-        default=None, description="Required with provider azure."
-    )
-    google: GoogleDocumentSpec | None = Field(
-        default=None, description="Required with provider google."
-    )
+    azure: AzureSettings = None
+    google: GoogleSettings = None
 
     @model_validator(mode="after")
     def _provider_settings(self) -> ReadDocumentsStepSpec:
