@@ -256,7 +256,32 @@ def arrow_schema(
 # --------------------------------------------------------------------------- reads
 
 
-class TableReader:
+class ColumnsOnce:
+    """Base of the readers that ask the server for a table's typed columns once, caching them
+    in ``_columns``: pickling drops the cache, so each worker asks its own connection (the
+    launcher's answer may be stale) instead of shipping it."""
+
+    _columns: list[Column] | None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_columns"] = None
+        return state
+
+
+def pick_columns(table: str, every: Sequence[Column], names: Sequence[str]) -> list[Column]:
+    """``names``' columns among ``every`` column of ``table``, in that order; a name the table
+    lacks fails before any row is read, listing the columns it has."""
+    by_name = {c.name: c for c in every}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise PostgresConfigError(
+            f"table {table} has no column(s) {missing}; it has {[c.name for c in every]}"
+        )
+    return [by_name[n] for n in names]
+
+
+class TableReader(ColumnsOnce):
     """Rows of one table by key, as Arrow, through this process's pool.
 
     Args:
@@ -290,12 +315,7 @@ class TableReader:
         self.retries = retries
         self.backoff_s = backoff_s
         self.queries = 0
-        self._columns: list[Column] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_columns"] = None
-        return state
+        self._columns = None
 
     # -- schema --------------------------------------------------------------------
     def columns(self) -> list[Column]:
@@ -304,17 +324,10 @@ class TableReader:
             every = self._with_retries(
                 lambda conn: table_columns(conn, self.settings, self.schema_name, self.table_name)
             )
-            by_name = {c.name: c for c in every}
             wanted = self.fields
             if wanted is None:
                 wanted = [c.name for c in every if c.name not in self.keys]
-            missing = [n for n in [*self.keys, *wanted] if n not in by_name]
-            if missing:
-                raise PostgresConfigError(
-                    f"table {self.table} has no column(s) {missing}; "
-                    f"it has {[c.name for c in every]}"
-                )
-            self._columns = [by_name[n] for n in [*self.keys, *wanted]]
+            self._columns = pick_columns(self.table, every, [*self.keys, *wanted])
         return self._columns
 
     @property

@@ -27,11 +27,13 @@ import pyarrow.compute as pc
 from connectors.postgres import (
     IDENTIFIER,
     Column,
+    ColumnsOnce,
     PostgresConfigError,
     PostgresSettings,
     _csv_field,
     _fetch_one,
     _parse_csv,
+    pick_columns,
     read_with_retries,
     split_table,
     table_columns,
@@ -51,7 +53,7 @@ class ChangePage:
     last: Mark | None
 
 
-class ChangeReader:
+class ChangeReader(ColumnsOnce):
     """Pages of ``table``'s rows after a mark.
 
     Args:
@@ -89,12 +91,7 @@ class ChangeReader:
         self.wanted = list(columns) if columns is not None else None
         self.page_size = page_size
         self.retries = retries
-        self._columns: list[Column] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_columns"] = None
-        return state
+        self._columns = None
 
     def columns(self) -> list[Column]:
         """The columns read, typed; the key, modified and echo columns always among them."""
@@ -103,21 +100,16 @@ class ChangeReader:
                 "reading the columns of",
                 lambda conn: table_columns(conn, self.settings, self.schema_name, self.table_name),
             )
-            by_name = {c.name: c for c in every}
             needed = [n for n in (self.key, self.modified, self.echo_column) if n]
-            wanted = self.wanted if self.wanted is not None else list(by_name)
-            names = list(dict.fromkeys([*needed, *wanted]))
-            missing = [n for n in names if n not in by_name]
-            if missing:
+            wanted = self.wanted if self.wanted is not None else [c.name for c in every]
+            picked = pick_columns(self.table, every, list(dict.fromkeys([*needed, *wanted])))
+            modified = next((c for c in picked if c.name == self.modified), None)
+            if modified is not None and not pa.types.is_timestamp(modified.arrow):
                 raise PostgresConfigError(
-                    f"table {self.table} has no column(s) {missing}; it has {list(by_name)}"
-                )
-            if self.modified and not pa.types.is_timestamp(by_name[self.modified].arrow):
-                raise PostgresConfigError(
-                    f"{self.table}.{self.modified} is {by_name[self.modified].pg_type}, not a "
+                    f"{self.table}.{self.modified} is {modified.pg_type}, not a "
                     "timestamp: the mark compares modified times"
                 )
-            self._columns = [by_name[n] for n in names]
+            self._columns = picked
         return self._columns
 
     def pages(self, after: Mark | None) -> Iterator[ChangePage]:
