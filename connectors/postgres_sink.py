@@ -11,7 +11,7 @@ PostgreSQL refuses go to the ``dead_letters`` output with its message, or fail t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import apache_beam as beam
@@ -32,6 +32,36 @@ CREATED, UPDATED = "created", "updated"  # counters beside rows_written: the syn
 
 class RowsRefusedError(RunError, RuntimeError):
     """PostgreSQL refused rows and the sink was told to fail rather than dead-letter."""
+
+
+def write_outputs(
+    tables: beam.PCollection, label: str, fn: beam.DoFn
+) -> beam.pvalue.DoOutputsTuple:
+    """``fn`` over ``tables`` as a sink's two outputs: ``written`` (its summaries) and
+    ``dead_letters`` (Arrow tables), the shape every writing sink hands the pipeline."""
+    outputs = tables | labelled_pardo(label, fn).with_outputs(DEAD_LETTERS, main=WRITTEN)
+    outputs[DEAD_LETTERS].element_type = pa.Table
+    return outputs
+
+
+def refused_rows(
+    table: pa.Table, failures: Mapping[int, str], *, rule: str, step: str, run_id: str
+) -> Iterator[beam.pvalue.TaggedOutput]:
+    """The rows of ``table`` a writer refused (``failures``: row index -> the target's
+    answer), in row order, as one dead-letter table on the ``dead_letters`` output: nothing a
+    sink was handed is lost, whichever target refused it."""
+    failed = sorted(failures)
+    if failed:
+        yield beam.pvalue.TaggedOutput(
+            DEAD_LETTERS,
+            records.dead_letters_for_rows(
+                table.take(pa.array(failed, pa.int64())),
+                errors=[failures[row] for row in failed],
+                rules=[rule] * len(failed),
+                step=step,
+                run_id=run_id,
+            ),
+        )
 
 
 class WritePostgres(beam.PTransform):
@@ -59,11 +89,7 @@ class WritePostgres(beam.PTransform):
         self._fn = _UpsertFn(writer, sink_name, on_failure, run_id)
 
     def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        outputs = tables | labelled_pardo("Upsert", self._fn).with_outputs(
-            DEAD_LETTERS, main=WRITTEN
-        )
-        outputs[DEAD_LETTERS].element_type = pa.Table
-        return outputs
+        return write_outputs(tables, "Upsert", self._fn)
 
 
 class _UpsertFn(beam.DoFn):
@@ -91,17 +117,9 @@ class _UpsertFn(beam.DoFn):
         self._counters.inc(CREATED, result.created)
         self._counters.inc(UPDATED, result.updated)
         self._counters.inc(ROWS_DEAD, len(failed))
-        if failed:
-            yield beam.pvalue.TaggedOutput(
-                DEAD_LETTERS,
-                records.dead_letters_for_rows(
-                    table.take(pa.array(failed, pa.int64())),
-                    errors=[result.failures[row] for row in failed],
-                    rules=["upsert"] * len(failed),
-                    step=self._sink,
-                    run_id=self._run_id,
-                ),
-            )
+        yield from refused_rows(
+            table, result.failures, rule="upsert", step=self._sink, run_id=self._run_id
+        )
         yield {
             "sink": self._sink,
             "table": self._writer.table,

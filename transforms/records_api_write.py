@@ -48,12 +48,10 @@ from connectors.http.breaker import BreakerConfig
 from connectors.http.request import Request
 from connectors.http.retry import RetryPolicy
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_WRITTEN, NodeCounters
-from connectors.names import labelled_pardo
+from connectors.postgres_sink import refused_rows, write_outputs
 from transforms.http_client import scrub_credentials
 from transforms.http_source import open_limited_caller
 
-DEAD_LETTERS = "dead_letters"
-WRITTEN = "written"
 MAX_BATCH = 10
 CREATED, UPDATED, DELETED = "created", "updated", "deleted"
 ALREADY_GONE = "ROW_DOES_NOT_EXIST"
@@ -298,11 +296,7 @@ class WriteRecordsApi(beam.PTransform):
         self._fn = _WriteFn(writer, sink_name, run_id)
 
     def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        outputs = tables | labelled_pardo("Write", self._fn).with_outputs(
-            DEAD_LETTERS, main=WRITTEN
-        )
-        outputs[DEAD_LETTERS].element_type = pa.Table
-        return outputs
+        return write_outputs(tables, "Write", self._fn)
 
 
 class _WriteFn(beam.DoFn):
@@ -320,28 +314,19 @@ class _WriteFn(beam.DoFn):
         result = self._writer.write(records.strip_positions(table))
         for what, n in self._writer.requests_made().items():
             self._counters.inc("requests" if what == "calls" else what, n)
-        failed = sorted(result.failures)
         self._counters.inc(ROWS_WRITTEN, len(result.written))
         self._counters.inc(CREATED, result.created)
         self._counters.inc(UPDATED, result.updated)
         self._counters.inc(DELETED, result.deleted)
-        self._counters.inc(ROWS_DEAD, len(failed))
-        if failed:
-            yield beam.pvalue.TaggedOutput(
-                DEAD_LETTERS,
-                records.dead_letters_for_rows(
-                    table.take(pa.array(failed, pa.int64())),
-                    errors=[result.failures[row] for row in failed],
-                    rules=["records_api"] * len(failed),
-                    step=self._sink,
-                    run_id=self._run_id,
-                ),
-            )
+        self._counters.inc(ROWS_DEAD, len(result.failures))
+        yield from refused_rows(
+            table, result.failures, rule="records_api", step=self._sink, run_id=self._run_id
+        )
         yield {
             "sink": self._sink,
             "rows_written": len(result.written),
             "created": result.created,
             "updated": result.updated,
             "deleted": result.deleted,
-            "rows_dead_lettered": len(failed),
+            "rows_dead_lettered": len(result.failures),
         }
