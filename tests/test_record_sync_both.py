@@ -13,6 +13,7 @@ the API's log must never show more than 5 requests in a sliding second.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -298,7 +299,9 @@ def test_syncs_killed_at_random_points_converge(pg: Any, tmp_path: Path, monkeyp
                         time.sleep(rng.uniform(0.0, 0.3))
                         break
                 time.sleep(0.02)
-            os.killpg(process.pid, signal.SIGKILL)
+            # a run may have ended on its own before its moment came: nothing left to kill
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             pair.change(rng, f"k{attempt}")  # both sides keep changing between the runs
         assert wrote, "no killed run wrote anything: the kills came too early"
