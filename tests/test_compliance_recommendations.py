@@ -40,6 +40,22 @@ def source(name: str, gov: dict, schema: list[str] | None = None) -> dict:
     return {"namespace": "file", "name": name, "facets": facets}
 
 
+def one_run(
+    *outputs: dict,
+    job: str = "job",
+    day: str = "2026-01-01",
+    number: int = 1,
+    inputs: list[dict] | None = None,
+) -> dict:
+    """The COMPLETE event of one run of ``job`` on ``day`` reading the classified orders (or
+    ``inputs``) and writing ``outputs``."""
+    return event(
+        "COMPLETE", day, job, f"0190d8a0-0000-7000-8000-{number:012d}",
+        inputs=[source("/orders", ORDERS_GOV)] if inputs is None else inputs,
+        outputs=list(outputs),
+    )  # fmt: skip
+
+
 def edge(name: str, field: str, masking: bool = False) -> tuple:
     return ("file", name, field, "DIRECT", "TRANSFORMATION", masking)
 
@@ -63,16 +79,7 @@ def test_a_payload_classified_pii_lists_only_the_personal_fields_feeding_it():
         },
         governance("PII", ["GDPR"], {"payload": ("PII", None)}),
     )
-    events = [
-        event(
-            "COMPLETE",
-            "2026-01-01",
-            "job",
-            "0190d8a0-0000-7000-8000-000000000001",
-            inputs=[source("/orders", ORDERS_GOV)],
-            outputs=[dead],
-        )
-    ]
+    events = [one_run(dead)]
     (flow,) = personal_flows(build_log(events, "t"))
     assert [(s.dataset.name, s.field) for s in flow.sources] == [("/orders", "email")]
     assert flow.source_label() == "email from orders"
@@ -87,21 +94,13 @@ def test_fields_derived_from_personal_fields_are_flows_across_jobs():
         "/out", {"contact": [edge("/staging", "mail")]}, governance("internal", ["GDPR"], {})
     )
     events = [
-        event(
-            "COMPLETE",
-            "2026-01-01",
-            "a",
-            "0190d8a0-0000-7000-8000-000000000001",
-            inputs=[source("/orders", ORDERS_GOV)],
-            outputs=[staging],
-        ),
-        event(
-            "COMPLETE",
-            "2026-01-02",
-            "b",
-            "0190d8a0-0000-7000-8000-000000000002",
+        one_run(staging, job="a"),
+        one_run(
+            out,
+            job="b",
+            day="2026-01-02",
+            number=2,
             inputs=[{"namespace": "file", "name": "/staging"}],
-            outputs=[out],
         ),
     ]
     flows = {(f.job.name, f.target_label()): f for f in personal_flows(build_log(events, "t"))}
@@ -124,16 +123,7 @@ def test_each_finding_says_which_field_strategy_sink_and_audience():
     sink["facets"]["columnLineage"]["fields"]["email"]["inputFields"][0]["transformations"][0][
         "description"
     ] = "masked: email_domain"
-    events = [
-        event(
-            "COMPLETE",
-            "2026-01-01",
-            "pay",
-            "0190d8a0-0000-7000-8000-000000000001",
-            inputs=[source("/orders", ORDERS_GOV)],
-            outputs=[sink],
-        )
-    ]
+    events = [one_run(sink, job="pay")]
     report = analyse(build_log(events, "t"))
     assert {f.rule for f in report.findings} == {"GDPR-PII-UNPROTECTED", "PCI-DSS-PAN-UNPROTECTED"}
     for finding in report.findings:
@@ -159,16 +149,7 @@ def test_an_audience_masking_the_field_protects_the_flow():
         governance("PII", ["GDPR"], {}),
         beamwright_audience=audience,
     )
-    events = [
-        event(
-            "COMPLETE",
-            "2026-01-01",
-            "job",
-            "0190d8a0-0000-7000-8000-000000000001",
-            inputs=[source("/orders", ORDERS_GOV)],
-            outputs=[out],
-        )
-    ]
+    events = [one_run(out)]
     log = build_log(events, "t")
     (flow,) = personal_flows(log)
     assert flow.protection_label == "masked for audience analysts (masking)"
@@ -187,16 +168,7 @@ def test_quality_history_keeps_each_datasets_own_assertions():
     )
     west = source("/west", governance("internal", [], {}), ["amount"])
     west["inputFacets"] = assertions(("between", "amount", True))
-    events = [
-        event(
-            "COMPLETE",
-            "2026-01-01",
-            "job",
-            "0190d8a0-0000-7000-8000-000000000001",
-            inputs=[east, west],
-            outputs=[],
-        )
-    ]
+    events = [one_run(inputs=[east, west])]
     histories = {h.dataset.name: h for h in quality_histories(build_log(events, "t"))}
     # customer_name is not a field of /east: a rule of the joined reference, not east's own
     assert histories["/east"].assertion_keys() == ["in_set(status)"]
