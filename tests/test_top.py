@@ -159,6 +159,50 @@ def test_top_in_batch_on_the_fnapi_runner_with_dead_letters_and_counts():
     assert counts["highest/aggregates_out"] == 3
 
 
+def test_batch_sessions_are_merged_across_batches_after_one_shuffle():
+    """Batch, one pane per window: each batch's candidates (with their proto-sessions) are
+    hash-partitioned by key and ranked per partition; proto-sessions of different batches
+    merge when they overlap ([2, 5) joins [1, 4) and [4, 7)), not when they only touch
+    ([7, 10) after [4, 7)); [6, 9) joins [1, 8) though it starts after [2, 5) ended; whichever
+    batch and partition their rows came in."""
+    from transforms.partitions import by_partition, partition_of
+
+    gap = 3 * SECOND
+    top = TopRows(["auction"], "price", n=1, ties="first")
+    closing = Closing.of(window_fn("session", gap=3), 0, SECOND)
+    partials = top.batch_partials(session_gap=gap, per_row=False, step="t")
+    batches = [
+        [(1, 1, 5.0), (1, 7, 8.0), (2, 1, 4.0), (3, 2, 2.0)],
+        [(1, 2, 9.0), (2, 30, 2.0), (1, 20, 1.0), (3, 6, 3.0)],
+        [(1, 4, 7.0), (3, 1, 1.0), (3, 3, 1.0), (3, 5, 1.0)],
+    ]
+    parts: dict[int, list[pa.Table]] = {}
+    for rows in batches:
+        table, _, _, _ = top.prepare(bids(rows))
+        micros = table.column("ts").to_numpy() * 1000
+        found = partials.candidates(table, micros, closing.windows(micros))
+        for p, part in by_partition(found, partition_of(found, ["auction"], 2), 2):
+            parts.setdefault(p, []).append(part)
+    out = []
+    for tables in parts.values():
+        rows, starts, ends = top.ranked_windows(pa.concat_tables(tables), gap, "t")
+        out += zip(
+            rows.column("auction").to_pylist(),
+            starts // SECOND,
+            ends // SECOND,
+            rows.column("price").to_pylist(),
+            strict=True,
+        )
+    assert sorted(out) == [
+        (1, 1, 7, 9.0),
+        (1, 7, 10, 8.0),
+        (1, 20, 23, 1.0),
+        (2, 1, 4, 4.0),
+        (2, 30, 33, 2.0),
+        (3, 1, 9, 3.0),
+    ]
+
+
 def _stream() -> TestStream:
     return TestStream(coder=ArrowTableCoder()).advance_watermark_to(0)
 

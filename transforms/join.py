@@ -47,7 +47,6 @@ when its (past) timer fires, as a late result, rather than dropped.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -82,6 +81,7 @@ from connectors.panes import is_streaming
 from connectors.records import dead_letters_for_rows
 from transforms.expressions import parse
 from transforms.join_columns import SideColumns, output_columns
+from transforms.partitions import by_partition, partition_of
 from transforms.step import DEAD_LETTERS, ROWS
 from transforms.windowing import Closing, event_micros
 
@@ -561,19 +561,6 @@ class _Tally:
 # --------------------------------------------------------------------------- bounded path
 
 
-def _partition_of(table: pa.Table, n_keys: int, partitions: int) -> np.ndarray:
-    """A partition per row from its key values' text (stable across processes and between
-    key types, like the streaming path's state keys)."""
-    mixed = np.zeros(table.num_rows, np.uint64)
-    for i in range(n_keys):
-        encoded = table.column(_key(i)).combine_chunks().dictionary_encode()
-        codes = np.array(
-            [zlib.crc32(str(v).encode()) for v in encoded.dictionary.to_pylist()], np.uint64
-        )
-        mixed = mixed * np.uint64(1_000_003) + codes[encoded.indices.to_numpy()]
-    return (mixed % np.uint64(partitions)).astype(np.int64)
-
-
 class _PartitionFn(beam.DoFn):
     """Bounded path: a side's batch -> its joinable rows, one element per partition (empty
     ones too, so every partition learns both sides' schemas), and dead letters."""
@@ -588,12 +575,9 @@ class _PartitionFn(beam.DoFn):
     def process(self, table, timestamp=beam.DoFn.TimestampParam):
         rows, letters = self._prep.prepare(table, _micros_of(timestamp))
         yield from self._tally.arrived(table.num_rows, letters)
-        part = _partition_of(rows, self._n_keys, self._partitions)
-        order = np.argsort(part, kind="stable")  # one take, then a slice per partition
-        ordered = rows.take(pa.array(order))
-        bounds = np.searchsorted(part[order], np.arange(self._partitions + 1))
-        for p in range(self._partitions):
-            yield (p, (self._side, ordered.slice(bounds[p], bounds[p + 1] - bounds[p])))
+        part = partition_of(rows, [_key(i) for i in range(self._n_keys)], self._partitions)
+        for p, slice_ in by_partition(rows, part, self._partitions, empty=True):
+            yield (p, (self._side, slice_))
 
 
 def _micros_of(timestamp: Timestamp) -> int:

@@ -173,6 +173,10 @@ class Aggregation(Protocol):
     key_fields: list[str]
     fields: list[str]
     """Fields besides the keys that every row must have (missing: dead letters)."""
+    in_arrow: bool
+    """Batch, one pane per window: whether the step ranks the rows of every key and window in
+    Arrow after one shuffle (its partials then have ``candidates`` and the aggregation
+    ``ranked_windows``, as the top step's do) rather than combining partials in Beam."""
 
     def prepare(self, rows: pa.Table) -> tuple[pa.Table, np.ndarray | None, str, str]:
         """``rows`` ready for :meth:`batch_partials` (columns it computes may be added, named
@@ -193,6 +197,8 @@ class Aggregation(Protocol):
 
 class MetricAggregation:
     """The window step's metrics as an :class:`Aggregation` (``count``, ``sum(field)``...)."""
+
+    in_arrow = False
 
     def __init__(self, key_fields: Sequence[str], metrics: Mapping[str, str]) -> None:
         self.key_fields = list(key_fields)
@@ -531,13 +537,27 @@ def with_panes(results: Sequence[tuple[Any, Any, str, int, pa.Table]]) -> pa.Tab
     else:
         table = pa.concat_tables(payloads, promote_options="permissive")
         sizes = [p.num_rows for p in payloads]
-    table = table.drop_columns([c for c in _FRONT if c in table.column_names])
     owner = pa.array(np.repeat(np.arange(len(results)), sizes))
+    return with_front(
+        table,
+        pa.array([r[0] for r in results], pa.int64()).take(owner),
+        pa.array([r[1] for r in results], pa.int64()).take(owner),
+        pa.array([r[2] for r in results], pa.string()).take(owner),
+        pa.array([r[3] for r in results], pa.int64()).take(owner),
+    )
+
+
+def with_front(
+    table: pa.Table, starts: pa.Array, ends: pa.Array, timings: pa.Array, indexes: pa.Array
+) -> pa.Table:
+    """``table`` with the window (µs) and pane columns of each row in front, replacing window
+    and pane columns it already had."""
+    table = table.drop_columns([c for c in _FRONT if c in table.column_names])
     front = {
-        WINDOW_START: pa.array([r[0] for r in results], pa.int64()).take(owner).cast(_TIME),
-        WINDOW_END: pa.array([r[1] for r in results], pa.int64()).take(owner).cast(_TIME),
-        PANE_TIMING: pa.array([r[2] for r in results], pa.string()).take(owner),
-        PANE_INDEX: pa.array([r[3] for r in results], pa.int64()).take(owner),
+        WINDOW_START: starts.cast(_TIME),
+        WINDOW_END: ends.cast(_TIME),
+        PANE_TIMING: timings,
+        PANE_INDEX: indexes,
     }
     for i, (name, column) in enumerate(front.items()):
         table = table.add_column(i, name, column)

@@ -113,8 +113,10 @@ from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
 from connectors.names import labelled_pardo
 from connectors.panes import KeepWindows, is_streaming
 from connectors.records import dead_letters_for_rows
+from transforms.partitions import by_partition, partition_of
 from transforms.step import DEAD_LETTERS, ROWS
 from transforms.window_aggregate import (
+    AGGREGATES_OUT,
     WINDOW_END,
     WINDOW_START,
     Aggregation,
@@ -122,6 +124,7 @@ from transforms.window_aggregate import (
     FormatPanes,
     MetricAggregation,
     PaneResults,
+    with_front,
 )
 
 LATE, EVENT_TIME, MISSING_FIELD = "late", "event_time", "missing_field"
@@ -727,6 +730,16 @@ class _Emitter:
         letters: list[pa.Table],
         starts: np.ndarray | None = None,
     ) -> Iterator[Any]:
+        yield from self.count(rows_in, rows, letters)
+        windows = None if self._closing is None else self._closing.windows(micros, starts)
+        for p in self._partials.partials(rows, micros, windows):
+            key = beam_key(p.partial[0])
+            if self._window_in_key:
+                key += (p.start, p.end)
+            yield TimestampedValue((key, (p.start, p.end, p.partial)), Timestamp(micros=p.earliest))
+
+    def count(self, rows_in: int, rows: pa.Table, letters: list[pa.Table]) -> Iterator[Any]:
+        """Count a batch's rows (in, aggregated, dead) and yield its dead letters."""
         counters = self._counters
         assert counters is not None
         counters.inc(ROWS_IN, rows_in)
@@ -736,12 +749,26 @@ class _Emitter:
             counters.inc(ROWS_DEAD, table.num_rows)
             counters.inc(rule_counter(table.column("rule")[0].as_py()), table.num_rows)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, table)
-        windows = None if self._closing is None else self._closing.windows(micros, starts)
-        for p in self._partials.partials(rows, micros, windows):
-            key = beam_key(p.partial[0])
-            if self._window_in_key:
-                key += (p.start, p.end)
-            yield TimestampedValue((key, (p.start, p.end, p.partial)), Timestamp(micros=p.earliest))
+
+    def candidates(
+        self,
+        rows_in: int,
+        rows: pa.Table,
+        micros: np.ndarray,
+        letters: list[pa.Table],
+        starts: np.ndarray | None,
+        partitions: int,
+    ) -> Iterator[Any]:
+        """The batch's candidate rows (see :meth:`Window._arrow_panes`), one table per
+        partition of their keys, and its dead letters."""
+        yield from self.count(rows_in, rows, letters)
+        if not rows.num_rows:
+            return
+        assert self._closing is not None
+        windows = self._closing.windows(micros, starts)
+        table = self._partials.candidates(rows, micros, windows)
+        keys = self._partials.key_fields
+        yield from by_partition(table, partition_of(table, keys, partitions), partitions)
 
 
 # The DoFn methods below carry no annotations on purpose: Beam reads them as type hints.
@@ -761,6 +788,48 @@ class _PartialsFn(beam.DoFn):
         rows, micros, letters = self._splitter.split(table, timestamp)
         starts = self._splitter.starts(rows)
         yield from self._emitter.emit(table.num_rows, rows, micros, letters, starts)
+
+
+class _CandidatesFn(_PartialsFn):
+    """Batch, one pane per window, ranked in Arrow: a batch's candidate rows by partition."""
+
+    def __init__(self, splitter: RowSplitter, emitter: _Emitter, partitions: int) -> None:
+        super().__init__(splitter, emitter)
+        self._partitions = partitions
+
+    def process(self, table, timestamp=beam.DoFn.TimestampParam):
+        rows, micros, letters = self._splitter.split(table, timestamp)
+        starts = self._splitter.starts(rows)
+        yield from self._emitter.candidates(
+            table.num_rows, rows, micros, letters, starts, self._partitions
+        )
+
+
+class _RankedPanesFn(PaneResults):
+    """Batch, one pane per window, ranked in Arrow: one partition's candidates from every
+    batch -> the rows that stay per key and window, one ON_TIME pane each, as one table."""
+
+    def __init__(self, aggregation: Aggregation, session_gap: int | None, step: str) -> None:
+        super().__init__(step)
+        self._aggregation = aggregation
+        self._session_gap = session_gap
+
+    def process(self, element):
+        _, tables = element
+        union = pa.concat_tables(list(tables), promote_options="permissive")
+        rows, starts, ends = self._aggregation.ranked_windows(union, self._session_gap, self._step)
+        if not rows.num_rows:
+            return
+        assert self._counters is not None
+        self._counters.inc(AGGREGATES_OUT, rows.num_rows)
+        n = rows.num_rows
+        yield with_front(
+            rows,
+            pa.array(starts, pa.int64()),
+            pa.array(ends, pa.int64()),
+            pa.array(["ON_TIME"] * n, pa.string()),
+            pa.array(np.zeros(n, np.int64)),
+        )
 
 
 class _MergeSessionsFn(PaneResults):
@@ -940,6 +1009,8 @@ class Window(beam.PTransform):
             from its first batch on, so rows reaching a shard before its first tick pass
             unjudged.
         session_resolution: for sessions, how finely (seconds) the gate follows the watermark.
+        partitions: batch, aggregations ranked in Arrow (see :meth:`_arrow_panes`): how many
+            partitions the keys are hashed into.
     """
 
     def __init__(
@@ -958,6 +1029,7 @@ class Window(beam.PTransform):
         grace: float = 60.0,
         shards: int = 1,
         session_resolution: float = 1.0,
+        partitions: int = 32,
     ) -> None:
         super().__init__(label=step_name)
         if accumulation not in ACCUMULATION:
@@ -995,6 +1067,7 @@ class Window(beam.PTransform):
         self._accumulation = ACCUMULATION[accumulation]
         self._step = step_name
         self._shards = shards
+        self._partitions = partitions
         self._splitter = RowSplitter(
             key_fields=key_fields,
             metric_fields=aggregation.fields,
@@ -1050,6 +1123,33 @@ class Window(beam.PTransform):
             )
         return panes | "Concat" >> beam.ParDo(ConcatPanes()).with_output_types(pa.Table)
 
+    def _arrow_panes(self, tables: beam.PCollection) -> WindowOutputs:
+        """Batch, one pane per window, for an aggregation that ranks in Arrow (the top step):
+        each batch's candidate rows, hash-partitioned by key, meet their key's candidates from
+        every other batch in one GroupByKey over ``partitions`` partition numbers, and each
+        partition is ranked per key and window at once (sessions merged there, in numpy).
+
+        The partials path gives the same rows, but as one Beam element per key and window of
+        each batch, merged one at a time: with a window per key (Nexmark's auctions, one
+        session each) that was ~40% of a run, and the partials' tables were pickled.
+        """
+        split = tables | labelled_pardo(
+            "Candidates", _CandidatesFn(self._splitter, self._emitters[False], self._partitions)
+        ).with_output_types(beam.typehints.Tuple[int, pa.Table]).with_outputs(
+            DEAD_LETTERS, main=ROWS
+        )
+        dead_letters = split[DEAD_LETTERS]
+        dead_letters.element_type = pa.Table
+        assert self._closing is not None
+        gap = self._closing.size if self._closing.kind == "session" else None
+        ranked = (
+            split[ROWS]
+            | "Partitions" >> beam.GroupByKey()
+            | "Rank" >> beam.ParDo(_RankedPanesFn(self._aggregation, gap, self._step))
+        )
+        ranked.element_type = pa.Table
+        return WindowOutputs(ranked, dead_letters)
+
     def expand(self, tables: beam.PCollection) -> WindowOutputs:
         streaming = is_streaming(tables)
         if streaming and self._closing is not None:
@@ -1065,6 +1165,8 @@ class Window(beam.PTransform):
                     _LatenessGateFn(self._splitter, self._closing, self._emitters[True]),
                 ).with_outputs(DEAD_LETTERS, main=ROWS)
             )
+        elif not streaming and self._one_pane() and self._aggregation.in_arrow:
+            return self._arrow_panes(tables)
         else:
             split = tables | labelled_pardo(
                 "Partials", _PartialsFn(self._splitter, self._emitters[streaming])
