@@ -13,6 +13,12 @@ the same values: no gap, no duplicate.
 
 The commit is one ``UPDATE`` for every side of the sync, so the sides' marks move together.
 
+The committed mark is read when the pipeline *runs* (:class:`ReadMark`, an impulse whose one
+element is the mark, which the source reads after), never while the graph is built: building,
+planning or translating a pipeline (``beamwright plan``, a Dataflow job) must not need the
+database. Nothing moves a committed mark during a run (only the driver, after publishing), so
+every source of the run sees the marks the run started from, as when they were read before.
+
 The table is created when missing (``CREATE TABLE IF NOT EXISTS``): it is the sync's own
 bookkeeping, not user data.
 """
@@ -67,11 +73,20 @@ class SyncState:
         return sql.Identifier(*split_table(self.table))
 
     def ensure(self) -> None:
-        """Create the state table when it does not exist."""
+        """Create the state table when it does not exist. Under a transaction-scoped advisory
+        lock: the sources of one sync read their marks at the same moment on different
+        workers, and two concurrent ``CREATE TABLE IF NOT EXISTS`` of one new table can fail
+        on PostgreSQL's catalog (a duplicate ``pg_type`` key)."""
         from psycopg import sql
 
         ddl = sql.SQL(STATE_DDL).format(table=self._ident())
-        self._call("creating", lambda conn: conn.execute(ddl))
+
+        def create(conn: Any) -> None:
+            with conn.transaction():  # the pool's connections autocommit
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.table])
+                conn.execute(ddl)
+
+        self._call("creating", create)
 
     def mark(self, side: str) -> Mark | None:
         """The committed mark of ``side``, or None before its first committed run."""
@@ -143,6 +158,33 @@ def table_mark(table: pa.Table, time_column: str, id_column: str) -> Mark | None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_dt.timezone.utc)
     return moment, str(top[id_column])
+
+
+class ReadMark(beam.PTransform):
+    """One element when the pipeline runs: ``side``'s committed mark, None before its first
+    commit or without a ``state`` (read everything). The state table is created when missing.
+
+    A source applies its read to this output, so the mark is read at run start, on a worker,
+    and the graph can be built, planned and translated without reaching the database.
+    """
+
+    def __init__(self, state: SyncState | None, side: str) -> None:
+        super().__init__()
+        self._state, self._side = state, side
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "Impulse" >> beam.Impulse()
+            | "Read" >> beam.Map(_committed_mark, self._state, self._side)
+        )
+
+
+def _committed_mark(_impulse: bytes, state: SyncState | None, side: str) -> Mark | None:
+    if state is None:
+        return None
+    state.ensure()
+    return state.mark(side)
 
 
 class StageMark(beam.PTransform):

@@ -318,8 +318,13 @@ class HttpReader:
 class ReadHttp(beam.PTransform):
     """Read paginated HTTP listings into Arrow batches; outputs ``rows`` and ``dead_letters``.
 
+    Applied to the pipeline (``PBegin``) it walks ``endpoints``; applied to a PCollection of
+    :class:`Endpoint` it walks those instead, for endpoints known only when the pipeline runs
+    (a ``since`` mark read from a state table at run start).
+
     Args:
-        endpoints: the listings to walk (one element each; several run in parallel).
+        endpoints: the listings to walk (one element each; several run in parallel); None
+            when the transform is applied to a PCollection of them.
         source_name: names counters, dead letters' ``step`` and the shared rate limiter.
         fields: the columns (JSON path + type); records are decoded by them.
         records: JSON path of the list of records in a page (None: the page is the list).
@@ -335,19 +340,24 @@ class ReadHttp(beam.PTransform):
         run_id: stamped on dead letters.
     """
 
-    def __init__(self, endpoints: Iterable[Endpoint], **options: Any) -> None:
+    def __init__(self, endpoints: Iterable[Endpoint] | None = None, **options: Any) -> None:
         super().__init__()
-        self._endpoints = list(endpoints)
+        self._endpoints = None if endpoints is None else list(endpoints)
         self._reader = HttpReader(**options)
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
-        endpoints = (
-            pbegin
-            | "Impulse" >> beam.Impulse()
-            | "Endpoints" >> beam.FlatMap(_each, self._endpoints)
-        )
-        if len(self._endpoints) > 1:
-            endpoints = endpoints | "Spread" >> beam.Reshuffle()
+    def expand(self, pvalue: beam.pvalue.PValue) -> beam.pvalue.DoOutputsTuple:
+        if not isinstance(pvalue, beam.pvalue.PBegin):
+            endpoints = pvalue
+        elif self._endpoints is None:
+            raise ValueError("ReadHttp applied to the pipeline needs its endpoints")
+        else:
+            endpoints = (
+                pvalue
+                | "Impulse" >> beam.Impulse()
+                | "Endpoints" >> beam.FlatMap(_each, self._endpoints)
+            )
+            if len(self._endpoints) > 1:
+                endpoints = endpoints | "Spread" >> beam.Reshuffle()
         outputs = endpoints | labelled_pardo("Pages", _PagesFn(self._reader)).with_output_types(
             pa.Table
         ).with_outputs(DEAD_LETTERS, main=ROWS)

@@ -8,6 +8,7 @@ so a change is new exactly when ``(modifiedTime, id) > (mark_time, mark_id)``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -16,9 +17,18 @@ import pyarrow.compute as pc
 EXTERNAL = "_bw_external_id"  # the record's external id field, read and folded into the key
 
 
+def endpoint_after(mark: tuple[Any, str] | None, endpoint: Any) -> Any:
+    """``endpoint`` (a :class:`transforms.http_source.Endpoint`) asking for the records
+    modified since ``mark``'s time (all of them without a mark); called by ``beam.Map`` with
+    the mark read when the run starts."""
+    since = mark[0].isoformat().replace("+00:00", "Z") if mark else None
+    return replace(endpoint, since=since)
+
+
 class RecordRows:
     """``table`` -> the same rows keyed (the external id, else the API id), tombstone flags
-    false when absent, rows at or before ``mark`` dropped. Called by ``beam.Map``."""
+    false when absent, rows at or before ``mark`` dropped. Called by ``beam.Map`` with the
+    committed mark as a side input (read when the run starts)."""
 
     def __init__(
         self,
@@ -26,13 +36,11 @@ class RecordRows:
         id_column: str,
         modified_column: str,
         deleted_column: str | None,
-        mark: tuple[Any, str] | None,
     ) -> None:
         self.key_column, self.id_column = key_column, id_column
         self.modified_column, self.deleted_column = modified_column, deleted_column
-        self.mark = mark
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    def __call__(self, table: pa.Table, mark: tuple[Any, str] | None) -> pa.Table:
         key = pc.coalesce(table.column(EXTERNAL), table.column(self.id_column))
         table = table.drop_columns([EXTERNAL])
         table = table.add_column(0, self.key_column, key)
@@ -40,12 +48,12 @@ class RecordRows:
             i = table.column_names.index(self.deleted_column)
             flags = pc.fill_null(table.column(i), False)
             table = table.set_column(i, self.deleted_column, flags)
-        if self.mark is None or table.num_rows == 0:
+        if mark is None or table.num_rows == 0:
             return table
-        moment = pa.scalar(self.mark[0], table.schema.field(self.modified_column).type)
+        moment = pa.scalar(mark[0], table.schema.field(self.modified_column).type)
         modified, ids = table.column(self.modified_column), table.column(self.id_column)
         after = pc.or_(
             pc.greater(modified, moment),
-            pc.and_(pc.equal(modified, moment), pc.greater(ids, pa.scalar(self.mark[1]))),
+            pc.and_(pc.equal(modified, moment), pc.greater(ids, pa.scalar(mark[1]))),
         )
         return table.filter(pc.fill_null(after, False))

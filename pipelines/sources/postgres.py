@@ -3,7 +3,9 @@
 With ``incremental``, only rows with ``(modified, key) > (mark_time, mark_id)`` are read,
 ordered by ``(modified, key)`` in keyset pages (:mod:`connectors.postgres_changes`); the mark
 is the ``(modified, key)`` of the last row scanned, kept in a state table in the same database
-(:mod:`connectors.sync_state`, created when missing). The reader stages it as pending when it
+(:mod:`connectors.sync_state`, created when missing). The committed mark is read when the run
+starts (an impulse the read follows), not while the graph is built, so ``beamwright plan``
+and translation never need the server. The reader stages the new mark as pending when it
 has read everything, and the driver commits it only after the run's outputs are published, so
 a run killed at any point is read again from the same mark by the next one: no gap (nothing
 past an uncommitted mark was skipped) and, with idempotent writes downstream, no duplicate.
@@ -87,9 +89,9 @@ class PostgresSourceSpec(SpecModel):
 def build(node: PostgresSourceSpec, ctx: Any, path: str) -> None:
     import apache_beam as beam
 
-    from connectors.postgres import PostgresConfigError, PostgresError, arrow_schema
+    from connectors.postgres import PostgresConfigError, arrow_schema
     from connectors.postgres_changes import ChangeReader
-    from connectors.sync_state import SyncState
+    from connectors.sync_state import ReadMark, SyncState
 
     settings = connection_settings(node.connection, path)
     inc = node.incremental
@@ -104,15 +106,16 @@ def build(node: PostgresSourceSpec, ctx: Any, path: str) -> None:
             echo_column=inc.echo_column if inc else None,
             page_size=node.page_size,
         )
-        state = mark = None
-        if inc is not None:
-            state = SyncState(settings, inc.state_table, node.sync_name())
-            state.ensure()
-            mark = state.mark(inc.side)
-    except (PostgresConfigError, PostgresError) as exc:
+    except PostgresConfigError as exc:
         raise ctx.fail(path, exc.problem) from None
-    read = _ReadFn(reader, node.name, uri, mark, state, inc.side if inc else "", ctx.run_id)
-    rows = ctx.pipeline | f"{node.name}/Impulse" >> beam.Impulse() | node.name >> beam.FlatMap(read)
+    state = SyncState(settings, inc.state_table, node.sync_name()) if inc else None
+    side = inc.side if inc else ""
+    read = _ReadFn(reader, node.name, uri, state, side, ctx.run_id)
+    rows = (
+        ctx.pipeline
+        | f"{node.name}/CommittedMark" >> ReadMark(state, side)
+        | node.name >> beam.FlatMap(read)
+    )
     ctx.outputs[node.name] = rows
     schema = partial(arrow_schema, settings, node.table)
     ctx.inputs.append(ctx.dataset(node.name, "source", uri, "postgres", schema=schema))
@@ -121,29 +124,28 @@ def build(node: PostgresSourceSpec, ctx: Any, path: str) -> None:
 
 
 class _ReadFn:
-    """Reads every page after the mark, then stages the mark of the last row scanned
-    (called by ``beam.FlatMap`` with the impulse)."""
+    """Reads every page after the committed mark, then stages the mark of the last row
+    scanned (called by ``beam.FlatMap`` with the mark :class:`ReadMark` read at run start)."""
 
     def __init__(
         self,
         reader: Any,
         source: str,
         uri: str,
-        mark: Any,
         state: Any,
         side: str,
         run_id: str,
     ) -> None:
-        self.reader, self.source, self.uri, self.mark = reader, source, uri, mark
+        self.reader, self.source, self.uri = reader, source, uri
         self.state, self.side, self.run_id = state, side, run_id
 
-    def __call__(self, _impulse: bytes) -> Iterator[Any]:
+    def __call__(self, mark: Any) -> Iterator[Any]:
         from connectors import records
         from connectors.metrics import ROWS_FILTERED, ROWS_IN, ROWS_OUT, TALLY, NodeCounters
 
         counters = NodeCounters(self.source)
         number, last = 0, None
-        for page in self.reader.pages(self.mark):
+        for page in self.reader.pages(mark):
             last = page.last
             counters.inc(ROWS_IN, page.rows.num_rows + page.echoes)
             counters.inc(ROWS_FILTERED, page.echoes)

@@ -11,9 +11,14 @@ from a database row) else its id, and one column per ``fields`` entry.
 
 Records at or before the committed mark ``(mark_time, mark_id)`` are dropped (the API's
 inclusive filter sends back the mark's millisecond), so a change is new when
-``(modifiedTime, id) > mark``. The mark of the greatest ``(modifiedTime, id)`` read is staged
-in the state table (:mod:`connectors.sync_state`) and committed by the driver after the
-outputs are published, as the ``postgres`` source does, so a killed run is read again.
+``(modifiedTime, id) > mark``. The committed mark is read when the run starts
+(:class:`connectors.sync_state.ReadMark`: the listing's endpoint, with its
+``modified_since``, is made from it, and :class:`transforms.records_api_read.RecordRows`
+takes it as a side input), never while the graph is built, so planning and translating
+need no database. The mark of the
+greatest ``(modifiedTime, id)`` read is staged in the state table and committed by the
+driver after the outputs are published, as the ``postgres`` source does, so a killed run is
+read again.
 """
 
 from __future__ import annotations
@@ -120,27 +125,21 @@ def build(node: RecordsApiSourceSpec, ctx: Any, path: str) -> None:
     import apache_beam as beam
 
     from connectors.http.paging import Pagination
-    from connectors.postgres import PostgresError
-    from connectors.sync_state import StageMark, SyncState
+    from connectors.sync_state import ReadMark, StageMark, SyncState
     from pipelines.sources.http import client_options
     from pipelines.steps.postgres import connection_settings
     from transforms.call_strategies import StrategyError, workers_from_options
     from transforms.http_source import Endpoint, ReadHttp, SourceField
-    from transforms.records_api_read import EXTERNAL, RecordRows
+    from transforms.records_api_read import EXTERNAL, RecordRows, endpoint_after
 
     try:
         workers = workers_from_options(ctx.pipeline.options)
     except StrategyError as exc:
         raise ctx.fail(f"{path}.rate_limit", exc.problem) from None
-    state = mark = None
+    state = side = None
     if node.state is not None:
         settings = connection_settings(node.state.connection, f"{path}.state")
-        state = SyncState(settings, node.state.table, node.state.sync)
-        try:
-            state.ensure()
-            mark = state.mark(node.state.side)
-        except PostgresError as exc:
-            raise ctx.fail(f"{path}.state", exc.problem) from None
+        state, side = SyncState(settings, node.state.table, node.state.sync), node.state.side
     uri = node.endpoint()
     url = uri + ("?include_deleted=true" if node.deleted_column else "")
     fields = [
@@ -151,9 +150,7 @@ def build(node: RecordsApiSourceSpec, ctx: Any, path: str) -> None:
     ]
     if node.deleted_column:
         fields.append(SourceField(node.deleted_column, "deleted", "bool"))
-    since = mark[0].isoformat().replace("+00:00", "Z") if mark else None
     read = ReadHttp(
-        [Endpoint(uri, url, since)],
         source_name=node.name,
         fields=fields,
         records="records",
@@ -167,13 +164,16 @@ def build(node: RecordsApiSourceSpec, ctx: Any, path: str) -> None:
         since_param="modified_since",
         **client_options(node, ctx, path, workers),
     )
-    outputs = ctx.pipeline | node.name >> read
+    mark = ctx.pipeline | f"{node.name}/CommittedMark" >> ReadMark(state, side or "")
+    endpoint = mark | f"{node.name}/Endpoint" >> beam.Map(endpoint_after, Endpoint(uri, url))
+    outputs = endpoint | node.name >> read
     rows = outputs.rows | f"{node.name}/Records" >> beam.Map(
-        RecordRows(node.key_column, node.id_column, node.modified_column, node.deleted_column, mark)
+        RecordRows(node.key_column, node.id_column, node.modified_column, node.deleted_column),
+        beam.pvalue.AsSingleton(mark),
     )
     if state is not None:
         _ = rows | f"{node.name}/Mark" >> StageMark(
-            state, node.state.side, ctx.run_id, node.modified_column, node.id_column
+            state, side, ctx.run_id, node.modified_column, node.id_column
         )
         ctx.after_publish.append(lambda _result: state.commit(ctx.run_id))
     ctx.outputs[node.name] = rows
