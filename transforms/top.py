@@ -212,10 +212,10 @@ class TopRows:
 
     def ranked_windows(
         self, candidates: pa.Table, session_gap: int | None, step: str
-    ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    ) -> tuple[pa.Table, np.ndarray | None, np.ndarray | None]:
         """The batch path's half after the shuffle: all candidate rows of some keys (from
         :meth:`TopPartials.candidates` of every batch) -> the rows that stay, per key and
-        window, and each one's window start and end (µs).
+        window, and each one's window start and end (µs; ``None`` in the global window).
 
         Fixed, sliding and input windows are the candidates' own. Sessions are merged per key
         as Beam merges them (``[a, b)`` and ``[c, d)`` join when ``c < b``), over the
@@ -223,6 +223,9 @@ class TopRows:
         is at or after every earlier end of its key.
         """
         keys = self.key_fields
+        if "__bw_s" not in candidates.column_names:  # the global window
+            kept, _ = self.checked_rank(candidates, keys, step).kept()
+            return kept.drop_columns([_VALUE, _TIME]), None, None
         if session_gap is None:
             table = candidates.append_column("__bw_w", candidates.column("__bw_s"))
         else:
@@ -295,17 +298,23 @@ class TopPartials:
         return self._read(self._rank(rows, micros, windows), windows is not None)
 
     def candidates(
-        self, rows: pa.Table, micros: np.ndarray, windows: tuple[np.ndarray, np.ndarray, np.ndarray]
+        self,
+        rows: pa.Table,
+        micros: np.ndarray,
+        windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> pa.Table:
-        """The batch path's half in the batch (see :meth:`TopRows.ranked_windows`): ``rows``' candidate
-        rows in one table, each with its group's window extent (``__bw_s``, ``__bw_e``: for a
-        session, the proto-session of the batch's rows of its key, all of them counted)."""
+        """The batch path's half in the batch (see :meth:`TopRows.ranked_windows`): ``rows``'
+        candidate rows in one table, each with its group's window extent (``__bw_s``,
+        ``__bw_e``: for a session, the proto-session of the batch's rows of its key, all of
+        them counted; none in the global window)."""
         ranked = self._rank(rows, micros, windows)
         ordered, starts = ranked.ordered, ranked.group_starts
+        kept = ordered.filter(pa.array(ranked.keep))
+        if windows is None:  # the global window
+            return kept
         group = np.zeros(ordered.num_rows, np.int64)
         group[starts[1:]] = 1
         group = np.cumsum(group)[ranked.keep]
-        kept = ordered.filter(pa.array(ranked.keep))
         extents = {
             "__bw_s": np.minimum.reduceat(ordered.column("__bw_s").to_numpy(), starts)[group],
             "__bw_e": np.maximum.reduceat(ordered.column("__bw_e").to_numpy(), starts)[group],

@@ -764,8 +764,7 @@ class _Emitter:
         yield from self.count(rows_in, rows, letters)
         if not rows.num_rows:
             return
-        assert self._closing is not None
-        windows = self._closing.windows(micros, starts)
+        windows = None if self._closing is None else self._closing.windows(micros, starts)
         table = self._partials.candidates(rows, micros, windows)
         keys = self._partials.key_fields
         yield from by_partition(table, partition_of(table, keys, partitions), partitions)
@@ -825,8 +824,8 @@ class _RankedPanesFn(PaneResults):
         n = rows.num_rows
         yield with_front(
             rows,
-            pa.array(starts, pa.int64()),
-            pa.array(ends, pa.int64()),
+            pa.nulls(n, pa.int64()) if starts is None else pa.array(starts, pa.int64()),
+            pa.nulls(n, pa.int64()) if ends is None else pa.array(ends, pa.int64()),
             pa.array(["ON_TIME"] * n, pa.string()),
             pa.array(np.zeros(n, np.int64)),
         )
@@ -1092,8 +1091,10 @@ class Window(beam.PTransform):
 
     def _one_pane(self) -> bool:
         """Event-time windows whose trigger, in batch, fires once per window at the end."""
-        if self._closing is None:
-            return False
+        return self._closing is not None and self._fires_once()
+
+    def _fires_once(self) -> bool:
+        """Whether the trigger, in batch, fires once per window at the end."""
         trigger = batch_trigger(self._trigger)
         return isinstance(trigger, tr.DefaultTrigger) or (
             isinstance(trigger, tr.AfterWatermark) and trigger.early is None
@@ -1124,8 +1125,8 @@ class Window(beam.PTransform):
         return panes | "Concat" >> beam.ParDo(ConcatPanes()).with_output_types(pa.Table)
 
     def _arrow_panes(self, tables: beam.PCollection) -> WindowOutputs:
-        """Batch, one pane per window, for an aggregation that ranks in Arrow (the top step):
-        each batch's candidate rows, hash-partitioned by key, meet their key's candidates from
+        """Batch, one pane per window (the global window too), for an aggregation that ranks
+        in Arrow (the top step): each batch's candidate rows, hash-partitioned by key, meet their key's candidates from
         every other batch in one GroupByKey over ``partitions`` partition numbers, and each
         partition is ranked per key and window at once (sessions merged there, in numpy).
 
@@ -1140,8 +1141,8 @@ class Window(beam.PTransform):
         )
         dead_letters = split[DEAD_LETTERS]
         dead_letters.element_type = pa.Table
-        assert self._closing is not None
-        gap = self._closing.size if self._closing.kind == "session" else None
+        closing = self._closing
+        gap = closing.size if closing is not None and closing.kind == "session" else None
         ranked = (
             split[ROWS]
             | "Partitions" >> beam.GroupByKey()
@@ -1165,7 +1166,7 @@ class Window(beam.PTransform):
                     _LatenessGateFn(self._splitter, self._closing, self._emitters[True]),
                 ).with_outputs(DEAD_LETTERS, main=ROWS)
             )
-        elif not streaming and self._one_pane() and self._aggregation.in_arrow:
+        elif not streaming and self._fires_once() and self._aggregation.in_arrow:
             return self._arrow_panes(tables)
         else:
             split = tables | labelled_pardo(
