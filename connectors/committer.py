@@ -348,13 +348,18 @@ class OutputTarget:
         return [f"{stem}-{i:05d}-of-{count:05d}{self.extension}" for i in range(count)]
 
 
-def write_staged_listing(target: OutputTarget, staged: list[tuple[str, int]]) -> dict[str, Any]:
+def write_staged_listing(
+    target: OutputTarget, staged: list[tuple[str, int]], finals: list[str] | None = None
+) -> dict[str, Any]:
     """Record what a write staged (called once, in the pipeline, after every bundle wrote).
 
-    ``staged`` holds (staging file path, rows). Returns the listing: final names, rows, bytes.
+    ``staged`` holds (staging file path, rows); ``finals`` their final names when the writer
+    chose them (shards, windows: ``<window>/part-00003-of-00025``), else the target's
+    ``part-...`` names in staging order. Returns the listing: final names, rows, bytes.
     """
-    staged = sorted(staged)
-    finals = target.final_names(len(staged))
+    if finals is None:
+        staged = sorted(staged)
+        finals = target.final_names(len(staged))
     files = [
         {"staged": os.path.basename(path), "final": final, "rows": rows, "bytes": _size(path)}
         for (path, rows), final in zip(staged, finals, strict=True)
@@ -421,7 +426,8 @@ class OutputCommitter:
                 "give this sink its own path, or set force: true to take it over "
                 "(files it does not own are kept, never deleted)",
             )
-        owned = set(manifest.files) if mine and manifest else set()
+        # a window's files are <window>/part-...: the sink owns the directories they are in
+        owned = {f.split("/")[0] for f in manifest.files} if mine and manifest else set()
         if t.name is not None:
             self._check_report(manifest if mine else None)
             return
@@ -577,19 +583,36 @@ def _apply_journal(target: OutputTarget, journal: dict[str, Any]) -> None:
     """Carry out a journaled publish; every step is idempotent, so a crash mid-way is resumed
     by calling this again."""
     staging = _join(target.directory, journal["staging"])
+    made: set[str] = set()
     for staged, final in journal["moves"]:
         source = _join(staging, staged)
         if _exists(source):
+            sub = posixpath.dirname(final)  # a window's file: <window>/part-...
+            if sub and sub not in made:
+                make_dirs(_join(target.directory, sub))
+                made.add(sub)
             _rename(source, _join(target.directory, final))
             failpoint("publish:renamed-one")
     for name in journal["delete"]:
         _delete(_join(target.directory, name))
+        _remove_if_empty(target.directory, posixpath.dirname(name))
     failpoint("publish:deleted")
     manifest = Manifest(**journal["manifest"])
     _write_atomic(target.manifest_path, manifest.to_json())
     _delete(target.journal_path)
     failpoint("publish:manifest")
     _delete(staging)
+
+
+def _remove_if_empty(directory: str, sub: str) -> None:
+    """Remove the window directory ``sub`` of ``directory`` once overwrite deleted its last
+    file: an empty directory left behind would count as a file the sink does not own. Object
+    stores have no directories to remove."""
+    if not sub or is_remote(directory):
+        return
+    path = _join(directory, sub)
+    if os.path.isdir(path) and not os.listdir(path):
+        os.rmdir(path)
 
 
 def _is_control(entry: str) -> bool:

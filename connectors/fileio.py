@@ -211,6 +211,7 @@ def _each(_impulse: bytes, elements: list[Any]) -> list[Any]:
 class WrittenFile:
     temp_path: str
     rows: int
+    final: str | None = None  # chosen by the writer (shards, windows), else part-... in order
 
 
 _STOP = object()
@@ -323,17 +324,23 @@ class _WriteBundleFn(beam.DoFn):
 
 
 def finish_staging(
-    target: OutputTarget, staged: list[tuple[str, int]], *, publish: bool, lineage_path: str
+    target: OutputTarget,
+    staged: list[tuple[str, int]],
+    *,
+    publish: bool,
+    lineage_path: str,
+    finals: list[str] | None = None,
 ) -> dict[str, Any]:
     """After every bundle of a write: record what was staged, publish it when the write is
     used on its own (beamwright's runs publish from the driver), count it, and say what it is.
 
-    ``staged`` holds (staging file, rows); ``lineage_path`` is what Beam's own Lineage metric
-    names (the directory of a file sink, the file of a report).
+    ``staged`` holds (staging file, rows), ``finals`` their final names when the writer chose
+    them (see :func:`connectors.committer.write_staged_listing`); ``lineage_path`` is what
+    Beam's own Lineage metric names (the directory of a file sink, the file of a report).
     """
     from connectors.committer import OutputCommitter, write_staged_listing
 
-    listing = write_staged_listing(target, staged)
+    listing = write_staged_listing(target, staged, finals)
     failpoint("stage:listed")
     files = [f"{target.directory}/{f['final']}" for f in listing["files"]]
     if publish:
@@ -359,9 +366,52 @@ class _FinalizeFn(beam.DoFn):
 
     def process(self, written: list[WrittenFile]) -> Iterable[dict[str, Any]]:
         staged = [(w.temp_path, w.rows) for w in written]
+        named = [w.final for w in written if w.final is not None]
         yield finish_staging(
-            self._target, staged, publish=self._publish, lineage_path=self._target.directory
+            self._target,
+            staged,
+            publish=self._publish,
+            lineage_path=self._target.directory,
+            finals=named if named else None,
         )
+
+
+def _group_keys(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """A table's rows keyed by their window (start µs; 0 without windows): one group, one
+    writer per window."""
+    from connectors.panes import split_buckets
+
+    for start, rows in split_buckets(table):
+        if rows.num_rows:
+            yield (0 if start is None else start), rows
+
+
+class _WriteGroupFn(beam.DoFn):
+    """Stages one group's files (a window's, or all rows for ``shards`` alone) with their final
+    names: ``<window>/part-00003-of-00025`` (see ``PaneFiles.stage``)."""
+
+    def __init__(self, target: OutputTarget, files: Any) -> None:
+        self._target = target
+        self._files = files
+
+    def setup(self) -> None:
+        self._format = make_format(self._files.format_name, **self._files.options)
+        make_dirs(self._target.staging_dir)
+
+    def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[WrittenFile]:
+        from connectors.panes import pane_table
+
+        table = pane_table(element[1])
+        if table is None:
+            return
+        t = self._target
+        label = self._files.label(element[0] if self._files.window_size else None)
+        staged = self._files.stage(
+            self._format, table, t.staging_dir, t.extension, f"{label or 'all'}-"
+        )
+        for path, rows, index, count in staged:
+            final = t.final_names(count)[index]
+            yield WrittenFile(path, rows, f"{label}/{final}" if label else final)
 
 
 class WriteFiles(beam.PTransform):
@@ -390,6 +440,14 @@ class WriteFiles(beam.PTransform):
             of rows in the global window. Unbounded input is written per window and pane, each
             pane published on its own (:mod:`connectors.panes`); ``publish`` and ``mode`` then
             do not apply.
+        shards: write exactly this many files per window (or per write without windows; per
+            pane on unbounded input), row i of the rows' fixed order in file i mod shards,
+            instead of one file per bundle rolled over at ``max_rows_per_file``. Without
+            windows all rows then meet on one worker.
+        window_size: the rows carry their event-time window's start (µs) in
+            ``connectors.panes.BUCKET_COLUMN`` (``transforms.time_buckets``): each window's
+            files go to a directory of their own, ``<start>_<end>/part-...``, listed in the
+            sink's manifest (on unbounded input: the window directory's manifest).
     """
 
     def __init__(
@@ -408,10 +466,14 @@ class WriteFiles(beam.PTransform):
         publish: bool = True,
         where: str = "",
         triggering_frequency: int = 60,
+        shards: int | None = None,
+        window_size: int | None = None,
     ) -> None:
         super().__init__()
         if mode not in WRITE_MODES:
             raise ValueError(f"mode must be one of {WRITE_MODES}, not {mode!r}")
+        if shards is not None and shards < 1:
+            raise ValueError(f"shards must be 1 or more, not {shards}")
         from connectors.panes import PaneFiles
 
         # one token per write: a continuous run writes many times under one run id
@@ -438,7 +500,12 @@ class WriteFiles(beam.PTransform):
         )
         self._finalize = _FinalizeFn(self.target, publish)
         self._pane_files = PaneFiles(
-            format_name, dict(options or {}), max_rows_per_file, keep_positions
+            format_name,
+            dict(options or {}),
+            max_rows_per_file,
+            keep_positions,
+            shards=shards,
+            window_size=window_size,
         )
         self._triggering_frequency = triggering_frequency
 
@@ -448,9 +515,18 @@ class WriteFiles(beam.PTransform):
         if is_streaming(tables):
             panes = WritePanes(self.target, self._pane_files, self._triggering_frequency)
             return tables | "WritePanes" >> panes
+        if self._pane_files.shards or self._pane_files.window_size:
+            written = (
+                tables
+                | "GroupKeys"
+                >> beam.FlatMap(_group_keys).with_output_types(beam.typehints.Tuple[int, pa.Table])
+                | "Group" >> beam.GroupByKey()
+                | "WriteGroups" >> beam.ParDo(_WriteGroupFn(self.target, self._pane_files))
+            )
+        else:
+            written = tables | "WriteTemp" >> beam.ParDo(self._write)
         return (
-            tables
-            | "WriteTemp" >> beam.ParDo(self._write)
+            written
             | "Collect" >> CombineGlobally(beam.combiners.ToListCombineFn())
             | "Finalize" >> beam.ParDo(self._finalize)
         )

@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.coders import coders
@@ -47,10 +50,13 @@ import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
 from connectors.committer import OutputTarget, make_dirs
 from connectors.files.base import open_output
 from connectors.files.registry import make_format
-from connectors.records import OFFSET_COLUMN, SOURCE_COLUMN, plain_positions
+from connectors.records import OFFSET_COLUMN, SOURCE_COLUMN, plain_positions, strip_positions
 
 DEFAULT_TRIGGERING_FREQUENCY = 60
 GLOBAL_LABEL = "global"
+BUCKET_COLUMN = "__bw_window_start"
+"""The event-time window (start, epoch µs) a file sink's ``window`` option put a row in
+(``transforms.time_buckets``); the writers group by it and drop it."""
 
 
 def is_streaming(pcoll: beam.PCollection) -> bool:
@@ -69,6 +75,27 @@ def _stamp(micros: int) -> str:
     moment = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=micros)
     text = moment.strftime("%Y%m%dT%H%M%S")
     return text + (f".{moment.microsecond:06d}Z" if moment.microsecond else "Z")
+
+
+def bucket_label(start: int, size: int) -> str:
+    """The window ``[start, start + size)`` (µs) as :func:`window_label` names a Beam window."""
+    return f"{_stamp(start)}_{_stamp(start + size)}"
+
+
+def split_buckets(table: pa.Table) -> list[tuple[int | None, pa.Table]]:
+    """``table``'s rows per window start in :data:`BUCKET_COLUMN` (column kept), in start
+    order; ``[(None, table)]`` when the rows carry no window."""
+    if BUCKET_COLUMN not in table.column_names:
+        return [(None, table)]
+    starts = table.column(BUCKET_COLUMN).to_numpy()
+    if len(starts) == 0 or starts.min() == starts.max():
+        return [(int(starts[0]) if len(starts) else None, table)]
+    order = np.argsort(starts, kind="stable")
+    ordered = starts[order]
+    cuts = [0, *(np.flatnonzero(np.diff(ordered)) + 1).tolist(), len(ordered)]
+    return [
+        (int(ordered[a]), table.take(order[a:b])) for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
 
 
 def window_bounds(window: Any) -> tuple[int | None, int | None]:
@@ -176,12 +203,66 @@ def pane_target(target: OutputTarget, label: str, pane_index: int) -> OutputTarg
 
 @dataclasses.dataclass(frozen=True)
 class PaneFiles:
-    """How a pane's files are written (the ``WriteFiles`` settings that apply to them)."""
+    """How a group of rows (a pane, or a bounded run's window) becomes files: the
+    ``WriteFiles`` settings that apply to them."""
 
     format_name: str
     options: dict[str, Any]
     max_rows: int | None
     keep_positions: bool
+    shards: int | None = None  # exactly this many files per group (Beam's num_shards)
+    window_size: int | None = None  # µs: rows carry BUCKET_COLUMN, one directory per window
+
+    def label(self, start: int | None, window: Any = None) -> str | None:
+        """The directory of a group's files: its bucket's window, else Beam's ``window``
+        when given (panes), else none (a bounded run without windows)."""
+        if start is not None and self.window_size:
+            return bucket_label(start, self.window_size)
+        return None if window is None else window_label(window)
+
+    def stage(
+        self, fmt: Any, table: pa.Table, staging_dir: str, extension: str, prefix: str
+    ) -> list[tuple[str, int, int, int]]:
+        """Write one group's rows (in :func:`pane_table` order) as files into ``staging_dir``:
+        ``shards`` files, row i in shard i mod shards (deterministic: the order is), or files
+        rolled over at ``max_rows``. Returns (staged path, rows, file index, file count)."""
+        table = table.drop_columns([c for c in (BUCKET_COLUMN,) if c in table.column_names])
+        n = table.num_rows
+        if self.shards:
+            count = self.shards
+            pieces = [(s, np.arange(s, n, count)) for s in range(min(count, n))]
+        else:
+            step = self.max_rows or n
+            pieces = [(i, np.arange(a, min(a + step, n))) for i, a in enumerate(range(0, n, step))]
+            count = len(pieces)
+        encoded = None
+        if len(pieces) > 1 and hasattr(fmt, "encode_rows"):  # see FileFormat
+            encoded = fmt.encode_rows(table if self.keep_positions else strip_positions(table))
+
+        def write(piece: tuple[int, np.ndarray]) -> tuple[str, int, int, int]:
+            index, rows = piece
+            path = f"{staging_dir}/{prefix}{index:05d}{extension}"
+            with open_output(path) as sink:
+                if encoded is not None:
+                    fmt.write_encoded(sink, encoded.take(rows))
+                    return path, len(rows), index, count
+                writer = fmt.open_writer(sink)
+                writer.keep_positions = self.keep_positions
+                writer.write(table.take(rows))
+                writer.close()
+            return path, writer.rows_written, index, count
+
+        if len(pieces) == 1:
+            return [write(pieces[0])]
+        # many small files (shards): creating a file is a system call that waits on the file
+        # system, not on the GIL, so a few at a time
+        return list(_file_writers().map(write, pieces))
+
+
+@functools.cache
+def _file_writers() -> ThreadPoolExecutor:
+    """Threads that create a group's files (one pool per worker process)."""
+    return ThreadPoolExecutor(4, thread_name_prefix="beamwright-files")
 
 
 class _WritePaneFn(beam.DoFn):
@@ -200,21 +281,21 @@ class _WritePaneFn(beam.DoFn):
         table = pane_table(element[1])
         if table is None:
             return
-        label = window_label(window)
-        target = pane_target(self._target, label, pane.index)
-        make_dirs(target.staging_dir)
-        step = self._files.max_rows or table.num_rows
-        staged = []
-        for shard, start in enumerate(range(0, table.num_rows, step)):
-            path = f"{target.staging_dir}/{shard:05d}{target.extension}"
-            with open_output(path) as sink:
-                writer = self._format.open_writer(sink)
-                writer.keep_positions = self._files.keep_positions
-                writer.write(table.slice(start, step))
-                writer.close()
-            staged.append((path, writer.rows_written))
-        summary = finish_staging(target, staged, publish=True, lineage_path=target.directory)
-        yield {**summary, "window": label, "pane": pane.index, "timing": str(pane.timing)}
+        for start, rows in split_buckets(table):
+            label = self._files.label(start, window)
+            target = pane_target(self._target, label, pane.index)
+            make_dirs(target.staging_dir)
+            staged = self._files.stage(
+                self._format, rows, target.staging_dir, target.extension, ""
+            )
+            summary = finish_staging(
+                target,
+                [(path, n) for path, n, _, _ in staged],
+                publish=True,
+                lineage_path=target.directory,
+                finals=[target.final_names(count)[i] for _, _, i, count in staged],
+            )
+            yield {**summary, "window": label, "pane": pane.index, "timing": str(pane.timing)}
 
 
 def _one_key(table: pa.Table) -> tuple[int, pa.Table]:
@@ -236,9 +317,14 @@ class WritePanes(beam.PTransform):
     ) -> None:
         super().__init__()
         self._frequency = frequency
+        self._bucketed = bool(files.window_size)
         self._write = _WritePaneFn(target, files)
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
+        if self._bucketed:
+            # the sink's own windows name the directories: panes of the global window, so
+            # each pane index is written once per directory whatever windows came in
+            tables = tables | "OutOfWindows" >> beam.WindowInto(GlobalWindows())
         return (
             into_panes(tables, self._frequency, accumulating=False, label="Panes")
             | "OneKey"

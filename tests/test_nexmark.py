@@ -105,6 +105,40 @@ def test_the_comparison_is_order_independent_and_sees_every_difference():
     assert "2.5" in changed.only_spec[0]
 
 
+def test_q10_is_compared_per_window_and_by_beams_file_naming():
+    """q10's rows are written events: equal per window as multisets; a file outside Beam's
+    ``...-of-00025`` naming or a window of more than 25 shards is a difference too."""
+    event = {"id": 7, "date_time": 5}
+    beam = [
+        {
+            "window_end": 10_000_000,
+            "shard": f"shard-{n:05d}-of-00025",
+            "pane_index": 0,
+            "timing": "ON_TIME",
+            "event": {**event, "id": n},
+        }
+        for n in range(3)
+    ]
+    window = "20260101T000000Z_20260101T000010Z"
+    spec = [
+        {
+            "window_end": 10_000_000,
+            "window": window,
+            "file": f"part-{n:05d}-of-00025.jsonl",
+            "shard": f"{n:05d}",
+            "event": {"id": n, "dateTime": 5},
+        }
+        for n in range(3)
+    ]
+    assert compare(10, beam, spec).equal
+    moved = [{**spec[0], "window_end": 20_000_000}, *spec[1:]]
+    assert (compare(10, beam, moved).missing, compare(10, beam, moved).extra) == (1, 1)
+    misnamed = [{**spec[0], "file": "part-00000-of-00026.jsonl"}, *spec[1:]]
+    assert "is not part-NNNNN-of-00025" in compare(10, beam, misnamed).problems[0]
+    crowded = [{**r, "shard": f"shard-{n:05d}"} for n, r in enumerate(beam * 9)]
+    assert "more than 25 shards" in compare(10, crowded, spec * 9).problems[0]
+
+
 @pytest.fixture(scope="module")
 def oracle(tmp_path_factory) -> tuple[Path, Path]:
     """The events file, and Beam's results of every query it can run on it."""
@@ -120,7 +154,7 @@ def oracle(tmp_path_factory) -> tuple[Path, Path]:
 def test_the_spec_gives_beams_result(query, oracle):
     events, root = oracle
     run_spec_query(query, events, root)
-    result = compare(query, beam_results(root, query), spec_results(root / f"spec-q{query}"))
+    result = compare(query, beam_results(root, query), spec_results(root / f"spec-q{query}", query))
     assert result.beam_rows > 0, "Beam's query gave no rows: the comparison would prove nothing"
     assert result.equal, result.as_dict()
 

@@ -66,7 +66,12 @@ class FileWriter(Protocol):
 
 
 class FileFormat(Protocol):
-    """A file format: reads a path in chunks and writes tables to a binary sink."""
+    """A file format: reads a path in chunks and writes tables to a binary sink.
+
+    A format whose rows are independent lines may also offer ``encode_rows(table) -> pa.Array``
+    (each row's bytes as text) and ``write_encoded(sink, rows)``, so one table split into many
+    files is encoded once (``connectors.panes.PaneFiles.stage``).
+    """
 
     name: str
     extensions: tuple[str, ...]

@@ -31,7 +31,7 @@ import pyarrow as pa
 from connectors import records
 from connectors.files.base import ReadChunk, TableWriter, check_batch_size, open_input
 from connectors.files.jsondecode import Decoded, decode_lines
-from connectors.files.jsonencode import json_lines
+from connectors.files.jsonencode import json_lines, json_objects
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -61,6 +61,19 @@ class JsonlFormat:
 
     def open_writer(self, sink: BinaryIO) -> JsonlWriter:
         return JsonlWriter(sink)
+
+    def encode_rows(self, table: pa.Table) -> pa.Array:
+        """Each row's line (without its newline): rows are independent lines, so a sink
+        splitting one table into many small files (``shards``) encodes it once instead of per
+        file, where the per-call cost of the column kernels dominates (~4 ms a call for
+        Nexmark's 20 columns). Written with :meth:`write_encoded`."""
+        return json_objects(table)
+
+    @staticmethod
+    def write_encoded(sink: BinaryIO, rows: pa.Array) -> None:
+        """Rows from :meth:`encode_rows` (any subset), the bytes ``JsonlWriter`` writes."""
+        if len(rows):
+            sink.write(("\n".join(rows.to_pylist()) + "\n").encode("utf-8"))
 
 
 def _batches(stream: BinaryIO, batch_size: int) -> Iterator[tuple[int, list[bytes]]]:

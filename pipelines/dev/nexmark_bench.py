@@ -44,7 +44,7 @@ from pipelines.dev.nexmark_oracle import (
     spec_results,
 )
 
-QUERIES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12)
+QUERIES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 TARGET_RATIO = 5.0
 
 
@@ -126,7 +126,9 @@ def run_query(query: int, events_file: Path, events: int, workdir: Path) -> dict
         return report
     report["ratio"] = round(beam["seconds"] / spec["seconds"], 2)
     report["cpu_ratio"] = round(beam["cpu_seconds"] / spec["cpu_seconds"], 2)
-    comparison = compare(query, beam_results(out, query), spec_results(out / f"spec-q{query}"))
+    comparison = compare(
+        query, beam_results(out, query), spec_results(out / f"spec-q{query}", query)
+    )
     report.update(comparison.as_dict())
     return report
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime as _dt
 import functools
 import glob
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -81,7 +83,8 @@ def canonical_rows(rows: Iterable[dict[str, Any]]) -> collections.Counter[str]:
 
 @dataclass(frozen=True)
 class Comparison:
-    """How two results differ: rows only one side has (a few of each, to show)."""
+    """How two results differ: rows only one side has (a few of each, to show), and for q10
+    what is wrong with the files' layout."""
 
     query: int
     beam_rows: int
@@ -90,10 +93,11 @@ class Comparison:
     only_spec: list[str]
     missing: int
     extra: int
+    problems: tuple[str, ...] = ()
 
     @property
     def equal(self) -> bool:
-        return not self.missing and not self.extra
+        return not self.missing and not self.extra and not self.problems
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,14 +109,23 @@ class Comparison:
             "rows_only_in_spec": self.extra,
             "examples_only_in_beam": self.only_beam,
             "examples_only_in_spec": self.only_spec,
+            **({"problems": list(self.problems)} if self.problems else {}),
         }
 
 
 def compare(
     query: int, beam: Iterable[dict[str, Any]], spec: Iterable[dict[str, Any]]
 ) -> Comparison:
-    """Compare Beam's rows with the spec's, order independent."""
-    left, right = canonical_rows(beam), canonical_rows(spec)
+    """Compare Beam's rows with the spec's, order independent. q10's rows are written events
+    (:func:`spec_written_events`, :class:`_WrittenEvents`): per window the multiset of events,
+    plus each side's files per window and the spec's file names (:func:`_q10_layout`)."""
+    problems: list[str] = []
+    if query == 10:
+        beam, spec = list(beam), list(spec)
+        problems = _q10_layout(beam, spec)
+        left, right = _windowed_events(beam), _windowed_events(spec)
+    else:
+        left, right = canonical_rows(beam), canonical_rows(spec)
     only_left, only_right = left - right, right - left
     return Comparison(
         query,
@@ -122,7 +135,60 @@ def compare(
         sorted(only_right)[:5],
         sum(only_left.values()),
         sum(only_right.values()),
+        tuple(problems),
     )
+
+
+def _windowed_events(rows: Iterable[dict[str, Any]]) -> collections.Counter[str]:
+    """Written events as a multiset of ``<window end µs> <canonical event>``."""
+    return collections.Counter(
+        f"{r['window_end']} {json.dumps(_canonical(r['event']), sort_keys=True)}" for r in rows
+    )
+
+
+# the spec's q10 files: <start>_<end>/[pane-NNNNN-]part-NNNNN-of-00025.jsonl (pane-: unbounded)
+_Q10_FILE = re.compile(r"(?:pane-(\d{5})-)?part-(\d{5})-of-(\d{5})\.jsonl")
+_STAMP = r"(\d{8}T\d{6}(?:\.\d{6})?Z)"
+_Q10_WINDOW = re.compile(f"{_STAMP}_{_STAMP}")
+
+
+def _micros(stamp: str) -> int:
+    moment = _dt.datetime.strptime(
+        stamp, "%Y%m%dT%H%M%S.%fZ" if "." in stamp else "%Y%m%dT%H%M%SZ"
+    ).replace(tzinfo=_dt.timezone.utc)
+    return (moment - _EPOCH) // _dt.timedelta(microseconds=1)
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _q10_layout(beam: list[dict[str, Any]], spec: list[dict[str, Any]]) -> list[str]:
+    """What Beam's file naming promises, checked on both sides: per window at most 25 shards
+    (``shard-NNNNN-of-00025`` / ``part-NNNNN-of-00025``), windows of ``window_size_sec``; and
+    Beam's panes, one on-time pane per window in batch, as the spec's bounded run writes."""
+    problems = []
+    size = QUERY_ARGS["window_size_sec"] * 1_000_000
+    for side, rows in (("beam", beam), ("spec", spec)):
+        shards: dict[int, set[str]] = collections.defaultdict(set)
+        for r in rows:
+            shards[r["window_end"]].add(r["shard"])
+        crowded = {w: len(s) for w, s in shards.items() if len(s) > Q10_SHARDS}
+        if crowded:
+            problems.append(f"{side}: more than {Q10_SHARDS} shards in windows {crowded}")
+    panes = {(r["pane_index"], r["timing"]) for r in beam}
+    if panes - {(0, "ON_TIME")}:
+        problems.append(f"beam: panes {sorted(panes)}, the spec writes one on-time pane")
+    for r in spec:
+        file = _Q10_FILE.fullmatch(r["file"])
+        window = _Q10_WINDOW.fullmatch(r["window"])
+        if not file or int(file[3]) != Q10_SHARDS or int(file[2]) >= Q10_SHARDS:
+            problems.append(f"spec: {r['window']}/{r['file']} is not part-NNNNN-of-00025")
+        elif not window or _micros(window[2]) - _micros(window[1]) != size:
+            problems.append(f"spec: directory {r['window']} is not a window of {size} µs")
+        else:
+            continue
+        break  # one example is enough
+    return problems
 
 
 def read_jsonl(pattern: str) -> Iterator[dict[str, Any]]:
@@ -136,9 +202,31 @@ def read_jsonl(pattern: str) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
 
 
-def spec_results(out: str | Path) -> Iterator[dict[str, Any]]:
-    """The rows a query spec run wrote under ``out`` (its ``results`` sink directory)."""
+def spec_results(out: str | Path, query: int | None = None) -> Iterator[dict[str, Any]]:
+    """The rows a query spec run wrote under ``out`` (its ``results`` sink directory); for
+    q10 the written events with their window and file (:func:`spec_written_events`)."""
+    if query == 10:
+        return spec_written_events(out)
     return read_jsonl(str(Path(out) / "results" / "**" / "*.jsonl"))
+
+
+def spec_written_events(out: str | Path) -> Iterator[dict[str, Any]]:
+    """q10's events as the spec wrote them, one per row of every file of every window
+    directory: ``{window_end, window, file, shard, event}`` (compared with
+    :class:`_WrittenEvents`)."""
+    for path in sorted((Path(out) / "results").glob("*/*.jsonl")):
+        window, file = path.parent.name, path.name
+        named = _Q10_WINDOW.fullmatch(window)
+        end = _micros(named[2]) if named else window
+        shard = _Q10_FILE.fullmatch(file)
+        for event in read_jsonl(str(path)):
+            yield {
+                "window_end": end,
+                "window": window,
+                "file": file,
+                "shard": shard[2] if shard else file,
+                "event": event,
+            }
 
 
 def beam_results(out: str | Path, query: int) -> Iterator[dict[str, Any]]:
@@ -191,6 +279,58 @@ def _fix_query6() -> None:
     query6.MovingMeanSellingPriceFn = MovingMeanSellingPriceFn
 
 
+Q10_SHARDS = 25
+"""Beam's q10 shards: ``NUM_SHARD_PER_WORKER`` (5) x ``max_num_workers`` (5)."""
+
+
+class _WrittenEvents:
+    """What reaches Beam's ``query10_write_event``, one JSON line per event: the window's end
+    (µs) and ``max_timestamp``, the pane's index and timing, the shard, and the event. Beam's
+    ``WriteEventDoFn`` itself writes nothing (its GCS writes are ``pass`` stubs) and yields only
+    the file name, so the elements of the GroupByKey feeding it are the oracle."""
+
+    @staticmethod
+    def process(element: Any, window: Any, pane: Any) -> Iterator[dict[str, Any]]:
+        from apache_beam.utils.windowed_value import PaneInfoTiming
+
+        shard, events = element
+        for event in events:
+            yield {
+                "window_end": window.end.micros,
+                "max_timestamp": str(window.max_timestamp()),
+                "pane_index": pane.index,
+                "timing": PaneInfoTiming.to_string(pane.timing),
+                "shard": shard,
+                "event": json.loads(repr(event)),
+            }
+
+
+def _load_query10(events: Any, module: Any) -> Any:
+    """Beam's query 10 applied unmodified, and a branch on the output of its ``query10_gbk``
+    (found in the graph by label) recording what its ``query10_write_event`` receives."""
+    import apache_beam as beam
+
+    module.load(events, dict(QUERY_ARGS), events.pipeline.options)
+    found: list[Any] = []
+
+    class Find(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node: Any) -> None:
+            self.visit_transform(node)
+
+        def visit_transform(self, node: Any) -> None:
+            if node.full_label.endswith("query10_gbk"):
+                found.append(node.outputs[None])
+
+    events.pipeline.visit(Find())
+    (grouped,) = found
+
+    class Capture(beam.DoFn):
+        def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+            yield from _WrittenEvents.process(element, window, pane)
+
+    return grouped | "query10_written_events" >> beam.ParDo(Capture())
+
+
 def _query_transform(number: int) -> Callable[[Any], Any]:
     import importlib
 
@@ -199,6 +339,8 @@ def _query_transform(number: int) -> Callable[[Any], Any]:
     )
     if number == 6:
         _fix_query6()
+    if number == 10:
+        return lambda events: _load_query10(events, module)
     return lambda events: module.load(events, dict(QUERY_ARGS), None)
 
 
