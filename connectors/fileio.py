@@ -376,14 +376,16 @@ class _FinalizeFn(beam.DoFn):
         )
 
 
-def _group_keys(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+def _group_keys(table: pa.Table, files: Any) -> Iterator[tuple[int, pa.Table]]:
     """A table's rows keyed by their window (start µs; 0 without windows): one group, one
-    writer per window."""
+    writer per window. Encoded here when the format can (``PaneFiles.pre_encode``)."""
     from connectors.panes import split_buckets
 
+    if not table.num_rows:
+        return
+    table = files.pre_encode(make_format(files.format_name, **files.options), table)
     for start, rows in split_buckets(table):
-        if rows.num_rows:
-            yield (0 if start is None else start), rows
+        yield (0 if start is None else start), rows
 
 
 class _WriteGroupFn(beam.DoFn):
@@ -519,7 +521,9 @@ class WriteFiles(beam.PTransform):
             written = (
                 tables
                 | "GroupKeys"
-                >> beam.FlatMap(_group_keys).with_output_types(beam.typehints.Tuple[int, pa.Table])
+                >> beam.FlatMap(_group_keys, self._pane_files).with_output_types(
+                    beam.typehints.Tuple[int, pa.Table]
+                )
                 | "Group" >> beam.GroupByKey()
                 | "WriteGroups" >> beam.ParDo(_WriteGroupFn(self.target, self._pane_files))
             )

@@ -125,13 +125,26 @@ def test_an_overwrite_replaces_its_windows_and_a_failed_run_leaves_them(tmp_path
     assert _files(tmp_path / "out") == before
 
 
-def test_shards_without_window_split_the_whole_output(tmp_path):
+@pytest.mark.parametrize("format_name", ["jsonl", "parquet"])
+def test_shards_without_window_split_the_whole_output(tmp_path, format_name):
+    """JSONL rows are encoded once and split (``encode_rows``), Parquet through its writer:
+    the same shards; positions kept on request."""
+    import pyarrow.parquet as pq
+
     _write_events(tmp_path / "in.jsonl", [0, 30, 60, 90, 120])
-    run_spec(spec_from_data(_spec(tmp_path, {"window": None, "shards": 2})))
+    sink = {"window": None, "shards": 2, "format": format_name, "keep_positions": True}
+    run_spec(spec_from_data(_spec(tmp_path, sink)))
     written = {
-        p.name: [json.loads(x)["id"] for x in p.open()] for p in (tmp_path / "out").glob("*.jsonl")
+        p.name: pq.read_table(p).to_pylist()
+        if format_name == "parquet"
+        else [json.loads(x) for x in p.open()]
+        for p in (tmp_path / "out").glob("part-*")
     }
-    assert written == {"part-00000-of-00002.jsonl": [0, 2, 4], "part-00001-of-00002.jsonl": [1, 3]}
+    assert {name: [r["id"] for r in rows] for name, rows in written.items()} == {
+        f"part-00000-of-00002.{format_name}": [0, 2, 4],
+        f"part-00001-of-00002.{format_name}": [1, 3],
+    }
+    assert [r["_bw_offset"] for r in written[f"part-00001-of-00002.{format_name}"]] == [2, 4]
 
 
 @pytest.mark.parametrize(
