@@ -280,10 +280,13 @@ def _export_template(args: argparse.Namespace) -> int:
         from pipelines.spec_test_targets import load_test_target
 
         try:
-            spec = load_test_target(args.name, params, is_file=False).exportable_spec()
+            target = load_test_target(args.name, params, is_file=False)
         except SpecError as exc:
             _stderr(f"beamwright: {exc}")
             return EXIT_INVALID
+        spec = target.exportable_spec()
+        for case in target.left_out():
+            _stderr(f"beamwright: case {case.label} not exported: its parameters make another spec")
     else:
         spec = _load_or_report(argparse.Namespace(target=args.name, param=args.param))
     if spec is None:

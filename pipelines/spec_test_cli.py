@@ -55,12 +55,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     except SpecError as exc:
         print(f"beamwright: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    cases = select_cases(target.spec, args.case, target.origin)
+    cases = select_cases(target.cases, args.case, target.origin)
     results = {}
     for case in cases:
-        result = run_case(target.spec, case, target.base_dir, keep=args.keep)
-        results[case.name] = result
-        _report(result, update=args.update)
+        result = run_case(case.spec, case.case, target.base_dir, keep=args.keep)
+        results[case.case.name] = result
+        _report(result, case.label, update=args.update)
     failed = [r for r in results.values() if not r.passed]
     if args.update:
         from pipelines.spec_test_update import update_file
@@ -72,11 +72,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     return EXIT_RUN_FAILED if failed else EXIT_OK
 
 
-def _report(result: Any, *, update: bool) -> None:
+def _report(result: Any, label: str, *, update: bool) -> None:
+    """One line per case: status, the case (with its own template parameters), time."""
     status = "PASS" if result.passed else ("ERROR" if result.error else "FAIL")
     if update and result.error is None and not result.passed:
         status = "UPDATE"
-    print(f"{status:6} {result.name} ({result.elapsed_seconds:.2f} s)")
+    print(f"{status:6} {label} ({result.elapsed_seconds:.2f} s)")
     if result.error:
         print(f"    the run failed: {result.error}")
     if result.workdir:

@@ -36,7 +36,8 @@ from typing import Any
 
 from connectors.errors import BeamwrightError, did_you_mean
 from pipelines.spec import PipelineSpec
-from pipelines.spec_tests import MockInput, SpecTestCase, case_problems
+from pipelines.spec_test_targets import TargetCase
+from pipelines.spec_tests import MockInput, SpecTestCase, cases_problems
 
 
 class SpecTestError(BeamwrightError, ValueError):
@@ -67,25 +68,26 @@ class CaseResult:
         return self.error is None and not self.differences
 
 
-def select_cases(spec: PipelineSpec, only: str | None, origin: str) -> list[SpecTestCase]:
-    """The cases to run; SpecTestError when there are none or the tests are invalid."""
-    if not spec.tests:
+def select_cases(cases: Sequence[TargetCase], only: str | None, origin: str) -> list[TargetCase]:
+    """The cases to run (each with the spec it runs); SpecTestError when there are none or
+    the tests are invalid."""
+    if not cases:
         raise SpecTestError(
             "has no test cases",
             where=origin,
             hint="add a 'tests:' block with named cases (see README, 'Testing your pipeline')",
         )
-    problems = case_problems(spec)
+    problems = cases_problems([(c.spec, c.case) for c in cases])
     if problems:
         raise SpecTestError("\n".join(f"  - {p}" for p in problems), where=f"{origin} tests")
     if only is None:
-        return list(spec.tests)
-    names = [case.name for case in spec.tests]
+        return list(cases)
+    names = [c.case.name for c in cases]
     if only not in names:
         raise SpecTestError(
             f"no case named '{only}'", where="--case", hint=did_you_mean(only, names)
         )
-    return [case for case in spec.tests if case.name == only]
+    return [c for c in cases if c.case.name == only]
 
 
 def run_case(

@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -136,18 +137,25 @@ class SpecTestCase(SpecModel):
 
 
 def case_problems(spec: Any) -> list[str]:
-    """Path + problem + hint for every case naming a source, sink or node the spec lacks, or
-    leaving a source unmocked (a test never reaches a real source)."""
+    """Path + problem + hint for every case of ``spec`` naming a source, sink or node the spec
+    lacks, or leaving a source unmocked (a test never reaches a real source)."""
+    return cases_problems([(spec, case) for case in spec.tests])
+
+
+def cases_problems(cases: Sequence[tuple[Any, SpecTestCase]]) -> list[str]:
+    """:func:`case_problems` for cases that each run their own spec (a template's cases with
+    parameters of their own): each case is checked against its spec, ``tests[i]`` being the
+    i-th case, and names must differ across all of them."""
     problems: list[str] = []
-    sources = [s.name for s in spec.sources]
-    sinks = [s.name for s in spec.sinks]
-    nodes = sources + [s.name for s in spec.steps] + sinks + ["dead_letters"]
     seen: set[str] = set()
-    for i, case in enumerate(spec.tests):
+    for i, (spec, case) in enumerate(cases):
         where = f"tests[{i}]"
         if case.name in seen:
             problems.append(f"{where}.name: '{case.name}' names another case too; rename one")
         seen.add(case.name)
+        sources = [s.name for s in spec.sources]
+        sinks = [s.name for s in spec.sinks]
+        nodes = sources + [s.name for s in spec.steps] + sinks + ["dead_letters"]
         for name in case.inputs:
             if name not in sources:
                 problems.append(

@@ -19,6 +19,7 @@ from pipelines.cli import main
 from pipelines.loading import load_spec
 from pipelines.spec import json_schema
 from pipelines.spec_diff import compare_dead_letters, compare_rows
+from pipelines.spec_test_targets import load_test_target
 from pipelines.spec_test_update import replace_tests_block
 from pipelines.spec_tests import ExpectedDeadLetters, ExpectedRows
 
@@ -114,6 +115,47 @@ def test_unknown_names_in_cases_are_invalid_with_hints(spec_copy, capsys):
     assert "--case: no case named 'inline_row'; did you mean 'inline_rows'?" in (
         capsys.readouterr().err
     )
+
+
+def test_template_cases_with_their_own_parameters_run_their_own_spec():
+    """record_sync's tests file: one case per direction, each checked and run against the
+    template expanded with its own parameters (the runs: test_every_template_passes_its_tests);
+    only the default direction's case goes with the file-level spec (export --with-tests)."""
+    target = load_test_target("record_sync", {}, is_file=False)
+    runs = {c.label: [s.name for s in c.spec.sources] for c in target.cases}
+    assert runs == {
+        "api_records_become_table_rows": ["api"],
+        "table_changes_go_to_the_api [direction=db_to_api]": ["db_changes"],
+        "both_sides_changes_reconciled [direction=both, conflicts=manual]": [
+            "api_changes",
+            "db_changes",
+        ],
+    }
+    assert [c.name for c in target.spec.tests] == ["api_records_become_table_rows"]
+    assert [c.label for c in target.left_out()] == list(runs)[1:]
+
+
+def test_case_parameters_are_checked_per_case(tmp_path, monkeypatch, capsys):
+    tests = tmp_path / "record_sync.yaml"
+    monkeypatch.setattr("pipelines.spec_test_targets.template_tests_file", lambda _t: tests)
+    case = "- name: two_way\n  parameters: {%s: both}\n  inputs: {api: {rows: []}}\n"
+    tests.write_text("tests:\n" + case % "directon")
+    assert main(["test", "record_sync"]) == 2
+    err = capsys.readouterr().err
+    assert "tests[0].parameters.directon: not a parameter of this pipeline; did you mean " in err
+    tests.write_text("tests:\n" + case % "direction")
+    assert main(["test", "record_sync"]) == 2
+    err = capsys.readouterr().err
+    assert "tests[0].inputs.api: not a source; valid: api_changes, db_changes" in err
+
+
+def test_a_spec_file_case_takes_no_parameters(spec_copy, capsys):
+    text = spec_copy.read_text().replace(
+        "  - name: inline_rows\n", "  - name: inline_rows\n    parameters: {x: 1}\n"
+    )
+    spec_copy.write_text(text)
+    assert main(["test", str(spec_copy)]) == 2
+    assert "tests[0]: unknown key 'parameters'" in capsys.readouterr().err
 
 
 def test_a_spec_without_tests_is_invalid(tmp_path, capsys):

@@ -240,9 +240,12 @@ def _rows_by_key(
     table: pa.Table, key: str, columns: SyncColumns
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(key, row) for each row, fields cast to the sync's types (a numeric column read
-    from PostgreSQL compares with the API's float)."""
+    from PostgreSQL compares with the API's float) and the times to UTC timestamps (ISO 8601
+    text from a source that does not type them, such as JSON lines, orders and compares as
+    the sides' timestamps do)."""
     table = records.strip_positions(table)
-    for name, kind in columns.fields:
+    times = [(name, "timestamp") for name in (columns.api_modified, columns.modified, columns.echo)]
+    for name, kind in [*columns.fields, *times]:
         if name in table.column_names and table.schema.field(name).type != ARROW_TYPES[kind]:
             i = table.column_names.index(name)
             table = table.set_column(i, name, pc.cast(table.column(i), ARROW_TYPES[kind]))
