@@ -395,3 +395,46 @@ def test_change_reader_pages_strictly_after_the_mark_in_order(pg: Any) -> None:
     after = list(reader.pages((t + _dt.timedelta(seconds=1), "b")))
     assert [k for p in after for k in p.rows.column("k").to_pylist()] == ["c", "e"]
     assert list(reader.pages((t + _dt.timedelta(seconds=2), "e"))) == []
+
+
+def test_sources_creating_the_state_table_at_once_do_not_collide(pg: Any) -> None:
+    """Both sources of a sync read their marks at run start, on different workers, each
+    creating the state table when missing: concurrent CREATE TABLE IF NOT EXISTS of one new
+    table failed on PostgreSQL's catalog (a duplicate pg_type key, for about half of the
+    callers here) until ensure() took an advisory lock. Each caller has its own connection
+    pool, as each worker process does."""
+    import threading
+
+    from connectors.postgres import pool
+    from connectors.sync_state import SyncState
+
+    workers = [
+        PostgresSettings(
+            pg.host, pg.port, pg.dbname, pg.user, EnvSecret(PASSWORD_ENV), connect_timeout_s=10 + i
+        )
+        for i in range(4)
+    ]
+    for settings in workers:  # connected before the race, as a worker that already read
+        with pool(settings).connection() as conn:
+            conn.execute("SELECT 1")
+    failures: list[BaseException] = []
+    for _ in range(5):
+        table = f"public.sync_state_{uuid.uuid4().hex[:8]}"
+        start = threading.Barrier(len(workers))
+
+        def ensure(state: SyncState, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                state.ensure()
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                failures.append(exc)
+
+        callers = [
+            threading.Thread(target=ensure, args=(SyncState(s, table, "sync"),)) for s in workers
+        ]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert SyncState(workers[0], table, "sync").mark("api") is None  # there, no mark yet
+    assert failures == []
