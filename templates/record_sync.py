@@ -2,12 +2,13 @@
 sync, in one direction or both.
 
 Every direction keeps per-side high-water marks ``(modified time, id)`` in ``state_table``
-(PostgreSQL, created when missing; one row per side of sync ``record_sync``): a change is new
-when its ``(modified time, id)`` is strictly after its side's mark. Readers stage the furthest
-mark they read as pending; the driver commits all sides in one statement only after
-everything the run wrote is written (:mod:`connectors.sync_state`), so a run killed at any
-point is re-read from the same marks and its idempotent writes are applied again to the same
-values: no gap, no duplicate.
+(PostgreSQL, created when missing; one row per side of the sync, see :func:`sync_name`): a
+change is new when its ``(modified time, id)`` is strictly after its side's mark. The marks
+are read when the run starts, never while the graph is built (``beamwright plan`` needs no
+database). Readers stage the furthest mark they read as pending; the driver commits all sides
+in one statement only after everything the run wrote is written
+(:mod:`connectors.sync_state`), so a run killed at any point is re-read from the same marks
+and its idempotent writes are applied again to the same values: no gap, no duplicate.
 
 The API side (``api_to_db`` and ``both``) is the ``records_api`` source: it walks
 ``{api_url}/v0/{api_base}/{api_table}`` page by page (``offset`` tokens, ``page_size``
