@@ -2,8 +2,10 @@
 
 Each batch is one :meth:`connectors.postgres_upsert.UpsertWriter.write` (COPY into a staging
 table + ``INSERT ... ON CONFLICT``, one transaction), so a bundle the runner retries rewrites
-the same rows to the same values: idempotent, never duplicated. Rows created and updated are
-counted (``<sink>/created``, ``<sink>/updated``: the run summary's stats of the sink). Rows
+the same rows to the same values: idempotent, never duplicated. Up to ``concurrency``
+batches of a bundle are upserted at once (:class:`connectors.postgres_upsert.ConcurrentUpserts`;
+a batch sharing a key with one in flight waits for it); the bundle ends only when every batch
+has, and each batch's outputs keep its own windows. Rows created and updated are counted (``<sink>/created``, ``<sink>/updated``: the run summary's stats of the sink). Rows
 PostgreSQL refuses go to the ``dead_letters`` output with its message, or fail the bundle with
 ``on_failure="fail"``; the main output gets one summary per batch:
 ``{"sink", "table", "rows_written", "created", "updated", "rows_dead_lettered"}``.
@@ -16,13 +18,14 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.utils.windowed_value import WindowedValue
 
 import connectors.arrow_coder  # noqa: F401 - registers the pa.Table coder
 from connectors import records
 from connectors.errors import RunError
 from connectors.metrics import ROWS_DEAD, ROWS_IN, ROWS_WRITTEN, NodeCounters
 from connectors.names import labelled_pardo
-from connectors.postgres_upsert import UpsertWriter
+from connectors.postgres_upsert import ConcurrentUpserts, UpsertResult, UpsertWriter
 
 DEAD_LETTERS = "dead_letters"
 WRITTEN = "written"
@@ -73,6 +76,7 @@ class WritePostgres(beam.PTransform):
             ``rows_dead_lettered``) and the dead letters' step.
         on_failure: ``"dead_letter"`` or ``"fail"`` (fail the bundle, hence the run).
         run_id: stamped on dead letters.
+        concurrency: batches of a bundle upserted at once, each on its own connection.
     """
 
     def __init__(
@@ -82,33 +86,60 @@ class WritePostgres(beam.PTransform):
         sink_name: str,
         on_failure: str = "dead_letter",
         run_id: str = "",
+        concurrency: int = 2,
     ) -> None:
         super().__init__()
         if on_failure not in FAILURE_MODES:
             raise ValueError(f"on_failure must be one of {FAILURE_MODES}, not {on_failure!r}")
-        self._fn = _UpsertFn(writer, sink_name, on_failure, run_id)
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        self._fn = _UpsertFn(writer, sink_name, on_failure, run_id, concurrency)
 
     def expand(self, tables: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         return write_outputs(tables, "Upsert", self._fn)
 
 
 class _UpsertFn(beam.DoFn):
-    def __init__(self, writer: UpsertWriter, sink: str, on_failure: str, run_id: str) -> None:
+    def __init__(
+        self, writer: UpsertWriter, sink: str, on_failure: str, run_id: str, concurrency: int
+    ) -> None:
         self._writer = writer
         self._sink = sink
         self._on_failure = on_failure
         self._run_id = run_id
+        self._concurrency = concurrency
 
     def setup(self) -> None:
         self._counters = NodeCounters(self._sink)
+        self._upserts = ConcurrentUpserts(self._writer, self._concurrency)
 
-    def process(self, table: pa.Table) -> Iterator[Any]:
-        if not table.num_rows:
-            return
-        self._counters.inc(ROWS_IN, table.num_rows)
-        result = self._writer.write(records.strip_positions(table))
+    def start_bundle(self) -> None:
+        self._ready: list[Any] = []
+
+    def process(
+        self, table: pa.Table, element: WindowedValue = beam.DoFn.WindowedValueParam
+    ) -> None:
+        if table.num_rows:
+            self._counters.inc(ROWS_IN, table.num_rows)
+            for tag, result in self._upserts.put(records.strip_positions(table), (element, table)):
+                self._ready += self._outputs(*tag, result)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for tag, result in self._upserts.drain():
+            self._ready += self._outputs(*tag, result)
+        ready, self._ready = self._ready, []
+        yield from ready
+
+    def teardown(self) -> None:
+        self._upserts.close()
+
+    def _outputs(self, element: WindowedValue, table: pa.Table, result: UpsertResult) -> list[Any]:
+        """One batch's counts, and its outputs in its own windows. They are emitted when the
+        bundle finishes: Beam would re-window an output of process() by the input element
+        at hand, which is another batch's."""
         failed = sorted(result.failures)
         if failed and self._on_failure == "fail":
+            self._upserts.close()  # the other batches in flight end before the bundle fails
             raise RowsRefusedError(
                 f"PostgreSQL sink {self._sink}: {len(failed)} rows refused by "
                 f"{self._writer.table} (first: {result.failures[failed[0]]})"
@@ -117,14 +148,22 @@ class _UpsertFn(beam.DoFn):
         self._counters.inc(CREATED, result.created)
         self._counters.inc(UPDATED, result.updated)
         self._counters.inc(ROWS_DEAD, len(failed))
-        yield from refused_rows(
-            table, result.failures, rule="upsert", step=self._sink, run_id=self._run_id
+        outputs: list[Any] = [
+            beam.pvalue.TaggedOutput(dead.tag, element.with_value(dead.value))
+            for dead in refused_rows(
+                table, result.failures, rule="upsert", step=self._sink, run_id=self._run_id
+            )
+        ]
+        outputs.append(
+            element.with_value(
+                {
+                    "sink": self._sink,
+                    "table": self._writer.table,
+                    "rows_written": result.written,
+                    "created": result.created,
+                    "updated": result.updated,
+                    "rows_dead_lettered": len(failed),
+                }
+            )
         )
-        yield {
-            "sink": self._sink,
-            "table": self._writer.table,
-            "rows_written": result.written,
-            "created": result.created,
-            "updated": result.updated,
-            "rows_dead_lettered": len(failed),
-        }
+        return outputs

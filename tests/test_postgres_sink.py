@@ -7,13 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from connectors.postgres import PostgresConfigError, PostgresSettings
-from connectors.postgres_upsert import UpsertWriter
+from connectors.postgres_upsert import ConcurrentUpserts, UpsertWriter
 from connectors.secrets import EnvSecret
 from pipelines.loading import SpecError, spec_from_data
 from tests.postgres_server import (
@@ -109,6 +111,57 @@ def test_unknown_fields_and_missing_keys_are_config_errors(pg, table):
     settings = w.settings
     with pytest.raises(PostgresConfigError, match="no key column"):
         UpsertWriter(settings, table, ["nope"]).write(pa.table({"id": [1]}))
+
+
+class _TimedWriter(UpsertWriter):
+    """A real writer that notes when each batch (by its first name) started and ended, and
+    holds the batches named in ``slow`` back a moment before writing them."""
+
+    def __init__(self, *args, slow: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slow = slow
+        self.times: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def write(self, rows: pa.Table):
+        name = rows.column("name")[0].as_py()
+        start = time.monotonic()
+        if name in self.slow:
+            time.sleep(0.4)
+        try:
+            return super().write(rows)
+        finally:
+            with self.lock:
+                self.times[name] = (start, time.monotonic())
+
+
+def test_concurrent_batches_overlap_unless_they_share_a_key(pg, table):
+    w = writer(pg, table)
+    timed = _TimedWriter(w.settings, table, ["id"], retries=0, slow=("a",))
+    upserts = ConcurrentUpserts(timed, depth=2)
+    batches = {  # c shares ids 1..10 with a: it must wait for a, so its values win
+        "a": pa.table({"id": range(1, 1001), "name": ["a"] * 1000}),
+        "b": pa.table({"id": range(1001, 2001), "name": ["b"] * 1000}),
+        "c": pa.table({"id": range(1, 11), "name": ["c"] * 10, "score": [2.0] * 10}),
+    }
+    done = []
+    for name, rows in batches.items():
+        done += upserts.put(rows, name)
+    done += upserts.drain()
+    assert [(tag, r.created, r.updated) for tag, r in done] == [
+        ("a", 1000, 0),
+        ("b", 1000, 0),
+        ("c", 0, 10),
+    ]
+    assert timed.times["b"][0] < timed.times["a"][1]  # b ran while a was held back
+    assert timed.times["c"][0] >= timed.times["a"][1]  # c waited for a
+    rows = contents(pg, table)
+    assert len(rows) == 2000
+    assert {r[1] for r in rows[:10]} == {"c"} and {r[1] for r in rows[10:1000]} == {"a"}
+    with pytest.raises(PostgresConfigError, match="no column for"):  # a batch's error is raised
+        upserts.put(pa.table({"id": [5000], "name": ["x"], "colour": ["red"]}), "bad")
+        upserts.drain()
+    upserts.close()
 
 
 def spec(tmp_path: Path, pg, table: str, rows: list[dict]) -> dict:

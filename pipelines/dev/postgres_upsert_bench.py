@@ -14,7 +14,12 @@ measured:
   ``executemany_rows`` rows only (it is far slower; its rate is what is compared).
 
 Rows/s is rows over wall time per pass; the target (:data:`TARGET_ROWS_PER_S`) is judged on
-the pipeline's slower pass.
+the pipeline's slower pass. Beside it, each pipeline pass reports the CPU seconds it took in
+this process (Beam's worker threads run here) and in the PostgreSQL server (every process of
+the cluster, from ``/proc``), and rows per CPU-second of both: on a shared machine the wall
+rate moves with the load, the CPU cost much less. The cluster runs with
+:mod:`pipelines.dev.postgres_server`'s settings (``fsync``, ``synchronous_commit`` and
+``full_page_writes`` off: a throw-away cluster), everything else PostgreSQL's defaults.
 """
 
 from __future__ import annotations
@@ -88,6 +93,36 @@ def _spec(server: Any, source: Path, out: Path, table: str, batch_size: int, wor
     )
 
 
+def _server_cpu_s(server: Any) -> float:
+    """CPU seconds used so far by the cluster: the postmaster, its live children (backends,
+    background workers) and its children already ended (counted into the postmaster's
+    ``cutime``/``cstime`` when reaped)."""
+    pid = server.postmaster_pid()
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        this = int(stat.parent.name)
+        if this == pid:
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        elif int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _checkpoints(server: Any) -> int:
+    """Checkpoints the cluster has made (timed and requested): one in a pass means its
+    dirty pages were written out while the pass ran."""
+    with server.connect() as conn:
+        row = conn.execute(
+            "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        ).fetchone()
+    return int(row[0])
+
+
 def _plain_copy(server: Any, source: Path, table: str, batch_size: int) -> float:
     """Seconds to upsert ``source`` by hand: COPY row by row into a temp table, then upsert."""
     import pyarrow.parquet as pq
@@ -139,7 +174,12 @@ def postgres_upsert_bench(
     for generation, path in enumerate(passes, start=1):
         _rows(path, rows, generation)
     executemany_rows = min(executemany_rows, rows)
-    report: dict[str, Any] = {"rows": rows, "batch_size": batch_size, "workers": workers}
+    report: dict[str, Any] = {
+        "rows": rows,
+        "batch_size": batch_size,
+        "workers": workers,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
     with TempPostgres() as server:
         os.environ[PASSWORD_ENV] = server.password
         for name in ("via_pipeline", "via_copy", "via_executemany"):
@@ -148,12 +188,22 @@ def postgres_upsert_bench(
             spec = _spec(
                 server, path, work / f"run{number}", "public.via_pipeline", batch_size, workers
             )
+            cpu, server_cpu = time.process_time(), _server_cpu_s(server)
+            checkpoints = _checkpoints(server)
             summary = run_spec(spec)
+            cpu, server_cpu = time.process_time() - cpu, _server_cpu_s(server) - server_cpu
+            checkpoints = _checkpoints(server) - checkpoints
             node = summary.node("db")
             if node.rows_in != rows or node.rows_dead_lettered:
                 raise RuntimeError(f"the sink counted {node}, not {rows} rows written")
             kind = "insert" if number == 1 else "update"
             report[f"pipeline_{kind}_rows_per_s"] = round(rows / summary.elapsed_seconds)
+            report[f"pipeline_{kind}_cpu_s"] = {
+                "beamwright": round(cpu, 2),
+                "postgres": round(server_cpu, 2),
+            }
+            report[f"pipeline_{kind}_rows_per_cpu_s"] = round(rows / (cpu + server_cpu))
+            report[f"pipeline_{kind}_checkpoints"] = checkpoints
             seconds = _plain_copy(server, path, "via_copy", batch_size)
             report[f"plain_copy_{kind}_rows_per_s"] = round(rows / seconds)
             seconds = _plain_executemany(server, path, "via_executemany", executemany_rows)
@@ -171,6 +221,7 @@ def postgres_upsert_bench(
         / min(report["plain_copy_insert_rows_per_s"], report["plain_copy_update_rows_per_s"]),
         3,
     )
+    report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["target_rows_per_s"] = TARGET_ROWS_PER_S
     report["target_met"] = slower >= TARGET_ROWS_PER_S
     return report

@@ -2,10 +2,11 @@
 
 See :mod:`connectors.postgres_upsert` for how (COPY into a staging table, then one
 ``INSERT ... ON CONFLICT (key) DO UPDATE`` per batch, in one transaction: idempotent when a
-bundle is retried) and :mod:`connectors.postgres_sink` for the Beam transform. The table's
-own column types decide how values are read; rows PostgreSQL refuses are dead-lettered with
-its message (or fail the run: ``on_failure: fail``). Like Kafka deliveries, upserts cannot be
-staged: they are applied as the run goes.
+bundle is retried; ``concurrency`` batches at once, since one backend's CPU bounds a batch)
+and :mod:`connectors.postgres_sink` for the Beam transform. The table's own column types
+decide how values are read; rows PostgreSQL refuses are dead-lettered with its message (or
+fail the run: ``on_failure: fail``). Like Kafka deliveries, upserts cannot be staged: they
+are applied as the run goes.
 
 Lineage: the table is an output dataset named as OpenLineage names PostgreSQL tables
 (namespace ``postgres://host:port``, name ``database.schema.table``), its schema asked from the
@@ -53,6 +54,13 @@ class PostgresSinkSpec(SinkBase):
         le=10,
         description="Further attempts after a connection failure, with doubling backoff.",
     )
+    concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=4,
+        description="Batches upserted at once, each on its own connection (a batch sharing a "
+        "key with one in flight waits for it, so the later row of a key still wins).",
+    )
 
     @property
     def keys(self) -> list[str]:
@@ -89,7 +97,11 @@ def build(node: PostgresSinkSpec, ctx: Any, path: str, rows: Any) -> None:
     try:
         writer = UpsertWriter(settings, node.table, node.keys, retries=node.retries)
         write = WritePostgres(
-            writer, sink_name=node.name, on_failure=node.on_failure, run_id=ctx.run_id
+            writer,
+            sink_name=node.name,
+            on_failure=node.on_failure,
+            run_id=ctx.run_id,
+            concurrency=node.concurrency,
         )
     except (PostgresConfigError, ValueError) as exc:
         raise ctx.fail(path, str(exc)) from None
