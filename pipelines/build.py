@@ -222,6 +222,25 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
     )
 
 
+def discard_unrun(pipeline: beam.Pipeline, spec: s.PipelineSpec, run_id: str) -> None:
+    """Remove what building left on local disk, for a pipeline that will not run
+    (``validate --deep``, ``plan``, a run refused before it started).
+
+    Why: ``beam.Pipeline()`` makes a ``beam-pipeline-temp*`` directory that Beam removes only
+    inside ``Pipeline.run()``, and the build makes the run's scratch folder (the column
+    profiles' ``profile_dir``), which lineage removes only after a run; without this every
+    validate, plan and refused run left both behind in the temp directory.
+    """
+    import shutil
+
+    from connectors.files.base import is_remote
+
+    shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
+    scratch = spec.run.profile_dir(run_id).rsplit("/", 1)[0]
+    if not is_remote(scratch):  # nothing is made in an object store before a run
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _publish_in_pipeline(spec: s.PipelineSpec, ctx: BuildContext) -> None:
     """``run.publish: pipeline``: the job's last step publishes (or, over the error threshold,
     drops) every staged output (:mod:`connectors.pipeline_publish`)."""

@@ -34,6 +34,8 @@ from pipelines import spec as s
 from pipelines.column_lineage import unknown_field
 from pipelines.sources.file import MAX_FILES_READ
 
+VALIDATE_RUN_ID = "validate"  # the run id a graph built only to be checked is built under
+
 # --------------------------------------------------------------------------- static checks
 
 
@@ -103,6 +105,7 @@ def static_problems(spec: s.PipelineSpec) -> list[str]:
 def deep_problems(spec: s.PipelineSpec) -> list[str]:
     """Build the Beam graph (and, for a spec whose sources can be unbounded, the streaming
     graph too), then try each step on an empty batch: ``validate --deep``."""
+    from pipelines.build import discard_unrun
     from pipelines.loading import SpecError
 
     graphs = [("", False)]
@@ -115,10 +118,12 @@ def deep_problems(spec: s.PipelineSpec) -> list[str]:
             return [prefix + problem for problem in exc.problems]
         except Exception as exc:  # noqa: BLE001 - reported as path + problem, never a traceback
             return [prefix + build_problem(exc)]
-        if not streaming:
-            problems = dry_run_problems(spec, built.pipeline, built.inputs)
-            if problems:
-                return problems
+        try:
+            problems = [] if streaming else dry_run_problems(spec, built.pipeline, built.inputs)
+        finally:
+            discard_unrun(built.pipeline, spec, VALIDATE_RUN_ID)
+        if problems:
+            return problems
     return []
 
 
@@ -129,12 +134,16 @@ def build_graph(spec: s.PipelineSpec, *, streaming: bool) -> Any:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.build import build_pipeline
+    from pipelines.build import build_pipeline, discard_unrun
 
     if streaming:
         spec = unbounded_variant(spec)
     pipeline = beam.Pipeline(runner="FnApiRunner", options=PipelineOptions(streaming=streaming))
-    return build_pipeline(spec, pipeline, "validate")
+    try:
+        return build_pipeline(spec, pipeline, VALIDATE_RUN_ID)
+    except BaseException:
+        discard_unrun(pipeline, spec, VALIDATE_RUN_ID)
+        raise
 
 
 def unbounded_variant(spec: s.PipelineSpec) -> s.PipelineSpec:

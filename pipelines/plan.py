@@ -46,6 +46,7 @@ from connectors.errors import BeamwrightError, did_you_mean
 from pipelines import spec as s
 
 RUNNERS = ("dataflow", "portable", "flink")
+PLAN_RUN_ID = "plan"  # the run id a graph built only to be translated is built under
 
 # Options Dataflow requires and a plan can do without: stand-ins the output names as such.
 PLACEHOLDERS = {
@@ -98,17 +99,22 @@ def translate(
         )
     spec, streaming = _for_runner(spec, runner, streaming)
     settings, placeholders = _settings(spec, runner, dict(options or {}))
-    pipeline = _built(spec, settings, streaming)
-    with _own_temp_dir():
-        if runner == "dataflow":
-            job, proto, staged = _dataflow_job(pipeline)
-        else:
-            from apache_beam.runners.portability.portable_runner import PortableRunner
+    from pipelines.build import discard_unrun
 
-            job, staged = None, None
-            proto = _translation(
-                lambda: PortableRunner.get_proto_pipeline(pipeline, pipeline._options)
-            )
+    pipeline = _built(spec, settings, streaming)
+    try:
+        with _own_temp_dir():
+            if runner == "dataflow":
+                job, proto, staged = _dataflow_job(pipeline)
+            else:
+                from apache_beam.runners.portability.portable_runner import PortableRunner
+
+                job, staged = None, None
+                proto = _translation(
+                    lambda: PortableRunner.get_proto_pipeline(pipeline, pipeline._options)
+                )
+    finally:
+        discard_unrun(pipeline, spec, PLAN_RUN_ID)
     steps, composites = _transforms(proto)
     plan: dict[str, Any] = {
         "runner": runner,
@@ -177,7 +183,7 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
     import apache_beam as beam
     from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 
-    from pipelines.build import build_pipeline
+    from pipelines.build import build_pipeline, discard_unrun
     from pipelines.checks import build_problem
     from pipelines.ids import job_name
     from pipelines.loading import SpecError
@@ -199,11 +205,12 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
             hint="correct them (run.runner_options or --option key=value)",
         ) from None
     try:
-        build_pipeline(spec, pipeline, "plan")
-    except SpecError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a path and the problem, never a traceback
-        raise SpecError([build_problem(exc)]) from None
+        build_pipeline(spec, pipeline, PLAN_RUN_ID)
+    except BaseException as exc:
+        discard_unrun(pipeline, spec, PLAN_RUN_ID)
+        if isinstance(exc, SpecError) or not isinstance(exc, Exception):
+            raise
+        raise SpecError([build_problem(exc)]) from None  # a path and the problem, no traceback
     return pipeline
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from connectors.errors import BeamwrightError, RunError, error_classes
 from pipelines.ids import job_name, new_run_id
-from pipelines.spec import PipelineSpec, streaming_sources
+from pipelines.spec import PipelineSpec, row_edges, streaming_sources
 from pipelines.summary import RunSummary, counts_from_metrics, counts_seen
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ def _new_summary(spec: PipelineSpec, run_id: str, built: Any) -> RunSummary:
         inputs=built.inputs,
         outputs=built.outputs,
         error_threshold=spec.run.error_threshold,
+        edges=row_edges(spec),
     )
 
 
@@ -105,7 +106,7 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
     import apache_beam as beam
 
     from connectors.committer import OutputConflict
-    from pipelines.build import build_pipeline
+    from pipelines.build import build_pipeline, discard_unrun
     from pipelines.loading import SpecError
     from pipelines.remote_rules import remote_problems
     from pipelines.runners import pipeline_options
@@ -117,16 +118,20 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
     pipeline = beam.Pipeline(
         options=pipeline_options(spec.run, job_name(spec.name), streaming=streaming)
     )
-    built = build_pipeline(spec, pipeline, run_id)
-    claimed = []
     try:
-        for staged in built.committers:
-            staged.committer.claim()
-            claimed.append(staged)
-    except OutputConflict as exc:
-        for staged in claimed:
-            staged.committer.release()
-        raise SpecError([str(exc)]) from None
+        built = build_pipeline(spec, pipeline, run_id)
+        claimed = []
+        try:
+            for staged in built.committers:
+                staged.committer.claim()
+                claimed.append(staged)
+        except OutputConflict as exc:
+            for staged in claimed:
+                staged.committer.release()
+            raise SpecError([str(exc)]) from None
+    except BaseException:
+        discard_unrun(pipeline, spec, run_id)
+        raise
     return built
 
 
@@ -327,11 +332,14 @@ def _start(
 ) -> tuple[Any, Any]:
     """Build (claiming every output) and open the run's lineage (emits START); if lineage
     cannot start, the claims are given back before the error goes on."""
+    from pipelines.build import discard_unrun
+
     built = _build(spec, run_id)
     try:
         return built, _lineage_session(spec, built, run_id, event_log, spec_path)
     except BaseException:
         _abort(built, _new_summary(spec, run_id, built))
+        discard_unrun(built.pipeline, spec, run_id)
         raise
 
 
@@ -565,9 +573,9 @@ def _add_counts(total: list[Any], cycle: list[Any]) -> list[Any]:
 
 
 def _problem(summary: RunSummary) -> str | None:
-    broken = [n.name for n in summary.nodes if not n.reconciled]
+    broken = summary.unreconciled()
     if broken:
-        return f"row counts do not reconcile for {', '.join(broken)} (rows in != out + dead-lettered + filtered)"
+        return f"row counts do not reconcile: {'; '.join(broken)}"
     if summary.rejected_fraction > summary.error_threshold:
         dl = next((d.uri for d in summary.outputs if d.kind == "dead_letter"), "the dead letters")
         return (
