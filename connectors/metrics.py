@@ -2,7 +2,7 @@
 
 Every source, step and sink counts the same way, under namespace ``beamwright`` with names
 ``<node>/<what>`` (``rows_in``, ``rows_out``, ``rows_dead_lettered``, ``rows_filtered``,
-``rows_written``, ``files``, ``bytes``, ``rule/<id>``); :mod:`pipelines.summary` reads them back
+``rows_written``, ``rows_emitted``, ``files``, ``bytes``, ``rule/<id>``); :mod:`pipelines.summary` reads them back
 from the PipelineResult on any runner. Rule failures are also counted per source position
 (``rule/<id>@<source>``, the file path or Kafka ``topic/partition`` the failing rows came from),
 so lineage can give each input dataset its own data-quality results. This module sits in ``connectors`` because it is the
@@ -22,6 +22,9 @@ ROWS_IN, ROWS_OUT, ROWS_DEAD, ROWS_FILTERED, ROWS_WRITTEN = (
     "rows_filtered",
     "rows_written",
 )
+# what a step that combines rows (a join, a window's aggregates, top) passed on: its rows_out
+# counts the input rows it used, so the rows its consumers receive are counted apart
+ROWS_EMITTED = "rows_emitted"
 FILES, BYTES = "files", "bytes"  # files read (sources) or published (sinks), bytes written
 REFERENCE_VERSION = "reference_version:"  # + version id: rows a lookup joined with that version
 
@@ -74,6 +77,18 @@ class NodeCounters:
                 counter = Metrics.counter(METRIC_NAMESPACE, metric_name(self.node, what))
                 self._counters[what] = counter
             counter.inc(n)
+
+
+class CountEmitted:
+    """``beam.Map`` callable counting the rows of each batch as ``node``'s ``rows_emitted``
+    (see :data:`ROWS_EMITTED`): what the rows' consumers must receive."""
+
+    def __init__(self, node: str) -> None:
+        self._counters = NodeCounters(node)
+
+    def __call__(self, table: Any) -> Any:
+        self._counters.inc(ROWS_EMITTED, table.num_rows)
+        return table
 
 
 class LocalTally:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from connectors.metrics import CountEmitted
 from lineage.datasets import Dataset
 from pipelines import registry
 from pipelines import spec as s
@@ -181,6 +182,10 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
         )
         outputs = registry.kind_of(step).build(step, ctx, f"steps[{i}]", rows)
         ctx.outputs[step.name] = outputs.rows
+        if registry.kind_of(step).combines:  # its rows_out counts input rows: see Kind
+            ctx.outputs[step.name] = outputs.rows | f"{step.name}/Emitted" >> beam.Map(
+                CountEmitted(step.name)
+            ).with_output_types(outputs.rows.element_type)
         ctx.dead_letters.append(outputs.dead_letters)
         order.append(("step", step.name))
     # sinks fed by rows first: a sink that can reject (Kafka deliveries) adds dead letters

@@ -181,13 +181,35 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def dry_run_problems(spec: s.PipelineSpec, pipeline: Any, inputs: list[Any]) -> list[str]:
+def refuse_unknown_fields(spec: s.PipelineSpec, built: Any, *, streaming: bool) -> None:
+    """``run`` and ``plan``: raise SpecError with the problems ``validate --deep`` finds on the
+    graph just built, before anything is claimed, submitted or run.
+
+    Why: without it a filter naming a field the data lacks passed ``run``'s checks and failed
+    at the first batch, after the run had started (lineage emitted, outputs locked). The cost
+    is the deep check's: the first rows of at most ``MAX_FILES_READ`` local input files per
+    source; sources whose schema needs a data store (Kafka, PostgreSQL, HTTP) are not read,
+    and a step whose setup needs one (``offline``) ends its branch unchecked, as today.
+    """
+    from pipelines.loading import SpecError
+
+    if streaming:  # as validate --deep: the batch graph's processors are the ones tried
+        return
+    problems = dry_run_problems(spec, built.pipeline, built.inputs, offline=True)
+    if problems:
+        raise SpecError(problems)
+
+
+def dry_run_problems(
+    spec: s.PipelineSpec, pipeline: Any, inputs: list[Any], *, offline: bool = False
+) -> list[str]:
     """Problems found by running each step's processor on zero rows with the real schema of
     each input file, as the run would see its first batch; then the report aggregations.
 
     ``pipeline`` is the built Beam pipeline (its ArrowSteps hold the processors) and
     ``inputs`` the built source datasets. Steps without a batch processor (window, batch)
-    end the check of their branch.
+    end the check of their branch; so, when ``offline``, does a step whose setup fails (it
+    needs a store or a secret only a worker has).
     """
     processors = _processors(pipeline)
     sources = {src.name: src for src in spec.sources}
@@ -198,7 +220,7 @@ def dry_run_problems(spec: s.PipelineSpec, pipeline: Any, inputs: list[Any]) -> 
         if dataset.node in lookups or dataset.node not in empty:
             continue
         for path, table in empty[dataset.node]:
-            for problem in _run_chain(spec, dataset.node, table, processors, empty):
+            for problem in _run_chain(spec, dataset.node, table, processors, empty, offline):
                 files.setdefault(problem, []).append(path)
     return [f"{problem} (with the columns of {_files(shown)})" for problem, shown in files.items()]
 
@@ -245,6 +267,7 @@ def _run_chain(
     table: Any,
     processors: dict[str, Any],
     empty: dict[str, list[tuple[str, Any]]],
+    offline: bool = False,
 ) -> list[str]:
     """Follow the rows of ``source`` (an empty table of one file's schema) step by step."""
     current = source
@@ -261,6 +284,9 @@ def _run_chain(
                 return []
         try:
             processor.setup()
+        except Exception as exc:  # noqa: BLE001 - reported, with its path (unless offline)
+            return [] if offline else [f"{_step_path(step, i, exc)}: {_message(exc)}"]
+        try:
             table = processor.process(table, *side).rows
         except Exception as exc:  # noqa: BLE001 - every failure is reported, with its path
             return [f"{_step_path(step, i, exc)}: {_message(exc)}"]

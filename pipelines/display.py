@@ -99,7 +99,7 @@ def _counts(summary: RunSummary, table: Table) -> None:
             _n(node.rows_dead_lettered) if node.kind != "sink" or node.rows_dead_lettered else "",
             _n(node.rows_filtered) if node.kind == "step" else "",
             _n(node.files) if node.files else "",
-            "✓" if node.reconciled else "[red]✗[/red]",
+            "✓" if summary.node_ok(node) else "[red]✗[/red]",
         )
 
 

@@ -284,6 +284,7 @@ def _finish_lineage(record: JobRecord, service: _JobService, end: str) -> dict[s
     from pipelines.lineage_run import LineageSession
     from pipelines.loading import spec_from_data
     from pipelines.principal import Principal
+    from pipelines.spec import combining_steps, row_edges
     from pipelines.summary import RunSummary, counts_from_metrics
 
     spec = spec_from_data(record.spec)
@@ -307,6 +308,8 @@ def _finish_lineage(record: JobRecord, service: _JobService, end: str) -> dict[s
         inputs=inputs,
         outputs=outputs,
         published=True,
+        edges=row_edges(spec),
+        combining=combining_steps(spec),
     )
     session = LineageSession(
         spec,

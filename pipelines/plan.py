@@ -184,7 +184,7 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
     from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 
     from pipelines.build import build_pipeline, discard_unrun
-    from pipelines.checks import build_problem
+    from pipelines.checks import build_problem, refuse_unknown_fields
     from pipelines.ids import job_name
     from pipelines.loading import SpecError
     from pipelines.runners import pipeline_options
@@ -205,7 +205,8 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
             hint="correct them (run.runner_options or --option key=value)",
         ) from None
     try:
-        build_pipeline(spec, pipeline, PLAN_RUN_ID)
+        built = build_pipeline(spec, pipeline, PLAN_RUN_ID)
+        refuse_unknown_fields(spec, built, streaming=streaming)  # as validate --deep
     except BaseException as exc:
         discard_unrun(pipeline, spec, PLAN_RUN_ID)
         if isinstance(exc, SpecError) or not isinstance(exc, Exception):

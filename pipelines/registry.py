@@ -120,6 +120,10 @@ class Kind:
             the original record (:mod:`connectors.originals`).
         dry_run: sinks that work on the rows themselves: problems (``"key: problem"``) found
             by trying an empty table with the real input schema (``validate --deep``).
+        combines: steps whose output rows are made of several input rows (a join's pairs, a
+            window's aggregates, top's rankings): their ``rows_out`` counts the input rows
+            used, so what they pass on is counted apart (``rows_emitted``) for the run
+            summary's check between nodes.
         masks: steps that mask: ``(index, rule)`` of each mask rule (``field``, ``strategy``,
             ``when``). Rules with a ``when`` condition are applied per output audience, by
             building the node again with those rules unconditional
@@ -142,6 +146,7 @@ class Kind:
     dry_run: Callable[[Any, Any], list[str]] = _no_problems
     origins: Callable[[Any, Any, str], tuple[dict, dict]] = _no_origins
     masks: Callable[[Any], Iterable[tuple[int, Any]]] = _nothing
+    combines: bool = False
 
     @property
     def type(self) -> str:

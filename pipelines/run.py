@@ -27,7 +27,7 @@ from typing import Any
 
 from connectors.errors import BeamwrightError, RunError, error_classes
 from pipelines.ids import job_name, new_run_id
-from pipelines.spec import PipelineSpec, row_edges, streaming_sources
+from pipelines.spec import PipelineSpec, combining_steps, row_edges, streaming_sources
 from pipelines.summary import RunSummary, counts_from_metrics, counts_seen
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def _new_summary(spec: PipelineSpec, run_id: str, built: Any) -> RunSummary:
         outputs=built.outputs,
         error_threshold=spec.run.error_threshold,
         edges=row_edges(spec),
+        combining=combining_steps(spec),
     )
 
 
@@ -107,6 +108,7 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
 
     from connectors.committer import OutputConflict
     from pipelines.build import build_pipeline, discard_unrun
+    from pipelines.checks import refuse_unknown_fields
     from pipelines.loading import SpecError
     from pipelines.remote_rules import remote_problems
     from pipelines.runners import pipeline_options
@@ -120,6 +122,7 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
     )
     try:
         built = build_pipeline(spec, pipeline, run_id)
+        refuse_unknown_fields(spec, built, streaming=streaming)  # as validate --deep
         claimed = []
         try:
             for staged in built.committers:

@@ -323,6 +323,27 @@ def sink_inputs(spec: PipelineSpec) -> Iterator[tuple[int, Any, list[str]]]:
         yield i, sink, [sink.input] if sink.input else last
 
 
+def row_edges(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """(producer, consumer) for every edge rows travel on, from the wiring rules above: each
+    step's and sink's main inputs (a join's two sides included; a fan-out is one edge per
+    consumer). Side inputs (a lookup's table, reconcile's target) are read whole, not passed
+    on, and the dead-letter sinks read the run's dead letters, so neither is an edge. The run
+    summary checks every consumer receives what its producers emitted on these edges."""
+    edges = [(name, step.name) for _, step, names in step_inputs(spec) for name in names]
+    edges += [
+        (name, sink.name)
+        for _, sink, names in sink_inputs(spec)
+        if names != [DEAD_LETTERS_INPUT]
+        for name in names
+    ]
+    return edges
+
+
+def combining_steps(spec: PipelineSpec) -> list[str]:
+    """Steps whose ``rows_out`` counts input rows, not the rows they pass on (``Kind.combines``)."""
+    return [step.name for step in spec.steps if registry.kind_of(step).combines]
+
+
 def classifications(spec: PipelineSpec) -> dict[str, str]:
     """Field -> classification: ``governance.fields``, then what nodes declare (validate
     field classifications)."""

@@ -15,6 +15,7 @@ from connectors.metrics import (
     BYTES,
     FILES,
     ROWS_DEAD,
+    ROWS_EMITTED,
     ROWS_FILTERED,
     ROWS_IN,
     ROWS_OUT,
@@ -33,6 +34,7 @@ class NodeCounts:
     rows_out: int = 0
     rows_dead_lettered: int = 0
     rows_filtered: int = 0
+    rows_emitted: int = 0  # a combining step's rows passed on (its rows_out: input rows used)
     files: int = 0
     bytes: int = 0
     rules: dict[str, int] = field(default_factory=dict)
@@ -52,6 +54,7 @@ class NodeCounts:
             "rows_out",
             "rows_dead_lettered",
             "rows_filtered",
+            "rows_emitted",
             "files",
             "bytes",
         ):
@@ -60,6 +63,21 @@ class NodeCounts:
         _add_rules(self.stats, other.stats)
         for source, rules in other.rules_by_source.items():
             _add_rules(self.rules_by_source.setdefault(source, {}), rules)
+
+
+@dataclass
+class EdgeCount:
+    """The rows ``consumer`` received against the rows its main inputs emitted (every
+    producer's ``rows_out`` goes whole to each of its consumers: a fan-out copies)."""
+
+    consumer: str
+    producers: list[str]
+    sent: int
+    received: int
+
+    @property
+    def reconciled(self) -> bool:
+        return self.sent == self.received
 
 
 def _add_rules(into: dict[str, int], more: dict[str, int]) -> None:
@@ -90,6 +108,10 @@ class RunSummary:
     # table-level expectations judged on the whole input (pipelines.dataset_expectations)
     data_quality: list[dict[str, Any]] = field(default_factory=list)
     data_quality_result: str | None = None  # where their GX-compatible result JSON went
+    # (producer, consumer) of every edge rows travel on (pipelines.spec.row_edges)
+    edges: list[tuple[str, str]] = field(default_factory=list)
+    # steps whose rows_out counts input rows; their consumers receive rows_emitted
+    combining: list[str] = field(default_factory=list)
 
     @property
     def lineage_log(self) -> str | None:
@@ -115,9 +137,47 @@ class RunSummary:
     def rows_per_second(self) -> float:
         return self.rows_read / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
 
+    def edge_counts(self) -> list[EdgeCount]:
+        """Per consumer, what its producers emitted against what it received: the check
+        between nodes, so rows dropped on the way (or counted nowhere) show as a failure."""
+        counts = {n.name: n for n in self.nodes}
+        sent = {
+            n.name: n.rows_emitted if n.name in self.combining else n.rows_out for n in self.nodes
+        }
+        producers: dict[str, list[str]] = {}
+        for producer, consumer in self.edges:
+            if producer in counts and consumer in counts:
+                producers.setdefault(consumer, []).append(producer)
+        return [
+            EdgeCount(c, ps, sum(sent[p] for p in ps), counts[c].rows_in)
+            for c, ps in producers.items()
+        ]
+
+    def unreconciled(self) -> list[str]:
+        """What does not add up, one line each: nodes whose rows in != out + dead-lettered
+        + filtered, and consumers that received other than their inputs emitted."""
+        problems = [
+            f"{n.name} (rows in {n.rows_in} != out {n.rows_out} + dead-lettered "
+            f"{n.rows_dead_lettered} + filtered {n.rows_filtered})"
+            for n in self.nodes
+            if not n.reconciled
+        ]
+        problems += [
+            f"{e.consumer} (received {e.received} rows, {', '.join(e.producers)} emitted {e.sent})"
+            for e in self.edge_counts()
+            if not e.reconciled
+        ]
+        return problems
+
+    def node_ok(self, node: NodeCounts) -> bool:
+        """The node reconciles and received all that its inputs emitted."""
+        return node.reconciled and all(
+            e.reconciled for e in self.edge_counts() if e.consumer == node.name
+        )
+
     @property
     def reconciled(self) -> bool:
-        return all(n.reconciled for n in self.nodes)
+        return not self.unreconciled()
 
     def node(self, name: str) -> NodeCounts:
         for n in self.nodes:
@@ -129,6 +189,7 @@ class RunSummary:
         data = asdict(self)
         for n, counts in zip(data["nodes"], self.nodes, strict=True):
             n["reconciled"] = counts.reconciled
+        data["edges"] = [{**asdict(e), "reconciled": e.reconciled} for e in self.edge_counts()]
         for dataset in data["inputs"] + data["outputs"]:
             dataset.pop("schema", None)  # a callable (Kafka topics, PostgreSQL tables), not data
         data.update(
@@ -146,7 +207,16 @@ class RunSummary:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-_ROW_COUNTS = {ROWS_IN, ROWS_OUT, ROWS_DEAD, ROWS_FILTERED, ROWS_WRITTEN, FILES, BYTES}
+_ROW_COUNTS = {
+    ROWS_IN,
+    ROWS_OUT,
+    ROWS_DEAD,
+    ROWS_FILTERED,
+    ROWS_WRITTEN,
+    ROWS_EMITTED,
+    FILES,
+    BYTES,
+}
 
 
 def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) -> list[NodeCounts]:
@@ -168,6 +238,7 @@ def counts_from_metrics(counters: dict[str, int], order: list[tuple[str, str]]) 
             node.rows_in, node.rows_out = get(ROWS_IN), get(ROWS_OUT)
             node.rows_dead_lettered = get(ROWS_DEAD)
             node.rows_filtered = get(ROWS_FILTERED)
+            node.rows_emitted = get(ROWS_EMITTED)
             if kind == "source":
                 node.files = get(FILES)
             for key, value in counters.items():

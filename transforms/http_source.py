@@ -153,6 +153,7 @@ class HttpReader:
         workers: int = 1,
         batch_size: int = 10_000,
         run_id: str = "",
+        count_rows_out: bool = True,
     ) -> None:
         check_options(fields, auth, credentials)
         names = [f.name for f in fields]
@@ -179,6 +180,7 @@ class HttpReader:
         self.workers = workers
         self.batch_size = batch_size
         self.run_id = run_id
+        self.count_rows_out = count_rows_out
         self._names = names
         self._ready = False
 
@@ -255,7 +257,8 @@ class HttpReader:
                     if top is not None:
                         mark = top if mark is None else max(mark, top)
             self._counters.inc(ROWS_IN, len(records))
-            self._counters.inc(ROWS_OUT, table.num_rows)
+            if self.count_rows_out:
+                self._counters.inc(ROWS_OUT, table.num_rows)
             TALLY.add(self.source_name, len(records))
             if bad:
                 self._counters.inc(ROWS_DEAD, len(bad))
@@ -338,6 +341,9 @@ class ReadHttp(beam.PTransform):
         workers: worker processes of the job.
         batch_size: rows per Arrow batch (pages are gathered up to it).
         run_id: stamped on dead letters.
+        count_rows_out: False when the caller keeps or drops decoded rows after the read
+            (``records_api`` drops those at or before its mark) and so counts the source's
+            ``rows_out`` and ``rows_filtered`` itself, where the rows leave the source.
     """
 
     def __init__(self, endpoints: Iterable[Endpoint] | None = None, **options: Any) -> None:

@@ -3,7 +3,10 @@ changes strictly after the committed ``(modifiedTime, id)`` mark.
 
 The API's ``modified_since`` is inclusive (so nothing sharing the mark's millisecond is lost),
 which sends back what the last sync already had at the mark; :class:`RecordRows` drops those,
-so a change is new exactly when ``(modifiedTime, id) > (mark_time, mark_id)``.
+so a change is new exactly when ``(modifiedTime, id) > (mark_time, mark_id)``. The dropped
+rows are counted as the source's ``rows_filtered`` and the kept ones as its ``rows_out`` (the
+reader counts only ``rows_in`` and dead letters), so the source reconciles and its consumer
+receives exactly what it says it emitted.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from connectors.metrics import ROWS_FILTERED, ROWS_OUT, NodeCounters
 
 EXTERNAL = "_bw_external_id"  # the record's external id field, read and folded into the key
 
@@ -27,11 +32,13 @@ def endpoint_after(mark: tuple[Any, str] | None, endpoint: Any) -> Any:
 
 class RecordRows:
     """``table`` -> the same rows keyed (the external id, else the API id), tombstone flags
-    false when absent, rows at or before ``mark`` dropped. Called by ``beam.Map`` with the
-    committed mark as a side input (read when the run starts)."""
+    false when absent, rows at or before ``mark`` dropped and counted as ``source``'s
+    filtered rows. Called by ``beam.Map`` with the committed mark as a side input (read when
+    the run starts)."""
 
     def __init__(
         self,
+        source: str,
         key_column: str,
         id_column: str,
         modified_column: str,
@@ -39,8 +46,15 @@ class RecordRows:
     ) -> None:
         self.key_column, self.id_column = key_column, id_column
         self.modified_column, self.deleted_column = modified_column, deleted_column
+        self._counters = NodeCounters(source)
 
     def __call__(self, table: pa.Table, mark: tuple[Any, str] | None) -> pa.Table:
+        kept = self._shape(table, mark)
+        self._counters.inc(ROWS_OUT, kept.num_rows)
+        self._counters.inc(ROWS_FILTERED, table.num_rows - kept.num_rows)
+        return kept
+
+    def _shape(self, table: pa.Table, mark: tuple[Any, str] | None) -> pa.Table:
         key = pc.coalesce(table.column(EXTERNAL), table.column(self.id_column))
         table = table.drop_columns([EXTERNAL])
         table = table.add_column(0, self.key_column, key)

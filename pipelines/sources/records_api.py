@@ -9,8 +9,8 @@ API id, ``modified_column`` its ``modifiedTime``, ``deleted_column`` true for to
 ``key_column`` the record's ``external_id`` field when it has one (a record the sync created
 from a database row) else its id, and one column per ``fields`` entry.
 
-Records at or before the committed mark ``(mark_time, mark_id)`` are dropped (the API's
-inclusive filter sends back the mark's millisecond), so a change is new when
+Records at or before the committed mark ``(mark_time, mark_id)`` are dropped and counted as
+the source's filtered rows (the API's inclusive filter sends back the mark's millisecond), so a change is new when
 ``(modifiedTime, id) > mark``. The committed mark is read when the run starts
 (:class:`connectors.sync_state.ReadMark`: the listing's endpoint, with its
 ``modified_since``, is made from it, and :class:`transforms.records_api_read.RecordRows`
@@ -162,13 +162,16 @@ def build(node: RecordsApiSourceSpec, ctx: Any, path: str) -> None:
             cursor_path="offset",
         ),
         since_param="modified_since",
+        count_rows_out=False,  # RecordRows counts what leaves the source (see there)
         **client_options(node, ctx, path, workers),
     )
     mark = ctx.pipeline | f"{node.name}/CommittedMark" >> ReadMark(state, side or "")
     endpoint = mark | f"{node.name}/Endpoint" >> beam.Map(endpoint_after, Endpoint(uri, url))
     outputs = endpoint | node.name >> read
     rows = outputs.rows | f"{node.name}/Records" >> beam.Map(
-        RecordRows(node.key_column, node.id_column, node.modified_column, node.deleted_column),
+        RecordRows(
+            node.name, node.key_column, node.id_column, node.modified_column, node.deleted_column
+        ),
         beam.pvalue.AsSingleton(mark),
     )
     if state is not None:

@@ -258,4 +258,4 @@ def expressions(node: JoinStepSpec) -> list[tuple[str, str]]:
     return [("where", node.where)] if node.where else []
 
 
-KIND = Kind("step", JoinStepSpec, build, lineage=lineage, expressions=expressions)
+KIND = Kind("step", JoinStepSpec, build, lineage=lineage, expressions=expressions, combines=True)

@@ -73,4 +73,4 @@ def expressions(node: TopStepSpec) -> list[tuple[str, str]]:
     return [("value", node.value)]
 
 
-KIND = Kind("step", TopStepSpec, build, lineage=lineage, expressions=expressions)
+KIND = Kind("step", TopStepSpec, build, lineage=lineage, expressions=expressions, combines=True)

@@ -156,4 +156,4 @@ def add_window_fields(node: WindowedStepBase, state: FieldState, out: FieldState
         )
 
 
-KIND = Kind("step", WindowStepSpec, build, lineage=lineage)
+KIND = Kind("step", WindowStepSpec, build, lineage=lineage, combines=True)
