@@ -79,15 +79,17 @@ class NodeCounters:
             counter.inc(n)
 
 
-class CountEmitted:
-    """``beam.Map`` callable counting the rows of each batch as ``node``'s ``rows_emitted``
-    (see :data:`ROWS_EMITTED`): what the rows' consumers must receive."""
+class CountRows:
+    """``beam.Map`` callable counting the rows of each batch as ``node``'s ``what``, for
+    nodes that combine rows: what a combining step passes on (:data:`ROWS_EMITTED`), what a
+    report sink receives (``rows_in``)."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, what: str) -> None:
+        self._what = what
         self._counters = NodeCounters(node)
 
     def __call__(self, table: Any) -> Any:
-        self._counters.inc(ROWS_EMITTED, table.num_rows)
+        self._counters.inc(self._what, table.num_rows)
         return table
 
 

@@ -11,14 +11,16 @@ parse, expressions compile, secrets resolve, outputs may be written) and raise
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from connectors.metrics import CountEmitted
+from connectors.metrics import ROWS_EMITTED, CountRows
 from lineage.datasets import Dataset
 from pipelines import registry
 from pipelines import spec as s
@@ -114,11 +116,28 @@ def client_config(config: dict[str, Any], path: str) -> dict[str, Any]:
     }
 
 
+# False while ``plan`` builds a graph: see :func:`secrets_left_to_workers`
+_RESOLVE_SECRETS: ContextVar[bool] = ContextVar("beamwright_resolve_secrets", default=True)
+
+
+@contextmanager
+def secrets_left_to_workers() -> Iterator[None]:
+    """Build without resolving any secret reference (``plan``): the references go into the
+    graph and the workers resolve them in ``setup``, so the planning machine needs neither
+    the secrets nor access to their store, and no value can reach the plan's output."""
+    token = _RESOLVE_SECRETS.set(False)
+    try:
+        yield
+    finally:
+        _RESOLVE_SECRETS.reset(token)
+
+
 def resolve_secret_ref(spec: Any, path: str) -> Any:
     """A spec's :class:`~pipelines.spec_base.SecretSpec` as a
     :class:`connectors.secrets.SecretRef` (through the one :func:`connectors.secrets.refs.secret_ref`),
-    resolved once now so that a missing secret fails before the run; the value is dropped at
-    once and workers resolve the reference again in ``setup``."""
+    resolved once now so that a missing secret fails before the run (not while planning: see
+    :func:`secrets_left_to_workers`); the value is dropped at once and workers resolve the
+    reference again in ``setup``."""
     from connectors.secrets import SecretError
     from connectors.secrets.refs import secret_ref
 
@@ -136,6 +155,8 @@ def resolve_secret_ref(spec: Any, path: str) -> Any:
             raise BuildContext.fail(path, "a 'store' secret needs a 'name'")
     try:
         ref = secret_ref(config)
+        if not _RESOLVE_SECRETS.get():  # plan: the workers resolve it (and generate it)
+            return ref
         if spec.generate:
             ref.create_if_missing()
         ref.resolve()
@@ -184,7 +205,7 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
         ctx.outputs[step.name] = outputs.rows
         if registry.kind_of(step).combines:  # its rows_out counts input rows: see Kind
             ctx.outputs[step.name] = outputs.rows | f"{step.name}/Emitted" >> beam.Map(
-                CountEmitted(step.name)
+                CountRows(step.name, ROWS_EMITTED)
             ).with_output_types(outputs.rows.element_type)
         ctx.dead_letters.append(outputs.dead_letters)
         order.append(("step", step.name))

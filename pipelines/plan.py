@@ -183,7 +183,7 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
     import apache_beam as beam
     from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 
-    from pipelines.build import build_pipeline, discard_unrun
+    from pipelines.build import build_pipeline, discard_unrun, secrets_left_to_workers
     from pipelines.checks import build_problem, refuse_unknown_fields
     from pipelines.ids import job_name
     from pipelines.loading import SpecError
@@ -205,7 +205,8 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
             hint="correct them (run.runner_options or --option key=value)",
         ) from None
     try:
-        built = build_pipeline(spec, pipeline, PLAN_RUN_ID)
+        with secrets_left_to_workers():  # plan needs no secret: workers resolve them
+            built = build_pipeline(spec, pipeline, PLAN_RUN_ID)
         refuse_unknown_fields(spec, built, streaming=streaming)  # as validate --deep
     except BaseException as exc:
         discard_unrun(pipeline, spec, PLAN_RUN_ID)

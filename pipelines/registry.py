@@ -123,7 +123,9 @@ class Kind:
         combines: steps whose output rows are made of several input rows (a join's pairs, a
             window's aggregates, top's rankings): their ``rows_out`` counts the input rows
             used, so what they pass on is counted apart (``rows_emitted``) for the run
-            summary's check between nodes.
+            summary's check between nodes. Sinks that combine (a report) count the rows they
+            receive as ``rows_in`` and write a few aggregate rows: only the check between
+            nodes applies to them.
         masks: steps that mask: ``(index, rule)`` of each mask rule (``field``, ``strategy``,
             ``when``). Rules with a ``when`` condition are applied per output audience, by
             building the node again with those rules unconditional

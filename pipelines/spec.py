@@ -340,8 +340,10 @@ def row_edges(spec: PipelineSpec) -> list[tuple[str, str]]:
 
 
 def combining_steps(spec: PipelineSpec) -> list[str]:
-    """Steps whose ``rows_out`` counts input rows, not the rows they pass on (``Kind.combines``)."""
-    return [step.name for step in spec.steps if registry.kind_of(step).combines]
+    """Steps whose ``rows_out`` counts input rows, not the rows they pass on, and sinks that
+    write aggregates of what they receive (``Kind.combines``)."""
+    nodes = [*spec.steps, *spec.sinks]
+    return [node.name for node in nodes if registry.kind_of(node).combines]
 
 
 def classifications(spec: PipelineSpec) -> dict[str, str]:

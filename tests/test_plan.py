@@ -267,3 +267,17 @@ def test_a_bad_temp_location_fails_at_once_instead_of_asking_gcs(tmp_path, offli
     err = capsys.readouterr().err
     assert "run.runner_options.temp_location" in err and "gs://b/t" in err
     assert not any("googleapis" in a for a in offline.attempts)
+
+
+def test_plan_resolves_no_secret_the_workers_resolve(tmp_path, monkeypatch, capsys, offline):
+    """``env:`` secrets live on the workers: planning needs none of them (unset here), and a
+    value that is set never reaches the plan's output."""
+    monkeypatch.delenv("BW_PLAN_PW", raising=False)
+    out = tmp_path / "job.json"
+    argv = ["plan", "record_sync", "-p", "postgres_password=env:BW_PLAN_PW", "--out", str(out)]
+    assert main([*argv, "-p", "postgres=u@127.0.0.1:1/db"]) == 0
+    canary = "canary-pw-5f1e9c"
+    monkeypatch.setenv("BW_PLAN_PW", canary)
+    assert main([*argv, "-p", "postgres=u@127.0.0.1:1/db"]) == 0
+    captured = capsys.readouterr()
+    assert canary not in out.read_text() + captured.out + captured.err

@@ -40,6 +40,9 @@ class ReportSinkSpec(SinkBase):
 
 
 def build(node: ReportSinkSpec, ctx: Any, path: str, rows: Any) -> None:
+    import apache_beam as beam
+
+    from connectors.metrics import ROWS_IN, CountRows
     from connectors.names import CombineGlobally
     from connectors.panes import into_panes, is_streaming
     from connectors.report import WriteReport
@@ -56,6 +59,9 @@ def build(node: ReportSinkSpec, ctx: Any, path: str, rows: Any) -> None:
     dataset = ctx.dataset(node.name, "sink", node.path, node.path.rsplit(".", 1)[-1])
     staged = ctx.own_output(dataset, write.target, f"{path}.path")
     streaming = is_streaming(rows)
+    # what the report summarises, so the summary sees the sink received every row (it
+    # writes a few aggregate rows: its rows_written is theirs, see Kind.combines)
+    rows = rows | f"{node.name}/Received" >> beam.Map(CountRows(node.name, ROWS_IN))
     if streaming:  # one report per window, republished with each pane
         frequency = ctx.spec.run.triggering_frequency
         rows = into_panes(rows, frequency, accumulating=True, label=f"{node.name}/Panes")
@@ -86,4 +92,6 @@ def dry_run(node: ReportSinkSpec, table: Any) -> list[str]:
     return []
 
 
-KIND = Kind("sink", ReportSinkSpec, build, lineage=lineage, paths=paths, dry_run=dry_run)
+KIND = Kind(
+    "sink", ReportSinkSpec, build, lineage=lineage, paths=paths, dry_run=dry_run, combines=True
+)
