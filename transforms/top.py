@@ -12,6 +12,12 @@ it computes, in two halves so it scales as a combiner does:
 * in Beam, per key and window, :class:`MergeTop` merges those candidate tables the same way
   (``top_rows`` of their union) and emits the survivors as one Arrow table.
 
+In batch, when each window fires once at the end, the second half is done in Arrow instead
+(:meth:`TopRows.ranked_windows`, see ``Window._arrow_panes``): a batch's candidates, one
+table per hash partition of their keys, meet the other batches' after one GroupByKey and are
+ranked per key and window at once, sessions merged there; Beam never sees one element per
+key and window.
+
 Ranking is exact however the rows were split into batches: the top N of a union is the top N
 of the union of each part's top N, with ties kept whole (``ties: all``) or broken by a total
 order that does not depend on the split (``ties: first``).

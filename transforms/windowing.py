@@ -9,7 +9,8 @@ Shape of the step::
             carrying its window and stamped with its earliest event time
         ──▶ WindowInto(PresetWindows, trigger, accumulation) ──▶ CombinePerKey(MergePartials)
             (batch, one pane per window: CombinePerKey, or sessions merged per key, without
-            Beam's windowing: see Window._batch_panes)
+            Beam's windowing: see Window._batch_panes; the top step instead ranks each hash
+            partition of keys in Arrow after one GroupByKey: Window._arrow_panes)
         ──▶ one Arrow row per key, window and pane ──▶ Arrow tables:
               batch: one per bundle, in the global window (as a report's);
               streaming: one per bundle, window and pane, left in that window and pane
