@@ -439,30 +439,71 @@ def parser() -> argparse.ArgumentParser:
     )
     tpl.set_defaults(func=cmd_templates)
 
-    bench = sub.add_parser("bench", help="measure throughput (generates its own data)")
-    bench.add_argument("--rows", type=int, default=1_000_000)
-    bench.add_argument("--baseline-rows", type=int, default=200_000)
-    bench.add_argument("--batch-size", type=int, default=125_000)
-    bench.add_argument("--workers", type=int, default=2, help="direct_num_workers (threads)")
-    bench.add_argument("--repeat", type=int, default=3, help="runs per case (median reported)")
+    from pipelines.dev.bench import CASES, case_names  # standard library only: no Beam
+    from pipelines.dev.nexmark_bench import MIN_EVENTS, event_count, query_numbers
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure throughput (generates its own data)",
+        description="Measure throughput on generated data: the file cases (default), or one "
+        "of --kafka, --postgres, --postgres-upsert, --http, --documents, --nexmark.",
+    )
+    bench.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows per file case (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--baseline-rows",
+        type=int,
+        default=200_000,
+        help="rows for the per-element baseline case (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--batch-size", type=int, default=125_000, help="rows per batch (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="direct_num_workers (threads) (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per case, median reported (default: %(default)s)",
+    )
     bench.add_argument("--json", action="store_true", help="print results as JSON")
-    bench.add_argument("--workdir", help="where to put generated data (default: a temp dir)")
+    bench.add_argument(
+        "--workdir",
+        help="where to put generated data and outputs, kept afterwards (default: a temp dir, "
+        "removed when the bench succeeds, kept and printed when it fails)",
+    )
     bench.add_argument("--case", help=argparse.SUPPRESS)  # one case, in this process
     bench.add_argument(
         "--cases",
-        help="comma-separated cases to run (default: all): "
-        "parquet, parquet_lineage, jsonl, baseline, demo, validate_only, window",
+        type=case_names,
+        help=f"comma-separated cases to run (default: all): {', '.join(CASES)}",
     )
     bench.add_argument(
         "--kafka", action="store_true", help="Kafka -> validate -> Parquet vs a raw consumer loop"
     )
-    bench.add_argument("--kafka-messages", type=int, default=1_000_000)
+    bench.add_argument(
+        "--kafka-messages",
+        type=int,
+        default=1_000_000,
+        help="messages for --kafka (default: %(default)s)",
+    )
     bench.add_argument(
         "--postgres",
         action="store_true",
         help="Parquet -> postgres lookup step -> Parquet vs a plain psycopg loop (--rows orders)",
     )
-    bench.add_argument("--postgres-table-rows", type=int, default=100_000)
+    bench.add_argument(
+        "--postgres-table-rows",
+        type=int,
+        default=100_000,
+        help="rows of the lookup table for --postgres (default: %(default)s)",
+    )
     bench.add_argument(
         "--postgres-upsert",
         action="store_true",
@@ -474,8 +515,18 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="http step per-row and bulk vs a plain sequential loop (local API, 20 ms latency)",
     )
-    bench.add_argument("--http-rows", type=int, default=20_000)
-    bench.add_argument("--http-bulk-rows", type=int, default=500_000)
+    bench.add_argument(
+        "--http-rows",
+        type=int,
+        default=20_000,
+        help="rows for --http's per-row case (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--http-bulk-rows",
+        type=int,
+        default=500_000,
+        help="rows for --http's bulk case (default: %(default)s)",
+    )
     bench.add_argument(
         "--documents",
         action="store_true",
@@ -487,8 +538,17 @@ def parser() -> argparse.ArgumentParser:
         help="Nexmark queries: Beam's Python implementation vs the specs in docs/examples/nexmark, "
         "same events, results compared",
     )
-    bench.add_argument("--nexmark-events", type=int, default=1_000_000)
-    bench.add_argument("--nexmark-queries", help="comma-separated query numbers (default: all)")
+    bench.add_argument(
+        "--nexmark-events",
+        type=event_count,
+        default=1_000_000,
+        help=f"events to generate for --nexmark, at least {MIN_EVENTS} (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--nexmark-queries",
+        type=query_numbers,
+        help="comma-separated query numbers 0-12 for --nexmark (default: all)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     from pipelines.container import add_parser as add_container

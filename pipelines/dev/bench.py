@@ -40,10 +40,11 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from pipelines.dev.workdir import BenchWorkdir
 
 CASES = (
     "parquet",
@@ -59,6 +60,17 @@ CASES = (
     "plain_masks",
     "join",
 )
+
+
+def case_names(text: str) -> list[str]:
+    """``--cases``: case names separated by commas, each one of :data:`CASES`."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in CASES:
+            raise argparse.ArgumentTypeError(f"unknown case {name!r}; cases: {', '.join(CASES)}")
+    return names
+
+
 JOIN_CUSTOMERS = 100_000  # the join case: --rows orders x this many customers (bounded join)
 TARGETS = {"parquet": 1_000_000, "jsonl": 500_000}
 WINDOW_TARGET = 0.5  # window rows/s over validate_only rows/s
@@ -494,14 +506,22 @@ def main(args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.ERROR)
     if args.kafka:
-        print(json.dumps(kafka_bench(args.kafka_messages, args.repeat, args.batch_size), indent=2))
+        with BenchWorkdir(args.workdir, "beamwright-bench-kafka-") as work:
+            report = kafka_bench(args.kafka_messages, args.repeat, args.batch_size, work.path)
+        print(json.dumps(report, indent=2))
         return 0
     if args.postgres:
         from pipelines.dev.postgres_bench import postgres_bench
 
-        report = postgres_bench(
-            args.rows, args.postgres_table_rows, args.repeat, args.batch_size, args.workers
-        )
+        with BenchWorkdir(args.workdir, "beamwright-bench-postgres-") as work:
+            report = postgres_bench(
+                args.rows,
+                args.postgres_table_rows,
+                args.repeat,
+                args.batch_size,
+                args.workers,
+                work=work.path,
+            )
         print(json.dumps(report, indent=2))
         return 0
     if getattr(args, "postgres_upsert", False):
@@ -513,12 +533,19 @@ def main(args: argparse.Namespace) -> int:
     if args.http:
         from pipelines.dev.http_bench import http_bench
 
-        print(json.dumps(http_bench(args.http_rows, args.http_bulk_rows, args.repeat), indent=2))
+        with BenchWorkdir(args.workdir, "beamwright-bench-http-") as work:
+            report = http_bench(args.http_rows, args.http_bulk_rows, args.repeat, work.path)
+        print(json.dumps(report, indent=2))
         return 0
-    workdir = (
-        Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="beamwright-bench-"))
-    )
-    workdir.mkdir(parents=True, exist_ok=True)
+    with BenchWorkdir(args.workdir, "beamwright-bench-") as work:
+        code = _run_cases(args, work.path)
+        work.failed = code != 0
+    return code
+
+
+def _run_cases(args: argparse.Namespace, workdir: Path) -> int:
+    """The file cases (``--cases``, default all), each in a process of its own, in
+    ``workdir``; or, with the hidden ``--case``, one case in this process."""
     if args.case:
         rows = args.baseline_rows if args.case == "baseline" else args.rows
         data_dir = workdir / f"data-{rows}"
@@ -526,11 +553,7 @@ def main(args: argparse.Namespace) -> int:
         result = _run_case(args.case, data_dir, rows, args.batch_size, args.workers, args.repeat)
         print(json.dumps(result))
         return 0
-    cases = args.cases.split(",") if args.cases else list(CASES)
-    unknown = sorted(set(cases) - set(CASES))
-    if unknown:
-        print(f"beamwright bench: unknown case(s) {unknown}; cases: {', '.join(CASES)}")
-        return 2
+    cases = args.cases or list(CASES)
     # Data is generated in a process of its own, neither in a case's (its peak RSS would
     # include the generator's: the first run of a fresh workdir reported 1.5 GB for the
     # Parquet case) nor here (Linux children inherit the parent's peak RSS through fork).
@@ -722,14 +745,14 @@ def _kafka_spec(servers: str, topic: str, out: Path, batch_size: int) -> Any:
     )
 
 
-def kafka_bench(messages: int, repeat: int, batch_size: int) -> dict[str, Any]:
-    """Kafka -> validate -> Parquet through a spec, against a raw consume-and-parse loop over
-    the same topic on an embedded Tansu broker. Best of ``repeat`` for each."""
+def kafka_bench(messages: int, repeat: int, batch_size: int, out: Path) -> dict[str, Any]:
+    """Kafka -> validate -> Parquet (into ``out``) through a spec, against a raw
+    consume-and-parse loop over the same topic on an embedded Tansu broker. Best of ``repeat``
+    for each."""
     from pipelines.dev.kafka_bench import PARTITIONS, produce, raw_loop
     from pipelines.dev.kafka_broker import EmbeddedBroker
     from pipelines.run import run_spec
 
-    out = Path(tempfile.mkdtemp(prefix="beamwright-bench-kafka-"))
     with EmbeddedBroker() as broker:
         servers = broker.bootstrap_servers
         topic = broker.create_topic("bench-orders", PARTITIONS)

@@ -27,7 +27,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -171,15 +170,14 @@ def _sequential(api: ApiProcess, rows: int, bulk: bool) -> dict[str, Any]:
     }
 
 
-def http_bench(rows: int, bulk_rows: int, repeat: int = 1) -> dict[str, Any]:
-    """Run the cases (best of ``repeat`` for the pipelines) and return the report."""
+def http_bench(rows: int, bulk_rows: int, repeat: int, work: Path) -> dict[str, Any]:
+    """Run the cases (best of ``repeat`` for the pipelines) in ``work``; the report."""
     import logging
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     logging.getLogger().setLevel(logging.ERROR)
-    work = Path(tempfile.mkdtemp(prefix="beamwright-bench-http-"))
     sources = {}
     for name, n in (("per_row", rows), ("bulk", bulk_rows)):
         sources[name] = str(work / f"{name}.parquet")
@@ -215,4 +213,9 @@ def http_bench(rows: int, bulk_rows: int, repeat: int = 1) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(http_bench(int(sys.argv[1]), int(sys.argv[2])), indent=2))
+    from pipelines.dev.workdir import BenchWorkdir
+
+    with BenchWorkdir(None, "beamwright-bench-http-") as bench_work:
+        print(
+            json.dumps(http_bench(int(sys.argv[1]), int(sys.argv[2]), 1, bench_work.path), indent=2)
+        )

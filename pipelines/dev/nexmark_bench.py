@@ -27,14 +27,12 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipelines.dev.bench import environment
-from pipelines.dev.nexmark import NexmarkConfig, write_file
 from pipelines.dev.nexmark_oracle import (
     UNRUNNABLE,
     beam_results,
@@ -46,6 +44,38 @@ from pipelines.dev.nexmark_oracle import (
 
 QUERIES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 TARGET_RATIO = 5.0
+MIN_EVENTS = 1_000
+"""The fewest events a run may ask for: Beam's implementation crashes on an empty file, and on
+fewer events than a few generator cycles (50 events each: 1 person, 3 auctions, 46 bids) most
+queries have nothing to compare."""
+
+
+def query_numbers(text: str) -> list[int]:
+    """``--nexmark-queries``: query numbers separated by commas (``q3`` is read as 3)."""
+    numbers = []
+    for part in text.split(","):
+        number = part.strip().lower().removeprefix("q")
+        if not number.isdigit() or int(number) not in QUERIES:
+            raise argparse.ArgumentTypeError(
+                f"no Nexmark query {part.strip()!r}: give query numbers "
+                f"{QUERIES[0]}-{QUERIES[-1]} separated by commas, e.g. 0,1,2"
+            )
+        numbers.append(int(number))
+    return numbers
+
+
+def event_count(text: str) -> int:
+    """``--nexmark-events``: a whole number, at least :data:`MIN_EVENTS`."""
+    try:
+        events = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if events < MIN_EVENTS:
+        raise argparse.ArgumentTypeError(
+            f"{events} events is too few: at least {MIN_EVENTS:,} (Beam's implementation "
+            "fails on an empty file, and with fewer most queries have nothing to compare)"
+        )
+    return events
 
 
 def _children_cpu() -> float:
@@ -63,9 +93,12 @@ def _timed(command: list[str], run_seconds: Callable[[str], float]) -> dict[str,
     result: dict[str, Any] = {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3)}
     if done.returncode != 0:
         # a process the kernel killed (out of memory) leaves no output: say how it ended
-        result["error"] = (done.stderr or done.stdout)[-1500:] or f"exit code {done.returncode}"
-    else:
+        result["error"] = (done.stderr or done.stdout)[-3000:] or f"exit code {done.returncode}"
+        return result
+    try:
         result["run_seconds"] = round(run_seconds(done.stdout), 3)
+    except (OSError, ValueError, LookupError) as exc:  # exited 0 without its report
+        result["error"] = f"exited 0 but its report is missing or unreadable ({exc})"
     return result
 
 
@@ -124,6 +157,14 @@ def run_query(query: int, events_file: Path, events: int, workdir: Path) -> dict
     report["beam"] = _rates(beam, events)
     if "error" in spec or "error" in beam:
         return report
+    missing = [
+        f"{side} wrote no results ({path} is missing)"
+        for side, path in (("Beam", out / f"beam-q{query}"), ("spec", out / f"spec-q{query}"))
+        if not path.exists()
+    ]
+    if missing:
+        report["error"] = "; ".join(missing)
+        return report
     report["ratio"] = round(beam["seconds"] / spec["seconds"], 2)
     report["cpu_ratio"] = round(beam["cpu_seconds"] / spec["cpu_seconds"], 2)
     comparison = compare(
@@ -133,12 +174,10 @@ def run_query(query: int, events_file: Path, events: int, workdir: Path) -> dict
     return report
 
 
-def nexmark_bench(
-    events: int, queries: list[int], seed: int = 0, workdir: Path | None = None
-) -> dict[str, Any]:
-    """Every query both ways on ``events`` generated events; the report."""
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="beamwright-nexmark-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+def nexmark_bench(events: int, queries: list[int], workdir: Path, seed: int = 0) -> dict[str, Any]:
+    """Every query both ways on ``events`` generated events in ``workdir``; the report."""
+    from pipelines.dev.nexmark import NexmarkConfig, write_file
+
     events_file = workdir / f"events-{events}-seed{seed}.jsonl"
     if not events_file.exists():
         write_file(NexmarkConfig(events=events, seed=seed), events_file)
@@ -158,30 +197,67 @@ def nexmark_bench(
     }
 
 
-def main(args: argparse.Namespace) -> int:
-    queries = (
-        [int(q) for q in args.nexmark_queries.split(",")] if args.nexmark_queries else list(QUERIES)
+def failure(result: dict[str, Any]) -> str | None:
+    """Why one query's result is a failure, else None: either side crashed or wrote nothing,
+    or the results differ. A side Beam cannot run at all (``UNRUNNABLE``) is not a failure."""
+    if result.get("error"):
+        return result["error"]
+    spec, beam = result.get("spec", {}), result.get("beam", {})
+    if spec.get("error"):
+        return f"the spec failed: {spec['error']}"
+    if result["query"] in UNRUNNABLE:
+        return None
+    if beam.get("error"):
+        return f"Beam failed: {beam['error']}"
+    if result.get("equal") is not True:
+        return "the results differ"
+    return None
+
+
+def _side(name: str, side: dict[str, Any]) -> str:
+    if "events_per_second" not in side:
+        return f"{name} -"
+    return (
+        f"{name} {side['seconds']} s ({side.get('run_seconds', '-')} s running), "
+        f"{side['cpu_seconds']} CPU-s, {side['events_per_second']:,} events/s, "
+        f"{side['events_per_cpu_second'] or 0:,} events/CPU-s"
     )
-    unknown = sorted(set(queries) - set(QUERIES))
-    if unknown:
+
+
+def print_text(report: dict[str, Any]) -> None:
+    """The report for a reader: per query the verdict, both sides' wall and CPU seconds and
+    events per second and per CPU-second, the ratios, then any note or error in full."""
+    for r in report["queries"]:
+        beam, spec = r.get("beam", {}), r.get("spec", {})
         print(
-            f"beamwright bench --nexmark: no query {unknown}; queries: {QUERIES}", file=sys.stderr
+            f"q{r['query']:<3} equal={r.get('equal')!s:<5} {_side('beam', beam)}; "
+            f"{_side('spec', spec)}; ratio {r.get('ratio', '-')} wall, "
+            f"{r.get('cpu_ratio', '-')} CPU"
         )
-        return 2
-    workdir = Path(args.workdir) if args.workdir else None
-    report = nexmark_bench(args.nexmark_events, queries, workdir=workdir)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        for r in report["queries"]:
-            beam, spec = r.get("beam", {}), r.get("spec", {})
-            print(
-                f"q{r['query']:<3} equal={r.get('equal')!s:<5} "
-                f"beam {beam.get('seconds', '-')} s  spec {spec.get('seconds', '-')} s  "
-                f"ratio {r.get('ratio', '-')}  {r.get('error') or beam.get('error', '')[:80]}"
-            )
-        print(
-            f"load average: {report['environment']['load_average']} -> {report['load_average_after']}"
-        )
-    failed = [r for r in report["queries"] if r.get("equal") is False]
+        for note in (r.get("error"), spec.get("error"), beam.get("error")):
+            if note:
+                print("     " + note.rstrip().replace("\n", "\n     "))
+    print(
+        f"load average: {report['environment']['load_average']} -> {report['load_average_after']}"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """``bench --nexmark``: 0 when every query ran on both sides with equal results (or Beam
+    cannot run it at all), else 1 with each failure on stderr."""
+    from pipelines.dev.workdir import BenchWorkdir
+
+    queries = args.nexmark_queries or list(QUERIES)
+    with BenchWorkdir(args.workdir, "beamwright-nexmark-") as work:
+        report = nexmark_bench(args.nexmark_events, queries, work.path)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_text(report)
+        failed = {r["query"]: failure(r) for r in report["queries"]}
+        failed = {query: why for query, why in failed.items() if why}
+        for query, why in failed.items():  # the whole error is in the report above
+            last = [line for line in why.splitlines() if line.strip()][-1].strip()
+            print(f"beamwright bench --nexmark: q{query} failed: {last}", file=sys.stderr)
+        work.failed = bool(failed)
     return 1 if failed else 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import resource
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -161,12 +160,13 @@ def postgres_bench(
     repeat: int = 1,
     batch_size: int = 125_000,
     workers: int = 2,
+    *,
+    work: Path,
 ) -> dict[str, Any]:
-    """Run both cases (see the module docstring) and return the report."""
+    """Run both cases (see the module docstring) in ``work``; the report."""
     from pipelines.dev.postgres_server import TempPostgres
     from pipelines.run import run_spec
 
-    work = Path(tempfile.mkdtemp(prefix="beamwright-bench-postgres-"))
     source = work / "orders.parquet"
     with TempPostgres() as server:
         _load(server, table_rows)
