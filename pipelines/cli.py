@@ -33,7 +33,7 @@ def _is_spec_file(target: str) -> bool:
 
 def load_target(target: str, params: dict[str, str]) -> Any:
     """A PipelineSpec from a spec file or a template name plus parameters."""
-    from pipelines.loading import SpecError, load_spec, resolve_parameters
+    from pipelines.loading import SpecError, expand_template, load_spec
 
     if _is_spec_file(target):
         return load_spec(target, params)
@@ -43,11 +43,7 @@ def load_target(target: str, params: dict[str, str]) -> Any:
         template = templates.get_template(target)
     except KeyError as exc:
         raise SpecError([str(exc.args[0]) + " (or give a spec file path)"], target) from None
-    values = resolve_parameters(template.parameters, params)
-    try:
-        return template.expand(values)
-    except ValueError as exc:
-        raise SpecError([str(exc)], f"template {target}") from None
+    return expand_template(template, params)
 
 
 class _VersionAction(argparse.Action):
@@ -265,8 +261,11 @@ def cmd_templates(args: argparse.Namespace) -> int:
     print(f"{t.name} (v{t.version})\n  {t.description}\n\nparameters:")
     for name, p in t.parameters.items():
         choices = f" choices: {', '.join(map(str, p.choices))}." if p.choices else ""
-        default = json.dumps(p.default) if p.default is not None else "(required)"
-        print(f"  {name} ({p.type}) default {default}\n      {p.description}{choices}")
+        if p.default is not None:
+            default = f"default {json.dumps(p.default)}"
+        else:
+            default = "required" if p.required else "optional, no default"
+        print(f"  {name} ({p.type}) {default}\n      {p.description}{choices}")
     return EXIT_OK
 
 

@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None, template: str | None = None) -> int:
     arguments and submit it with the rest as Beam options. 0 when submitted, 2 when the
     arguments or the template are wrong (nothing submitted)."""
     import templates
-    from pipelines.loading import SpecError, resolve_parameters
+    from pipelines.loading import SpecError, expand_template
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -147,11 +147,7 @@ def main(argv: Sequence[str] | None = None, template: str | None = None) -> int:
         except KeyError as exc:
             raise LaunchError(str(exc.args[0]), where=TEMPLATE_ENV) from None
         params, beam_args = split_arguments(tpl.parameters, argv)
-        values = resolve_parameters(tpl.parameters, params)
-        try:
-            spec = tpl.expand(values)
-        except ValueError as exc:
-            raise SpecError([str(exc)], f"template {name}") from None
+        spec = expand_template(tpl, params)
         result = launch(spec, beam_args)
     except (BeamwrightError, SpecError) as exc:
         print(f"beamwright flex launcher: {exc}", file=sys.stderr)

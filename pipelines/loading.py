@@ -122,8 +122,47 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{path}: {msg}"
 
 
-def validation_problems(exc: ValidationError) -> list[str]:
-    return [_describe(e) for e in exc.errors(include_url=False)]
+def validation_problems(
+    exc: ValidationError, parameters: Mapping[str, Any] | None = None
+) -> list[str]:
+    """One ``path: problem`` per pydantic error. ``parameters`` are the parameter values the
+    user gave: an error whose rejected value is one of them names that parameter first
+    (``parameters.page_size (at sources[0].page_size): ...``), since the parameter is what the
+    user typed and the spec path is only where the template put it. The value is not echoed
+    (it may be a secret)."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        problem = _describe(error)
+        name = _parameter_of(error.get("input"), parameters or {})
+        if name is not None:
+            where, sep, rest = problem.partition(": ")
+            problem = f"parameters.{name} (at {where}): {rest}" if sep else problem
+        problems.append(problem)
+    return problems
+
+
+def _parameter_of(value: Any, parameters: Mapping[str, Any]) -> str | None:
+    """The one given parameter whose value is ``value`` (same type: True is not 1), else None."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    names = [
+        name for name, given in parameters.items() if type(given) is type(value) and given == value
+    ]
+    return names[0] if len(names) == 1 else None
+
+
+def expand_template(template: Any, given: Mapping[str, Any]) -> PipelineSpec:
+    """``template`` (a :class:`templates.base.Template`) expanded with the ``given`` parameter
+    values: SpecError with path + problem when a value is invalid or makes an invalid spec
+    (a value breaking a bound names its parameter: :func:`validation_problems`)."""
+    values = resolve_parameters(template.parameters, given)
+    try:
+        return template.expand(values)
+    except ValidationError as exc:
+        chosen = {name: values[name] for name in given if name in values}
+        raise SpecError(validation_problems(exc, chosen), f"template {template.name}") from None
+    except ValueError as exc:
+        raise SpecError([str(exc)], f"template {template.name}") from None
 
 
 # --------------------------------------------------------------------------- parameters
@@ -338,7 +377,8 @@ def spec_from_data(
     try:
         return PipelineSpec.model_validate(body)
     except ValidationError as exc:
-        raise SpecError(validation_problems(exc), origin) from None
+        chosen = {name: values[name] for name in params or {} if name in values}
+        raise SpecError(validation_problems(exc, chosen), origin) from None
 
 
 def _load_plugins(plugins: Any, origin: str) -> None:

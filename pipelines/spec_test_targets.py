@@ -179,10 +179,10 @@ def _cases(raw: list[Any], path: Path) -> list[Any]:
 def _expanded(template: Any, given: Mapping[str, Any], origin: str, where: str) -> PipelineSpec:
     """``template`` expanded with ``given``; problems are prefixed with ``where`` (the case
     whose parameters they are)."""
-    from pipelines.loading import resolve_parameters
+    from pipelines.loading import expand_template
 
     try:
-        return template.expand(resolve_parameters(template.parameters, given))
+        return expand_template(template, given)
     except SpecError as exc:
         raise SpecError([where + p for p in exc.problems], origin) from None
     except ValueError as exc:

@@ -136,24 +136,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "sample-records",
         help="run the record_sync template against a local records API and a throw-away "
         "PostgreSQL, then stop both",
+        description="Start the local records API (seeded with --count records, 5 requests/s) "
+        "and a throw-away PostgreSQL on 127.0.0.1, run the record_sync template --runs times "
+        "(editing records between runs to show the incremental marks), print each run's "
+        "summary and whether both sides agree, then stop both servers. Needs the postgres "
+        "extra and a PostgreSQL server installation (initdb).",
     )
     p.add_argument(
         "--count",
         type=_at_least(1),
         default=500,
-        help=f"records the API holds at start (both/db_to_api: at least {TWO_WAY_MIN})",
+        help=f"records the API holds at start (both/db_to_api: at least {TWO_WAY_MIN}) "
+        "(default: %(default)s)",
     )
     p.add_argument(
-        "--runs", type=_at_least(1), default=2, help="syncs, with API edits between them"
+        "--runs",
+        type=_at_least(1),
+        default=2,
+        help="syncs, with API edits between them (default: %(default)s)",
     )
     p.add_argument(
         "--direction",
         choices=("api_to_db", "db_to_api", "both"),
         default="api_to_db",
-        help="both/db_to_api: both sides seeded equal, then edited on both sides between runs",
+        help="api_to_db: API records upserted into the table; both/db_to_api: both sides "
+        "seeded equal, then edited on both sides between runs (default: %(default)s)",
     )
-    p.add_argument("--output-dir", default="", help="outputs (default: a temporary directory)")
-    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--output-dir",
+        default="",
+        help="where the runs write their outputs (default: a new temporary directory, printed)",
+    )
+    p.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a record_sync template parameter, repeatable (see: beamwright templates show "
+        "record_sync)",
+    )
     p.set_defaults(func=main)
 
 
