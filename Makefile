@@ -4,8 +4,9 @@
 # Everything is installed into .venv in this directory; nothing else is needed but python3.
 
 PYTHON ?= python3
-# Two environments: the product as users install it (make demo, make bench: the broker, http and
-# postgres extras the benches use; no test tools, no Dataflow client), and the product with its
+# Two environments: the product as users install it (make demo, make bench: the broker, http,
+# postgres and documents extras the benches and the README's templates use; no test tools, no
+# Dataflow client), and the product with its
 # test extra (make test). Installing the gcp extra
 # (Beam's Dataflow runner, needed by the translation tests) makes `import apache_beam` load
 # Beam's GCP modules, ~0.5 s more for every run: the demo must not pay for the tests' needs.
@@ -16,12 +17,12 @@ TEST_VENV ?= .venv-test
 TEST_BIN := $(TEST_VENV)/bin
 TEST_STAMP := $(TEST_VENV)/.installed
 
-.PHONY: demo test test-fast bench lint clean browser postgres redis tesseract
+.PHONY: install demo test test-fast bench lint clean browser postgres redis tesseract
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[broker,http,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[broker,http,postgres,documents]'
 	touch $(STAMP)
 
 $(TEST_STAMP): pyproject.toml
@@ -29,6 +30,8 @@ $(TEST_STAMP): pyproject.toml
 	$(TEST_BIN)/python -m pip install --quiet --upgrade pip
 	$(TEST_BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
+
+install: $(STAMP)  # .venv as make demo installs it, without running anything
 
 demo: $(STAMP)
 	$(BIN)/beamwright run data_processing --summary-json beamwright-output/data_processing/summary.json

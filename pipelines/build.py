@@ -182,8 +182,9 @@ def build_pipeline(spec: s.PipelineSpec, pipeline: beam.Pipeline, run_id: str) -
     """Add the spec's transforms to ``pipeline``. Raises SpecError before anything runs."""
     ctx = BuildContext(spec=spec, pipeline=pipeline, run_id=run_id)
     from pipelines.audience_checks import audience_problems
+    from pipelines.extras import extra_problems
 
-    problems = audience_problems(spec)
+    problems = extra_problems(spec) or audience_problems(spec)
     if problems:
         raise SpecError(problems)
     order: list[tuple[str, str]] = []

@@ -68,6 +68,13 @@ GoogleSettings = Annotated[GoogleDocumentSpec | None, Field(description="Require
 (fields rather than a shared base model, which would put them before ``type`` and ``name``)."""
 
 
+def document_extras(node: Any) -> tuple[str, ...]:
+    """The extras reading documents needs (the source's and ``read_documents``): the local
+    readers (pypdf, Pillow, pytesseract, python-docx: DOCX and HTML are read locally whatever
+    the provider) and, for provider aws, boto3 for Textract."""
+    return ("documents", "aws") if node.provider == "aws" else ("documents",)
+
+
 def check_provider_settings(node: Any) -> None:
     """Refuse a remote provider without its settings (the source and ``read_documents``)."""
     if node.provider == "azure" and node.azure is None:

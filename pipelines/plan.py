@@ -239,9 +239,14 @@ def _check_gcs_locations(options: Any) -> None:
 
 
 def _missing_gcp(exc: ImportError) -> PlanError:
+    """What Beam raises when a module of the gcp extra is missing that pipelines.extras's check
+    (the extra's main modules, before the build) did not look for."""
+    from pipelines.extras import install_hint
+
     return PlanError(
         f"the Dataflow runner is not installed ({exc})",
-        hint="install the gcp extra: pip install 'beamwright[gcp]' (apache-beam[gcp])",
+        where="run.runner",
+        hint=f"install the gcp extra: {install_hint('gcp')} (apache-beam[gcp])",
     )
 
 

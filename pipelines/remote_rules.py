@@ -15,12 +15,10 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Iterator
-from typing import Any
-
-from pydantic import BaseModel
 
 from pipelines import registry
 from pipelines import spec as s
+from pipelines.extras import spec_models
 from pipelines.spec_base import SecretSpec
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
@@ -51,7 +49,7 @@ def remote_problems(spec: s.PipelineSpec) -> list[str]:
             f"machine, which workers on "
             f"'{spec.run.runner}' do not share; use a secret store ({{store: ...}}), or set "
             "run.allow_local_secrets: true if the workers have it too"
-            for where, kind in _local_secrets(spec, "")
+            for where, kind in _local_secrets(spec)
         ]
     return problems
 
@@ -67,22 +65,8 @@ def _worker_paths(spec: s.PipelineSpec) -> Iterator[tuple[str, str]]:
         yield "run.temp_location", spec.run.temp_location
 
 
-def _local_secrets(value: Any, where: str) -> Iterator[tuple[str, str]]:
+def _local_secrets(spec: s.PipelineSpec) -> Iterator[tuple[str, str]]:
     """(spec path, env|file) of every secret the spec reads from the driver's machine."""
-    if isinstance(value, SecretSpec):
-        if value.env is not None or value.file is not None:
-            yield where, "env" if value.env is not None else "file"
-        return
-    if isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _local_secrets(getattr(value, name), _join(where, name))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _local_secrets(item, _join(where, str(key)))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _local_secrets(item, f"{where}[{i}]")
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
+    for where, model in spec_models(spec):
+        if isinstance(model, SecretSpec) and (model.env is not None or model.file is not None):
+            yield where, "env" if model.env is not None else "file"

@@ -109,11 +109,12 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
     from connectors.committer import OutputConflict
     from pipelines.build import build_pipeline, discard_unrun
     from pipelines.checks import refuse_unknown_fields
+    from pipelines.extras import extra_problems
     from pipelines.loading import SpecError
     from pipelines.remote_rules import remote_problems
     from pipelines.runners import pipeline_options
 
-    problems = remote_problems(spec)
+    problems = extra_problems(spec) or remote_problems(spec)
     if problems:  # before anything is claimed or submitted
         raise SpecError(problems)
     streaming = bool(streaming_sources(spec))

@@ -121,6 +121,10 @@ class RunSettings(SpecModel):
         "Use a gs:// path on Dataflow.",
     )
 
+    def needed_extras(self) -> tuple[str, ...]:
+        """The dataflow runner is Beam's GCP modules (the gcp extra)."""
+        return ("gcp",) if self.runner == "dataflow" else ()
+
     publish: Literal["driver", "pipeline"] = Field(
         default="driver",
         description="Who publishes a bounded run's staged outputs: the driver after the run's "

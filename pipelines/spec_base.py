@@ -58,6 +58,13 @@ class SpecModel(BaseModel):
             raise ValueError(f"unknown key '{key}'; {hint}")
         return data
 
+    def needed_extras(self) -> tuple[str, ...]:
+        """The optional dependencies (pyproject extras, :mod:`pipelines.extras`) this node
+        needs as configured, so a missing one is refused before the run rather than failing
+        inside it; none unless the model says otherwise (a PostgreSQL connection, a secret
+        in an AWS store, the dataflow runner)."""
+        return ()
+
 
 class SecretSpec(SpecModel):
     """Where a secret comes from. The value itself never appears in a spec."""
@@ -74,6 +81,15 @@ class SecretSpec(SpecModel):
         description="With 'file': create a random 32-byte key there (mode 0600) when missing. "
         "For local defaults; production keys come from a secret store.",
     )
+
+    def needed_extras(self) -> tuple[str, ...]:
+        """A store's client library (aws: boto3, vault: hvac, azure: the Key Vault SDK)."""
+        from connectors.secrets.registry import PROVIDER_EXTRAS
+
+        if not self.store:
+            return ()
+        extra = PROVIDER_EXTRAS.get(str(self.store.get("type")))
+        return (extra,) if extra else ()
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretSpec:

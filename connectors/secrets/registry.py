@@ -27,6 +27,9 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
     "env": ("connectors.secrets.env", "EnvConfig", "EnvProvider"),
     "file": ("connectors.secrets.filestore", "FileStoreConfig", "FileStore"),
 }
+PROVIDER_EXTRAS = {"aws": "aws", "vault": "vault", "azure": "azure"}
+"""The pyproject extra bringing each built-in provider's client library (gcp's is a core
+dependency; env and file need none): checked before a run by :mod:`pipelines.extras`."""
 _REGISTERED: dict[str, tuple[type, type]] = {}
 
 

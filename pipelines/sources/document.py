@@ -28,6 +28,7 @@ from pipelines.document_reading import (
     MinOcrConfidence,
     Provider,
     check_provider_settings,
+    document_extras,
     provider_configs,
 )
 from pipelines.registry import Kind
@@ -46,6 +47,9 @@ class DocumentSourceSpec(SpecModel):
     aws: AwsTextractSpec = Field(default_factory=AwsTextractSpec)
     azure: AzureSettings = None
     google: GoogleSettings = None
+
+    def needed_extras(self) -> tuple[str, ...]:
+        return document_extras(self)
 
     @model_validator(mode="after")
     def _provider_settings(self) -> DocumentSourceSpec:

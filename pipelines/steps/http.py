@@ -112,6 +112,9 @@ class CacheSpec(SpecModel):
     url: str | None = Field(default=None, description="redis: redis://host:port/db.")
     prefix: str = Field(default="beamwright:http:", description="redis: key prefix.")
 
+    def needed_extras(self) -> tuple[str, ...]:
+        return ("redis",) if self.type == "redis" else ()
+
     @model_validator(mode="after")
     def _redis_url(self) -> CacheSpec:
         if self.type == "redis" and not self.url:

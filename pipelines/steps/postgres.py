@@ -40,6 +40,9 @@ class PostgresConnectionSpec(SpecModel):
     )
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
+    def needed_extras(self) -> tuple[str, ...]:
+        return ("postgres",)  # psycopg and its pool
+
 
 def check_table_name(value: str) -> str:
     """``value`` if it is ``schema.table`` or ``table`` of plain identifiers (it is quoted as

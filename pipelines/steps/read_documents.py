@@ -24,6 +24,7 @@ from pipelines.document_reading import (
     MinOcrConfidence,
     Provider,
     check_provider_settings,
+    document_extras,
 )
 from pipelines.registry import Kind
 from pipelines.spec_base import StepBase
@@ -41,6 +42,9 @@ class ReadDocumentsStepSpec(StepBase):
     aws: AwsTextractSpec = Field(default_factory=AwsTextractSpec)
     azure: AzureSettings = None
     google: GoogleSettings = None
+
+    def needed_extras(self) -> tuple[str, ...]:
+        return document_extras(self)
 
     @model_validator(mode="after")
     def _provider_settings(self) -> ReadDocumentsStepSpec:
