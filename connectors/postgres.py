@@ -122,6 +122,45 @@ def split_table(name: str) -> tuple[str, str]:
 
 _POOLS: dict[PostgresSettings, Any] = {}
 _POOLS_LOCK = threading.Lock()
+PREFLIGHT_TIMEOUT_S = 5  # the run-start check's connect timeout (libpq takes whole seconds)
+
+
+def unreachable(settings: PostgresSettings) -> str | None:
+    """Why one plain connection to ``settings`` fails (PostgreSQL's first message line), or
+    None when it connects. Run start calls it once per server before any pool exists, so an
+    unreachable database fails in seconds with one line, not after every pool's reconnect
+    attempts and every caller's retries (those stay for a server lost mid-run)."""
+    import psycopg
+
+    kwargs = settings.connect_kwargs()
+    kwargs["connect_timeout"] = min(kwargs["connect_timeout"], PREFLIGHT_TIMEOUT_S)
+    try:
+        psycopg.connect(**kwargs).close()
+    except psycopg.Error as exc:
+        return first_line(exc)
+    return None
+
+
+class _FirstPoolError(logging.Filter):
+    """Lets through the first "error connecting" warning of each pool and drops the rest:
+    psycopg_pool logs one per reconnect attempt (24 lines for one unreachable server), and
+    the caller's own error (:func:`failed_after`) already says what failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("error connecting"):
+            return True
+        pool_name = str(record.args[0]) if record.args else ""
+        if pool_name in self._seen:
+            return False
+        self._seen.add(pool_name)
+        return True
+
+
+_POOL_LOG_FILTER = _FirstPoolError()
 
 
 def pool(settings: PostgresSettings) -> Any:
@@ -136,6 +175,9 @@ def pool(settings: PostgresSettings) -> Any:
         if found is None:
             from psycopg_pool import ConnectionPool
 
+            pool_log = logging.getLogger("psycopg.pool")
+            if _POOL_LOG_FILTER not in pool_log.filters:
+                pool_log.addFilter(_POOL_LOG_FILTER)
             found = ConnectionPool(
                 kwargs={**settings.connect_kwargs(), "autocommit": True},
                 min_size=1,

@@ -11,9 +11,7 @@ parse, expressions compile, secrets resolve, outputs may be written) and raise
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -116,29 +114,13 @@ def client_config(config: dict[str, Any], path: str) -> dict[str, Any]:
     }
 
 
-# False while ``plan`` builds a graph: see :func:`secrets_left_to_workers`
-_RESOLVE_SECRETS: ContextVar[bool] = ContextVar("beamwright_resolve_secrets", default=True)
-
-
-@contextmanager
-def secrets_left_to_workers() -> Iterator[None]:
-    """Build without resolving any secret reference (``plan``): the references go into the
-    graph and the workers resolve them in ``setup``, so the planning machine needs neither
-    the secrets nor access to their store, and no value can reach the plan's output."""
-    token = _RESOLVE_SECRETS.set(False)
-    try:
-        yield
-    finally:
-        _RESOLVE_SECRETS.reset(token)
-
-
 def resolve_secret_ref(spec: Any, path: str) -> Any:
     """A spec's :class:`~pipelines.spec_base.SecretSpec` as a
     :class:`connectors.secrets.SecretRef` (through the one :func:`connectors.secrets.refs.secret_ref`),
     resolved once now so that a missing secret fails before the run (not while planning: see
-    :func:`secrets_left_to_workers`); the value is dropped at once and workers resolve the
+    :func:`connectors.secrets.left_to_workers`); the value is dropped at once and workers resolve the
     reference again in ``setup``."""
-    from connectors.secrets import SecretError
+    from connectors.secrets import SecretError, resolved_early
     from connectors.secrets.refs import secret_ref
 
     if spec is None:
@@ -155,7 +137,7 @@ def resolve_secret_ref(spec: Any, path: str) -> Any:
             raise BuildContext.fail(path, "a 'store' secret needs a 'name'")
     try:
         ref = secret_ref(config)
-        if not _RESOLVE_SECRETS.get():  # plan: the workers resolve it (and generate it)
+        if not resolved_early():  # plan: the workers resolve it (and generate it)
             return ref
         if spec.generate:
             ref.create_if_missing()

@@ -208,8 +208,9 @@ def dry_run_problems(
 
     ``pipeline`` is the built Beam pipeline (its ArrowSteps hold the processors) and
     ``inputs`` the built source datasets. Steps without a batch processor (window, batch)
-    end the check of their branch; so, when ``offline``, does a step whose setup fails (it
-    needs a store or a secret only a worker has).
+    end the check of their branch; so, when ``offline``, does a step that asks a data store
+    even for an empty batch (its processor's ``needs_store``) or whose setup fails (it needs
+    a store or a secret only a worker has).
     """
     processors = _processors(pipeline)
     sources = {src.name: src for src in spec.sources}
@@ -275,7 +276,7 @@ def _run_chain(
         if current not in reads:
             continue
         processor = processors.get(step.name)
-        if processor is None:
+        if processor is None or (offline and getattr(processor, "needs_store", False)):
             return []
         side = []
         for lookup in registry.kind_of(step).side_inputs(step):

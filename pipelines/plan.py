@@ -103,7 +103,7 @@ def translate(
 
     pipeline = _built(spec, settings, streaming)
     try:
-        with _own_temp_dir():
+        with _own_temp_dir(), _quiet_sdist_build():
             if runner == "dataflow":
                 job, proto, staged = _dataflow_job(pipeline)
             else:
@@ -183,7 +183,8 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
     import apache_beam as beam
     from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 
-    from pipelines.build import build_pipeline, discard_unrun, secrets_left_to_workers
+    from connectors.secrets import left_to_workers
+    from pipelines.build import build_pipeline, discard_unrun
     from pipelines.checks import build_problem, refuse_unknown_fields
     from pipelines.ids import job_name
     from pipelines.loading import SpecError
@@ -205,7 +206,7 @@ def _built(spec: s.PipelineSpec, settings: s.RunSettings, streaming: bool) -> An
             hint="correct them (run.runner_options or --option key=value)",
         ) from None
     try:
-        with secrets_left_to_workers():  # plan needs no secret: workers resolve them
+        with left_to_workers():  # plan needs no secret: workers resolve them
             built = build_pipeline(spec, pipeline, PLAN_RUN_ID)
         refuse_unknown_fields(spec, built, streaming=streaming)  # as validate --deep
     except BaseException as exc:
@@ -336,6 +337,29 @@ def _own_temp_dir() -> Iterator[None]:
             yield
         finally:
             tempfile.tempdir = previous
+
+
+@contextlib.contextmanager
+def _quiet_sdist_build() -> Iterator[None]:
+    """Beam's stager builds the project's sdist (``python -m build``, for ``setup_file``) with
+    the child's stderr on ours: setuptools' progress and warnings filled every plan. Here the
+    child's stderr joins its captured stdout, which Beam drops when the build succeeds and puts
+    in its RuntimeError when it fails (shown by :func:`_translation`'s PlanError)."""
+    import subprocess
+
+    from apache_beam.utils import processes
+
+    original = processes.check_output
+
+    def check_output(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("stderr", subprocess.STDOUT)
+        return original(*args, **kwargs)
+
+    processes.check_output = check_output
+    try:
+        yield
+    finally:
+        processes.check_output = original
 
 
 # --------------------------------------------------------------------------- the graph

@@ -117,6 +117,10 @@ def _build(spec: PipelineSpec, run_id: str) -> Any:
     problems = extra_problems(spec) or remote_problems(spec)
     if problems:  # before anything is claimed or submitted
         raise SpecError(problems)
+    if spec.run.runner == "direct":  # its workers are this machine: fail fast, one line
+        from pipelines.steps.postgres import check_reachable
+
+        check_reachable(spec)
     streaming = bool(streaming_sources(spec))
     pipeline = beam.Pipeline(
         options=pipeline_options(spec.run, job_name(spec.name), streaming=streaming)

@@ -421,7 +421,7 @@ def test_validate_checks_fields_downstream_and_deep_asks_the_server(pg, tmp_path
 
 
 def test_server_down_fails_the_run_with_the_address(tmp_path):
-    from pipelines.run import RunFailed, run_spec
+    from pipelines.run import run_spec
 
     server = start_or_skip()
     try:
@@ -457,9 +457,10 @@ def test_server_down_fails_the_run_with_the_address(tmp_path):
         data = base_spec(tmp_path, server, {"table": "t", "on": "id", "retries": 0}, [{"id": 1}])
         data["steps"][0]["connection"]["password"] = {"env": "BW_TEST_PG_DOWN"}
         data["steps"][0]["connection"]["connect_timeout_s"] = 1
-        with pytest.raises(RunFailed) as failed:
+        # a run finds it down at its start (one connection, before any pool): one line
+        with pytest.raises(PostgresError) as failed:
             run_spec(spec_from_data(data))
-        assert f"PostgreSQL at {server.host}:{server.port}" in str(failed.value)
+        assert f"steps[0].connection: cannot connect to PostgreSQL at {server.host}:{server.port}" in str(failed.value)
     finally:
         close_pools()
         server.stop()

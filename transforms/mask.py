@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.secrets import SecretRef
+from connectors.secrets import SecretRef, resolved_early
 from transforms.masking import MaskRule, check_rule, mask_table
 from transforms.step import ArrowStep, StepResult
 
@@ -35,8 +35,10 @@ class Masker:
                         f"mask option '{option}' for field '{spec['field']}' must be a secret "
                         "reference (EnvSecret/FileSecret), not a literal value"
                     )
-        # check every option now, before a pipeline runs; the resolved secrets are dropped
-        self._resolve()
+        # check every option now, before a pipeline runs (not while planning: the secrets are
+        # the workers'); the resolved secrets are dropped
+        if resolved_early():
+            self._resolve()
         self._rules: list[MaskRule] | None = None
 
     def _resolve(self) -> list[MaskRule]:

@@ -63,6 +63,10 @@ class PostgresJoiner:
         retries, backoff_s: for connection failures (see the module docstring).
     """
 
+    # even an empty batch asks the server for the table's columns: checks made before a run
+    # (pipelines.checks, offline) stop here instead of connecting
+    needs_store = True
+
     def __init__(
         self,
         *,

@@ -17,11 +17,36 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from connectors.errors import BeamwrightError
+
+_LEFT_TO_WORKERS: ContextVar[bool] = ContextVar("beamwright_secrets_left", default=False)
+
+
+@contextmanager
+def left_to_workers() -> Iterator[None]:
+    """Build a graph without resolving any secret reference (``plan``): references go into
+    the graph and the workers resolve them in ``setup``, so the planning machine needs
+    neither the secrets nor their store, and no value can reach the plan's output. Code that
+    resolves early only to fail before a run (the builders, the mask step) asks
+    :func:`resolved_early` first."""
+    token = _LEFT_TO_WORKERS.set(True)
+    try:
+        yield
+    finally:
+        _LEFT_TO_WORKERS.reset(token)
+
+
+def resolved_early() -> bool:
+    """Whether references may be resolved while a graph is built (not inside
+    :func:`left_to_workers`)."""
+    return not _LEFT_TO_WORKERS.get()
 
 
 class SecretError(BeamwrightError, RuntimeError):
