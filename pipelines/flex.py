@@ -142,7 +142,7 @@ ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py \\
 
 # The launcher imports the project (and Beam's Dataflow runner) at launch time; Beam's stager
 # builds the workers' sdist from pyproject.toml with `python -m build --no-isolation`, which
-# needs build and setuptools>=69 here.
+# needs build and setuptools>=77 (pyproject.toml's SPDX license string) here.
 RUN pip install --no-cache-dir "/template[gcp]" build==1.6.1 setuptools==84.2.1
 """
 

@@ -85,7 +85,7 @@ def ships_code(values: dict[str, Any]) -> bool:
 @functools.cache
 def project_setup_file() -> str | None:
     """The project's ``pyproject.toml`` when beamwright runs from a source tree (a checkout or
-    an editable install): Beam's stager builds an sdist of it for the workers (setuptools>=69
+    an editable install): Beam's stager builds an sdist of it for the workers (setuptools>=77
     reads pyproject-only projects). None for an installed wheel: then the workers need an
     image with beamwright (``beamwright container``) or ``--option extra_packages=...``."""
     from pipelines.project_source import source_root

@@ -31,3 +31,22 @@ def test_sample_records_help_has_a_description_and_defaults(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "throw-away PostgreSQL" in out
     assert "(default: 500)" in out and "(default: 2)" in out and "(default: api_to_db)" in out
+
+
+def test_plan_keeps_the_sdist_build_quiet_unless_it_fails(capfd):
+    """What Beam's stager runs (``processes.check_output``) inside a plan: its stderr is kept
+    with its output, shown only in the error when the child fails."""
+    import sys
+
+    from apache_beam.utils import processes
+
+    from pipelines.plan import _quiet_sdist_build
+
+    noisy = "import sys; sys.stderr.write('setuptools noise'); sys.exit({})"
+    with _quiet_sdist_build():
+        assert b"setuptools noise" in processes.check_output(
+            [sys.executable, "-c", noisy.format(0)]
+        )
+        with pytest.raises(RuntimeError, match="setuptools noise"):
+            processes.check_output([sys.executable, "-c", noisy.format(1)])
+    assert "setuptools noise" not in capfd.readouterr().err
