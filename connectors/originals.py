@@ -20,6 +20,9 @@ dead-letter sink), reads the record at that position again:
 - Avro: ``payloadBytes`` = the datum's bytes exactly as stored in its block (Avro binary under
   the writer schema, decompressed), ``payloadString`` = the datum as strict JSON; attribute
   ``avro.schema_fingerprint`` = CRC-64-AVRO of the writer schema's canonical form (hex).
+- Documents (the ``document`` source: one file, one record at position 1): ``payloadBytes`` =
+  the file's bytes, whatever its format; ``payloadString`` keeps the document row as the step
+  saw it (JSON: its text, type, fields), so every format's dead letter reads alike.
 - Kafka: ``payloadBytes`` = the value, ``payloadString`` = the value when the source reads
   text (``json``, ``string``; Avro and bytes values keep the row's JSON); attributes = topic,
   partition, offset, timestamp, key and headers (:mod:`connectors.kafka.fetch`).
@@ -635,7 +638,19 @@ def _alpha_vantage(path: str, origin: FileOrigin, offsets: list[int]) -> Found:
     return found
 
 
+def _document(path: str, origin: FileOrigin, offsets: list[int]) -> Found:
+    """A ``document`` source's file is one record (position 1): its bytes, whatever the
+    format (PDF, DOCX, an image, text); the payload string stays the document row the step
+    saw (its text, type, fields), the same for every format."""
+    valid, found = _in_range(offsets, 1)
+    if valid:
+        data = bytes(_map(path))
+        found.update({o: Original(data, None) for o in valid})
+    return found
+
+
 _FILE_READERS: dict[str, Callable[[str, FileOrigin, list[int]], Found]] = {
+    "document": _document,
     "jsonl": _jsonl,
     "csv": _csv,
     "avro": _avro,

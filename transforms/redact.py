@@ -10,7 +10,9 @@ place a dead letter can hold a value is covered:
   values replaced by ``"[REDACTED]"``; a CSV record (it has a ``csv.dialect`` attribute) stays a
   CSV record, its fields named by ``csv.header`` (``f0, f1, ...`` without one); anything that
   cannot be parsed into fields (a line that is not JSON, a binary value) is replaced whole.
-- ``payloadBytes`` is dropped: raw bytes cannot be redacted field by field.
+- ``payloadBytes`` is dropped: raw bytes cannot be redacted field by field. A dead letter that
+  had only bytes (a PDF or an image a document source could not read) gets the same
+  replacement text in ``payloadString``, so every format says alike why its payload is gone.
 - ``errorMessage``: reasons quote the failing value (``email: 'x' does not match ...``), so a
   reason about a classified field that holds a value keeps only the field's name, and any
   classified value quoted elsewhere is replaced.
@@ -128,8 +130,11 @@ def redact_table(table: pa.Table, fields: Collection[str]) -> pa.Table:
     texts = table.column("payloadString").to_pylist()
     messages = table.column("errorMessage").to_pylist()
     attributes = table.column("attributes").to_pylist()
+    raw = table.column("payloadBytes").is_valid().to_pylist()
     for row, text in enumerate(texts):
         if text is None:
+            if raw[row]:  # binary bytes (a PDF, an image) dropped: say so, as for any other
+                texts[row] = UNPARSEABLE
             attributes[row] = _redact_attributes(attributes[row])
             continue
         named = {a["key"]: a["value"] for a in attributes[row] or ()}

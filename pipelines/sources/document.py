@@ -115,4 +115,19 @@ def paths(node: DocumentSourceSpec) -> list[tuple[str, str, bool]]:
     return [("paths", p, False) for p in node.paths]
 
 
-KIND = Kind("source", DocumentSourceSpec, build, known_fields=known_fields, paths=paths)
+def origins(node: DocumentSourceSpec, dataset: Any, path: str) -> tuple[dict, dict]:
+    """Each matched file is a record of its own: a step's dead letter of a document (rule
+    ``document_type``, ...) gets the file's bytes back (:mod:`connectors.originals`)."""
+    from connectors.originals import file_origins
+
+    return file_origins(_files(node), "document", {}), {}
+
+
+KIND = Kind(
+    "source",
+    DocumentSourceSpec,
+    build,
+    known_fields=known_fields,
+    paths=paths,
+    origins=origins,
+)
