@@ -89,7 +89,7 @@ def launch(spec: Any, beam_args: Sequence[str]) -> Any:
         StandardOptions,
     )
 
-    from pipelines.build import build_pipeline
+    from pipelines.build import build_pipeline, discard_unrun
     from pipelines.ids import job_name, new_run_id
     from pipelines.loading import SpecError
     from pipelines.plan import _for_runner as for_runner
@@ -123,7 +123,12 @@ def launch(spec: Any, beam_args: Sequence[str]) -> Any:
         raise LaunchError(
             f"the Beam options are not valid: {' '.join(str(exc).split())}", where="arguments"
         ) from None
-    build_pipeline(spec, pipeline, new_run_id())
+    run_id = new_run_id()
+    try:
+        build_pipeline(spec, pipeline, run_id)
+    except BaseException:
+        discard_unrun(pipeline, spec, run_id)  # refused: nothing will run it
+        raise
     return pipeline.run()  # Flex: submit and return; never wait_until_finish
 
 
