@@ -527,7 +527,8 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "postgres_upsert", False):
         from pipelines.dev.postgres_upsert_bench import postgres_upsert_bench
 
-        report = postgres_upsert_bench(args.rows, args.batch_size, args.workers)
+        with BenchWorkdir(args.workdir, "beamwright-bench-pgupsert-") as work:
+            report = postgres_upsert_bench(work.path, args.rows, args.batch_size, args.workers)
         print(json.dumps(report, indent=2))
         return 0
     if args.http:

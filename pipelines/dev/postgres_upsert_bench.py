@@ -25,7 +25,6 @@ rate moves with the load, the CPU cost much less. The cluster runs with
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -160,16 +159,16 @@ def _plain_executemany(server: Any, source: Path, table: str, rows: int) -> floa
 
 
 def postgres_upsert_bench(
+    work: Path,
     rows: int = 1_000_000,
     batch_size: int = 125_000,
     workers: int = 2,
     executemany_rows: int = 50_000,
 ) -> dict[str, Any]:
-    """Run the cases (see the module docstring) and return the report."""
+    """Run the cases (see the module docstring) in ``work``; the report."""
     from pipelines.dev.postgres_server import TempPostgres
     from pipelines.run import run_spec
 
-    work = Path(tempfile.mkdtemp(prefix="beamwright-bench-pgupsert-"))
     passes = [work / "pass1.parquet", work / "pass2.parquet"]
     for generation, path in enumerate(passes, start=1):
         _rows(path, rows, generation)
