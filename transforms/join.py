@@ -602,7 +602,7 @@ class _JoinPartitionFn(beam.DoFn):
         left, right = (
             t
             if t is not None
-            else _empty_like(self._tally.step, tables[1 - i].schema, self._joiner, i)
+            else _empty_like(self._tally.step, tables[1 - i].schema, self._joiner, i, learned=False)
             for i, t in enumerate(tables)
         )
         joined = self._joiner.join(left, right)
@@ -859,11 +859,16 @@ _SCHEMAS: dict[tuple[str, int], pa.Schema] = {}
 """(step, side) -> the schema of that side's kept rows, as last seen in this process."""
 
 
-def _empty_like(step: str, other: pa.Schema | None, joiner: Joiner, side: int) -> pa.Table:
+def _empty_like(
+    step: str, other: pa.Schema | None, joiner: Joiner, side: int, *, learned: bool = True
+) -> pa.Table:
     """An empty table for a side this key never saw, so a left join's unmatched rows still
-    get that side's columns: its schema as seen by this process for other keys, else the
-    fields the spec lists (null-typed) and the other side's internal columns."""
-    seen = _SCHEMAS.get((step, side))
+    get that side's columns: its schema as seen by this process for other keys (``learned``:
+    the streaming path; in the bounded one every partition sees every batch, so a side no
+    partition saw had no batch, and another pipeline's step of the same name must not lend
+    its schema), else the fields the spec lists (null-typed) and the other side's internal
+    columns."""
+    seen = _SCHEMAS.get((step, side)) if learned else None
     if seen is not None:
         return seen.empty_table()
     columns: dict[str, pa.Array] = {}
