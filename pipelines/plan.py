@@ -343,9 +343,11 @@ def _own_temp_dir() -> Iterator[None]:
 def _quiet_sdist_build() -> Iterator[None]:
     """Beam's stager builds the project's sdist (``python -m build``, for ``setup_file``) with
     the child's stderr on ours: setuptools' progress and warnings filled every plan. Here the
-    child's stderr joins its captured stdout, which Beam drops when the build succeeds and puts
-    in its RuntimeError when it fails (shown by :func:`_translation`'s PlanError)."""
+    child's stderr joins its captured stdout, which Beam drops when the build succeeds; when it
+    fails, its end goes to our stderr, since Beam's error for a failed pyproject build
+    ("Failed to build package ...") drops the child's output."""
     import subprocess
+    import sys
 
     from apache_beam.utils import processes
 
@@ -353,7 +355,15 @@ def _quiet_sdist_build() -> Iterator[None]:
 
     def check_output(*args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("stderr", subprocess.STDOUT)
-        return original(*args, **kwargs)
+        try:
+            return original(*args, **kwargs)
+        except RuntimeError as exc:
+            output = getattr(exc.__cause__, "output", None) or b""
+            text = output.decode(errors="replace") if isinstance(output, bytes) else output
+            if text:
+                command = " ".join(map(str, args[0])) if args else "a subprocess"
+                print(f"beamwright: {command} failed:\n{text[-4000:]}", file=sys.stderr)
+            raise
 
     processes.check_output = check_output
     try:
