@@ -243,6 +243,11 @@ class DirectoryLock:
     Held from claim to publish/abort, so a second run writing the same directory fails at
     once instead of interleaving with the first, and a claim may safely remove staging
     directories: no live run can own them. Remote directories cannot be locked (no-op).
+
+    A claim that made the directory (and its missing parents) removes them again when it is
+    released with nothing but the lock file in it (a failed first run, a refused one), so a
+    run that wrote nothing leaves nothing; the removal happens while the lock is still held,
+    so a run opening the lock meanwhile finds it taken.
     """
 
     def __init__(self, directory: str, name: str, where: str) -> None:
@@ -250,6 +255,7 @@ class DirectoryLock:
         self._name = name
         self._where = where
         self._fd: int | None = None
+        self._made: str | None = None  # the outermost folder acquire() created
 
     def __getstate__(self) -> dict[str, Any]:
         """A copy (pickled into a pipeline) never holds the lock: closing its descriptor
@@ -261,6 +267,10 @@ class DirectoryLock:
             return
         import fcntl
 
+        made = None
+        folder = os.path.abspath(self._directory)
+        while not os.path.exists(folder):
+            made, folder = folder, os.path.dirname(folder)
         make_dirs(self._directory)
         fd = os.open(os.path.join(self._directory, self._name), os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -272,12 +282,30 @@ class DirectoryLock:
                 f"another run is writing to {self._directory} right now",
                 "wait for it to finish, or give this run another output path",
             ) from None
-        self._fd = fd
+        self._fd, self._made = fd, made
 
     def release(self) -> None:
         if self._fd is not None:
+            self._remove_what_acquire_made()
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+    def _remove_what_acquire_made(self) -> None:
+        """The folders acquire() made, if they hold nothing but the lock file (see above)."""
+        if self._made is None:
+            return
+        folder = os.path.abspath(self._directory)
+        try:
+            if os.listdir(folder) != [self._name]:
+                return
+            os.unlink(os.path.join(folder, self._name))
+            while True:
+                os.rmdir(folder)
+                if folder == self._made:
+                    break
+                folder = os.path.dirname(folder)
+        except OSError:
+            pass  # not empty (another writer, a kept dead letter): it stays
 
 
 # --------------------------------------------------------------------------- targets

@@ -183,12 +183,13 @@ def _message(exc: BaseException) -> str:
 
 def refuse_unknown_fields(spec: s.PipelineSpec, built: Any, *, streaming: bool) -> None:
     """``run`` and ``plan``: raise SpecError with the problems ``validate --deep`` finds on the
-    graph just built, before anything is claimed, submitted or run.
+    graph just built, before anything is claimed, submitted or run; only what is certain to
+    fail: the first file of each file source is read as the run reads its first batch
+    (``run.batch_size`` rows), so a JSONL field first seen on a later line is no problem.
 
     Why: without it a filter naming a field the data lacks passed ``run``'s checks and failed
     at the first batch, after the run had started (lineage emitted, outputs locked). The cost
-    is the deep check's: the first rows of at most ``MAX_FILES_READ`` local input files per
-    source; sources whose schema needs a data store (Kafka, PostgreSQL, HTTP) are not read,
+    is one batch of one file per file source; sources whose schema needs a data store (Kafka, PostgreSQL, HTTP) are not read,
     and a step whose setup needs one (``offline``) ends its branch unchecked, as today.
     """
     from pipelines.loading import SpecError
@@ -215,7 +216,12 @@ def dry_run_problems(
     processors = _processors(pipeline)
     sources = {src.name: src for src in spec.sources}
     lookups = s.side_input_sources(spec)
-    empty = {d.node: _empty_tables(d, sources[d.node]) for d in inputs if d.node in sources}
+    # offline (run, plan): only what is certain, the first file's first batch as the run
+    # reads it (a JSONL line says nothing of the next; a batch is what the run's steps see)
+    rows, most = (spec.run.batch_size, 1) if offline else (1, MAX_FILES_READ)
+    empty = {
+        d.node: _empty_tables(d, sources[d.node], rows, most) for d in inputs if d.node in sources
+    }
     files: dict[str, list[str]] = {}  # problem -> the input files showing it
     for dataset in inputs:
         if dataset.node in lookups or dataset.node not in empty:
@@ -230,13 +236,14 @@ def _files(paths: list[str]) -> str:
     return paths[0] + (f" and {len(paths) - 1} other file(s)" if len(paths) > 1 else "")
 
 
-def _empty_tables(dataset: Any, source: Any) -> list[tuple[str, Any]]:
-    """(file, an empty table with its schema and position columns) for each readable file."""
+def _empty_tables(dataset: Any, source: Any, rows: int, most: int) -> list[tuple[str, Any]]:
+    """(file, an empty table with the schema of its first ``rows`` rows and the position
+    columns) for each of the first ``most`` readable files."""
     from connectors.records import with_positions
 
     out = []
-    for path in dataset.files[:MAX_FILES_READ]:
-        schema = head_schema(path, dataset.format, getattr(source, "options", None))
+    for path in dataset.files[:most]:
+        schema = head_schema(path, dataset.format, getattr(source, "options", None), rows)
         if schema is not None:
             out.append((path, with_positions(schema.empty_table(), path, [])))
     return out

@@ -27,11 +27,18 @@ from typing import Any
 
 from connectors.errors import BeamwrightError, RunError, error_classes
 from pipelines.ids import job_name, new_run_id
-from pipelines.spec import PipelineSpec, combining_steps, row_edges, streaming_sources
+from pipelines.spec import (
+    PipelineSpec,
+    combining_steps,
+    default_event_log,
+    row_edges,
+    streaming_sources,
+)
 from pipelines.summary import RunSummary, counts_from_metrics, counts_seen
 
 log = logging.getLogger(__name__)
 
+# only for a spec with no local output (pipelines.spec.default_event_log)
 DEFAULT_EVENT_LOG = "beamwright-output/lineage/events.jsonl"
 
 
@@ -363,7 +370,10 @@ def _lineage_session(
         built.inputs,
         built.outputs,
         run_id,
-        event_log=event_log or spec.lineage.event_log or DEFAULT_EVENT_LOG,
+        event_log=event_log
+        or spec.lineage.event_log
+        or default_event_log(spec)
+        or DEFAULT_EVENT_LOG,
         spec_path=spec_path,
         key_uses=built.key_uses,
     )

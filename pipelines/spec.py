@@ -196,7 +196,8 @@ class LineageSettings(SpecModel):
     event_log: str | None = Field(
         default=None,
         description="JSONL file for OpenLineage events when no OpenLineage transport is "
-        "configured (default: <output_root>/lineage/events.jsonl).",
+        "configured (default: lineage/events.jsonl in the folder holding the spec's local "
+        "outputs; beamwright-output/lineage/events.jsonl when it has none).",
     )
     enabled: bool = True
     transport: dict[str, Any] | None = Field(
@@ -428,6 +429,47 @@ def check_outputs(spec: PipelineSpec) -> None:
     problems = list(overlaps(outputs, inputs))
     if problems:
         raise ValueError(problems[0])
+
+
+def default_event_log(spec: PipelineSpec) -> str | None:
+    """Where a run's OpenLineage events go when neither ``lineage.event_log``, ``--event-log``
+    nor an OpenLineage transport says: ``lineage/events.jsonl`` in the folder holding the
+    spec's local outputs (sinks and dead letters: their common folder, the one above a single
+    output), as templates put it under ``output_dir``. None when the spec has no local output
+    (the caller then keeps its own default). Never the current directory by accident: only
+    when the spec's outputs are there."""
+    import os
+
+    from pipelines.output_paths import components
+
+    paths = [path for _, path, _ in _output_paths(spec) if "://" not in path]
+    if not paths:
+        return None
+    parts = [components(path) for path in paths]
+    common = parts[0]
+    for other in parts[1:]:
+        n = 0
+        while n < min(len(common), len(other)) and common[n] == other[n]:
+            n += 1
+        common = common[:n]
+    if common in parts:  # one output (or one holding the others): beside it
+        common = common[:-1]
+    if len(common) <= 1:  # nothing shared but the file system's root: beside the first one
+        common = parts[0][:-1]
+    folder = os.path.join(*common)
+    return os.path.join(folder, "lineage", "events.jsonl")
+
+
+def _output_paths(spec: PipelineSpec) -> list[tuple[str, str, bool]]:
+    """(where, path, is_file) of every output the spec names: sinks' paths, the dead letters."""
+    out = [
+        (f"sinks[{i}].{sub}", path, is_file)
+        for i, node in enumerate(spec.sinks)
+        for sub, path, is_file in registry.kind_of(node).paths(node)
+    ]
+    if spec.dead_letter.path:
+        out.append(("dead_letter.path", spec.dead_letter.path, False))
+    return out
 
 
 def unbounded_sources(spec: PipelineSpec) -> list[str]:

@@ -270,14 +270,14 @@ def test_a_bad_temp_location_fails_at_once_instead_of_asking_gcs(tmp_path, offli
 
 
 def test_plan_resolves_no_secret_the_workers_resolve(tmp_path, monkeypatch, capsys, offline):
-    """``env:`` secrets live on the workers: planning needs none of them (unset here), and a
-    value that is set never reaches the plan's output."""
+    """``env:`` secrets live on the workers: planning needs none of them (the password's
+    variable is unset here), and a value that is set (the token) never reaches the plan."""
     monkeypatch.delenv("BW_PLAN_PW", raising=False)
+    canary = "canary-token-5f1e9c"
+    monkeypatch.setenv("BW_PLAN_TOKEN", canary)
     out = tmp_path / "job.json"
     argv = ["plan", "record_sync", "-p", "postgres_password=env:BW_PLAN_PW", "--out", str(out)]
-    assert main([*argv, "-p", "postgres=u@127.0.0.1:1/db"]) == 0
-    canary = "canary-pw-5f1e9c"
-    monkeypatch.setenv("BW_PLAN_PW", canary)
-    assert main([*argv, "-p", "postgres=u@127.0.0.1:1/db"]) == 0
+    argv += ["-p", "api_token=env:BW_PLAN_TOKEN", "-p", "postgres=u@127.0.0.1:1/db"]
+    assert main(argv) == 0
     captured = capsys.readouterr()
     assert canary not in out.read_text() + captured.out + captured.err

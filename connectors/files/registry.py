@@ -55,13 +55,17 @@ def infer_format(path: str) -> str:
     raise ValueError(f"cannot tell the file format of {path!r}; known extensions: {known}")
 
 
-def head_schema(path: str, fmt: str, options: dict[str, Any] | None = None) -> Any:
-    """The Arrow schema of a file's first rows (position columns dropped), or None when it
-    cannot be read (empty, corrupt, unreadable: building the source reports those)."""
+def head_schema(
+    path: str, fmt: str, options: dict[str, Any] | None = None, rows: int = 1
+) -> Any:
+    """The Arrow schema of a file's first batch of ``rows`` rows (position columns dropped),
+    or None when it cannot be read (empty, corrupt, unreadable: building the source reports
+    those). For JSONL the schema is that batch's: read with the run's batch size, it is the
+    schema the run's first batch of the file will have."""
     from connectors.records import strip_positions
 
     try:
-        chunks = make_format(fmt, **(options or {})).read(path, 1)
+        chunks = make_format(fmt, **(options or {})).read(path, rows)
         with contextlib.closing(chunks):
             for chunk in chunks:
                 return strip_positions(chunk.rows).schema
