@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.errors import BeamwrightError
 from connectors.files.registry import head_schema
 from pipelines import registry
 from pipelines import spec as s
@@ -210,8 +211,9 @@ def dry_run_problems(
     ``pipeline`` is the built Beam pipeline (its ArrowSteps hold the processors) and
     ``inputs`` the built source datasets. Steps without a batch processor (window, batch)
     end the check of their branch; so, when ``offline``, does a step that asks a data store
-    even for an empty batch (its processor's ``needs_store``) or whose setup fails (it needs
-    a store or a secret only a worker has).
+    even for an empty batch (its processor's ``needs_store``), whose setup fails (it needs a
+    store or a secret only a worker has) or that fails other than with a BeamwrightError (an
+    unknown field, a type: a step needing a side input of its own, as dedupe, is no problem).
     """
     processors = _processors(pipeline)
     sources = {src.name: src for src in spec.sources}
@@ -297,6 +299,8 @@ def _run_chain(
         try:
             table = processor.process(table, *side).rows
         except Exception as exc:  # noqa: BLE001 - every failure is reported, with its path
+            if offline and not isinstance(exc, BeamwrightError):
+                return []  # run/plan refuse only the project's own errors (a field, a type)
             return [f"{_step_path(step, i, exc)}: {_message(exc)}"]
         current = step.name
     return _sink_problems(spec, current, table)

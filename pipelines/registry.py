@@ -126,6 +126,9 @@ class Kind:
             summary's check between nodes. Sinks that combine (a report) count the rows they
             receive as ``rows_in`` and write a few aggregate rows: only the check between
             nodes applies to them.
+        counts_side_inputs: steps whose ``rows_in`` counts their side inputs' rows too
+            (reconcile keys its ``target`` rows with its input's): those are edges of the
+            run summary's check between nodes; a lookup's table, read whole, is not.
         masks: steps that mask: ``(index, rule)`` of each mask rule (``field``, ``strategy``,
             ``when``). Rules with a ``when`` condition are applied per output audience, by
             building the node again with those rules unconditional
@@ -149,6 +152,7 @@ class Kind:
     origins: Callable[[Any, Any, str], tuple[dict, dict]] = _no_origins
     masks: Callable[[Any], Iterable[tuple[int, Any]]] = _nothing
     combines: bool = False
+    counts_side_inputs: bool = False
 
     @property
     def type(self) -> str:

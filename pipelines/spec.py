@@ -331,10 +331,17 @@ def sink_inputs(spec: PipelineSpec) -> Iterator[tuple[int, Any, list[str]]]:
 def row_edges(spec: PipelineSpec) -> list[tuple[str, str]]:
     """(producer, consumer) for every edge rows travel on, from the wiring rules above: each
     step's and sink's main inputs (a join's two sides included; a fan-out is one edge per
-    consumer). Side inputs (a lookup's table, reconcile's target) are read whole, not passed
-    on, and the dead-letter sinks read the run's dead letters, so neither is an edge. The run
+    consumer). Side inputs (a lookup's table) are read whole, not passed on, so they are no
+    edge, unless the step counts their rows in (reconcile's target:
+    ``Kind.counts_side_inputs``); the dead-letter sinks read the run's dead letters. The run
     summary checks every consumer receives what its producers emitted on these edges."""
     edges = [(name, step.name) for _, step, names in step_inputs(spec) for name in names]
+    edges += [  # side inputs whose rows the step counts in (Kind.counts_side_inputs)
+        (name, step.name)
+        for step in spec.steps
+        if registry.kind_of(step).counts_side_inputs
+        for name in registry.kind_of(step).side_inputs(step)
+    ]
     edges += [
         (name, sink.name)
         for _, sink, names in sink_inputs(spec)

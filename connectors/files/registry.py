@@ -55,9 +55,7 @@ def infer_format(path: str) -> str:
     raise ValueError(f"cannot tell the file format of {path!r}; known extensions: {known}")
 
 
-def head_schema(
-    path: str, fmt: str, options: dict[str, Any] | None = None, rows: int = 1
-) -> Any:
+def head_schema(path: str, fmt: str, options: dict[str, Any] | None = None, rows: int = 1) -> Any:
     """The Arrow schema of a file's first batch of ``rows`` rows (position columns dropped),
     or None when it cannot be read (empty, corrupt, unreadable: building the source reports
     those). For JSONL the schema is that batch's: read with the run's batch size, it is the

@@ -84,7 +84,8 @@ def connection_settings(connection: PostgresConnectionSpec, path: str) -> Any:
 
 def connections(spec: Any) -> list[tuple[str, PostgresConnectionSpec]]:
     """(spec path, connection) of every PostgreSQL connection a pipeline spec names, in any
-    node (a source, a step, a sink, a sync's state table), each server once."""
+    node (a source, a step, a sink, a sync's state table), each server once; not those of a
+    node that connects only for some data (``server_needed_at_start = False``: reconcile)."""
     found: dict[tuple[str, int, str, str], tuple[str, PostgresConnectionSpec]] = {}
 
     def visit(value: Any, path: str) -> None:
@@ -98,7 +99,9 @@ def connections(spec: Any) -> list[tuple[str, PostgresConnectionSpec]]:
                 visit(item, f"{path}[{i}]")
 
     for role in ("sources", "steps", "sinks"):
-        visit(getattr(spec, role), role)
+        for i, node in enumerate(getattr(spec, role)):
+            if getattr(node, "server_needed_at_start", True):
+                visit(node, f"{role}[{i}]")
     return list(found.values())
 
 

@@ -13,7 +13,7 @@ per batch), which is also an input dataset in lineage.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -33,6 +33,10 @@ FieldType = Literal["string", "int32", "int64", "float32", "float64", "bool", "d
 
 class ReconcileStepSpec(StepBase):
     """Key both sides' changes together and decide each record's writes and conflicts."""
+
+    # the table is read only for keys the API alone changed (see the module docstring): the
+    # run-start server check (pipelines.steps.postgres.check_reachable) leaves it to the run
+    server_needed_at_start: ClassVar[bool] = False
 
     type: Literal["reconcile"]
     target: Name = Field(description="The database side's changes (a source name).")
@@ -136,4 +140,11 @@ def side_inputs(node: ReconcileStepSpec) -> list[str]:
     return [node.target]
 
 
-KIND = Kind("step", ReconcileStepSpec, build, lineage=lineage, side_inputs=side_inputs)
+KIND = Kind(
+    "step",
+    ReconcileStepSpec,
+    build,
+    lineage=lineage,
+    side_inputs=side_inputs,
+    counts_side_inputs=True,
+)
