@@ -14,18 +14,7 @@ from pipelines.cli import main
 def _spec(tmp_path: Path) -> Path:
     src = tmp_path / "orders.jsonl"
     src.write_text('{"id": 1, "status": "paid"}\n{"id": 2, "status": "open"}\n')
-    spec = {
-        "name": "typo",
-        "sources": [{"name": "orders", "type": "file", "path": str(src)}],
-        "steps": [{"name": "paid", "type": "filter", "where": "stauts == 'paid'"}],
-        "sinks": [
-            {"name": "out", "type": "file", "path": str(tmp_path / "out"), "format": "jsonl"}
-        ],
-        "dead_letter": {"path": str(tmp_path / "dead")},
-    }
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    return path
+    return _spec_of(tmp_path, str(src), "stauts == 'paid'")
 
 
 @pytest.mark.parametrize("command", [["run", "-q"], ["plan", "--runner", "flink"]])
@@ -44,7 +33,7 @@ def test_unknown_field_is_refused_before_anything_runs(
     assert "steps[0].where: unknown field 'stauts'" in err and "did you mean 'status'" in err
     assert "Traceback" not in err
     assert list(cwd.iterdir()) == []  # no lineage, no job graph
-    assert not (tmp_path / "out").exists() and not (tmp_path / "dead").exists()
+    assert not (tmp_path / "out").exists()  # neither outputs nor dead letters
 
 
 def _spec_of(tmp_path: Path, src: str, where: str) -> Path:
