@@ -38,7 +38,7 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP) browser postgres redis tesseract
 	$(TEST_BIN)/lint-imports
-	$(TEST_BIN)/python -m pytest -m "slow or not slow" -q
+	$(TEST_BIN)/python -m pytest -m "slow or not slow" -q --durations=30
 
 # The lineage graph is checked in a real headless Chromium (Debian's package). Installed when
 # missing and we are root (CI, the dev machines); otherwise that one test is skipped.
