@@ -56,7 +56,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the broker and produce until Ctrl-C (after ``--count`` orders it only serves)."""
-    import threading
 
     from confluent_kafka import Producer
 
@@ -80,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(1 / args.rate)
             producer.flush(10)
             print(f"sent {sent} orders; the broker keeps serving until Ctrl-C", flush=True)
-            threading.Event().wait()
+            while True:  # a timed sleep, so the main thread wakes to see Ctrl-C whichever
+                time.sleep(0.5)  # thread the kernel handed the signal to (an untimed wait may not)
         except KeyboardInterrupt:
             producer.flush(10)
             print(f"sent {sent} orders", flush=True)
