@@ -17,6 +17,7 @@ import argparse
 from typing import Any
 
 from connectors.errors import EXIT_OK
+from pipelines.interrupts import stop_on_signals
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -98,6 +99,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
         scheme=scheme,
     )
     print(f"webhook ingest on {server.url} -> {args.topic}; Ctrl-C stops", flush=True)
+    stop_on_signals()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -114,6 +116,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from connectors.ingest.stream import relay
 
     appender = KafkaAppender(args.bootstrap_servers, args.topic)
+    stop_on_signals()
     try:
         n = relay(
             args.url,

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from pipelines.dev.kafka_broker import free_port
 from pipelines.dev.sample_stream import sample_orders
 from pipelines.loading import parse_yaml, spec_from_data
@@ -59,3 +61,30 @@ def test_the_readme_streaming_example_reads_a_live_sample_stream(tmp_path):
     finally:
         broker.send_signal(signal.SIGINT)
         broker.wait(30)
+
+
+def _started_with_sigint_ignored() -> None:
+    """As a shell without job control starts a background command."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sample_stream_stops_cleanly_even_started_with_sigint_ignored(sig):
+    """It says "Ctrl-C stops": an inherited SIG_IGN (CI's background suite) must not make it
+    run on; SIGTERM (service managers, docker stop) stops it the same clean way."""
+    command = [BIN, "sample-stream", "--port", str(free_port()), "--count", "1"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, preexec_fn=_started_with_sigint_ignored
+    )
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while "keeps serving" not in line:
+            assert time.monotonic() < deadline and process.poll() is None, line
+            line = process.stdout.readline()
+        process.send_signal(sig)
+        assert process.wait(15) == 0
+        assert "sent 1 orders" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -187,7 +187,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def serve(args: argparse.Namespace) -> int:
     """Serve on 127.0.0.1:``--port`` until Ctrl-C, or with ``--run`` run the
     template against it once and return its exit code."""
-    import threading
+    import time
+
+    from pipelines.interrupts import stop_on_signals
 
     try:
         api = SampleApi(count=args.count, port=args.port)
@@ -199,8 +201,10 @@ def serve(args: argparse.Namespace) -> int:
         print(f"orders API on {endpoint} (events: {endpoint}/events)", flush=True)
         if not args.run:
             print("Ctrl-C stops", flush=True)
+            stop_on_signals()
             try:
-                threading.Event().wait()
+                while True:  # timed, so the main thread sees the signal whichever thread got it
+                    time.sleep(0.5)
             except KeyboardInterrupt:
                 return 0
         return run_template(endpoint, args.param)

@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from confluent_kafka import Producer
 
     from pipelines.dev.kafka_broker import EmbeddedBroker
+    from pipelines.interrupts import stop_on_signals
 
+    stop_on_signals()
     with EmbeddedBroker(args.port) as broker:
         broker.create_topic(args.topic, args.partitions)
         print(
