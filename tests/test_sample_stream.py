@@ -39,6 +39,15 @@ def test_sample_orders_are_mostly_valid_with_some_invalid_and_some_late():
     assert {"order_id", "customer_id", "country", "amount", "ts"} <= set(orders[0])
 
 
+def read_until(process: subprocess.Popen, text: str, seconds: float = 60) -> None:
+    """Read the command's output until a line holds ``text``; fail if it exits or is late."""
+    deadline = time.monotonic() + seconds
+    line = ""
+    while text not in line:
+        assert time.monotonic() < deadline and process.poll() is None, line
+        line = process.stdout.readline()
+
+
 def test_the_readme_streaming_example_reads_a_live_sample_stream(tmp_path):
     port = free_port()
     broker = subprocess.Popen(
@@ -46,11 +55,7 @@ def test_the_readme_streaming_example_reads_a_live_sample_stream(tmp_path):
         stdout=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        line = ""
-        while "sent 200 orders" not in line:
-            assert time.monotonic() < deadline and broker.poll() is None, line
-            line = broker.stdout.readline()
+        read_until(broker, "sent 200 orders")
         summary = run_spec(spec_from_data(readme_spec(port, str(tmp_path))))
         assert summary.rows_read == 200 and summary.rows_dead_lettered == 8  # every 25th
         rows = [
@@ -77,11 +82,7 @@ def test_sample_stream_stops_cleanly_even_started_with_sigint_ignored(sig):
         command, stdout=subprocess.PIPE, text=True, preexec_fn=_started_with_sigint_ignored
     )
     try:
-        deadline = time.monotonic() + 60
-        line = ""
-        while "keeps serving" not in line:
-            assert time.monotonic() < deadline and process.poll() is None, line
-            line = process.stdout.readline()
+        read_until(process, "keeps serving")
         process.send_signal(sig)
         assert process.wait(15) == 0
         assert "sent 1 orders" in process.stdout.read()
