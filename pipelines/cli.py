@@ -438,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
     )
     tpl.set_defaults(func=cmd_templates)
 
-    from pipelines.dev.bench import CASES, case_names  # standard library only: no Beam
+    from pipelines.dev.bench_cases import CASES, case_names  # not the bench: start-up cost
     from pipelines.dev.nexmark_bench import MIN_EVENTS, event_count, query_numbers
 
     bench = sub.add_parser(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.dev.bench import CASES
+from pipelines.dev.bench_cases import CASES
 from pipelines.dev.nexmark_bench import _timed, failure, print_text, query_numbers
 from pipelines.dev.workdir import BenchWorkdir
 

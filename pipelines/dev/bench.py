@@ -44,32 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipelines.dev.bench_cases import CASES
 from pipelines.dev.workdir import BenchWorkdir
-
-CASES = (
-    "parquet",
-    "parquet_lineage",
-    "jsonl",
-    "baseline",
-    "demo",
-    "validate_only",
-    "window",
-    "gx_suite",
-    "gx_rules",
-    "audience_masks",
-    "plain_masks",
-    "join",
-)
-
-
-def case_names(text: str) -> list[str]:
-    """``--cases``: case names separated by commas, each one of :data:`CASES`."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    for name in names:
-        if name not in CASES:
-            raise argparse.ArgumentTypeError(f"unknown case {name!r}; cases: {', '.join(CASES)}")
-    return names
-
 
 JOIN_CUSTOMERS = 100_000  # the join case: --rows orders x this many customers (bounded join)
 TARGETS = {"parquet": 1_000_000, "jsonl": 500_000}

@@ -32,8 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipelines.dev.bench import environment
-
 # nexmark_oracle and nexmark (numpy) are imported where they are used: the CLI's parser imports
 # this module for its argument types (query_numbers, event_count) on every start.
 QUERIES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
@@ -179,6 +177,7 @@ def run_query(query: int, events_file: Path, events: int, workdir: Path) -> dict
 
 def nexmark_bench(events: int, queries: list[int], workdir: Path, seed: int = 0) -> dict[str, Any]:
     """Every query both ways on ``events`` generated events in ``workdir``; the report."""
+    from pipelines.dev.bench import environment  # here: the CLI's parser imports this module
     from pipelines.dev.nexmark import NexmarkConfig, write_file
 
     events_file = workdir / f"events-{events}-seed{seed}.jsonl"
